@@ -1,0 +1,136 @@
+/*
+ * pgbk_common.h
+ *	  Status codes, error buffers, byte buffers and runtime hooks shared by
+ *	  every plain-C module of pgbk.
+ *
+ * Code under common/ is compiled both into the PostgreSQL extension and into
+ * the frontend programs (pgbk, pgbk-watcher), so it must not include backend
+ * headers, call ereport() or exit().  Every fallible function returns a
+ * PgbkStatus and, on failure, fills a PgbkError whose message names what
+ * failed and why.  Thin wrappers turn that into ereport() in the backend and
+ * into "pgbk: ..." plus an exit code in the CLI.
+ *
+ * Memory is plain malloc/free.  Backend callers must make sure every object
+ * they get from common/ is freed on their error paths too (PG_TRY or
+ * long-lived handles).
+ */
+#ifndef PGBK_COMMON_H
+#define PGBK_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PGBK_VERSION "0.1.0"
+
+/*
+ * Status codes.  PGBK_OK is zero; every other value is a distinct class of
+ * failure that callers (and exit codes) may act on.
+ */
+typedef enum PgbkStatus
+{
+	PGBK_OK = 0,
+	PGBK_NOT_FOUND,       /* object or file does not exist */
+	PGBK_EXISTS,          /* exists with different content (never
+								 * overwritten) */
+	PGBK_ERR,             /* generic failure */
+	PGBK_ERR_CONFIG,      /* bad configuration value or file */
+	PGBK_ERR_AUTH,        /* S3 403: credentials or signature */
+	PGBK_ERR_NO_BUCKET,   /* S3 bucket does not exist */
+	PGBK_ERR_CONNECT,     /* connection refused, unreachable, timeout */
+	PGBK_ERR_DNS,         /* host name could not be resolved */
+	PGBK_ERR_TLS,         /* TLS handshake or certificate failure */
+	PGBK_ERR_SERVER,      /* S3 5xx (after retries) or protocol error */
+	PGBK_ERR_IO,          /* local file system error */
+	PGBK_ERR_INTEGRITY,   /* tampered, truncated, checksum mismatch */
+	PGBK_ERR_KEY,         /* missing or wrong encryption key */
+	PGBK_ERR_FORMAT,      /* not a pgbk object / unsupported version */
+	PGBK_ERR_INTERRUPTED, /* caller asked us to stop */
+	PGBK_ERR_USAGE        /* bad argument from the caller/user */
+} PgbkStatus;
+
+#define PGBK_ERRMSG_LEN 1024
+
+typedef struct PgbkError
+{
+	PgbkStatus code;
+	char       msg[PGBK_ERRMSG_LEN];
+} PgbkError;
+
+/* Set *err (if not NULL) and return code. */
+PgbkStatus pgbk_error(PgbkError *err, PgbkStatus code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prepend context: "context: previous message". Returns err->code. */
+PgbkStatus pgbk_error_prefix(PgbkError *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void pgbk_error_clear(PgbkError *err);
+
+/* Short name of a status, e.g. "integrity". */
+const char *pgbk_status_name(PgbkStatus code);
+
+/* Growable byte buffer. */
+typedef struct PgbkBuf
+{
+	unsigned char *data;
+	size_t         len;
+	size_t         cap;
+} PgbkBuf;
+
+void pgbk_buf_init(PgbkBuf *b);
+/* Returns false on allocation failure (b unchanged). */
+bool pgbk_buf_reserve(PgbkBuf *b, size_t extra);
+bool pgbk_buf_append(PgbkBuf *b, const void *data, size_t len);
+bool pgbk_buf_append_str(PgbkBuf *b, const char *s);
+bool pgbk_buf_printf(PgbkBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pgbk_buf_reset(PgbkBuf *b);
+void pgbk_buf_free(PgbkBuf *b);
+
+/*
+ * Runtime hooks.  The backend installs versions that check for pending
+ * interrupts and sleep on the process latch; the defaults never interrupt
+ * and use nanosleep().  Long-running operations (network transfers, retry
+ * backoff, big loops) must poll interrupted() and return
+ * PGBK_ERR_INTERRUPTED when it says so.
+ */
+typedef struct PgbkHooks
+{
+	bool (*interrupted)(void);
+	void (*sleep_ms)(int ms);
+	/* optional diagnostic log line (never contains secrets); may be NULL */
+	void (*log)(int level, const char *msg);
+} PgbkHooks;
+
+#define PGBK_LOG_DEBUG   0
+#define PGBK_LOG_INFO    1
+#define PGBK_LOG_WARNING 2
+
+extern PgbkHooks pgbk_hooks;
+
+bool pgbk_interrupted(void);
+void pgbk_sleep_ms(int ms);
+void pgbk_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* strdup that returns NULL on NULL input */
+char *pgbk_strdup(const char *s);
+
+/* Wall clock in microseconds since the Unix epoch. */
+int64_t pgbk_now_us(void);
+
+/* Lower-case hex encoding; out must hold 2*len+1 bytes. */
+void pgbk_hex_encode(const unsigned char *in, size_t len, char *out);
+/* Returns false unless hex is exactly 2*len valid hex digits. */
+bool pgbk_hex_decode(const char *hex, unsigned char *out, size_t len);
+
+/*
+ * Secret-file check: the file must be a regular file not readable, writable
+ * or executable by group or others.  The error names the file and the mode.
+ */
+PgbkStatus pgbk_check_private_file(const char *path, const char *what, PgbkError *err);
+
+/* Read a whole (small) file.  NOT_FOUND if it does not exist. */
+PgbkStatus pgbk_read_file(const char *path, PgbkBuf *out, PgbkError *err);
+
+#endif /* PGBK_COMMON_H */
