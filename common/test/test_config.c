@@ -1,0 +1,669 @@
+/*
+ * test_config.c
+ *	  Unit tests for pgbk.conf parsing (config.c) and AWS-style credentials
+ *	  files: every setting and its default, each validation error naming the
+ *	  setting, the file and the line, relative paths, quoting, and that no
+ *	  error message ever contains a secret.
+ */
+#include "unit.h"
+
+#include "config.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[512];
+
+/* Values that must never show up in a message. */
+static const char *const secrets[] = {
+    "AKIAEXAMPLEKEYID77",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY",
+    "FQoGZXIvYXdzSESSIONTOKEN",
+    "hunter2",
+};
+
+static const char *
+path_of(const char *name)
+{
+	static char path[4][600];
+	static int  next = 0;
+	char       *p = path[next++ % 4];
+
+	snprintf(p, sizeof(path[0]), "%s/%s", tmpdir, name);
+	return p;
+}
+
+static void
+write_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *f;
+
+	unlink(path);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void
+assert_no_secrets(const char *msg)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+	{
+		if (strstr(msg, secrets[i]) != NULL)
+			fail_msg("message \"%s\" contains a secret", msg);
+	}
+}
+
+static PgbkConfig *
+parse_ok(const char *text)
+{
+	PgbkConfig *cfg = NULL;
+	PgbkError   err;
+
+	if (config_parse_string(text, "test.conf", tmpdir, &cfg, &err) != PGBK_OK)
+		fail_msg("config_parse_string: %s", err.msg);
+	return cfg;
+}
+
+/*
+ * Parsing must fail with PGBK_ERR_CONFIG, and the message must contain each
+ * of the given pieces (NULL-terminated) and no secret.
+ */
+static void
+expect_fail(const char *text, ...)
+{
+	PgbkConfig *cfg = (PgbkConfig *) 0x1;
+	PgbkError   err;
+	PgbkStatus  rc;
+	va_list     ap;
+	const char *want;
+
+	rc = config_parse_string(text, "test.conf", tmpdir, &cfg, &err);
+	if (rc != PGBK_ERR_CONFIG)
+		fail_msg("expected a configuration error for:\n%s\ngot %s: %s", text, pgbk_status_name(rc),
+		         rc ? err.msg : "");
+	assert_null(cfg);
+	va_start(ap, text);
+	while ((want = va_arg(ap, const char *)) != NULL)
+	{
+		if (strstr(err.msg, want) == NULL)
+			fail_msg("message \"%s\" lacks \"%s\"", err.msg, want);
+	}
+	va_end(ap);
+	assert_no_secrets(err.msg);
+}
+
+static int
+setup(void **state)
+{
+	const char *base = getenv("PGBK_TEST_TMP");
+	char        text[200];
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/pgbk_config_XXXXXX", base ? base : "/tmp");
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	snprintf(text, sizeof(text), "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+	         secrets[0], secrets[1]);
+	write_file(path_of("creds"), text, 0600);
+	write_file(path_of("pgbk.key"),
+	           "pgbk-key-1:"
+	           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+	           0600);
+	write_file(path_of("ca.pem"), "-----BEGIN CERTIFICATE-----\n", 0644);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_defaults(void **state)
+{
+	PgbkConfig *cfg = parse_ok("repository = /var/backups/pgbk/\nencryption = off\n");
+
+	assert_string_equal(cfg->config_path, "test.conf");
+	assert_int_equal(cfg->repo_kind, PGBK_REPO_LOCAL);
+	assert_string_equal(cfg->repository, "/var/backups/pgbk/");
+	assert_string_equal(cfg->local_path, "/var/backups/pgbk");
+	assert_null(cfg->s3_bucket);
+	assert_string_equal(cfg->s3_endpoint, "https://s3.us-east-1.amazonaws.com");
+	assert_string_equal(cfg->s3_region, "us-east-1");
+	assert_int_equal(cfg->s3_uri_style, PGBK_URI_HOST);
+	assert_null(cfg->s3_ca_file);
+	assert_true(cfg->s3_verify_tls);
+	assert_null(cfg->s3_connect_host);
+	assert_null(cfg->s3_credentials_file);
+	assert_string_equal(cfg->s3_profile, "default");
+	assert_int_equal(cfg->s3_part_size, 16 * 1024 * 1024);
+	assert_int_equal(cfg->s3_multipart_threshold, 64 * 1024 * 1024);
+	assert_int_equal(cfg->s3_timeout_ms, 60000);
+	assert_int_equal(cfg->s3_connect_timeout_ms, 10000);
+	assert_int_equal(cfg->s3_max_retries, 4);
+	assert_null(cfg->key_file);
+	assert_false(cfg->encryption);
+	assert_int_equal(cfg->compression, PGBK_COMPRESS_ZSTD);
+	assert_int_equal(cfg->compression_level, 3);
+	config_free(cfg);
+	config_free(NULL);
+
+	/* the region picks the default endpoint */
+	cfg = parse_ok("repository = /r\nencryption = off\ns3_region = eu-central-1\n");
+	assert_string_equal(cfg->s3_endpoint, "https://s3.eu-central-1.amazonaws.com");
+	config_free(cfg);
+}
+
+static void
+test_every_setting(void **state)
+{
+	char        text[2048];
+	PgbkConfig *cfg;
+
+	snprintf(text, sizeof(text),
+	         "# all of them\n"
+	         "repository = 's3://pgbk-backups/prod/db1/'\n"
+	         "s3_endpoint = 'https://rgw.example.net:7480/'\n"
+	         "s3_region = 'default'\n"
+	         "s3_uri_style = path\n"
+	         "s3_ca_file = '%s'\n"
+	         "s3_verify_tls = off\n"
+	         "s3_connect_host = 10.0.0.5\n"
+	         "s3_credentials_file = creds\n"
+	         "s3_profile = 'backup-writer'\n"
+	         "s3_part_size = 32MB\n"
+	         "s3_multipart_threshold = '1 GB'\n"
+	         "s3_timeout = 2min\n"
+	         "s3_connect_timeout = 1500ms\n"
+	         "s3_max_retries = 0\n"
+	         "key_file = pgbk.key\n"
+	         "encryption = yes\n"
+	         "compression = none\n"
+	         "compression_level = 19\n",
+	         path_of("ca.pem"));
+	cfg = parse_ok(text);
+	assert_int_equal(cfg->repo_kind, PGBK_REPO_S3);
+	assert_string_equal(cfg->repository, "s3://pgbk-backups/prod/db1/");
+	assert_null(cfg->local_path);
+	assert_string_equal(cfg->s3_bucket, "pgbk-backups");
+	assert_string_equal(cfg->s3_prefix, "prod/db1");
+	assert_string_equal(cfg->s3_endpoint, "https://rgw.example.net:7480");
+	assert_string_equal(cfg->s3_region, "default");
+	assert_int_equal(cfg->s3_uri_style, PGBK_URI_PATH);
+	assert_string_equal(cfg->s3_ca_file, path_of("ca.pem"));
+	assert_false(cfg->s3_verify_tls);
+	assert_string_equal(cfg->s3_connect_host, "10.0.0.5");
+	assert_string_equal(cfg->s3_credentials_file, path_of("creds"));
+	assert_string_equal(cfg->s3_profile, "backup-writer");
+	assert_int_equal(cfg->s3_part_size, 32 * 1024 * 1024);
+	assert_int_equal(cfg->s3_multipart_threshold, 1024 * 1024 * 1024);
+	assert_int_equal(cfg->s3_timeout_ms, 120000);
+	assert_int_equal(cfg->s3_connect_timeout_ms, 1500);
+	assert_int_equal(cfg->s3_max_retries, 0);
+	assert_string_equal(cfg->key_file, path_of("pgbk.key"));
+	assert_true(cfg->encryption);
+	assert_int_equal(cfg->compression, PGBK_COMPRESS_NONE);
+	assert_int_equal(cfg->compression_level, 19);
+	config_free(cfg);
+
+	/* bucket without prefix; IPv6 endpoint; upper-case scheme */
+	cfg = parse_ok("repository = s3://my.bucket-1\ns3_endpoint = HTTP://[::1]:9000\n"
+	               "s3_uri_style = PATH\ns3_credentials_file = creds\nencryption = OFF\n");
+	assert_string_equal(cfg->s3_bucket, "my.bucket-1");
+	assert_string_equal(cfg->s3_prefix, "");
+	assert_string_equal(cfg->s3_endpoint, "http://[::1]:9000");
+	config_free(cfg);
+}
+
+static void
+test_booleans(void **state)
+{
+	static const char *const yes[] = {"on", "true", "yes", "1", "ON", "True"};
+	static const char *const no[] = {"off", "false", "no", "0", "Off", "NO"};
+	char                     text[200];
+	size_t                   i;
+	PgbkConfig              *cfg;
+
+	for (i = 0; i < 6; i++)
+	{
+		snprintf(text, sizeof(text), "repository=/r\nencryption=off\ns3_verify_tls=%s\n", yes[i]);
+		cfg = parse_ok(text);
+		assert_true(cfg->s3_verify_tls);
+		config_free(cfg);
+		snprintf(text, sizeof(text), "repository=/r\nencryption=off\ns3_verify_tls=%s\n", no[i]);
+		cfg = parse_ok(text);
+		assert_false(cfg->s3_verify_tls);
+		config_free(cfg);
+	}
+	expect_fail("repository=/r\nencryption=off\ns3_verify_tls = maybe\n", "\"s3_verify_tls\"",
+	            "test.conf", "line 3", "maybe", NULL);
+	expect_fail("repository=/r\nencryption = nope\n", "\"encryption\"", "line 2", NULL);
+}
+
+static void
+test_quoting_and_syntax(void **state)
+{
+	PgbkConfig *cfg;
+	char        text[300];
+
+	/* '' is a quote, '#' and spaces inside quotes are data */
+	write_file(path_of("it's a #key"),
+	           "pgbk-key-1:"
+	           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+	           0600);
+	cfg = parse_ok("repository='/r' # comment\n"
+	               "key_file = 'it''s a #key'   # trailing comment\n"
+	               "\t  compression_level=7#no space before the comment\n"
+	               "\n   # indented comment\n"
+	               "s3_region =eu-west-1\r\n");
+	assert_string_equal(cfg->key_file, path_of("it's a #key"));
+	assert_int_equal(cfg->compression_level, 7);
+	assert_string_equal(cfg->s3_region, "eu-west-1");
+	config_free(cfg);
+
+	/* a later line wins; errors then name that line */
+	cfg = parse_ok("repository=/one\nencryption=off\nrepository=/two\nCompression_Level = 5\n");
+	assert_string_equal(cfg->local_path, "/two");
+	assert_int_equal(cfg->compression_level, 5);
+	config_free(cfg);
+	expect_fail("repository=/r\nencryption=off\ncompression_level=2\ncompression_level=99\n",
+	            "\"compression_level\"", "line 4", "99", NULL);
+
+	/* an empty optional file setting means "not set" */
+	cfg = parse_ok("repository=/r\nencryption=off\ns3_ca_file=''\nkey_file = ''\n");
+	assert_null(cfg->s3_ca_file);
+	assert_null(cfg->key_file);
+	config_free(cfg);
+
+	expect_fail("repository /r\n", "syntax error", "test.conf", "line 1", "\"=\"", NULL);
+	expect_fail("encryption=off\nrepository = '/r\n", "line 2", "unterminated", NULL);
+	expect_fail("repository = /my backups\n", "line 1", "unexpected text", NULL);
+	expect_fail("repository = /r\ns3_region =\n", "line 2", "missing value", "s3_region", NULL);
+	expect_fail("repository = /r\ns3_region = ''\nencryption=off\n", "\"s3_region\"", "line 2",
+	            "empty", NULL);
+	expect_fail("= value\n", "line 1", "setting name", NULL);
+	expect_fail("include 'other.conf'\n", "include", "not supported", "line 1", NULL);
+	expect_fail("repository=/r\ninclude_dir = 'conf.d'\n", "include_dir", "line 2", NULL);
+	expect_fail("repository=/r\ninclude_if_exists = 'x'\n", "include_if_exists", NULL);
+
+	/* unknown settings: named with file and line, the value never shown */
+	snprintf(text, sizeof(text), "repository=/r\n\naws_secret_access_key = '%s'\n", secrets[1]);
+	expect_fail(text, "unrecognized setting \"aws_secret_access_key\"", "test.conf", "line 3",
+	            NULL);
+	expect_fail("repository=/r\npassword = hunter2\n", "\"password\"", "line 2", NULL);
+}
+
+static void
+test_repository(void **state)
+{
+	PgbkConfig *cfg;
+
+	expect_fail("encryption=off\n", "\"repository\"", "required", "test.conf", NULL);
+	expect_fail("repository=''\nencryption=off\n", "\"repository\"", "required", NULL);
+	expect_fail("encryption=off\nrepository = backups\n", "\"repository\"", "line 2", "absolute",
+	            NULL);
+	expect_fail("repository = mybucket/prefix\nencryption=off\n", "\"repository\"", "absolute",
+	            NULL);
+	expect_fail("repository = gs://bucket\nencryption=off\n", "\"repository\"", "scheme", NULL);
+	expect_fail("repository = s3://Upper\nencryption=off\n", "\"repository\"", "bucket", NULL);
+	expect_fail("repository = s3://ab\nencryption=off\n", "bucket", NULL);
+	expect_fail("repository = s3://bucket..x\nencryption=off\n", "bucket", NULL);
+	expect_fail("repository = s3://192.168.1.1\nencryption=off\n", "bucket", NULL);
+	expect_fail("repository = s3://-bucket\nencryption=off\n", "bucket", NULL);
+	expect_fail("repository = s3://bucket_x\nencryption=off\n", "bucket", NULL);
+	expect_fail("repository = s3://\nencryption=off\n", "bucket", NULL);
+	expect_fail("repository = s3://bucket/a//b\nencryption=off\n", "empty path segment", NULL);
+	expect_fail("repository = s3://bucket/a/../b\nencryption=off\n", "\"..\"", NULL);
+
+	/* S3 needs credentials */
+	expect_fail("repository = s3://bucket\nencryption=off\n", "\"s3_credentials_file\"", "required",
+	            "S3", NULL);
+
+	cfg = parse_ok("repository = s3://bucket//deep/prefix//\ns3_credentials_file=creds\n"
+	               "encryption=off\n");
+	assert_string_equal(cfg->s3_prefix, "deep/prefix");
+	config_free(cfg);
+	cfg = parse_ok("repository = /\nencryption=off\n");
+	assert_string_equal(cfg->local_path, "/");
+	config_free(cfg);
+}
+
+static void
+test_endpoint_and_style(void **state)
+{
+	static const char *const s3 = "repository=s3://bucket\ns3_credentials_file=creds\n"
+	                              "encryption=off\n";
+	char                     text[512];
+	PgbkConfig              *cfg;
+
+#define S3CONF(extra) (snprintf(text, sizeof(text), "%s%s", s3, extra), text)
+	expect_fail(S3CONF("s3_endpoint = ftp://host\n"), "\"s3_endpoint\"", "line 4", NULL);
+	expect_fail(S3CONF("s3_endpoint = https://host/bucket\n"), "\"s3_endpoint\"", "path", NULL);
+	expect_fail(S3CONF("s3_endpoint = 'https://host?x=1'\n"), "\"s3_endpoint\"", NULL);
+	expect_fail(S3CONF("s3_endpoint = https://\n"), "\"s3_endpoint\"", NULL);
+	expect_fail(S3CONF("s3_endpoint = https://host:0\n"), "\"s3_endpoint\"", "port", NULL);
+	expect_fail(S3CONF("s3_endpoint = https://host:99999\n"), "\"s3_endpoint\"", "port", NULL);
+	expect_fail(S3CONF("s3_endpoint = https://host:\n"), "\"s3_endpoint\"", "port", NULL);
+	expect_fail(S3CONF("s3_endpoint = https://ho_st\n"), "\"s3_endpoint\"", "host", NULL);
+	expect_fail(S3CONF("s3_endpoint = https://[::1\n"), "\"s3_endpoint\"", "IPv6", NULL);
+	/* user information is refused and not repeated */
+	expect_fail(S3CONF("s3_endpoint = 'https://admin:hunter2@host'\n"), "\"s3_endpoint\"",
+	            "user information", NULL);
+
+	expect_fail(S3CONF("s3_uri_style = virtual\n"), "\"s3_uri_style\"", "line 4", "path, host",
+	            NULL);
+	/* host-style cannot work with an IP address */
+	expect_fail(S3CONF("s3_endpoint = http://127.0.0.1:7480\n"), "\"s3_uri_style\"", "path",
+	            "127.0.0.1", NULL);
+	expect_fail(S3CONF("s3_endpoint = http://127.0.0.1:7480\ns3_uri_style = host\n"),
+	            "\"s3_uri_style\"", "line 5", NULL);
+	expect_fail(S3CONF("s3_endpoint = http://[::1]:7480\n"), "\"s3_uri_style\"", NULL);
+	cfg = parse_ok(S3CONF("s3_endpoint = http://127.0.0.1:7480\ns3_uri_style = path\n"));
+	assert_string_equal(cfg->s3_endpoint, "http://127.0.0.1:7480");
+	config_free(cfg);
+	cfg = parse_ok(S3CONF("s3_endpoint = https://s3.example.com\n"));
+	assert_int_equal(cfg->s3_uri_style, PGBK_URI_HOST);
+	config_free(cfg);
+
+	expect_fail(S3CONF("s3_region = 'us east'\n"), "\"s3_region\"", NULL);
+	expect_fail(S3CONF("s3_connect_host = https://x\n"), "\"s3_connect_host\"", NULL);
+	expect_fail(S3CONF("s3_connect_host = 'host:80'\n"), "\"s3_connect_host\"", NULL);
+	expect_fail(S3CONF("s3_profile = '[x]'\n"), "\"s3_profile\"", NULL);
+	expect_fail(S3CONF("s3_ca_file = nonexistent.pem\n"), "\"s3_ca_file\"", "line 4",
+	            "nonexistent.pem", NULL);
+	expect_fail(S3CONF("s3_ca_file = '.'\n"), "\"s3_ca_file\"", "not a regular file", NULL);
+#undef S3CONF
+}
+
+static void
+test_numbers(void **state)
+{
+	static const char *const base = "repository=/r\nencryption=off\n";
+	char                     text[300];
+
+#define CONF(extra) (snprintf(text, sizeof(text), "%s%s", base, extra), text)
+	expect_fail(CONF("s3_part_size = 1MB\n"), "\"s3_part_size\"", "line 3", "5MB..5GB", NULL);
+	expect_fail(CONF("s3_part_size = 6GB\n"), "\"s3_part_size\"", NULL);
+	expect_fail(CONF("s3_part_size = '16 parsecs'\n"), "\"s3_part_size\"", "not a size", NULL);
+	expect_fail(CONF("s3_part_size = -16MB\n"), "\"s3_part_size\"", NULL);
+	expect_fail(CONF("s3_multipart_threshold = 1kB\n"), "\"s3_multipart_threshold\"", NULL);
+	expect_fail(CONF("s3_timeout = 0\n"), "\"s3_timeout\"", "1s..1d", NULL);
+	expect_fail(CONF("s3_timeout = soon\n"), "\"s3_timeout\"", "not a duration", NULL);
+	expect_fail(CONF("s3_timeout = 5fortnights\n"), "\"s3_timeout\"", NULL);
+	expect_fail(CONF("s3_connect_timeout = 50ms\n"), "\"s3_connect_timeout\"", NULL);
+	expect_fail(CONF("s3_max_retries = 21\n"), "\"s3_max_retries\"", "0..20", NULL);
+	expect_fail(CONF("s3_max_retries = -1\n"), "\"s3_max_retries\"", NULL);
+	expect_fail(CONF("s3_max_retries = 3.5\n"), "\"s3_max_retries\"", NULL);
+	expect_fail(CONF("compression = lz4\n"), "\"compression\"", "zstd, none", NULL);
+	expect_fail(CONF("compression_level = 0\n"), "\"compression_level\"", "1..19", NULL);
+	expect_fail(CONF("compression_level = 20\n"), "\"compression_level\"", NULL);
+	expect_fail(CONF("compression_level = high\n"), "\"compression_level\"", NULL);
+	expect_fail(CONF("compression_level = 99999999999999999999999\n"), "\"compression_level\"",
+	            NULL);
+#undef CONF
+}
+
+static void
+test_parse_units(void **state)
+{
+	uint64_t sz;
+	int64_t  ms;
+
+	assert_true(config_parse_size("12345", &sz));
+	assert_int_equal(sz, 12345);
+	assert_true(config_parse_size("16MB", &sz));
+	assert_int_equal(sz, 16 << 20);
+	assert_true(config_parse_size("512kB", &sz));
+	assert_int_equal(sz, 512 << 10);
+	assert_true(config_parse_size("1GB", &sz));
+	assert_int_equal(sz, 1 << 30);
+	assert_true(config_parse_size("2 TiB", &sz));
+	assert_int_equal(sz, (uint64_t) 2 << 40);
+	assert_true(config_parse_size("7b", &sz));
+	assert_int_equal(sz, 7);
+	assert_false(config_parse_size("", &sz));
+	assert_false(config_parse_size("MB", &sz));
+	assert_false(config_parse_size("1.5GB", &sz));
+	assert_false(config_parse_size("16 M B", &sz));
+	assert_false(config_parse_size("99999999999TB", &sz));
+	assert_false(config_parse_size("99999999999999999999", &sz));
+	assert_false(config_parse_size(NULL, &sz));
+
+	assert_true(config_parse_duration_ms("60s", &ms));
+	assert_int_equal(ms, 60000);
+	assert_true(config_parse_duration_ms("500ms", &ms));
+	assert_int_equal(ms, 500);
+	assert_true(config_parse_duration_ms("2min", &ms));
+	assert_int_equal(ms, 120000);
+	assert_true(config_parse_duration_ms("1h", &ms));
+	assert_int_equal(ms, 3600000);
+	assert_true(config_parse_duration_ms("1d", &ms));
+	assert_int_equal(ms, 86400000);
+	assert_true(config_parse_duration_ms("10", &ms));
+	assert_int_equal(ms, 10000);
+	assert_false(config_parse_duration_ms("10m", &ms)); /* ambiguous: minutes or months? */
+	assert_false(config_parse_duration_ms("-1s", &ms));
+	assert_false(config_parse_duration_ms("9999999999999999d", &ms));
+	assert_false(config_parse_duration_ms("s", &ms));
+}
+
+static void
+test_secret_files(void **state)
+{
+	PgbkConfig *cfg;
+
+	/* key file required when encryption is on (the default) */
+	expect_fail("repository=/r\n", "\"key_file\"", "required", "encryption", NULL);
+	expect_fail("repository=/r\nkey_file=''\n", "\"key_file\"", "required", NULL);
+
+	write_file(path_of("loose.key"), "pgbk-key-1:x\n", 0644);
+	expect_fail("repository=/r\n\nkey_file=loose.key\n", "\"key_file\"", "line 3", "0644",
+	            "loose.key", NULL);
+	expect_fail("repository=/r\nkey_file=missing.key\n", "\"key_file\"", "does not exist", NULL);
+	/* checked even with encryption off */
+	expect_fail("repository=/r\nencryption=off\nkey_file=loose.key\n", "\"key_file\"", "0644",
+	            NULL);
+
+	write_file(path_of("loose.creds"), "[default]\naws_access_key_id=x\n", 0640);
+	expect_fail("repository=s3://bucket\nencryption=off\ns3_credentials_file=loose.creds\n",
+	            "\"s3_credentials_file\"", "line 3", "0640", NULL);
+
+	/* the files are not read here: content errors come later */
+	write_file(path_of("junk.key"), "not a key\n", 0600);
+	cfg = parse_ok("repository=/r\nkey_file=junk.key\n");
+	assert_string_equal(cfg->key_file, path_of("junk.key"));
+	config_free(cfg);
+
+	/* relative paths need a file to be relative to */
+	{
+		PgbkConfig *c = NULL;
+		PgbkError   err;
+
+		assert_int_equal(
+		    config_parse_string("repository=/r\nkey_file=pgbk.key\n", NULL, NULL, &c, &err),
+		    PGBK_ERR_CONFIG);
+		assert_non_null(strstr(err.msg, "relative"));
+		assert_non_null(strstr(err.msg, "<string>"));
+	}
+}
+
+static void
+test_load_file(void **state)
+{
+	PgbkConfig *cfg;
+	PgbkError   err;
+	char        sub[600];
+	char        conf[700];
+	char        old_cwd[600];
+	char        text[300];
+
+	/* relative paths are resolved against the file's directory */
+	snprintf(sub, sizeof(sub), "%s/etc", tmpdir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	snprintf(conf, sizeof(conf), "%s/pgbk.conf", sub);
+	write_file(conf, "repository = '/srv/pgbk'\nkey_file = ../pgbk.key\ns3_ca_file = ../ca.pem\n",
+	           0644);
+	if (config_load(conf, &cfg, &err) != PGBK_OK)
+		fail_msg("%s", err.msg);
+	assert_string_equal(cfg->config_path, conf);
+	snprintf(text, sizeof(text), "%s/../pgbk.key", sub);
+	assert_string_equal(cfg->key_file, text);
+	config_free(cfg);
+
+	/* a relative configuration path is made absolute */
+	assert_non_null(getcwd(old_cwd, sizeof(old_cwd)));
+	assert_int_equal(chdir(tmpdir), 0);
+	assert_int_equal(config_load("etc/pgbk.conf", &cfg, &err), PGBK_OK);
+	assert_int_equal(chdir(old_cwd), 0);
+	assert_string_equal(cfg->config_path, conf);
+	assert_string_equal(cfg->key_file, text);
+	config_free(cfg);
+
+	/* errors name the file */
+	write_file(conf, "repository = '/srv/pgbk'\nencryption = off\nbogus = 1\n", 0644);
+	assert_int_equal(config_load(conf, &cfg, &err), PGBK_ERR_CONFIG);
+	assert_null(cfg);
+	assert_non_null(strstr(err.msg, conf));
+	assert_non_null(strstr(err.msg, "line 3"));
+	assert_non_null(strstr(err.msg, "\"bogus\""));
+
+	snprintf(text, sizeof(text), "%s/none.conf", tmpdir);
+	assert_int_equal(config_load(text, &cfg, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "does not exist"));
+	assert_non_null(strstr(err.msg, text));
+
+	/* a binary file */
+	{
+		FILE *f = fopen(conf, "w");
+
+		fwrite("repository=/r\0\n", 1, 16, f);
+		fclose(f);
+	}
+	assert_int_equal(config_load(conf, &cfg, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "NUL"));
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+expect_cred_fail(const char *path, const char *profile, const char *want1, const char *want2)
+{
+	PgbkCredentials *cred = (PgbkCredentials *) 0x1;
+	PgbkError        err;
+	PgbkStatus       rc = credentials_load(path, profile, &cred, &err);
+
+	if (rc != PGBK_ERR_CONFIG)
+		fail_msg("expected a configuration error, got %s: %s", pgbk_status_name(rc),
+		         rc ? err.msg : "");
+	assert_null(cred);
+	assert_non_null(strstr(err.msg, path));
+	if (want1 && strstr(err.msg, want1) == NULL)
+		fail_msg("message \"%s\" lacks \"%s\"", err.msg, want1);
+	if (want2 && strstr(err.msg, want2) == NULL)
+		fail_msg("message \"%s\" lacks \"%s\"", err.msg, want2);
+	assert_no_secrets(err.msg);
+}
+
+static void
+test_credentials(void **state)
+{
+	char             text[1024];
+	char            *path = strdup(path_of("aws.creds"));
+	PgbkCredentials *cred;
+	PgbkError        err;
+
+	snprintf(text, sizeof(text),
+	         "# AWS credentials\n"
+	         "; another comment style\n"
+	         "[default]\n"
+	         "aws_access_key_id = %s\n"
+	         "aws_secret_access_key=%s\n"
+	         "region = us-east-1\n"
+	         "\n"
+	         "[ backup ]\n"
+	         "  AWS_ACCESS_KEY_ID   =   backup-id  \n"
+	         "aws_secret_access_key = %s\n"
+	         "aws_session_token = %s\n"
+	         "[empty-token]\n"
+	         "aws_access_key_id = a\n"
+	         "aws_secret_access_key = b\n"
+	         "aws_session_token =\n",
+	         secrets[0], secrets[1], secrets[1], secrets[2]);
+	write_file(path, text, 0600);
+
+	assert_int_equal(credentials_load(path, NULL, &cred, &err), PGBK_OK);
+	assert_string_equal(cred->access_key_id, secrets[0]);
+	assert_string_equal(cred->secret_access_key, secrets[1]);
+	assert_null(cred->session_token);
+	credentials_free(cred);
+
+	assert_int_equal(credentials_load(path, "backup", &cred, &err), PGBK_OK);
+	assert_string_equal(cred->access_key_id, "backup-id");
+	assert_string_equal(cred->secret_access_key, secrets[1]);
+	assert_string_equal(cred->session_token, secrets[2]);
+	credentials_free(cred);
+	credentials_free(NULL);
+
+	assert_int_equal(credentials_load(path, "empty-token", &cred, &err), PGBK_OK);
+	assert_null(cred->session_token);
+	credentials_free(cred);
+
+	/* errors: name the file, profile and field; never a value */
+	expect_cred_fail(path, "nope", "no profile \"nope\"", NULL);
+
+	snprintf(text, sizeof(text), "[default]\naws_access_key_id = %s\n", secrets[0]);
+	write_file(path, text, 0600);
+	expect_cred_fail(path, "default", "aws_secret_access_key", "\"default\"");
+
+	snprintf(text, sizeof(text), "[default]\naws_secret_access_key = %s\n", secrets[1]);
+	write_file(path, text, 0600);
+	expect_cred_fail(path, NULL, "aws_access_key_id", NULL);
+
+	/* a stray secret on its own line: reported by line, not repeated */
+	snprintf(text, sizeof(text), "[default]\naws_access_key_id = %s\n%s\n", secrets[0], secrets[1]);
+	write_file(path, text, 0600);
+	expect_cred_fail(path, NULL, "line 3", NULL);
+
+	snprintf(text, sizeof(text), "aws_access_key_id = %s\n[default]\n", secrets[0]);
+	write_file(path, text, 0600);
+	expect_cred_fail(path, NULL, "line 1", "outside");
+
+	snprintf(text, sizeof(text), "[default\naws_access_key_id = %s\n", secrets[0]);
+	write_file(path, text, 0600);
+	expect_cred_fail(path, NULL, "line 1", "]");
+
+	/* mode first: a readable file is refused before it is read */
+	snprintf(text, sizeof(text), "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+	         secrets[0], secrets[1]);
+	write_file(path, text, 0644);
+	expect_cred_fail(path, NULL, "0644", "credentials file");
+
+	expect_cred_fail(path_of("missing.creds"), NULL, "does not exist", NULL);
+	assert_int_equal(credentials_load(NULL, NULL, &cred, &err), PGBK_ERR_CONFIG);
+	free(path);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_defaults),     cmocka_unit_test(test_every_setting),
+	    cmocka_unit_test(test_booleans),     cmocka_unit_test(test_quoting_and_syntax),
+	    cmocka_unit_test(test_repository),   cmocka_unit_test(test_endpoint_and_style),
+	    cmocka_unit_test(test_numbers),      cmocka_unit_test(test_parse_units),
+	    cmocka_unit_test(test_secret_files), cmocka_unit_test(test_load_file),
+	    cmocka_unit_test(test_credentials),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
