@@ -32,6 +32,8 @@
 
 #include <pthread.h>
 #include <sodium.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t, to embed it */
+#include <xxhash.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +41,8 @@
 
 #define MAGIC                "PGBK"
 #define MAGIC_LEN            4
-#define FIXED_LEN            54 /* header bytes before the attributes */
+#define FIXED_LEN            38 /* header bytes before the attributes */
+#define ATTRLEN_OFF          36 /* where the attribute length is */
 #define CHECK_BYTES          16 /* header check and plain frame check */
 #define SS_HEADER_BYTES      crypto_secretstream_xchacha20poly1305_HEADERBYTES
 #define FRAME_OVERHEAD       17 /* tag byte + MAC or check */
@@ -123,7 +126,7 @@ get64(const unsigned char *p)
 	return v;
 }
 
-/* Memory for structs holding crypto_generichash_state, which wants 64-byte alignment. */
+/* Memory for structs holding an XXH3_state_t, which wants 64-byte alignment. */
 static void *
 alloc_aligned(size_t size)
 {
@@ -144,8 +147,9 @@ out_of_memory(PgbkError *err)
 void
 codec_hash(const void *data, size_t len, unsigned char out[CODEC_HASH_BYTES])
 {
-	(void) pgbk_crypto_init(NULL);
-	crypto_generichash(out, CODEC_HASH_BYTES, data, len, NULL, 0);
+	XXH128_hash_t h = XXH3_128bits(data, len);
+
+	XXH128_canonicalFromHash((XXH128_canonical_t *) out, h);
 }
 
 /*
@@ -409,7 +413,7 @@ codec_read_header(const void *data, size_t len, CodecHeader *hdr, size_t *needed
 		                  p[4], CODEC_FORMAT_VERSION);
 	if (len < FIXED_LEN)
 		return header_short(len, FIXED_LEN, needed, err);
-	alen = get16(p + 52);
+	alen = get16(p + ATTRLEN_OFF);
 	if (alen > CODEC_MAX_ATTRS)
 		return pgbk_error(err, PGBK_ERR_INTEGRITY,
 		                  "object header is corrupt: attribute length %zu exceeds %d", alen,
@@ -517,7 +521,7 @@ codec_header_matches(const PgbkKeyring *ring, const CodecHeader *hdr,
 
 struct CodecEncoder
 {
-	crypto_generichash_state hash; /* of the raw content; first: wants 64-byte alignment */
+	XXH3_state_t hash; /* of the raw content; first: wants 64-byte alignment */
 	crypto_secretstream_xchacha20poly1305_state ss;
 	unsigned char                               hash_key[SUBKEY_BYTES];
 	unsigned char  chain[CHECK_BYTES]; /* plain: check of the last frame */
@@ -587,7 +591,7 @@ encoder_new(const CodecParams *params, const char *attrs, CodecEncoder **out, Pg
 	enc->first_message = true;
 	enc->attrs = attrs ? attrs : "";
 	enc->attrs_len = alen;
-	crypto_generichash_init(&enc->hash, NULL, 0, CODEC_HASH_BYTES);
+	XXH3_128bits_reset(&enc->hash);
 
 	if (enc->compression == PGBK_COMPRESS_ZSTD)
 	{
@@ -646,7 +650,7 @@ encoder_start(CodecEncoder *enc, const PgbkKeyring *ring, bool trailer_only, uin
 		keyed_header_hash(enc->hash_key, hash, h + 20);
 	else
 		memcpy(h + 20, hash, CODEC_HASH_BYTES);
-	put16(h + 52, (uint16_t) enc->attrs_len);
+	put16(h + ATTRLEN_OFF, (uint16_t) enc->attrs_len);
 	memcpy(h + FIXED_LEN, enc->attrs, enc->attrs_len);
 	crypto_generichash(h + FIXED_LEN + enc->attrs_len, CHECK_BYTES, h, FIXED_LEN + enc->attrs_len,
 	                   NULL, 0);
@@ -922,7 +926,7 @@ codec_encoder_update(CodecEncoder *enc, const void *data, size_t len, PgbkBuf *o
 
 	if (enc->failed)
 		return pgbk_error(err, PGBK_ERR_USAGE, "encoder used after a failure");
-	crypto_generichash_update(&enc->hash, p, len);
+	XXH3_128bits_update(&enc->hash, p, len);
 	enc->raw_size += len;
 
 	while (len > 0 && rc == PGBK_OK)
@@ -971,7 +975,7 @@ codec_encoder_finish(CodecEncoder *enc, PgbkBuf *out, unsigned char hash_out[COD
 	/* the rest of the content; zstd also ends its frame here */
 	if (enc->stage_len > 0 || enc->compression == PGBK_COMPRESS_ZSTD)
 		rc = encoder_put_data(enc, enc->stage, enc->stage_len, ZSTD_e_end, out, err);
-	crypto_generichash_final(&enc->hash, hash, CODEC_HASH_BYTES);
+	XXH128_canonicalFromHash((XXH128_canonical_t *) hash, XXH3_128bits_digest(&enc->hash));
 	if (rc == PGBK_OK)
 		rc = encoder_put_trailer(enc, hash, out, err);
 	if (rc == PGBK_OK)
@@ -999,7 +1003,7 @@ typedef enum DecState
 
 struct CodecDecoder
 {
-	crypto_generichash_state hash; /* of the output; first: wants 64-byte alignment */
+	XXH3_state_t hash; /* of the output; first: wants 64-byte alignment */
 	crypto_secretstream_xchacha20poly1305_state ss;
 	unsigned char                               hash_key[SUBKEY_BYTES];
 	unsigned char                               chain[CHECK_BYTES];
@@ -1055,7 +1059,7 @@ codec_decoder_begin(const PgbkKeyring *ring, CodecDecoder **dec_out, PgbkError *
 	dec->first_message = true;
 	pgbk_buf_init(&dec->pending);
 	pgbk_buf_init(&dec->collected);
-	crypto_generichash_init(&dec->hash, NULL, 0, CODEC_HASH_BYTES);
+	XXH3_128bits_reset(&dec->hash);
 	*dec_out = dec;
 	return PGBK_OK;
 }
@@ -1130,7 +1134,7 @@ decoder_emit(CodecDecoder *dec, PgbkBuf *out, size_t n, uint64_t frame_off, Pgbk
 		                  "object content is longer than the %llu bytes its header records "
 		                  "(frame at byte offset %llu)",
 		                  (unsigned long long) dec->hdr.raw_size, (unsigned long long) frame_off);
-	crypto_generichash_update(&dec->hash, out->data + out->len, n);
+	XXH3_128bits_update(&dec->hash, out->data + out->len, n);
 	out->len += n;
 	out->data[out->len] = '\0';
 	return PGBK_OK;
@@ -1505,7 +1509,7 @@ decoder_verify(CodecDecoder *dec, CodecHeader *hdr_out, unsigned char hash_out[C
 		    "object is truncated: it ends at byte offset %llu without its final frame",
 		    (unsigned long long) (dec->offset + dec->pending.len));
 
-	crypto_generichash_final(&dec->hash, hash, CODEC_HASH_BYTES);
+	XXH128_canonicalFromHash((XXH128_canonical_t *) hash, XXH3_128bits_digest(&dec->hash));
 	if (trailer_size != dec->raw_size)
 		return pgbk_error(err, PGBK_ERR_INTEGRITY,
 		                  "object is corrupt: its content has %llu bytes but its trailer records "

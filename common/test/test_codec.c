@@ -715,7 +715,7 @@ test_version_and_magic(void **state)
 	assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
 	alen = strlen(hdr.attrs);
 	obj.data[4] = 2;
-	crypto_generichash(obj.data + 54 + alen, 16, obj.data, 54 + alen, NULL, 0);
+	crypto_generichash(obj.data + 38 + alen, 16, obj.data, 38 + alen, NULL, 0);
 	expect_decode_fail(NULL, obj.data, obj.len, PGBK_ERR_FORMAT, "version 2");
 	assert_int_equal(codec_read_header(obj.data, 5, &hdr, NULL, &err), PGBK_ERR_FORMAT);
 
@@ -729,7 +729,7 @@ test_version_and_magic(void **state)
 	/* an unknown compression method with a valid header check */
 	obj.data[4] = 1;
 	obj.data[5] = 7;
-	crypto_generichash(obj.data + 54 + alen, 16, obj.data, 54 + alen, NULL, 0);
+	crypto_generichash(obj.data + 38 + alen, 16, obj.data, 38 + alen, NULL, 0);
 	expect_decode_fail(NULL, obj.data, obj.len, PGBK_ERR_FORMAT, "compression");
 
 	pgbk_buf_free(&obj);
@@ -756,8 +756,8 @@ test_header_rewritten_with_valid_check(void **state)
 		PgbkError   err;
 
 		assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
-		obj.data[54 + 5] = 'x'; /* kind=xal */
-		crypto_generichash(obj.data + 54 + 9, 16, obj.data, 54 + 9, NULL, 0);
+		obj.data[38 + 5] = 'x'; /* kind=xal */
+		crypto_generichash(obj.data + 38 + 9, 16, obj.data, 38 + 9, NULL, 0);
 		assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
 		assert_string_equal(hdr.attrs, "kind=xal\n");
 		expect_decode_fail(enc ? ring : NULL, obj.data, obj.len, PGBK_ERR_INTEGRITY,
@@ -787,7 +787,7 @@ test_read_header_needed(void **state)
 		assert_true(needed > have);
 		have = needed;
 	}
-	assert_int_equal(have, 54 + 11 + 16 + 24);
+	assert_int_equal(have, 38 + 11 + 16 + 24);
 	assert_int_equal(hdr.header_len, have);
 	assert_true(hdr.encrypted);
 	assert_false(hdr.trailer_only);
