@@ -1,0 +1,332 @@
+/*
+ * walpush.c
+ *	  Push one WAL-area file into the repository (see walpush.h for the
+ *	  rules).  The hot path for a new segment is: read the file, scan it
+ *	  (headers only), encode (compress + encrypt + hash, one pass), one
+ *	  no-overwrite put.  Only when the key already exists do we look at the
+ *	  stored object.
+ */
+#include "walpush.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void
+walpush_init(WalPusher *p, Repo *repo, const CodecParams *params)
+{
+	memset(p, 0, sizeof(*p));
+	p->repo = repo;
+	p->params = *params;
+	pgbk_buf_init(&p->raw);
+	pgbk_buf_init(&p->enc);
+	pgbk_buf_init(&p->attrs);
+}
+
+void
+walpush_free(WalPusher *p)
+{
+	pgbk_buf_free(&p->raw);
+	pgbk_buf_free(&p->enc);
+	pgbk_buf_free(&p->attrs);
+}
+
+/* Read a whole file into buf (reset first); returns its mtime. */
+static PgbkStatus
+read_whole(const char *path, PgbkBuf *buf, int64_t *mtime, PgbkError *err)
+{
+	int         fd;
+	struct stat st;
+	size_t      got = 0;
+
+	pgbk_buf_reset(buf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pgbk_error(err, errno == ENOENT ? PGBK_NOT_FOUND : PGBK_ERR_IO,
+		                  "could not open \"%s\": %s", path, strerror(errno));
+	if (fstat(fd, &st) != 0)
+	{
+		int save = errno;
+
+		close(fd);
+		return pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(save));
+	}
+	*mtime = (int64_t) st.st_mtime;
+	if (!pgbk_buf_reserve(buf, (size_t) st.st_size))
+	{
+		close(fd);
+		return pgbk_error(err, PGBK_ERR, "out of memory reading \"%s\"", path);
+	}
+	for (;;)
+	{
+		ssize_t n;
+
+		if (buf->cap - buf->len - 1 < 65536 && !pgbk_buf_reserve(buf, 65536))
+		{
+			close(fd);
+			return pgbk_error(err, PGBK_ERR, "out of memory reading \"%s\"", path);
+		}
+		n = read(fd, buf->data + buf->len, buf->cap - buf->len - 1);
+		if (n < 0)
+		{
+			int save = errno;
+
+			if (save == EINTR)
+				continue;
+			close(fd);
+			return pgbk_error(err, PGBK_ERR_IO, "could not read \"%s\": %s", path, strerror(save));
+		}
+		if (n == 0)
+			break;
+		buf->len += (size_t) n;
+		got += (size_t) n;
+	}
+	close(fd);
+	buf->data[buf->len] = '\0';
+	(void) got;
+	return PGBK_OK;
+}
+
+PgbkStatus
+walpush_object_matches(Repo *repo, const PgbkKeyring *ring, const char *key,
+                       const unsigned char hash[CODEC_HASH_BYTES], uint64_t raw_size, bool *same,
+                       uint64_t *stored_size, PgbkError *err)
+{
+	PgbkBuf     head;
+	CodecHeader hdr;
+	size_t      needed = 0;
+	PgbkStatus  st;
+
+	*same = false;
+	pgbk_buf_init(&head);
+	st = repo_get_range(repo, key, 0, CODEC_MAX_HEADER, &head, err);
+	if (st == PGBK_OK)
+	{
+		*stored_size = head.len;
+		st = codec_read_header(head.data, head.len, &hdr, &needed, err);
+	}
+	if (st == PGBK_OK)
+		st = codec_header_matches(ring, &hdr, hash, raw_size, same, err);
+	if (st == PGBK_NOT_FOUND)
+	{
+		/* trailer-only object: the plain hash is only in the (verified) trailer */
+		PgbkBuf       whole, raw;
+		unsigned char stored[CODEC_HASH_BYTES];
+
+		pgbk_buf_init(&whole);
+		pgbk_buf_init(&raw);
+		st = repo_get(repo, key, &whole, err);
+		if (st == PGBK_OK)
+			st = codec_decode(ring, whole.data, whole.len, &raw, &hdr, err);
+		if (st == PGBK_OK)
+		{
+			memcpy(stored, hdr.content_hash, CODEC_HASH_BYTES);
+			*same = raw.len == raw_size && memcmp(stored, hash, CODEC_HASH_BYTES) == 0;
+			*stored_size = whole.len;
+		}
+		pgbk_buf_free(&whole);
+		pgbk_buf_free(&raw);
+	}
+	pgbk_buf_free(&head);
+	return st;
+}
+
+static PgbkStatus
+compare_existing(WalPusher *p, const char *key, const char *fname, WalPushResult *res,
+                 PgbkError *err)
+{
+	RepoObjectInfo info;
+	bool           same = false;
+	uint64_t       stored_size = 0;
+	PgbkStatus     st;
+
+	st = repo_head(p->repo, key, &info, err);
+	if (st == PGBK_OK)
+		st = walpush_object_matches(p->repo, p->params.keyring, key, res->hash, res->raw_size,
+		                            &same, &stored_size, err);
+	if (st != PGBK_OK)
+		return pgbk_error_prefix(err, "could not check existing \"%s\" in %s", key,
+		                         repo_describe(p->repo));
+	if (same)
+	{
+		res->already_present = true;
+		res->stored_size = info.size;
+		return PGBK_OK;
+	}
+	return pgbk_error(err, PGBK_EXISTS,
+	                  "refusing to overwrite \"%s\" in %s: the repository holds different "
+	                  "content under this name; is another server archiving into the same "
+	                  "repository?",
+	                  fname, repo_describe(p->repo));
+}
+
+/* Attributes of a WAL object: what it is, where it came from, the summary. */
+static PgbkStatus
+build_attrs(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *res, PgbkError *err)
+{
+	static const char *kinds[] = {"other", "segment", "partial", "history", "backup"};
+	PgbkError          scan_err;
+
+	pgbk_buf_reset(&p->attrs);
+	pgbk_buf_printf(&p->attrs, "kind=wal\nname=%s\nwal.kind=%s\nsource_mtime=%" PRId64 "\n", fname,
+	                kinds[kind], res->source_mtime);
+	res->has_summary = false;
+	if (kind == WAL_FILE_SEGMENT || kind == WAL_FILE_PARTIAL)
+	{
+		/*
+		 * A segment that does not scan is still archived: the summary helps
+		 * planning, but refusing WAL would be far worse.  The planner treats
+		 * a segment without a summary as "times unknown".
+		 */
+		pgbk_error_clear(&scan_err);
+		if (walscan_segment(p->raw.data, p->raw.len, (uint32_t) p->raw.len, &res->summary,
+		                    &scan_err) == PGBK_OK)
+		{
+			res->has_summary = true;
+			if (walscan_summary_to_attrs(&res->summary, CODEC_MAX_ATTRS - p->attrs.len - 64,
+			                             &p->attrs, err) != PGBK_OK)
+				return err->code;
+		}
+		else
+		{
+			size_t i;
+			char   clean[200];
+
+			/* keep the attribute one line of printable ASCII */
+			snprintf(clean, sizeof(clean), "%s", scan_err.msg);
+			for (i = 0; clean[i]; i++)
+				if (clean[i] < 0x20 || clean[i] > 0x7e)
+					clean[i] = ' ';
+			pgbk_buf_printf(&p->attrs, "wal.scan_error=%s\n", clean);
+		}
+	}
+	if (p->attrs.data == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	return PGBK_OK;
+}
+
+PgbkStatus
+walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *res, PgbkError *err)
+{
+	WalFileKind    kind;
+	RepoPutOptions opts;
+	PgbkStatus     st;
+
+	memset(res, 0, sizeof(*res));
+	kind = walname_classify(fname, NULL);
+	if (kind == WAL_FILE_OTHER || !layout_wal_key(fname, res->key, sizeof(res->key)))
+		return pgbk_error(err, PGBK_ERR_USAGE,
+		                  "\"%s\" is not the name of a WAL segment, .partial, .backup or .history "
+		                  "file",
+		                  fname);
+
+	if ((st = read_whole(path, &p->raw, &res->source_mtime, err)) != PGBK_OK)
+		return st;
+	res->raw_size = p->raw.len;
+
+	if ((st = build_attrs(p, fname, kind, res, err)) != PGBK_OK)
+		return st;
+
+	/* one repository, one database system */
+	if (res->has_summary && p->checked_sysid != res->summary.sysid)
+	{
+		if ((st = repo_descriptor_check(p->repo, &p->params, res->summary.sysid, err)) != PGBK_OK)
+			return st;
+		p->checked_sysid = res->summary.sysid;
+	}
+
+	pgbk_buf_reset(&p->enc);
+	if ((st = codec_encode(&p->params, p->raw.data, p->raw.len, (const char *) p->attrs.data,
+	                       &p->enc, res->hash, err)) != PGBK_OK)
+		return pgbk_error_prefix(err, "could not encode \"%s\"", fname);
+	res->stored_size = p->enc.len;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.no_overwrite = true;
+	st = repo_put(p->repo, res->key, p->enc.data, p->enc.len, &opts, err);
+	if (st == PGBK_EXISTS)
+		return compare_existing(p, res->key, fname, res, err);
+	if (st != PGBK_OK)
+		return pgbk_error_prefix(err, "could not upload \"%s\" to %s", fname,
+		                         repo_describe(p->repo));
+	return PGBK_OK;
+}
+
+PgbkStatus
+repo_descriptor_check(Repo *repo, const CodecParams *params, uint64_t sysid, PgbkError *err)
+{
+	PgbkBuf     stored, raw;
+	PgbkStatus  st;
+	cJSON      *doc = NULL;
+	const char *have;
+	char        want[32];
+	int         attempt;
+
+	snprintf(want, sizeof(want), "%" PRIu64, sysid);
+	pgbk_buf_init(&stored);
+	pgbk_buf_init(&raw);
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		pgbk_buf_reset(&stored);
+		pgbk_buf_reset(&raw);
+		st = repo_get(repo, LAYOUT_DESCRIPTOR, &stored, err);
+		if (st == PGBK_NOT_FOUND)
+		{
+			char           body[256];
+			char           when[32];
+			time_t         now = time(NULL);
+			struct tm      tm;
+			RepoPutOptions opts;
+
+			gmtime_r(&now, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			snprintf(body, sizeof(body),
+			         "{\"format\": 1, \"system_identifier\": \"%s\", \"created_at\": \"%s\"}\n",
+			         want, when);
+			st = codec_encode(params, body, strlen(body), "kind=descriptor\n", &raw, NULL, err);
+			if (st != PGBK_OK)
+				break;
+			memset(&opts, 0, sizeof(opts));
+			opts.no_overwrite = true;
+			st = repo_put(repo, LAYOUT_DESCRIPTOR, raw.data, raw.len, &opts, err);
+			if (st == PGBK_EXISTS)
+				continue; /* someone else created it: read theirs */
+			break;
+		}
+		if (st != PGBK_OK)
+			break;
+		st = codec_decode(params->keyring, stored.data, stored.len, &raw, NULL, err);
+		if (st != PGBK_OK)
+		{
+			pgbk_error_prefix(err, "could not read repository descriptor \"%s\"",
+			                  LAYOUT_DESCRIPTOR);
+			break;
+		}
+		doc = cJSON_ParseWithLength((const char *) raw.data, raw.len);
+		have =
+		    doc ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "system_identifier"))
+		        : NULL;
+		if (have == NULL)
+			st = pgbk_error(err, PGBK_ERR_FORMAT, "repository descriptor \"%s\" in %s is malformed",
+			                LAYOUT_DESCRIPTOR, repo_describe(repo));
+		else if (strcmp(have, want) != 0)
+			st = pgbk_error(err, PGBK_EXISTS,
+			                "refusing to archive into %s: it belongs to database system %s, "
+			                "but this WAL comes from database system %s",
+			                repo_describe(repo), have, want);
+		else
+			st = PGBK_OK;
+		cJSON_Delete(doc);
+		break;
+	}
+	pgbk_buf_free(&stored);
+	pgbk_buf_free(&raw);
+	return st;
+}
