@@ -1,0 +1,39 @@
+/*
+ * push.c
+ *	  pgbk_push_wal_file(): one WAL-area file into the repository, for the
+ *	  archive module and the uploader workers.  Wraps common/walpush.c with
+ *	  this process's repository context and records the outcome for
+ *	  bk_status (and, for refused duplicates, a catalog event).
+ */
+#include "pgbk.h"
+
+#include "utils/timestamp.h"
+
+bool
+pgbk_push_wal_file(const char *file, const char *path, PgbkError *err)
+{
+	PgbkContext  *ctx;
+	WalPushResult res;
+	PgbkStatus    st;
+
+	ctx = pgbk_context(err);
+	if (ctx == NULL)
+	{
+		pgbk_status_failure(file, err->msg, false);
+		return false;
+	}
+	st = walpush_file(&ctx->pusher, path, file, &res, err);
+	if (st != PGBK_OK)
+	{
+		pgbk_status_failure(file, err->msg, st == PGBK_EXISTS);
+		if (st == PGBK_EXISTS)
+			pgbk_queue_event("duplicate_refused", file, err->msg);
+		return false;
+	}
+	pgbk_status_success(file, res.raw_size, res.stored_size, res.already_present);
+	pgbk_wake_scheduler(); /* the catalog picks the new object up */
+	if (res.already_present)
+		ereport(LOG, (errmsg("pgbk: \"%s\" was already in the repository with identical content",
+		                     file)));
+	return true;
+}

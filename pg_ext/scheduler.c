@@ -1,0 +1,207 @@
+/*
+ * scheduler.c
+ *	  The scheduler background worker: connected to pgbk.database, it keeps
+ *	  the catalog in step with the repository (woken by the uploaders after
+ *	  each upload, and periodically for `pgbk wal-push` uploads), records
+ *	  queued events in pgbk.event, and runs scheduled jobs.
+ *
+ * It does nothing while the extension is not installed in its database,
+ * and it never writes to the repository itself: a restored cluster whose
+ * pgbk.config is empty stays silent (DESIGN.md invariant 3).
+ */
+#include "pgbk.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+/* Minimum time between two incremental catalog syncs. */
+#define SYNC_MIN_INTERVAL_MS 1000
+
+static bool
+extension_installed(void)
+{
+	return OidIsValid(get_extension_oid("pgbk", true));
+}
+
+static void
+insert_events(void)
+{
+	PgbkPendingEvent events[PGBK_MAX_EVENTS];
+	int              n = pgbk_take_events(events, PGBK_MAX_EVENTS);
+	int              i;
+
+	for (i = 0; i < n; i++)
+	{
+		Oid   types[4] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID};
+		Datum values[4];
+
+		values[0] = TimestampTzGetDatum(events[i].at);
+		values[1] = CStringGetTextDatum(events[i].kind);
+		values[2] = CStringGetTextDatum(events[i].object);
+		values[3] = CStringGetTextDatum(events[i].message);
+		if (SPI_execute_with_args("INSERT INTO pgbk.event (at, kind, object, message) "
+		                          "VALUES ($1, $2, $3, $4)",
+		                          4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "pgbk: could not record event");
+	}
+}
+
+/*
+ * Start a base backup when pgbk.base_backup_interval says one is due: the
+ * newest backup in the catalog started longer ago than the interval.
+ */
+static void
+maybe_scheduled_backup(void)
+{
+	bool  isnull;
+	Datum due;
+	char  id[32];
+	char *sql;
+
+	if (pgbk_base_backup_interval <= 0 || pgbk_shared == NULL ||
+	    pgbk_shared->backup_state == BACKUP_RUNNING || !pgbk_archiving_active())
+		return;
+	sql = psprintf("SELECT coalesce(max(start_time) < now() - interval '%d minutes', true) "
+	               "FROM pgbk.backup",
+	               pgbk_base_backup_interval);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not read the backup catalog");
+	due = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull || !DatumGetBool(due))
+		return;
+	(void) pgbk_start_backup(MyDatabaseId, id, NULL);
+	ereport(LOG, (errmsg("pgbk: scheduled base backup %s started", id)));
+}
+
+/*
+ * One round of catalog work in its own transaction.  Errors are caught and
+ * logged so that a repository outage does not kill the worker.
+ */
+static void
+scheduler_round(bool sync, bool periodic, bool backup_check)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "pgbk catalog sync");
+
+	PG_TRY();
+	{
+		if (extension_installed())
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			insert_events();
+			if (sync && pgbk_config_path[0] != '\0')
+				(void) pgbk_catalog_sync(false, periodic);
+			if (backup_check)
+				maybe_scheduled_backup();
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static void
+scheduler_detach(int code, Datum arg)
+{
+	if (pgbk_shared)
+		pgbk_shared->scheduler_latch = NULL;
+	pgbk_context_reset();
+}
+
+void
+pgbk_scheduler_main(Datum arg)
+{
+	TimestampTz last_sync = 0;
+	TimestampTz last_full = 0;
+	bool        dirty = true;
+	TimestampTz last_backup_check = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	pgbk_install_hooks();
+
+	BackgroundWorkerInitializeConnection(pgbk_database, NULL, 0);
+
+	if (pgbk_shared)
+	{
+		pgbk_shared->scheduler_latch = MyLatch;
+		before_shmem_exit(scheduler_detach, (Datum) 0);
+	}
+
+	for (;;)
+	{
+		TimestampTz now;
+		int         rc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * Sync when woken by an upload or an event (at most once a second, so
+		 * a burst of uploads costs one listing), and periodically for uploads
+		 * made outside this server (pgbk wal-push).
+		 */
+		now = GetCurrentTimestamp();
+		if (TimestampDifferenceExceeds(last_full, now, pgbk_catalog_sync_interval * 1000))
+		{
+			last_full = now;
+			last_sync = now;
+			dirty = false;
+			scheduler_round(true, true, false);
+		}
+		else if (dirty && TimestampDifferenceExceeds(last_sync, now, SYNC_MIN_INTERVAL_MS))
+		{
+			dirty = false;
+			last_sync = now;
+			scheduler_round(true, false, false);
+		}
+
+		if (pgbk_base_backup_interval > 0 &&
+		    TimestampDifferenceExceeds(last_backup_check, now, 60 * 1000))
+		{
+			last_backup_check = now;
+			scheduler_round(false, false, true);
+		}
+
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+		               SYNC_MIN_INTERVAL_MS, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+			dirty = true;
+		ResetLatch(MyLatch);
+	}
+}

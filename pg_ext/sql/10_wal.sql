@@ -1,0 +1,122 @@
+-- 10_wal: the WAL catalog and archiving status.
+
+-- One row per file in the repository's wal/ area.  Filled by the scheduler
+-- worker from the repository (the source of truth, DESIGN.md invariant 3):
+-- bk_catalog_sync() rebuilds it at any time.
+CREATE TABLE pgbk.wal (
+	name text PRIMARY KEY,
+	timeline integer NOT NULL,
+	kind text NOT NULL CHECK (kind IN ('segment', 'partial', 'backup', 'history')),
+	segno bigint,				-- segment number (segment, partial, backup)
+	start_lsn pg_lsn,			-- first byte the segment covers
+	end_lsn pg_lsn,				-- first byte after it
+	stored_bytes bigint NOT NULL,
+	raw_bytes bigint,
+	content_hash text,			-- BLAKE2b-256 of the original file, hex
+	archived_at timestamptz NOT NULL,	-- when the repository received it
+	written_at timestamptz,		-- last write of the file on the server
+	first_stop_at timestamptz,	-- first commit/abort timestamp in it
+	last_stop_at timestamptz,	-- last commit/abort timestamp in it
+	stop_records integer,		-- commit/abort records (recovery_target_time stops)
+	last_record_lsn pg_lsn,		-- start of the last record beginning in it
+	tail_may_stop boolean,		-- last record continues and may be a commit/abort
+	system_identifier text
+);
+CREATE INDEX wal_timeline_segno_idx ON pgbk.wal (timeline, segno);
+CREATE INDEX wal_last_stop_idx ON pgbk.wal (timeline, last_stop_at);
+
+-- Named restore points (pg_create_restore_point records), from archived
+-- WAL and from bk_create_restore_point().  lsn is where the record is.
+CREATE TABLE pgbk.restore_point (
+	name text NOT NULL,
+	lsn pg_lsn NOT NULL,
+	at timestamptz NOT NULL,
+	timeline integer NOT NULL,
+	wal_name text NOT NULL,		-- the segment holding the record
+	PRIMARY KEY (name, wal_name)
+);
+
+-- Archiving state from shared memory (uploaders, archive module) plus the
+-- pending .ready files, for bk_status.
+CREATE FUNCTION pgbk.archive_state(
+	OUT preloaded boolean,
+	OUT active boolean,
+	OUT last_success_at timestamptz,
+	OUT last_success_file text,
+	OUT failing_since timestamptz,
+	OUT last_failure_at timestamptz,
+	OUT last_failure_file text,
+	OUT last_error text,
+	OUT pending bigint,
+	OUT oldest_pending_file text,
+	OUT oldest_pending_since timestamptz,
+	OUT files_uploaded bigint,
+	OUT files_already_present bigint,
+	OUT duplicates_refused bigint,
+	OUT raw_bytes_uploaded bigint,
+	OUT stored_bytes_uploaded bigint,
+	OUT callback_fast bigint,
+	OUT callback_waited bigint,
+	OUT callback_self bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pgbk_archive_state'
+LANGUAGE C STRICT VOLATILE;
+
+-- Durations (microseconds) of the most recent archive callbacks, oldest
+-- first: how long PostgreSQL's archiver waited for pgbk per file.
+CREATE FUNCTION pgbk.callback_times(OUT us bigint) RETURNS SETOF bigint
+AS 'MODULE_PATHNAME', 'pgbk_callback_times'
+LANGUAGE C STRICT VOLATILE;
+
+-- Granularity target of the database scope, in seconds (the policy table
+-- arrives with the scopes; until then the seed's one minute).
+CREATE FUNCTION pgbk.database_granularity() RETURNS interval
+LANGUAGE sql STABLE
+AS $$ SELECT interval '60 seconds' $$;
+
+-- bk_status: one row per component, status 'ok', 'warning' or 'failing'.
+CREATE VIEW bk_status AS
+WITH a AS (SELECT * FROM pgbk.archive_state())
+SELECT 'archive'::text AS component,
+	CASE WHEN NOT a.preloaded THEN 'warning'
+		 WHEN a.failing_since IS NOT NULL THEN 'failing'
+		 WHEN NOT a.active THEN 'warning'
+		 ELSE 'ok' END AS status,
+	a.last_success_file AS last_file,
+	a.last_success_at AS last_success,
+	a.pending,
+	CASE WHEN a.oldest_pending_since IS NULL THEN interval '0'
+		 ELSE now() - a.oldest_pending_since END AS lag,
+	a.failing_since,
+	a.last_error,
+	CASE WHEN NOT a.preloaded THEN 'pgbk is not in shared_preload_libraries'
+		 WHEN a.failing_since IS NOT NULL THEN
+			format('archiving of %s failing since %s', a.last_failure_file, a.failing_since)
+		 WHEN NOT a.active THEN 'archiving through pgbk is not active (archive_mode, archive_library = ''pgbk'' and pgbk.config are needed)'
+		 ELSE format('%s files uploaded, %s already present', a.files_uploaded, a.files_already_present)
+	END AS detail
+FROM a
+UNION ALL
+SELECT 'granularity', 'warning', NULL, NULL, NULL, NULL, NULL, NULL,
+	CASE WHEN current_setting('archive_timeout')::interval = interval '0'
+		 THEN format('archive_timeout is 0: a quiet server may keep WAL unarchived for a long time; the database scope''s granularity target is %s s, set archive_timeout to at most that', extract(epoch FROM pgbk.database_granularity())::bigint)
+		 ELSE format('archive_timeout (%s s) is above the database scope''s granularity target (%s s): WAL may wait longer than that before it is archived', extract(epoch FROM current_setting('archive_timeout')::interval)::bigint, extract(epoch FROM pgbk.database_granularity())::bigint)
+	END
+WHERE current_setting('archive_timeout')::interval = interval '0'
+   OR current_setting('archive_timeout')::interval > pgbk.database_granularity();
+
+-- Refused duplicates and other events, newest first, for bk_status readers.
+CREATE VIEW bk_events AS
+SELECT id, at, kind, object, message FROM pgbk.event ORDER BY id DESC;
+
+-- Rebuild (full = true) or catch up (full = false) the WAL catalog from the
+-- repository.  Returns the number of rows added.
+CREATE FUNCTION bk_catalog_sync(full boolean DEFAULT true) RETURNS bigint
+AS 'MODULE_PATHNAME', 'bk_catalog_sync'
+LANGUAGE C VOLATILE;
+
+GRANT SELECT ON pgbk.wal, pgbk.restore_point, pgbk.event TO pgbk_reader;
+GRANT SELECT ON bk_status, bk_events TO pgbk_reader;
+GRANT EXECUTE ON FUNCTION pgbk.archive_state(), pgbk.database_granularity(),
+	pgbk.callback_times() TO pgbk_reader;
+GRANT EXECUTE ON FUNCTION bk_catalog_sync(boolean) TO pgbk_admin;

@@ -1,0 +1,349 @@
+/*
+ * uploader.c
+ *	  Uploader background workers: push WAL ahead of the archiver.
+ *
+ * PostgreSQL's archiver hands files to the archive module one at a time, so
+ * a slow upload (S3 round trips, compression) directly limits how fast WAL
+ * leaves the server.  Like pgBackRest's asynchronous archive-push, the
+ * uploaders look ahead: each scans pg_wal/archive_status for .ready files,
+ * claims one of the oldest pgbk.lookahead files in the shared slot table,
+ * uploads it and marks the slot DONE.  When the archiver then asks for that
+ * file, the callback finds DONE and returns immediately.
+ *
+ * Several uploaders work in parallel (pgbk.upload_workers), each in its own
+ * process, so compression and encryption use several cores.  Memory stays
+ * bounded: a scan keeps only the pgbk.lookahead oldest names, whatever the
+ * number of pending files.
+ *
+ * The uploaders never mark anything .done themselves: only the archiver's
+ * callback does that (by returning true), so a crash at any point loses
+ * nothing; at worst a file is uploaded twice, which the duplicate rule
+ * treats as success because the content is identical.
+ */
+#include "pgbk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/fd.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#define ARCHIVE_STATUS_DIR XLOGDIR "/archive_status"
+#define READY_SUFFIX       ".ready"
+
+static int uploader_index = -1;
+
+/*
+ * Archiving through pgbk is active when WAL archiving is on, the archive
+ * library is pgbk and a configuration is set.  On a standby only
+ * archive_mode = always archives.
+ */
+bool
+pgbk_archiving_active(void)
+{
+	const char *lib;
+
+	if (!XLogArchivingActive())
+		return false;
+	if (RecoveryInProgress() && XLogArchiveMode != ARCHIVE_MODE_ALWAYS)
+		return false;
+	lib = GetConfigOption("archive_library", true, false);
+	if (lib == NULL || strcmp(lib, "pgbk") != 0)
+		return false;
+	return pgbk_config_path != NULL && pgbk_config_path[0] != '\0';
+}
+
+/*
+ * Archive order, as PostgreSQL's archiver uses it: timeline history files
+ * first (a new timeline must be archived before its segments are needed),
+ * then by name, which is WAL order within a timeline.
+ */
+static bool
+is_history(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 8 && strcmp(name + n - 8, ".history") == 0;
+}
+
+static int
+archive_order(const char *a, const char *b)
+{
+	bool ha = is_history(a), hb = is_history(b);
+
+	if (ha != hb)
+		return ha ? -1 : 1;
+	return strcmp(a, b);
+}
+
+typedef struct Candidates
+{
+	int  n;
+	int  max;
+	char names[PGBK_MAX_SLOTS][MAXFNAMELEN];
+} Candidates;
+
+/* Keep the `max` first names in archive order (insertion into a sorted
+ * array: max is small). */
+static void
+candidates_add(Candidates *c, const char *name)
+{
+	int pos;
+
+	if (c->n == c->max && archive_order(name, c->names[c->n - 1]) >= 0)
+		return;
+	pos = c->n < c->max ? c->n : c->max - 1;
+	while (pos > 0 && archive_order(name, c->names[pos - 1]) < 0)
+	{
+		memcpy(c->names[pos], c->names[pos - 1], MAXFNAMELEN);
+		pos--;
+	}
+	strlcpy(c->names[pos], name, MAXFNAMELEN);
+	if (c->n < c->max)
+		c->n++;
+}
+
+static void
+scan_ready_files(Candidates *c)
+{
+	DIR           *dir;
+	struct dirent *de;
+	size_t         suffix_len = strlen(READY_SUFFIX);
+
+	c->n = 0;
+	c->max = Min(pgbk_lookahead, PGBK_MAX_SLOTS);
+	dir = AllocateDir(ARCHIVE_STATUS_DIR);
+	while ((de = ReadDirExtended(dir, ARCHIVE_STATUS_DIR, LOG)) != NULL)
+	{
+		size_t len = strlen(de->d_name);
+		char   name[MAXFNAMELEN];
+
+		if (len <= suffix_len || len - suffix_len >= MAXFNAMELEN ||
+		    strcmp(de->d_name + len - suffix_len, READY_SUFFIX) != 0)
+			continue;
+		memcpy(name, de->d_name, len - suffix_len);
+		name[len - suffix_len] = '\0';
+		candidates_add(c, name);
+	}
+	FreeDir(dir);
+}
+
+/*
+ * Claim the first candidate nobody is working on.  Returns the slot index,
+ * or -1 if there is nothing to do right now.
+ */
+static int
+claim_next(Candidates *c, char *name_out)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int         i, j;
+	int         result = -1;
+
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < c->n && result < 0; i++)
+	{
+		int found = -1;
+		int free_idx = -1;
+
+		for (j = 0; j < PGBK_MAX_SLOTS; j++)
+		{
+			UploadSlot *s = &pgbk_shared->slots[j];
+
+			if (s->state == SLOT_FREE)
+			{
+				if (free_idx < 0)
+					free_idx = j;
+			}
+			else if (strcmp(s->name, c->names[i]) == 0)
+			{
+				found = j;
+				break;
+			}
+		}
+		if (found >= 0)
+		{
+			UploadSlot *s = &pgbk_shared->slots[found];
+
+			if (s->state == SLOT_FAILED && s->retry_at <= now)
+			{
+				s->state = SLOT_CLAIMED;
+				s->owner_pid = MyProcPid;
+				result = found;
+			}
+			continue;
+		}
+		if (free_idx < 0)
+			break; /* table full: let the archiver catch up */
+		strlcpy(pgbk_shared->slots[free_idx].name, c->names[i], MAXFNAMELEN);
+		pgbk_shared->slots[free_idx].state = SLOT_CLAIMED;
+		pgbk_shared->slots[free_idx].owner_pid = MyProcPid;
+		pgbk_shared->slots[free_idx].failures = 0;
+		pgbk_shared->slots[free_idx].retry_at = 0;
+		result = free_idx;
+	}
+	if (result >= 0)
+		strlcpy(name_out, pgbk_shared->slots[result].name, MAXFNAMELEN);
+	LWLockRelease(pgbk_shared->lock);
+	return result;
+}
+
+static void
+finish_slot(int idx, bool ok)
+{
+	UploadSlot *s = &pgbk_shared->slots[idx];
+
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	if (s->owner_pid == MyProcPid && s->state == SLOT_CLAIMED)
+	{
+		if (ok)
+		{
+			s->state = SLOT_DONE;
+			s->failures = 0;
+		}
+		else
+		{
+			s->state = SLOT_FAILED;
+			s->failures++;
+			s->retry_at = pgbk_retry_time(s->failures);
+		}
+		s->owner_pid = 0;
+	}
+	LWLockRelease(pgbk_shared->lock);
+	ConditionVariableBroadcast(&pgbk_shared->slot_cv);
+}
+
+/* Upload one claimed file.  Returns true if it went well. */
+static bool
+upload_one(int idx, const char *name)
+{
+	char      path[MAXPGPATH];
+	PgbkError err;
+	bool      ok;
+
+	/* The archiver may have finished it between our scan and the claim. */
+	if (!pgbk_ready_file_exists(name))
+	{
+		LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+		if (pgbk_shared->slots[idx].owner_pid == MyProcPid)
+		{
+			pgbk_shared->slots[idx].state = SLOT_FREE;
+			pgbk_shared->slots[idx].name[0] = '\0';
+			pgbk_shared->slots[idx].owner_pid = 0;
+		}
+		LWLockRelease(pgbk_shared->lock);
+		return true;
+	}
+	snprintf(path, sizeof(path), XLOGDIR "/%s", name);
+	pgbk_error_clear(&err);
+	ok = pgbk_push_wal_file(name, path, &err);
+	finish_slot(idx, ok);
+	if (!ok)
+	{
+		if (err.code == PGBK_ERR_INTERRUPTED)
+			return false;
+		pgbk_report_error(LOG, &err, psprintf("could not upload \"%s\"", name));
+	}
+	return ok;
+}
+
+static void
+uploader_detach(int code, Datum arg)
+{
+	int i;
+
+	if (pgbk_shared == NULL)
+		return;
+	if (uploader_index >= 0)
+		pgbk_shared->uploader_latch[uploader_index] = NULL;
+	/* give back claims we hold, so the archiver does not wait for us */
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < PGBK_MAX_SLOTS; i++)
+	{
+		UploadSlot *s = &pgbk_shared->slots[i];
+
+		if (s->state == SLOT_CLAIMED && s->owner_pid == MyProcPid)
+		{
+			s->state = SLOT_FREE;
+			s->name[0] = '\0';
+			s->owner_pid = 0;
+		}
+	}
+	LWLockRelease(pgbk_shared->lock);
+	ConditionVariableBroadcast(&pgbk_shared->slot_cv);
+	pgbk_context_reset();
+}
+
+void
+pgbk_uploader_main(Datum arg)
+{
+	MemoryContext loop_context;
+	Candidates   *cand;
+	int           idle_rounds = 0;
+
+	uploader_index = DatumGetInt32(arg);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	pgbk_install_hooks();
+
+	if (pgbk_shared == NULL)
+		proc_exit(0);
+	pgbk_shared->uploader_latch[uploader_index] = MyLatch;
+	before_shmem_exit(uploader_detach, (Datum) 0);
+
+	loop_context =
+	    AllocSetContextCreate(TopMemoryContext, "pgbk uploader loop", ALLOCSET_DEFAULT_SIZES);
+	cand = MemoryContextAllocZero(TopMemoryContext, sizeof(Candidates));
+
+	for (;;)
+	{
+		int  slot;
+		char name[MAXFNAMELEN];
+		long timeout_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_context);
+		MemoryContextSwitchTo(loop_context);
+
+		if (pgbk_archiving_active())
+		{
+			pgbk_release_stale_slots();
+			scan_ready_files(cand);
+			slot = claim_next(cand, name);
+			if (slot >= 0)
+			{
+				idle_rounds = 0;
+				upload_one(slot, name);
+				continue;
+			}
+			idle_rounds++;
+			/* poll quickly while WAL is flowing, slowly when idle */
+			timeout_ms = idle_rounds < 50 ? 100 : 1000;
+		}
+		else
+			timeout_ms = 5000;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout_ms,
+		                 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
