@@ -1,0 +1,1135 @@
+/*
+ * backup.c
+ *	  Base backups: bk_base_backup(), the backup coordinator worker and the
+ *	  copier workers.
+ *
+ * bk_base_backup() (or the scheduler, see pgbk.base_backup_interval)
+ * starts one coordinator, a dynamic background worker connected to the
+ * calling database.  The coordinator
+ *	 1. runs pg_backup_start() in its own session (a non-exclusive backup);
+ *	 2. lists the data directory (and tablespaces) with pg_basebackup's
+ *		exclusions, biggest files first, into a dynamic shared memory table;
+ *	 3. starts pgbk.backup_parallel copier workers, which take files from the
+ *		table one at a time and stream each one through the codec (zstd,
+ *		encryption, content hash) into backup/<id>/data/<path>;
+ *	 4. runs pg_backup_stop(), then waits until every WAL segment from the
+ *		backup's start to its stop is in the repository;
+ *	 5. writes the manifest last (its presence marks a complete backup) and
+ *		records the backup in pgbk.backup.
+ * Progress is in shared memory (bk_backup_progress).  One backup at a time:
+ * a second request is refused with the running backup's id.
+ *
+ * A failed backup leaves data objects without a manifest; they are never
+ * used for restores and expiry removes them.
+ */
+#include "pgbk.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/dsm.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "layout.h"
+#include "manifest.h"
+#include "walname.h"
+
+PG_FUNCTION_INFO_V1(bk_base_backup);
+PG_FUNCTION_INFO_V1(pgbk_backup_progress);
+
+/* Raw bytes read per step; the codec frames 256 KiB at a time. */
+#define COPY_CHUNK (1024 * 1024)
+
+typedef enum CopyState
+{
+	COPY_PENDING = 0,
+	COPY_DONE,
+	COPY_VANISHED /* removed while the backup ran: fine */
+} CopyState;
+
+typedef struct CopyFile
+{
+	uint32        path_off; /* into the string area */
+	uint64        size_hint;
+	uint8         state;
+	uint64        size;
+	int64         mtime;
+	uint32        mode;
+	uint64        stored;
+	unsigned char hash[CODEC_HASH_BYTES];
+} CopyFile;
+
+typedef struct CopyShared
+{
+	pg_atomic_uint32 next;
+	int              nfiles;
+	Size             strings_off;
+	slock_t          mutex;
+	bool             failed;
+	char             error[PGBK_ERROR_LEN];
+	char             backup_id[MANIFEST_ID_LEN];
+	CopyFile         files[FLEXIBLE_ARRAY_MEMBER];
+} CopyShared;
+
+/* What the coordinator found in the data directory. */
+typedef struct ScanFile
+{
+	char  *path;
+	uint64 size;
+} ScanFile;
+
+typedef struct ScanResult
+{
+	List  *files;       /* ScanFile * */
+	List  *dirs;        /* ManifestDir * (palloc'd) */
+	List  *tablespaces; /* ManifestTablespace * */
+	uint64 bytes;
+} ScanResult;
+
+/* ------------------------------------------------------------------------
+ * Starting a backup
+ * ------------------------------------------------------------------------ */
+
+static bool
+wal_reaches_repository(void)
+{
+	const char *cmd;
+
+	if (pgbk_archiving_active())
+		return true;
+	if (!XLogArchivingActive())
+		return false;
+	cmd = GetConfigOption("archive_command", true, false);
+	return cmd != NULL && strstr(cmd, "pgbk wal-push") != NULL;
+}
+
+static void
+format_backup_id(TimestampTz ts, char *out)
+{
+	pg_time_t t = timestamptz_to_time_t(ts);
+	struct tm tm;
+	time_t    tt = (time_t) t;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, MANIFEST_ID_LEN, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+uint64
+pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
+{
+	BackgroundWorker        worker;
+	BackgroundWorkerHandle *handle;
+	PgbkError               err;
+	char                    id[MANIFEST_ID_LEN];
+	uint64                  seq;
+
+	if (pgbk_shared == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("pgbk is not loaded through shared_preload_libraries"),
+		                errhint("Add pgbk to shared_preload_libraries and restart.")));
+	pgbk_install_hooks();
+	pgbk_error_clear(&err);
+	if (pgbk_context(&err) == NULL)
+		pgbk_report_error(ERROR, &err, "could not open the repository");
+	if (!wal_reaches_repository())
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("base backups need WAL archived into the same repository"),
+		                errdetail("A backup is only restorable with the WAL written while it ran."),
+		                errhint("Set archive_mode = on and archive_library = 'pgbk' (or "
+		                        "archive_command = 'pgbk wal-push %%p').")));
+
+	/* ids are start times to the second; never reuse one */
+	for (;;)
+	{
+		format_backup_id(GetCurrentTimestamp(), id);
+		LWLockAcquire(pgbk_shared->lock, LW_SHARED);
+		if (strcmp(id, pgbk_shared->backup_last_id) > 0 && strcmp(id, pgbk_shared->backup_id) > 0)
+		{
+			LWLockRelease(pgbk_shared->lock);
+			break;
+		}
+		LWLockRelease(pgbk_shared->lock);
+		pg_usleep(200 * 1000L);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	if (pgbk_shared->backup_state == BACKUP_RUNNING)
+	{
+		int  pid = pgbk_shared->backup_pid;
+		bool alive = pid == 0 ? !TimestampDifferenceExceeds(pgbk_shared->backup_started_at,
+		                                                    GetCurrentTimestamp(), 60000)
+		                      : (kill(pid, 0) == 0 || errno != ESRCH);
+
+		if (alive)
+		{
+			char running[MANIFEST_ID_LEN];
+			char started[64];
+
+			strlcpy(running, pgbk_shared->backup_id, sizeof(running));
+			strlcpy(started, timestamptz_to_str(pgbk_shared->backup_started_at), sizeof(started));
+			LWLockRelease(pgbk_shared->lock);
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+			                errmsg("a base backup is already running (%s, started at %s)", running,
+			                       started),
+			                errhint("Wait for it to finish; bk_backup_progress shows how far it "
+			                        "is.")));
+		}
+	}
+	seq = ++pgbk_shared->backup_seq;
+	pgbk_shared->backup_state = BACKUP_RUNNING;
+	pgbk_shared->backup_pid = 0;
+	strlcpy(pgbk_shared->backup_id, id, sizeof(pgbk_shared->backup_id));
+	strlcpy(pgbk_shared->backup_phase, "starting", sizeof(pgbk_shared->backup_phase));
+	pgbk_shared->backup_started_at = GetCurrentTimestamp();
+	pgbk_shared->backup_bytes_total = 0;
+	pgbk_shared->backup_bytes_done = 0;
+	pgbk_shared->backup_stored_done = 0;
+	pgbk_shared->backup_files_total = 0;
+	pgbk_shared->backup_files_done = 0;
+	pgbk_shared->backup_workers = 0;
+	LWLockRelease(pgbk_shared->lock);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgbk");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgbk_backup_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pgbk backup %s", id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pgbk backup");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+		pgbk_shared->backup_state = BACKUP_IDLE;
+		pgbk_shared->backup_id[0] = '\0';
+		LWLockRelease(pgbk_shared->lock);
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+		                errmsg("could not start the base backup worker"),
+		                errhint("Raise max_worker_processes: a backup needs 1 + "
+		                        "pgbk.backup_parallel background workers.")));
+	}
+	strlcpy(id_out, id, MANIFEST_ID_LEN);
+	if (handle_out)
+		*handle_out = handle;
+	return seq;
+}
+
+Datum
+bk_base_backup(PG_FUNCTION_ARGS)
+{
+	bool                    wait = PG_ARGISNULL(0) ? true : PG_GETARG_BOOL(0);
+	char                    id[MANIFEST_ID_LEN];
+	BackgroundWorkerHandle *handle;
+	uint64                  seq;
+	bool                    ok = false;
+	bool                    found = false;
+	char                    error[PGBK_ERROR_LEN];
+
+	seq = pgbk_start_backup(MyDatabaseId, id, &handle);
+	if (!wait)
+		PG_RETURN_TEXT_P(cstring_to_text(id));
+
+	(void) WaitForBackgroundWorkerShutdown(handle);
+	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
+	if (pgbk_shared->backup_last_seq == seq)
+	{
+		found = true;
+		ok = pgbk_shared->backup_last_ok;
+		strlcpy(error, pgbk_shared->backup_last_error, sizeof(error));
+	}
+	LWLockRelease(pgbk_shared->lock);
+	if (!found)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+		                errmsg("base backup %s ended without reporting an outcome", id),
+		                errhint("See the server log.")));
+	if (!ok)
+		ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+		                errmsg("base backup %s failed: %s", id, error)));
+	PG_RETURN_TEXT_P(cstring_to_text(id));
+}
+
+/* ------------------------------------------------------------------------
+ * Progress
+ * ------------------------------------------------------------------------ */
+
+static void
+set_phase(const char *phase)
+{
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	strlcpy(pgbk_shared->backup_phase, phase, sizeof(pgbk_shared->backup_phase));
+	LWLockRelease(pgbk_shared->lock);
+	pgstat_report_activity(STATE_RUNNING, psprintf("pgbk base backup: %s", phase));
+}
+
+static void
+finish_backup(bool ok, const char *error)
+{
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	pgbk_shared->backup_last_seq = pgbk_shared->backup_seq;
+	pgbk_shared->backup_last_ok = ok;
+	strlcpy(pgbk_shared->backup_last_id, pgbk_shared->backup_id, MANIFEST_ID_LEN);
+	strlcpy(pgbk_shared->backup_last_error, error ? error : "", PGBK_ERROR_LEN);
+	pgbk_shared->backup_last_finished_at = GetCurrentTimestamp();
+	pgbk_shared->backup_state = BACKUP_IDLE;
+	pgbk_shared->backup_pid = 0;
+	pgbk_shared->backup_id[0] = '\0';
+	strlcpy(pgbk_shared->backup_phase, ok ? "done" : "failed", sizeof(pgbk_shared->backup_phase));
+	LWLockRelease(pgbk_shared->lock);
+}
+
+#define PROGRESS_COLS 14
+
+Datum
+pgbk_backup_progress(PG_FUNCTION_ARGS)
+{
+	TupleDesc  tupdesc;
+	Datum      values[PROGRESS_COLS];
+	bool       nulls[PROGRESS_COLS];
+	PgbkShared s;
+	int        i = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	memset(nulls, 0, sizeof(nulls));
+	memset(&s, 0, sizeof(s));
+	if (pgbk_shared)
+	{
+		LWLockAcquire(pgbk_shared->lock, LW_SHARED);
+		memcpy(&s, pgbk_shared, sizeof(s));
+		LWLockRelease(pgbk_shared->lock);
+	}
+	values[i++] = BoolGetDatum(s.backup_state == BACKUP_RUNNING);
+	if (s.backup_state == BACKUP_RUNNING)
+	{
+		values[i++] = CStringGetTextDatum(s.backup_id);
+		values[i++] = CStringGetTextDatum(s.backup_phase);
+		values[i++] = TimestampTzGetDatum(s.backup_started_at);
+	}
+	else
+	{
+		nulls[i++] = true;
+		nulls[i++] = true;
+		nulls[i++] = true;
+	}
+	values[i++] = Int64GetDatum((int64) s.backup_bytes_total);
+	values[i++] = Int64GetDatum((int64) s.backup_bytes_done);
+	values[i++] = Int64GetDatum((int64) s.backup_stored_done);
+	values[i++] = Int32GetDatum(s.backup_files_total);
+	values[i++] = Int32GetDatum(s.backup_files_done);
+	values[i++] = Int32GetDatum(s.backup_workers);
+	if (s.backup_last_seq > 0)
+	{
+		values[i++] = CStringGetTextDatum(s.backup_last_id);
+		values[i++] = BoolGetDatum(s.backup_last_ok);
+		if (s.backup_last_ok)
+			nulls[i++] = true;
+		else
+			values[i++] = CStringGetTextDatum(s.backup_last_error);
+		values[i++] = TimestampTzGetDatum(s.backup_last_finished_at);
+	}
+	else
+	{
+		nulls[i++] = true;
+		nulls[i++] = true;
+		nulls[i++] = true;
+		nulls[i++] = true;
+	}
+	Assert(i == PROGRESS_COLS);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* ------------------------------------------------------------------------
+ * Scanning the data directory (pg_basebackup's exclusions)
+ * ------------------------------------------------------------------------ */
+
+/* Directories whose contents are not backed up (the directory itself is). */
+static const char *const exclude_dir_contents[] = {
+    "pg_stat_tmp",  "pg_replslot", "pg_dynshmem", "pg_notify",  "pg_serial",
+    "pg_snapshots", "pg_subtrans", XLOGDIR,       "pgbk_spool", NULL};
+
+/* Files never backed up, by name (prefix match where noted). */
+static const struct
+{
+	const char *name;
+	bool        prefix;
+} exclude_files[] = {{"postgresql.auto.conf.tmp", false},
+                     {"current_logfiles.tmp", false},
+                     {"pg_internal.init", true},
+                     {"backup_label", false},
+                     {"tablespace_map", false},
+                     {"backup_manifest", false},
+                     {"postmaster.pid", false},
+                     {"postmaster.opts", false},
+                     {"recovery.signal", false},
+                     {"standby.signal", false},
+                     {NULL, false}};
+
+static bool
+excluded_file(const char *name)
+{
+	int i;
+
+	if (strncmp(name, PG_TEMP_FILE_PREFIX, strlen(PG_TEMP_FILE_PREFIX)) == 0)
+		return true;
+	for (i = 0; exclude_files[i].name; i++)
+	{
+		if (exclude_files[i].prefix
+		        ? strncmp(name, exclude_files[i].name, strlen(exclude_files[i].name)) == 0
+		        : strcmp(name, exclude_files[i].name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* "t<digits>_<digits>..." is a temporary relation's file. */
+static bool
+temp_relation_file(const char *name)
+{
+	const char *p = name;
+
+	if (*p++ != 't' || !isdigit((unsigned char) *p))
+		return false;
+	while (isdigit((unsigned char) *p))
+		p++;
+	return *p == '_' && isdigit((unsigned char) p[1]);
+}
+
+/* The relation file number a fork/segment file belongs to, or 0. */
+static Oid
+relation_of_file(const char *name)
+{
+	const char *p = name;
+	Oid         rel = 0;
+
+	if (!isdigit((unsigned char) *p))
+		return 0;
+	while (isdigit((unsigned char) *p))
+		rel = rel * 10 + (Oid) (*p++ - '0');
+	if (*p == '\0' || *p == '.' || *p == '_')
+		return rel;
+	return 0;
+}
+
+static bool
+is_db_directory(const char *relpath)
+{
+	/* base/<oid> or pg_tblspc/<oid>/<version dir>/<oid> */
+	const char *p;
+
+	if (strncmp(relpath, "base/", 5) == 0)
+	{
+		p = relpath + 5;
+		return *p && strspn(p, "0123456789") == strlen(p);
+	}
+	if (strncmp(relpath, "pg_tblspc/", 10) == 0)
+	{
+		const char *last = strrchr(relpath, '/');
+		int         slashes = 0;
+
+		for (p = relpath; *p; p++)
+			if (*p == '/')
+				slashes++;
+		return slashes == 3 && strspn(last + 1, "0123456789") == strlen(last + 1);
+	}
+	return false;
+}
+
+static void
+scan_dir(ScanResult *sr, const char *relpath, bool contents)
+{
+	DIR           *dir;
+	struct dirent *de;
+	const char    *path = relpath[0] ? relpath : ".";
+	List          *unlogged = NIL;
+	bool           dbdir = is_db_directory(relpath);
+
+	if (!contents)
+		return;
+
+	/* unlogged relations: only their _init fork is backed up */
+	if (dbdir)
+	{
+		dir = AllocateDir(path);
+		while ((de = ReadDirExtended(dir, path, LOG)) != NULL)
+		{
+			size_t n = strlen(de->d_name);
+
+			if (n > 5 && strcmp(de->d_name + n - 5, "_init") == 0)
+				unlogged = lappend_oid(unlogged, relation_of_file(de->d_name));
+		}
+		FreeDir(dir);
+	}
+
+	dir = AllocateDir(path);
+	while ((de = ReadDirExtended(dir, path, LOG)) != NULL)
+	{
+		char        child[MAXPGPATH];
+		struct stat st;
+		int         i;
+		bool        skip_contents = false;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		if (relpath[0])
+			snprintf(child, sizeof(child), "%s/%s", relpath, de->d_name);
+		else
+			strlcpy(child, de->d_name, sizeof(child));
+
+		if (stat(child, &st) != 0)
+		{
+			if (errno == ENOENT)
+				continue; /* vanished */
+			ereport(ERROR, (errcode_for_file_access(), errmsg("could not stat \"%s\": %m", child)));
+		}
+
+		if (S_ISDIR(st.st_mode))
+		{
+			ManifestDir *md;
+
+			if (strncmp(de->d_name, PG_TEMP_FILES_DIR, strlen(PG_TEMP_FILES_DIR)) == 0)
+				continue;
+			for (i = 0; exclude_dir_contents[i]; i++)
+				if (strcmp(child, exclude_dir_contents[i]) == 0)
+					skip_contents = true;
+			/* pg_wal/archive_status must exist in the restored directory */
+			if (strcmp(relpath, XLOGDIR) == 0)
+				skip_contents = true;
+
+			/* tablespace links: remember where they point */
+			if (strcmp(relpath, "pg_tblspc") == 0)
+			{
+				char                link[MAXPGPATH];
+				ssize_t             n = readlink(child, link, sizeof(link) - 1);
+				ManifestTablespace *ts = palloc0(sizeof(ManifestTablespace));
+
+				if (n >= 0)
+				{
+					link[n] = '\0';
+					ts->oid = (uint32) strtoul(de->d_name, NULL, 10);
+					ts->location = pstrdup(link);
+					sr->tablespaces = lappend(sr->tablespaces, ts);
+				}
+			}
+			md = palloc(sizeof(ManifestDir));
+			md->path = pstrdup(child);
+			md->mode = st.st_mode & 07777;
+			sr->dirs = lappend(sr->dirs, md);
+			scan_dir(sr, child, !skip_contents);
+		}
+		else if (S_ISREG(st.st_mode))
+		{
+			ScanFile *sf;
+			Oid       rel;
+
+			if (excluded_file(de->d_name) || temp_relation_file(de->d_name))
+				continue;
+			if (unlogged != NIL && (rel = relation_of_file(de->d_name)) != 0 &&
+			    list_member_oid(unlogged, rel))
+			{
+				size_t n = strlen(de->d_name);
+
+				if (!(n > 5 && strcmp(de->d_name + n - 5, "_init") == 0))
+					continue;
+			}
+			sf = palloc(sizeof(ScanFile));
+			sf->path = pstrdup(child);
+			sf->size = (uint64) st.st_size;
+			sr->files = lappend(sr->files, sf);
+			sr->bytes += (uint64) st.st_size;
+		}
+	}
+	FreeDir(dir);
+}
+
+static int
+cmp_size_desc(const ListCell *a, const ListCell *b)
+{
+	const ScanFile *fa = lfirst(a);
+	const ScanFile *fb = lfirst(b);
+
+	if (fa->size != fb->size)
+		return fa->size > fb->size ? -1 : 1;
+	return strcmp(fa->path, fb->path);
+}
+
+/* ------------------------------------------------------------------------
+ * Copier workers
+ * ------------------------------------------------------------------------ */
+
+static void
+copy_fail(CopyShared *cs, const char *msg)
+{
+	SpinLockAcquire(&cs->mutex);
+	if (!cs->failed)
+	{
+		cs->failed = true;
+		strlcpy(cs->error, msg, sizeof(cs->error));
+	}
+	SpinLockRelease(&cs->mutex);
+}
+
+static void
+add_progress(uint64 raw, uint64 stored, int files)
+{
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	pgbk_shared->backup_bytes_done += raw;
+	pgbk_shared->backup_stored_done += stored;
+	pgbk_shared->backup_files_done += files;
+	LWLockRelease(pgbk_shared->lock);
+}
+
+/* Stream one data directory file into the repository. */
+static PgbkStatus
+copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, PgbkBuf *out,
+         PgbkError *err)
+{
+	const char    *path = ((char *) cs) + cs->strings_off + cf->path_off;
+	char           key[LAYOUT_KEY_LEN];
+	char           attrs[128];
+	int            fd;
+	struct stat    st;
+	CodecEncoder  *enc = NULL;
+	RepoWriter    *w = NULL;
+	RepoPutOptions opts;
+	PgbkStatus     rc;
+	uint64         stored = 0;
+	uint64         raw_size = 0;
+
+	if (!layout_backup_file_key(cs->backup_id, path, key, sizeof(key)))
+		return pgbk_error(err, PGBK_ERR_USAGE, "path too long: \"%s\"", path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+	{
+		if (errno == ENOENT)
+		{
+			cf->state = COPY_VANISHED;
+			return PGBK_OK;
+		}
+		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		rc = pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	snprintf(attrs, sizeof(attrs), "kind=backup_file\nbackup=%s\n", cs->backup_id);
+	memset(&opts, 0, sizeof(opts));
+	opts.no_overwrite = true;
+	pgbk_buf_reset(out);
+	rc = codec_encoder_begin(&ctx->params, attrs, &enc, out, err);
+	if (rc == PGBK_OK)
+		rc = repo_writer_open(ctx->repo, key, &opts, &w, err);
+	for (;;)
+	{
+		ssize_t n;
+
+		if (rc != PGBK_OK)
+			break;
+		if (out->len > 0)
+		{
+			rc = repo_writer_write(w, out->data, out->len, err);
+			stored += out->len;
+			pgbk_buf_reset(out);
+			if (rc != PGBK_OK)
+				break;
+		}
+		if (pgbk_interrupted())
+		{
+			rc = pgbk_error(err, PGBK_ERR_INTERRUPTED, "interrupted");
+			break;
+		}
+		n = read(fd, chunk, COPY_CHUNK);
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			rc = pgbk_error(err, PGBK_ERR_IO, "could not read \"%s\": %s", path, strerror(errno));
+			break;
+		}
+		if (n == 0)
+		{
+			CodecEncoder *e = enc;
+
+			enc = NULL;
+			rc = codec_encoder_finish(e, out, cf->hash, &raw_size, err);
+			if (rc == PGBK_OK)
+			{
+				rc = repo_writer_write(w, out->data, out->len, err);
+				stored += out->len;
+				pgbk_buf_reset(out);
+			}
+			if (rc == PGBK_OK)
+			{
+				RepoWriter *ww = w;
+
+				w = NULL;
+				rc = repo_writer_commit(ww, err);
+			}
+			break;
+		}
+		rc = codec_encoder_update(enc, chunk, (size_t) n, out, err);
+		add_progress((uint64) n, 0, 0);
+	}
+	close(fd);
+	if (enc)
+		codec_encoder_free(enc);
+	if (w)
+		repo_writer_abort(w);
+	if (rc != PGBK_OK)
+		return pgbk_error_prefix(err, "could not back up \"%s\"", path);
+	cf->size = raw_size;
+	cf->mtime = (int64) st.st_mtime;
+	cf->mode = st.st_mode & 07777;
+	cf->stored = stored;
+	cf->state = COPY_DONE;
+	add_progress(0, stored, 1);
+	return PGBK_OK;
+}
+
+void
+pgbk_copier_main(Datum arg)
+{
+	dsm_segment   *seg;
+	CopyShared    *cs;
+	PgbkContext   *ctx;
+	PgbkError      err;
+	unsigned char *chunk;
+	PgbkBuf        out;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	pgbk_install_hooks();
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pgbk copier");
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		ereport(ERROR, (errmsg("pgbk copier: could not attach to the backup's shared memory")));
+	cs = dsm_segment_address(seg);
+
+	pgbk_error_clear(&err);
+	ctx = pgbk_context(&err);
+	if (ctx == NULL)
+	{
+		copy_fail(cs, err.msg);
+		proc_exit(0);
+	}
+	chunk = palloc(COPY_CHUNK);
+	pgbk_buf_init(&out);
+	for (;;)
+	{
+		uint32 idx;
+
+		CHECK_FOR_INTERRUPTS();
+		if (cs->failed)
+			break;
+		idx = pg_atomic_fetch_add_u32(&cs->next, 1);
+		if (idx >= (uint32) cs->nfiles)
+			break;
+		if (copy_one(ctx, cs, &cs->files[idx], chunk, &out, &err) != PGBK_OK)
+		{
+			copy_fail(cs, err.msg);
+			break;
+		}
+	}
+	pgbk_buf_free(&out);
+	pgbk_context_reset();
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/* ------------------------------------------------------------------------
+ * The coordinator
+ * ------------------------------------------------------------------------ */
+
+static bool backup_started = false;
+
+static void
+spi_exec(const char *sql, int expect)
+{
+	int ret = SPI_execute(sql, false, 0);
+
+	if (ret != expect)
+		elog(ERROR, "pgbk: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
+}
+
+static void
+begin_tx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/* Wait until every WAL segment from start to stop is in the repository. */
+static void
+wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop_lsn)
+{
+	WalSegNo    seg = walname_lsn_to_segno(start_lsn, wal_segment_size);
+	WalSegNo    last = walname_end_lsn_to_segno(stop_lsn, wal_segment_size);
+	TimestampTz deadline =
+	    TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pgbk_backup_wal_timeout * 1000);
+	PgbkError err;
+
+	while (seg <= last)
+	{
+		char           name[WALNAME_BUFLEN];
+		char           key[LAYOUT_KEY_LEN];
+		RepoObjectInfo info;
+		PgbkStatus     st;
+
+		walname_format_segment(name, tli, seg, wal_segment_size);
+		layout_wal_key(name, key, sizeof(key));
+		pgbk_error_clear(&err);
+		st = repo_head(ctx->repo, key, &info, &err);
+		if (st == PGBK_OK)
+		{
+			seg++;
+			continue;
+		}
+		if (st != PGBK_NOT_FOUND)
+			pgbk_report_error(WARNING, &err, "could not check the backup's WAL");
+		if (GetCurrentTimestamp() > deadline)
+			ereport(ERROR,
+			        (errmsg("WAL segment %s, needed by the backup, did not reach the repository "
+			                "within pgbk.backup_wal_timeout (%d s)",
+			                name, pgbk_backup_wal_timeout),
+			         errhint("Check bk_status: archiving may be failing.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 500,
+		                 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static char *
+label_field(const char *label, const char *field)
+{
+	const char *p = strstr(label, field);
+	const char *end;
+
+	if (p == NULL)
+		return NULL;
+	p += strlen(field);
+	end = strchr(p, '\n');
+	return pnstrdup(p, end ? (Size) (end - p) : strlen(p));
+}
+
+static int64
+timestamptz_to_unix_us(TimestampTz ts)
+{
+	return (int64) ts + ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+}
+
+static void
+run_backup(const char *id)
+{
+	PgbkContext            *ctx;
+	PgbkError               err;
+	ScanResult              sr;
+	ListCell               *lc;
+	CopyShared             *cs;
+	dsm_segment            *seg;
+	Size                    strings = 0;
+	Size                    size;
+	int                     nworkers;
+	int                     i;
+	BackgroundWorkerHandle *handles[32];
+	char                   *start_lsn_text;
+	XLogRecPtr              start_lsn, stop_lsn;
+	uint32                  tli;
+	char                   *labelfile = NULL;
+	char                   *spcmapfile = NULL;
+	TimestampTz             start_ts, stop_ts;
+	Manifest               *m;
+	Size                    off = 0;
+	char                   *label = psprintf("pgbk %s", id);
+	bool                    isnull;
+
+	pgbk_error_clear(&err);
+	ctx = pgbk_context(&err);
+	if (ctx == NULL)
+		pgbk_report_error(ERROR, &err, "could not open the repository");
+
+	/* 1. start */
+	set_phase("starting");
+	start_ts = GetCurrentTimestamp();
+	begin_tx();
+	{
+		Oid   types[1] = {TEXTOID};
+		Datum vals[1];
+
+		vals[0] = CStringGetTextDatum(label);
+		if (SPI_execute_with_args("SELECT pg_backup_start($1, true)::text", 1, types, vals, NULL,
+		                          false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "pgbk: pg_backup_start failed");
+		start_lsn_text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		start_lsn_text = MemoryContextStrdup(TopMemoryContext, start_lsn_text);
+	}
+	end_tx();
+	backup_started = true;
+	if (!walname_parse_lsn(start_lsn_text, &start_lsn))
+		elog(ERROR, "pgbk: unexpected start LSN \"%s\"", start_lsn_text);
+
+	/* 2. list files */
+	set_phase("listing files");
+	memset(&sr, 0, sizeof(sr));
+	scan_dir(&sr, "", true);
+	list_sort(sr.files, cmp_size_desc);
+	foreach (lc, sr.files)
+		strings += strlen(((ScanFile *) lfirst(lc))->path) + 1;
+	size = offsetof(CopyShared, files) + sizeof(CopyFile) * list_length(sr.files);
+	size = MAXALIGN(size) + strings;
+	seg = dsm_create(size, 0);
+	cs = dsm_segment_address(seg);
+	memset(cs, 0, offsetof(CopyShared, files));
+	pg_atomic_init_u32(&cs->next, 0);
+	SpinLockInit(&cs->mutex);
+	cs->nfiles = list_length(sr.files);
+	cs->strings_off = MAXALIGN(offsetof(CopyShared, files) + sizeof(CopyFile) * cs->nfiles);
+	strlcpy(cs->backup_id, id, sizeof(cs->backup_id));
+	i = 0;
+	foreach (lc, sr.files)
+	{
+		ScanFile *sf = lfirst(lc);
+		size_t    n = strlen(sf->path) + 1;
+
+		memset(&cs->files[i], 0, sizeof(CopyFile));
+		cs->files[i].path_off = (uint32) off;
+		cs->files[i].size_hint = sf->size;
+		memcpy(((char *) cs) + cs->strings_off + off, sf->path, n);
+		off += n;
+		i++;
+	}
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	pgbk_shared->backup_bytes_total = sr.bytes;
+	pgbk_shared->backup_files_total = cs->nfiles;
+	LWLockRelease(pgbk_shared->lock);
+
+	/* 3. copy in parallel */
+	set_phase("copying files");
+	nworkers = Min(pgbk_backup_parallel, (int) lengthof(handles));
+	for (i = 0; i < nworkers; i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
+		worker.bgw_start_time = BgWorkerStart_ConsistentState;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "pgbk");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "pgbk_copier_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "pgbk backup copier %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "pgbk backup copier");
+		worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+		worker.bgw_notify_pid = MyProcPid;
+		if (!RegisterDynamicBackgroundWorker(&worker, &handles[i]))
+			break;
+	}
+	nworkers = i;
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	pgbk_shared->backup_workers = nworkers;
+	LWLockRelease(pgbk_shared->lock);
+	if (nworkers == 0)
+		ereport(ERROR, (errmsg("could not start any backup copier worker"),
+		                errhint("Raise max_worker_processes.")));
+	for (i = 0; i < nworkers; i++)
+		(void) WaitForBackgroundWorkerShutdown(handles[i]);
+	if (cs->failed)
+		ereport(ERROR, (errmsg("%s", cs->error)));
+	if (pg_atomic_read_u32(&cs->next) < (uint32) cs->nfiles)
+		ereport(ERROR, (errmsg("backup copier workers stopped before copying every file")));
+
+	/* 4. stop, then wait for the WAL */
+	set_phase("stopping");
+	begin_tx();
+	spi_exec("SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)", SPI_OK_SELECT);
+	{
+		char *lsn = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		char *lf = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		char *sm;
+
+		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+		sm = isnull ? NULL : SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		if (!walname_parse_lsn(lsn, &stop_lsn))
+			elog(ERROR, "pgbk: unexpected stop LSN \"%s\"", lsn);
+		labelfile = MemoryContextStrdup(TopMemoryContext, lf);
+		spcmapfile = (sm && sm[0]) ? MemoryContextStrdup(TopMemoryContext, sm) : NULL;
+	}
+	end_tx();
+	backup_started = false;
+	stop_ts = GetCurrentTimestamp();
+	{
+		char *t = label_field(labelfile, "START TIMELINE: ");
+
+		tli = t ? (uint32) strtoul(t, NULL, 10) : 1;
+	}
+
+	set_phase("waiting for WAL");
+	/* stop timeline: the backup runs on one timeline (no promotion meanwhile) */
+	wait_for_wal(ctx, tli, start_lsn, stop_lsn);
+
+	/* 5. manifest, last */
+	set_phase("writing manifest");
+	m = manifest_new();
+	if (m == NULL)
+		elog(ERROR, "out of memory");
+	strlcpy(m->id, id, sizeof(m->id));
+	m->label = strdup(label);
+	m->system_identifier = GetSystemIdentifier();
+	m->pg_version_num = PG_VERSION_NUM;
+	m->timeline = tli;
+	m->start_lsn = start_lsn;
+	m->stop_lsn = stop_lsn;
+	walname_format_segment(m->start_wal, tli, walname_lsn_to_segno(start_lsn, wal_segment_size),
+	                       wal_segment_size);
+	walname_format_segment(m->stop_wal, tli, walname_end_lsn_to_segno(stop_lsn, wal_segment_size),
+	                       wal_segment_size);
+	m->start_time_us = timestamptz_to_unix_us(start_ts);
+	m->stop_time_us = timestamptz_to_unix_us(stop_ts);
+	m->wal_segment_size = wal_segment_size;
+	m->backup_label = strdup(labelfile);
+	m->tablespace_map = spcmapfile ? strdup(spcmapfile) : NULL;
+	m->compression = strdup(ctx->params.compression == PGBK_COMPRESS_ZSTD ? "zstd" : "none");
+	m->encrypted = ctx->params.keyring != NULL;
+	foreach (lc, sr.tablespaces)
+	{
+		ManifestTablespace *ts = lfirst(lc);
+
+		manifest_add_tablespace(m, ts->oid, ts->location);
+	}
+	foreach (lc, sr.dirs)
+	{
+		ManifestDir *d = lfirst(lc);
+
+		manifest_add_dir(m, d->path, d->mode);
+	}
+	for (i = 0; i < cs->nfiles; i++)
+	{
+		CopyFile    *cf = &cs->files[i];
+		ManifestFile mf;
+
+		if (cf->state != COPY_DONE)
+			continue;
+		memset(&mf, 0, sizeof(mf));
+		mf.path = ((char *) cs) + cs->strings_off + cf->path_off;
+		mf.size = cf->size;
+		mf.mtime = cf->mtime;
+		mf.mode = cf->mode;
+		memcpy(mf.hash, cf->hash, CODEC_HASH_BYTES);
+		mf.stored = cf->stored;
+		if (!manifest_add_file(m, &mf))
+			elog(ERROR, "out of memory");
+		m->bytes += cf->size;
+		m->stored_bytes += cf->stored;
+	}
+	pgbk_error_clear(&err);
+	if (manifest_store(ctx->repo, &ctx->params, m, &err) != PGBK_OK)
+	{
+		manifest_free(m);
+		pgbk_report_error(ERROR, &err, "could not write the backup manifest");
+	}
+	dsm_detach(seg);
+
+	begin_tx();
+	pgbk_catalog_record_backup(m);
+	end_tx();
+	manifest_free(m);
+	ereport(LOG, (errmsg("pgbk: base backup %s complete", id)));
+}
+
+void
+pgbk_backup_main(Datum arg)
+{
+	char          id[MANIFEST_ID_LEN];
+	MemoryContext oldcontext;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	pgbk_install_hooks();
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	pgbk_shared->backup_pid = MyProcPid;
+	strlcpy(id, pgbk_shared->backup_id, sizeof(id));
+	LWLockRelease(pgbk_shared->lock);
+
+	oldcontext = CurrentMemoryContext;
+	PG_TRY();
+	{
+		run_backup(id);
+		finish_backup(true, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		finish_backup(false, edata->message);
+		ereport(LOG, (errmsg("pgbk: base backup %s failed: %s", id, edata->message)));
+		if (IsTransactionState())
+			AbortCurrentTransaction();
+		if (backup_started)
+		{
+			/* leave backup mode; the repository keeps no manifest for it */
+			PG_TRY();
+			{
+				begin_tx();
+				spi_exec("SELECT pg_backup_stop(false)", SPI_OK_SELECT);
+				end_tx();
+			}
+			PG_CATCH();
+			{
+				FlushErrorState();
+				AbortCurrentTransaction();
+			}
+			PG_END_TRY();
+		}
+	}
+	PG_END_TRY();
+	pgbk_context_reset();
+	proc_exit(0);
+}

@@ -1,0 +1,486 @@
+-- 40_plan: point-in-time planning.  Everything here reads the catalog,
+-- which bk_catalog_sync() keeps equal to the repository; `pgbk restore`
+-- applies the same rules to the repository itself (common/plan.c), so the
+-- two agree on what is recoverable and why (DESIGN.md invariant 5).
+
+-- Timeline switches, from the archived history files: timeline `tli` began
+-- at `switch_lsn`, branching off `parent_tli`.
+CREATE TABLE pgbk.timeline (
+	tli integer PRIMARY KEY,
+	parent_tli integer NOT NULL,
+	switch_lsn pg_lsn NOT NULL,
+	created_at timestamptz NOT NULL	-- when the history file was written
+);
+
+-- Contiguous runs of archived segments per timeline, kept up to date by a
+-- trigger on pgbk.wal, so continuity checks cost an index probe instead of
+-- a scan over every segment.
+CREATE TABLE pgbk.wal_range (
+	timeline integer NOT NULL,
+	first_segno bigint NOT NULL,
+	last_segno bigint NOT NULL,
+	PRIMARY KEY (timeline, first_segno)
+);
+CREATE UNIQUE INDEX wal_range_last_idx ON pgbk.wal_range (timeline, last_segno);
+
+CREATE FUNCTION pgbk.wal_range_maintain() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s bigint;
+	left_r pgbk.wal_range;
+	right_r pgbk.wal_range;
+	inside pgbk.wal_range;
+BEGIN
+	IF TG_OP = 'INSERT' THEN
+		IF NEW.kind <> 'segment' OR NEW.segno IS NULL THEN
+			RETURN NULL;
+		END IF;
+		s := NEW.segno;
+		SELECT * INTO inside FROM pgbk.wal_range
+		 WHERE timeline = NEW.timeline AND first_segno <= s AND last_segno >= s;
+		IF FOUND THEN
+			RETURN NULL;
+		END IF;
+		SELECT * INTO left_r FROM pgbk.wal_range
+		 WHERE timeline = NEW.timeline AND last_segno = s - 1;
+		SELECT * INTO right_r FROM pgbk.wal_range
+		 WHERE timeline = NEW.timeline AND first_segno = s + 1;
+		IF left_r.timeline IS NOT NULL AND right_r.timeline IS NOT NULL THEN
+			DELETE FROM pgbk.wal_range WHERE timeline = NEW.timeline AND first_segno = right_r.first_segno;
+			UPDATE pgbk.wal_range SET last_segno = right_r.last_segno
+			 WHERE timeline = NEW.timeline AND first_segno = left_r.first_segno;
+		ELSIF left_r.timeline IS NOT NULL THEN
+			UPDATE pgbk.wal_range SET last_segno = s
+			 WHERE timeline = NEW.timeline AND first_segno = left_r.first_segno;
+		ELSIF right_r.timeline IS NOT NULL THEN
+			UPDATE pgbk.wal_range SET first_segno = s
+			 WHERE timeline = NEW.timeline AND first_segno = right_r.first_segno;
+		ELSE
+			INSERT INTO pgbk.wal_range VALUES (NEW.timeline, s, s);
+		END IF;
+		RETURN NULL;
+	ELSE
+		IF OLD.kind <> 'segment' OR OLD.segno IS NULL THEN
+			RETURN NULL;
+		END IF;
+		s := OLD.segno;
+		SELECT * INTO inside FROM pgbk.wal_range
+		 WHERE timeline = OLD.timeline AND first_segno <= s AND last_segno >= s;
+		IF NOT FOUND THEN
+			RETURN NULL;
+		END IF;
+		DELETE FROM pgbk.wal_range WHERE timeline = OLD.timeline AND first_segno = inside.first_segno;
+		IF inside.first_segno < s THEN
+			INSERT INTO pgbk.wal_range VALUES (OLD.timeline, inside.first_segno, s - 1);
+		END IF;
+		IF inside.last_segno > s THEN
+			INSERT INTO pgbk.wal_range VALUES (OLD.timeline, s + 1, inside.last_segno);
+		END IF;
+		RETURN NULL;
+	END IF;
+END
+$$;
+
+CREATE TRIGGER wal_range_maintain AFTER INSERT OR DELETE ON pgbk.wal
+FOR EACH ROW EXECUTE FUNCTION pgbk.wal_range_maintain();
+
+-- Bytes per WAL segment of this cluster (16 MiB unless initdb said otherwise).
+CREATE FUNCTION pgbk.wal_segment_bytes() RETURNS bigint
+LANGUAGE sql STABLE
+AS $$ SELECT setting::bigint * CASE unit WHEN 'B' THEN 1 WHEN 'kB' THEN 1024 WHEN 'MB' THEN 1048576 ELSE 1 END
+	  FROM pg_settings WHERE name = 'wal_segment_size' $$;
+
+-- The segment number of an LSN, and a segment's file name.
+CREATE FUNCTION pgbk.lsn_segno(lsn pg_lsn) RETURNS bigint
+LANGUAGE sql STABLE
+AS $$ SELECT ((lsn - '0/0'::pg_lsn) / pgbk.wal_segment_bytes())::bigint $$;
+
+CREATE FUNCTION pgbk.segment_name(tli integer, segno bigint) RETURNS text
+LANGUAGE sql STABLE
+AS $$
+	SELECT upper(lpad(to_hex(tli), 8, '0')
+		|| lpad(to_hex(segno / (4294967296 / pgbk.wal_segment_bytes())), 8, '0')
+		|| lpad(to_hex(segno % (4294967296 / pgbk.wal_segment_bytes())), 8, '0'))
+$$;
+
+-- The timeline chain that leads to timeline `target_tli`, oldest first:
+-- on each timeline, the segments [first_segno, last_segno] that recovery
+-- reads from it (PostgreSQL reads a segment from the newest timeline that
+-- had begun by that segment).
+CREATE FUNCTION pgbk.timeline_chain(target_tli integer)
+RETURNS TABLE (tli integer, begin_lsn pg_lsn, end_lsn pg_lsn, first_segno bigint, last_segno bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH RECURSIVE up(tli, parent, switch_lsn, depth) AS (
+		SELECT target_tli, t.parent_tli, t.switch_lsn, 0
+		  FROM (SELECT 1) x LEFT JOIN pgbk.timeline t ON t.tli = target_tli
+		UNION ALL
+		SELECT u.parent, t.parent_tli, t.switch_lsn, u.depth + 1
+		  FROM up u LEFT JOIN pgbk.timeline t ON t.tli = u.parent
+		 WHERE u.parent IS NOT NULL AND u.depth < 1000
+	), chain AS (
+		SELECT tli, switch_lsn AS begin_lsn,
+			   lag(switch_lsn) OVER (ORDER BY depth) AS end_lsn, depth
+		  FROM up
+	)
+	SELECT tli, begin_lsn, end_lsn,
+		   CASE WHEN begin_lsn IS NULL THEN 0 ELSE pgbk.lsn_segno(begin_lsn) END,
+		   CASE WHEN end_lsn IS NULL THEN 9223372036854775807 ELSE pgbk.lsn_segno(end_lsn) - 1 END
+	  FROM chain ORDER BY depth DESC
+$$;
+
+-- Which timeline a restore to `target` ends on: the newest timeline that
+-- had begun by then (recovery_target_timeline = 'latest' would follow it).
+CREATE FUNCTION pgbk.target_timeline(target timestamptz) RETURNS integer
+LANGUAGE sql STABLE
+AS $$
+	SELECT coalesce(
+		(SELECT max(tli) FROM pgbk.timeline WHERE created_at <= target),
+		(SELECT min(timeline) FROM pgbk.wal WHERE kind = 'segment'),
+		1)
+$$;
+
+-- The first segment missing in [from_segno, to_segno] of a timeline, or
+-- NULL when every one is archived.
+CREATE FUNCTION pgbk.first_missing(tli integer, from_segno bigint, to_segno bigint) RETURNS bigint
+LANGUAGE sql STABLE
+AS $$
+	SELECT CASE
+		WHEN from_segno > to_segno THEN NULL
+		WHEN r.first_segno IS NULL THEN from_segno
+		WHEN r.last_segno >= to_segno THEN NULL
+		ELSE r.last_segno + 1 END
+	  FROM (SELECT 1) x
+	  LEFT JOIN LATERAL (
+		SELECT first_segno, last_segno FROM pgbk.wal_range
+		 WHERE timeline = tli AND first_segno <= from_segno
+		 ORDER BY first_segno DESC LIMIT 1) r ON r.last_segno >= from_segno
+$$;
+
+-- The plan for one database target.  kind: 'time', 'lsn', 'name'.
+CREATE FUNCTION pgbk.plan_database(kind text, target_time timestamptz, target_lsn pg_lsn,
+								   target_name text,
+	OUT recoverable boolean,
+	OUT reason text,
+	OUT backup_id text,
+	OUT backup_stop_time timestamptz,
+	OUT timeline integer,
+	OUT first_wal text,
+	OUT last_wal text,
+	OUT wal_segments bigint,
+	OUT wal_bytes bigint,
+	OUT backup_bytes bigint,
+	OUT command text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	b pgbk.backup;
+	c record;
+	stop_seg record;
+	rp pgbk.restore_point;
+	tli integer;
+	start_seg bigint;
+	missing bigint;
+	need_from bigint;
+	need_to bigint;
+	last_seg_tli integer;
+	last_seg_no bigint;
+	newest timestamptz;
+	cfg text := current_setting('pgbk.config', true);
+	target_desc text;
+	target_opt text;
+BEGIN
+	recoverable := false;
+	wal_segments := 0;
+	wal_bytes := 0;
+
+	-- what is the target, on which timeline
+	IF kind = 'name' THEN
+		SELECT * INTO rp FROM pgbk.restore_point r WHERE r.name = target_name
+		 ORDER BY r.lsn LIMIT 1;
+		IF NOT FOUND THEN
+			reason := format('restore point "%s" not found in the repository', target_name);
+			RETURN;
+		END IF;
+		tli := rp.timeline;
+		target_time := rp.at;
+		target_lsn := rp.lsn;
+		target_desc := format('restore point "%s"', target_name);
+		target_opt := format('--target-name %s', quote_literal(target_name));
+	ELSIF kind = 'lsn' THEN
+		tli := coalesce((SELECT max(w.timeline) FROM pgbk.wal w
+						 WHERE w.kind = 'segment' AND w.start_lsn <= target_lsn AND w.end_lsn > target_lsn),
+						(SELECT max(w.timeline) FROM pgbk.wal w WHERE w.kind = 'segment'), 1);
+		target_desc := format('LSN %s', target_lsn);
+		target_opt := format('--target-lsn %s', target_lsn);
+	ELSE
+		tli := pgbk.target_timeline(target_time);
+		target_desc := to_char(target_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"');
+		target_opt := format('--target-time %s', quote_literal(to_char(target_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US"+00"')));
+	END IF;
+	timeline := tli;
+
+	-- the newest backup that ended before the target, on the target's chain
+	SELECT bk.* INTO b
+	  FROM pgbk.backup bk
+	  JOIN pgbk.timeline_chain(tli) ch ON ch.tli = bk.timeline
+	   AND (ch.end_lsn IS NULL OR bk.stop_lsn <= ch.end_lsn)
+	 WHERE (kind = 'lsn' AND bk.stop_lsn <= target_lsn)
+		OR (kind = 'name' AND bk.stop_lsn <= target_lsn)
+		OR (kind = 'time' AND bk.stop_time < target_time)
+	 ORDER BY bk.stop_time DESC LIMIT 1;
+	IF NOT FOUND THEN
+		SELECT min(bk.stop_time) INTO newest FROM pgbk.backup bk;
+		IF newest IS NULL THEN
+			reason := 'no base backup exists in the repository';
+		ELSIF kind = 'lsn' THEN
+			reason := format('no base backup ended before %s (the oldest ends at %s)', target_desc,
+							 (SELECT min(stop_lsn) FROM pgbk.backup));
+		ELSE
+			reason := format('no base backup ended before %s (the oldest ends at %s)', target_desc,
+							 to_char(newest AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"'));
+		END IF;
+		RETURN;
+	END IF;
+	backup_id := b.id;
+	backup_stop_time := b.stop_time;
+	backup_bytes := b.stored_bytes;
+	start_seg := pgbk.lsn_segno(b.start_lsn);
+
+	-- the last segment needed: the first one on the chain (from the
+	-- backup's stop) that holds the record recovery stops at
+	IF kind = 'time' THEN
+		SELECT w.timeline AS tli, w.segno INTO stop_seg
+		  FROM pgbk.timeline_chain(tli) ch
+		  JOIN pgbk.wal w ON w.timeline = ch.tli AND w.kind = 'segment'
+		   AND w.segno BETWEEN greatest(ch.first_segno, pgbk.lsn_segno(b.stop_lsn)) AND ch.last_segno
+		 WHERE w.last_stop_at > target_time
+		 ORDER BY w.segno LIMIT 1;
+		IF NOT FOUND THEN
+			SELECT max(w.last_stop_at) INTO newest
+			  FROM pgbk.timeline_chain(tli) ch
+			  JOIN pgbk.wal w ON w.timeline = ch.tli AND w.kind = 'segment'
+			   AND w.segno BETWEEN ch.first_segno AND ch.last_segno;
+			reason := format('no transaction committed after %s has been archived yet (the newest archived commit is at %s)',
+							 target_desc,
+							 coalesce(to_char(newest AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"'), 'none'));
+			RETURN;
+		END IF;
+	ELSE
+		-- the segment holding target_lsn, or the next if no record starts
+		-- at or after it there
+		SELECT w.timeline AS tli, w.segno INTO stop_seg
+		  FROM pgbk.timeline_chain(tli) ch
+		  JOIN pgbk.wal w ON w.timeline = ch.tli AND w.kind = 'segment'
+		   AND w.segno BETWEEN greatest(ch.first_segno, pgbk.lsn_segno(target_lsn)) AND ch.last_segno
+		 WHERE w.last_record_lsn >= target_lsn
+		 ORDER BY w.segno LIMIT 1;
+		IF NOT FOUND THEN
+			reason := format('the WAL up to %s has not been archived yet', target_desc);
+			RETURN;
+		END IF;
+	END IF;
+	last_seg_tli := stop_seg.tli;
+	last_seg_no := stop_seg.segno;
+
+	-- every segment from the backup's start to there, along the chain
+	FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
+		need_from := greatest(c.first_segno, start_seg);
+		need_to := least(c.last_segno, last_seg_no);
+		CONTINUE WHEN need_from > need_to;
+		missing := pgbk.first_missing(c.tli, need_from, need_to);
+		IF missing IS NOT NULL THEN
+			reason := format('WAL segment %s is missing from the repository (needed to go from backup %s to %s)',
+							 pgbk.segment_name(c.tli, missing), b.id, target_desc);
+			RETURN;
+		END IF;
+		IF first_wal IS NULL THEN
+			first_wal := pgbk.segment_name(c.tli, need_from);
+		END IF;
+		last_wal := pgbk.segment_name(c.tli, need_to);
+		wal_segments := wal_segments + (need_to - need_from + 1);
+		wal_bytes := wal_bytes + coalesce((SELECT sum(w.stored_bytes) FROM pgbk.wal w
+			WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.segno BETWEEN need_from AND need_to), 0);
+	END LOOP;
+
+	recoverable := true;
+	command := format('pgbk restore --config %s --to /path/to/new/datadir %s',
+					  coalesce(nullif(cfg, ''), '/etc/pgbk/pgbk.conf'), target_opt);
+END
+$$;
+
+-- The files scope's plan: the newest complete file snapshot taken at or
+-- before the target (with a restore point name: the snapshot taken for it).
+CREATE FUNCTION pgbk.plan_files(target timestamptz, rp_name text)
+RETURNS TABLE (
+	scope text, recoverable boolean, reason text, backup_id text, backup_time timestamptz,
+	distance interval, timeline integer, first_wal text, last_wal text, wal_segments bigint,
+	bytes_to_fetch bigint, command text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	WITH pick AS (
+		SELECT s.* FROM pgbk.file_snapshot s
+		 WHERE s.status = 'complete' AND s.forgotten_at IS NULL
+		   AND ((rp_name IS NOT NULL AND rp_name = ANY (s.restore_points))
+				OR (rp_name IS NULL AND s.taken_at <= target))
+		 ORDER BY s.taken_at DESC LIMIT 1
+	)
+	SELECT 'files', p.snapshot_id IS NOT NULL,
+		   CASE WHEN p.snapshot_id IS NULL THEN
+				CASE WHEN rp_name IS NOT NULL
+					 THEN format('no complete file snapshot was taken for restore point "%s"', rp_name)
+					 ELSE format('no complete file snapshot was taken at or before %s',
+								 to_char(target AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"')) END
+		   END,
+		   p.snapshot_id, p.taken_at, target - p.taken_at, NULL::integer, NULL::text, NULL::text,
+		   NULL::bigint, p.bytes_total,
+		   CASE WHEN p.snapshot_id IS NOT NULL THEN
+				format('pgbk restore --config %s --files-to /path/to/new/files --files-snapshot %s',
+					   coalesce(nullif(current_setting('pgbk.config', true), ''), '/etc/pgbk/pgbk.conf'),
+					   p.snapshot_id) END
+	  FROM (SELECT 1) x LEFT JOIN pick p ON true
+	 WHERE target IS NOT NULL OR rp_name IS NOT NULL
+$$;
+
+-- The plan for `target` across scopes (database and files here; more
+-- scopes join in as they are registered).
+CREATE FUNCTION bk_restore_point(target timestamptz)
+RETURNS TABLE (
+	scope text,
+	recoverable boolean,
+	reason text,
+	backup_id text,
+	backup_time timestamptz,
+	distance interval,
+	timeline integer,
+	first_wal text,
+	last_wal text,
+	wal_segments bigint,
+	bytes_to_fetch bigint,
+	command text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT 'database', p.recoverable, p.reason, p.backup_id, p.backup_stop_time,
+		   CASE WHEN p.recoverable THEN interval '0' END,
+		   p.timeline, p.first_wal, p.last_wal, p.wal_segments,
+		   coalesce(p.backup_bytes, 0) + coalesce(p.wal_bytes, 0), p.command
+	  FROM pgbk.plan_database('time', target, NULL, NULL) p
+	UNION ALL
+	SELECT * FROM pgbk.plan_files(target, NULL)
+$$;
+
+CREATE FUNCTION bk_restore_point_lsn(target pg_lsn)
+RETURNS TABLE (
+	scope text,
+	recoverable boolean,
+	reason text,
+	backup_id text,
+	backup_time timestamptz,
+	distance interval,
+	timeline integer,
+	first_wal text,
+	last_wal text,
+	wal_segments bigint,
+	bytes_to_fetch bigint,
+	command text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT 'database', p.recoverable, p.reason, p.backup_id, p.backup_stop_time,
+		   CASE WHEN p.recoverable THEN interval '0' END,
+		   p.timeline, p.first_wal, p.last_wal, p.wal_segments,
+		   coalesce(p.backup_bytes, 0) + coalesce(p.wal_bytes, 0), p.command
+	  FROM pgbk.plan_database('lsn', NULL, target, NULL) p
+$$;
+
+CREATE FUNCTION bk_restore_point_named(name text)
+RETURNS TABLE (
+	scope text,
+	recoverable boolean,
+	reason text,
+	backup_id text,
+	backup_time timestamptz,
+	distance interval,
+	timeline integer,
+	first_wal text,
+	last_wal text,
+	wal_segments bigint,
+	bytes_to_fetch bigint,
+	command text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT 'database', p.recoverable, p.reason, p.backup_id, p.backup_stop_time,
+		   CASE WHEN p.recoverable THEN interval '0' END,
+		   p.timeline, p.first_wal, p.last_wal, p.wal_segments,
+		   coalesce(p.backup_bytes, 0) + coalesce(p.wal_bytes, 0), p.command
+	  FROM pgbk.plan_database('name', NULL, NULL, name) p
+	UNION ALL
+	SELECT * FROM pgbk.plan_files((SELECT min(r.at) FROM pgbk.restore_point r WHERE r.name = $1), $1)
+$$;
+
+-- The recoverable window: one row per stretch of time that can be
+-- restored to, per timeline.  Several rows mean gaps between them.
+CREATE FUNCTION bk_restore_window()
+RETURNS TABLE (timeline integer, earliest timestamptz, latest timestamptz, first_wal text,
+			   last_wal text, backups integer)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT r.timeline, min(b.stop_time),
+		   (SELECT max(w.last_stop_at) FROM pgbk.wal w
+			 WHERE w.timeline = r.timeline AND w.kind = 'segment'
+			   AND w.segno BETWEEN min(pgbk.lsn_segno(b.stop_lsn)) AND r.last_segno),
+		   pgbk.segment_name(r.timeline, r.first_segno), pgbk.segment_name(r.timeline, r.last_segno),
+		   count(*)::integer
+	  FROM pgbk.wal_range r
+	  JOIN pgbk.backup b ON b.timeline = r.timeline
+	   AND pgbk.lsn_segno(b.start_lsn) >= r.first_segno
+	   AND pgbk.lsn_segno(b.stop_lsn) <= r.last_segno
+	 GROUP BY r.timeline, r.first_segno, r.last_segno
+	 ORDER BY 2
+$$;
+
+-- A named restore point that both the database and the watcher honour:
+-- pg_create_restore_point + a WAL switch so it is archived promptly, a
+-- catalog row, and a request to pgbk-watcher for a file snapshot tagged
+-- with the same name.
+CREATE FUNCTION bk_create_restore_point(name text) RETURNS pg_lsn
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	lsn pg_lsn;
+BEGIN
+	IF name IS NULL OR name !~ '^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,62}$' THEN
+		RAISE EXCEPTION 'invalid restore point name "%"', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use 1 to 63 characters: letters, digits and _ . : @ + - (starting with a letter or digit).';
+	END IF;
+	lsn := pg_create_restore_point(name);
+	PERFORM pg_switch_wal();
+	INSERT INTO pgbk.restore_point (name, lsn, at, timeline, wal_name)
+	VALUES (name, lsn, clock_timestamp(),
+			('x' || substr(pg_walfile_name(lsn), 1, 8))::bit(32)::integer,
+			pg_walfile_name(lsn))
+	ON CONFLICT DO NOTHING;
+	PERFORM @extschema@.bk_request_file_snapshot(name);
+	RETURN lsn;
+END
+$$;
+
+GRANT SELECT ON pgbk.timeline, pgbk.wal_range TO pgbk_reader;
+GRANT EXECUTE ON FUNCTION bk_restore_point(timestamptz), bk_restore_point_lsn(pg_lsn),
+	bk_restore_point_named(text), bk_restore_window() TO pgbk_reader;
+GRANT EXECUTE ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text),
+	pgbk.timeline_chain(integer), pgbk.target_timeline(timestamptz),
+	pgbk.first_missing(integer, bigint, bigint), pgbk.lsn_segno(pg_lsn),
+	pgbk.segment_name(integer, bigint), pgbk.wal_segment_bytes(),
+	pgbk.plan_files(timestamptz, text) TO pgbk_reader;
+GRANT EXECUTE ON FUNCTION bk_create_restore_point(text) TO pgbk_admin;
