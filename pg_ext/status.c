@@ -149,10 +149,11 @@ pgbk_callback_times(PG_FUNCTION_ARGS)
 	n = Min(count, PGBK_CALLBACK_RING);
 	for (i = count - n; i < count; i++)
 	{
-		Datum values[1];
-		bool  nulls[1] = {false};
+		Datum values[2];
+		bool  nulls[2] = {false, false};
 
-		values[0] = Int64GetDatum((int64) times[i % PGBK_CALLBACK_RING]);
+		values[0] = Int64GetDatum((int64) i);
+		values[1] = Int64GetDatum((int64) times[i % PGBK_CALLBACK_RING]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -64,7 +64,7 @@ LANGUAGE C STRICT VOLATILE;
 
 -- Durations (microseconds) of the most recent archive callbacks, oldest
 -- first: how long PostgreSQL's archiver waited for pgbk per file.
-CREATE FUNCTION pgbk.callback_times(OUT us bigint) RETURNS SETOF bigint
+CREATE FUNCTION pgbk.callback_times(OUT seq bigint, OUT us bigint) RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'pgbk_callback_times'
 LANGUAGE C STRICT VOLATILE;
 
