@@ -110,7 +110,7 @@ check-unit: $(UNIT_BINS) pgbk.so
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; PGBK_VECTORS=$(CURDIR)/t/vectors $$t; done
 
 check-regress:
-	rm -rf tmp_check/regress
+	rm -rf tmp_check/regress tmp_check/regress-out && mkdir -p tmp_check
 	$(pgxsdir)/src/test/regress/pg_regress --bindir='$(bindir)' --inputdir=. \
 		--outputdir=tmp_check/regress-out --temp-instance=tmp_check/regress \
 		--temp-config=t/regress.conf --dbname=contrib_regression $(REGRESS_TESTS)

@@ -387,37 +387,57 @@ sync_list_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 }
 
 /*
- * Where an incremental sync starts: a window before the newest catalogued
- * segment of the newest timeline.  NULL (list everything) for an empty
- * catalog.
+ * An incremental sync lists, per timeline the catalog knows, a window
+ * before its newest catalogued segment (parallel uploads finish out of
+ * order, and `pgbk wal-push` may add stragglers); then everything past the
+ * newest timeline (a promotion creates a new one) and the history files.
+ * Each listing is a handful of keys, so this runs after every upload.
  */
-static char *
-incremental_start_after(void)
+typedef struct ListWindow
 {
-	int   ret;
-	char *result = NULL;
+	char prefix[LAYOUT_KEY_LEN];
+	char start_after[LAYOUT_KEY_LEN];
+} ListWindow;
 
-	ret = SPI_execute("SELECT timeline, segno FROM pgbk.wal WHERE kind = 'segment' "
-	                  "ORDER BY timeline DESC, segno DESC LIMIT 1",
-	                  true, 1);
+static List *
+incremental_windows(void)
+{
+	int         ret;
+	uint64      r;
+	List       *windows = NIL;
+	uint32_t    max_tli = 0;
+	ListWindow *w;
+
+	ret = SPI_execute("SELECT timeline, max(segno) FROM pgbk.wal WHERE kind = 'segment' "
+	                  "GROUP BY timeline ORDER BY timeline",
+	                  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "pgbk: catalog lookup failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 1)
+	for (r = 0; r < SPI_processed; r++)
 	{
 		bool  isnull;
 		int32 tli =
-		    DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		    DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
 		int64 segno =
-		    DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		    DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
 		char name[WALNAME_BUFLEN];
-		char key[LAYOUT_KEY_LEN];
 
+		w = palloc0(sizeof(ListWindow));
 		segno = segno > SYNC_WINDOW_SEGMENTS ? segno - SYNC_WINDOW_SEGMENTS : 0;
 		walname_format_segment(name, (uint32_t) tli, (WalSegNo) segno, (uint32_t) wal_segment_size);
-		if (layout_wal_key(name, key, sizeof(key)))
-			result = pstrdup(key);
+		snprintf(w->prefix, sizeof(w->prefix), LAYOUT_WAL_PREFIX "%08X", (uint32_t) tli);
+		if (!layout_wal_key(name, w->start_after, sizeof(w->start_after)))
+			w->start_after[0] = '\0';
+		windows = lappend(windows, w);
+		max_tli = Max(max_tli, (uint32_t) tli);
 	}
-	return result;
+	/* everything after the newest timeline's keys: new timelines, history */
+	w = palloc0(sizeof(ListWindow));
+	strlcpy(w->prefix, LAYOUT_WAL_PREFIX, sizeof(w->prefix));
+	if (max_tli > 0)
+		snprintf(w->start_after, sizeof(w->start_after), LAYOUT_WAL_PREFIX "%08XG", max_tli);
+	windows = lappend(windows, w);
+	return windows;
 }
 
 typedef struct BackupSyncState
@@ -505,7 +525,6 @@ pgbk_catalog_sync(bool full, bool backups)
 	PgbkError    err;
 	PgbkContext *ctx;
 	SyncState    ss;
-	char        *start_after = NULL;
 	PgbkStatus   st;
 
 	pgbk_install_hooks();
@@ -528,10 +547,23 @@ pgbk_catalog_sync(bool full, bool backups)
 			elog(ERROR, "pgbk: could not create temporary table");
 		SPI_execute("TRUNCATE pg_temp.pgbk_seen", false, 0);
 	}
+	if (full)
+		st = repo_list(ctx->repo, LAYOUT_WAL_PREFIX, NULL, sync_list_cb, &ss, &err);
 	else
-		start_after = incremental_start_after();
+	{
+		ListCell *lc;
 
-	st = repo_list(ctx->repo, LAYOUT_WAL_PREFIX, start_after, sync_list_cb, &ss, &err);
+		st = PGBK_OK;
+		foreach (lc, incremental_windows())
+		{
+			ListWindow *w = lfirst(lc);
+
+			st = repo_list(ctx->repo, w->prefix, w->start_after[0] ? w->start_after : NULL,
+			               sync_list_cb, &ss, &err);
+			if (st != PGBK_OK)
+				break;
+		}
+	}
 	if (st == PGBK_OK)
 		st = flush_batch(&ss);
 	if (st != PGBK_OK)

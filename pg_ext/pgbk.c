@@ -28,6 +28,7 @@ int   pgbk_catalog_sync_interval = 60;
 int   pgbk_backup_parallel = 2;
 int   pgbk_base_backup_interval = 0;
 int   pgbk_backup_wal_timeout = 600;
+int   pgbk_expire_interval = 1440;
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -131,6 +132,17 @@ _PG_init(void)
 	                        "reach the repository before it fails.",
 	                        NULL, &pgbk_backup_wal_timeout, 600, 10, 86400, PGC_SIGHUP, GUC_UNIT_S,
 	                        NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbk.expire_interval",
+	                        "How often the scheduler applies retention by depth (bk_expire); 0 "
+	                        "disables.",
+	                        NULL, &pgbk_expire_interval, 1440, 0, INT_MAX / 60, PGC_SIGHUP,
+	                        GUC_UNIT_MIN, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("pgbk.debug_expire_fail_after",
+	                        "Testing only: make bk_expire fail after this many deletions.", NULL,
+	                        &pgbk_debug_expire_fail_after, 0, 0, INT_MAX, PGC_SUSET,
+	                        GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("pgbk");
 

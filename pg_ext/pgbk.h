@@ -31,6 +31,8 @@ extern int   pgbk_catalog_sync_interval;
 extern int   pgbk_backup_parallel;
 extern int   pgbk_base_backup_interval;
 extern int   pgbk_backup_wal_timeout;
+extern int   pgbk_expire_interval;
+extern int   pgbk_debug_expire_fail_after;
 
 /* ---- shared memory (shmem.c) ---- */
 

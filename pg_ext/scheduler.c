@@ -24,6 +24,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -89,12 +90,30 @@ maybe_scheduled_backup(void)
 	ereport(LOG, (errmsg("pgbk: scheduled base backup %s started", id)));
 }
 
+/* Retention by depth, when pgbk.expire_interval says it is due. */
+static void
+scheduled_expire(void)
+{
+	char *schema;
+
+	if (SPI_execute("SELECT quote_ident(extnamespace::regnamespace::text) FROM pg_extension "
+	                "WHERE extname = 'pgbk'",
+	                true, 1) != SPI_OK_SELECT ||
+	    SPI_processed != 1)
+		elog(ERROR, "pgbk: extension not found");
+	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (SPI_execute(psprintf("SELECT count(*) FROM %s.bk_expire(false)", schema), false, 0) !=
+	    SPI_OK_SELECT)
+		elog(ERROR, "pgbk: scheduled expiry failed");
+	ereport(LOG, (errmsg("pgbk: scheduled expiry done")));
+}
+
 /*
  * One round of catalog work in its own transaction.  Errors are caught and
  * logged so that a repository outage does not kill the worker.
  */
 static void
-scheduler_round(bool sync, bool periodic, bool backup_check)
+scheduler_round(bool sync, bool periodic, bool backup_check, bool expire)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 
@@ -114,6 +133,8 @@ scheduler_round(bool sync, bool periodic, bool backup_check)
 				(void) pgbk_catalog_sync(false, periodic);
 			if (backup_check)
 				maybe_scheduled_backup();
+			if (expire && pgbk_config_path[0] != '\0')
+				scheduled_expire();
 			SPI_finish();
 		}
 		PopActiveSnapshot();
@@ -145,6 +166,7 @@ pgbk_scheduler_main(Datum arg)
 	TimestampTz last_full = 0;
 	bool        dirty = true;
 	TimestampTz last_backup_check = 0;
+	TimestampTz last_expire = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -182,20 +204,31 @@ pgbk_scheduler_main(Datum arg)
 			last_full = now;
 			last_sync = now;
 			dirty = false;
-			scheduler_round(true, true, false);
+			scheduler_round(true, true, false, false);
 		}
 		else if (dirty && TimestampDifferenceExceeds(last_sync, now, SYNC_MIN_INTERVAL_MS))
 		{
 			dirty = false;
 			last_sync = now;
-			scheduler_round(true, false, false);
+			scheduler_round(true, false, false, false);
 		}
 
 		if (pgbk_base_backup_interval > 0 &&
 		    TimestampDifferenceExceeds(last_backup_check, now, 60 * 1000))
 		{
 			last_backup_check = now;
-			scheduler_round(false, false, true);
+			scheduler_round(false, false, true, false);
+		}
+
+		/* the first expiry waits one interval after start-up */
+		if (last_expire == 0)
+			last_expire = now;
+		if (pgbk_expire_interval > 0 && pgbk_archiving_active() &&
+		    TimestampDifferenceExceeds(
+		        last_expire, now, (int) Min((int64) pgbk_expire_interval * 60000, PG_INT32_MAX)))
+		{
+			last_expire = now;
+			scheduler_round(false, false, false, true);
 		}
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

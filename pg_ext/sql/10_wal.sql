@@ -68,11 +68,10 @@ CREATE FUNCTION pgbk.callback_times(OUT seq bigint, OUT us bigint) RETURNS SETOF
 AS 'MODULE_PATHNAME', 'pgbk_callback_times'
 LANGUAGE C STRICT VOLATILE;
 
--- Granularity target of the database scope, in seconds (the policy table
--- arrives with the scopes; until then the seed's one minute).
+-- Granularity target of the database scope (see 05_scope.sql).
 CREATE FUNCTION pgbk.database_granularity() RETURNS interval
 LANGUAGE sql STABLE
-AS $$ SELECT interval '60 seconds' $$;
+AS $$ SELECT coalesce((SELECT granularity FROM pgbk.scope WHERE name = 'database'), interval '1 minute') $$;
 
 -- bk_status: one row per component, status 'ok', 'warning' or 'failing'.
 CREATE VIEW bk_status AS

@@ -86,6 +86,13 @@ $$;
 CREATE TRIGGER wal_range_maintain AFTER INSERT OR DELETE ON pgbk.wal
 FOR EACH ROW EXECUTE FUNCTION pgbk.wal_range_maintain();
 
+-- The pgbk.conf path for printed commands.  pgbk.config itself is readable
+-- by superusers only; planners (pgbk_reader) need it in the command line.
+CREATE FUNCTION pgbk.config_path() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce(nullif(current_setting('pgbk.config', true), ''), '/etc/pgbk/pgbk.conf') $$;
+
 -- Bytes per WAL segment of this cluster (16 MiB unless initdb said otherwise).
 CREATE FUNCTION pgbk.wal_segment_bytes() RETURNS bigint
 LANGUAGE sql STABLE
@@ -190,7 +197,7 @@ DECLARE
 	last_seg_tli integer;
 	last_seg_no bigint;
 	newest timestamptz;
-	cfg text := current_setting('pgbk.config', true);
+	cfg text := pgbk.config_path();
 	target_desc text;
 	target_opt text;
 BEGIN
@@ -308,8 +315,7 @@ BEGIN
 	END LOOP;
 
 	recoverable := true;
-	command := format('pgbk restore --config %s --to /path/to/new/datadir %s',
-					  coalesce(nullif(cfg, ''), '/etc/pgbk/pgbk.conf'), target_opt);
+	command := format('pgbk restore --config %s --to /path/to/new/datadir %s', cfg, target_opt);
 END
 $$;
 
@@ -317,7 +323,7 @@ $$;
 -- before the target (with a restore point name: the snapshot taken for it).
 CREATE FUNCTION pgbk.plan_files(target timestamptz, rp_name text)
 RETURNS TABLE (
-	scope text, recoverable boolean, reason text, backup_id text, backup_time timestamptz,
+	recoverable boolean, reason text, backup_id text, backup_time timestamptz,
 	distance interval, timeline integer, first_wal text, last_wal text, wal_segments bigint,
 	bytes_to_fetch bigint, command text)
 LANGUAGE sql STABLE
@@ -330,7 +336,7 @@ AS $$
 				OR (rp_name IS NULL AND s.taken_at <= target))
 		 ORDER BY s.taken_at DESC LIMIT 1
 	)
-	SELECT 'files', p.snapshot_id IS NOT NULL,
+	SELECT p.snapshot_id IS NOT NULL,
 		   CASE WHEN p.snapshot_id IS NULL THEN
 				CASE WHEN rp_name IS NOT NULL
 					 THEN format('no complete file snapshot was taken for restore point "%s"', rp_name)
@@ -341,89 +347,101 @@ AS $$
 		   NULL::bigint, p.bytes_total,
 		   CASE WHEN p.snapshot_id IS NOT NULL THEN
 				format('pgbk restore --config %s --files-to /path/to/new/files --files-snapshot %s',
-					   coalesce(nullif(current_setting('pgbk.config', true), ''), '/etc/pgbk/pgbk.conf'),
-					   p.snapshot_id) END
+					   pgbk.config_path(), p.snapshot_id) END
 	  FROM (SELECT 1) x LEFT JOIN pick p ON true
 	 WHERE target IS NOT NULL OR rp_name IS NOT NULL
 $$;
 
--- The plan for `target` across scopes (database and files here; more
--- scopes join in as they are registered).
-CREATE FUNCTION bk_restore_point(target timestamptz)
+-- An external scope's plan: the newest registered backup taken at or
+-- before the target.
+CREATE FUNCTION pgbk.plan_external(scope_name text, target timestamptz)
 RETURNS TABLE (
-	scope text,
-	recoverable boolean,
-	reason text,
-	backup_id text,
-	backup_time timestamptz,
-	distance interval,
-	timeline integer,
-	first_wal text,
-	last_wal text,
-	wal_segments bigint,
-	bytes_to_fetch bigint,
-	command text)
+	recoverable boolean, reason text, backup_id text, backup_time timestamptz,
+	distance interval, timeline integer, first_wal text, last_wal text, wal_segments bigint,
+	bytes_to_fetch bigint, command text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT 'database', p.recoverable, p.reason, p.backup_id, p.backup_stop_time,
-		   CASE WHEN p.recoverable THEN interval '0' END,
-		   p.timeline, p.first_wal, p.last_wal, p.wal_segments,
-		   coalesce(p.backup_bytes, 0) + coalesce(p.wal_bytes, 0), p.command
-	  FROM pgbk.plan_database('time', target, NULL, NULL) p
-	UNION ALL
-	SELECT * FROM pgbk.plan_files(target, NULL)
+	WITH pick AS (
+		SELECT e.* FROM pgbk.external_backup e
+		 WHERE e.scope = scope_name AND e.taken_at <= target
+		 ORDER BY e.taken_at DESC LIMIT 1
+	)
+	SELECT p.id IS NOT NULL,
+		   CASE WHEN p.id IS NULL THEN
+				format('no backup of scope "%s" was registered at or before %s', scope_name,
+					   to_char(target AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"')) END,
+		   p.location, p.taken_at, target - p.taken_at, NULL::integer, NULL::text, NULL::text,
+		   NULL::bigint, NULL::bigint, p.note
+	  FROM (SELECT 1) x LEFT JOIN pick p ON true
 $$;
 
-CREATE FUNCTION bk_restore_point_lsn(target pg_lsn)
-RETURNS TABLE (
+-- The columns every scope's plan has.
+CREATE TYPE pgbk.plan_row AS (
 	scope text,
+	mechanism text,
+	restore_type text,
 	recoverable boolean,
 	reason text,
-	backup_id text,
+	backup_id text,		-- base backup id, restic snapshot id, or the external location
 	backup_time timestamptz,
-	distance interval,
+	distance interval,	-- from that backup to the target (0: exactly the target)
 	timeline integer,
 	first_wal text,
 	last_wal text,
 	wal_segments bigint,
 	bytes_to_fetch bigint,
-	command text)
+	command text);
+
+-- Every scope's plan for one target: kind 'time', 'lsn' or 'name'.
+CREATE FUNCTION pgbk.plan_all(kind text, target_time timestamptz, target_lsn pg_lsn, target_name text)
+RETURNS SETOF pgbk.plan_row
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT 'database', p.recoverable, p.reason, p.backup_id, p.backup_stop_time,
-		   CASE WHEN p.recoverable THEN interval '0' END,
-		   p.timeline, p.first_wal, p.last_wal, p.wal_segments,
-		   coalesce(p.backup_bytes, 0) + coalesce(p.wal_bytes, 0), p.command
-	  FROM pgbk.plan_database('lsn', NULL, target, NULL) p
+	WITH db AS (SELECT * FROM pgbk.plan_database(kind, target_time, target_lsn, target_name)),
+	moment AS (
+		SELECT coalesce(target_time,
+						(SELECT min(r.at) FROM pgbk.restore_point r WHERE r.name = target_name),
+						(SELECT max(w.archived_at) FROM pgbk.wal w
+						  WHERE target_lsn IS NOT NULL AND w.kind = 'segment'
+							AND w.start_lsn <= target_lsn AND w.end_lsn > target_lsn)) AS at
+	)
+	SELECT s.name, s.mechanism, s.restore_type, p.*
+	  FROM pgbk.scope s
+	  CROSS JOIN moment m
+	  CROSS JOIN LATERAL (
+		SELECT db.recoverable, db.reason, db.backup_id, db.backup_stop_time,
+			   CASE WHEN db.recoverable THEN interval '0' END, db.timeline, db.first_wal,
+			   db.last_wal, db.wal_segments,
+			   coalesce(db.backup_bytes, 0) + coalesce(db.wal_bytes, 0), db.command
+		  FROM db WHERE s.mechanism = 'wal'
+		UNION ALL
+		SELECT * FROM pgbk.plan_files(m.at, target_name) WHERE s.mechanism = 'restic'
+		UNION ALL
+		SELECT * FROM pgbk.plan_external(s.name, m.at) WHERE s.mechanism = 'external'
+	  ) p
+	 ORDER BY CASE s.mechanism WHEN 'wal' THEN 0 WHEN 'restic' THEN 1 ELSE 2 END, s.name
 $$;
 
-CREATE FUNCTION bk_restore_point_named(name text)
-RETURNS TABLE (
-	scope text,
-	recoverable boolean,
-	reason text,
-	backup_id text,
-	backup_time timestamptz,
-	distance interval,
-	timeline integer,
-	first_wal text,
-	last_wal text,
-	wal_segments bigint,
-	bytes_to_fetch bigint,
-	command text)
+-- The plan for `target` across every scope: for each, the backup that
+-- brings that moment back (or the nearest one before it), its restore type,
+-- how far it is from the target, and for the database the WAL to replay and
+-- the pgbk restore command.
+CREATE FUNCTION bk_restore_point(target timestamptz) RETURNS SETOF pgbk.plan_row
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT 'database', p.recoverable, p.reason, p.backup_id, p.backup_stop_time,
-		   CASE WHEN p.recoverable THEN interval '0' END,
-		   p.timeline, p.first_wal, p.last_wal, p.wal_segments,
-		   coalesce(p.backup_bytes, 0) + coalesce(p.wal_bytes, 0), p.command
-	  FROM pgbk.plan_database('name', NULL, NULL, name) p
-	UNION ALL
-	SELECT * FROM pgbk.plan_files((SELECT min(r.at) FROM pgbk.restore_point r WHERE r.name = $1), $1)
-$$;
+AS $$ SELECT * FROM pgbk.plan_all('time', target, NULL, NULL) $$;
+
+CREATE FUNCTION bk_restore_point_lsn(target pg_lsn) RETURNS SETOF pgbk.plan_row
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM pgbk.plan_all('lsn', NULL, target, NULL) $$;
+
+CREATE FUNCTION bk_restore_point_named(name text) RETURNS SETOF pgbk.plan_row
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM pgbk.plan_all('name', NULL, NULL, name) $$;
 
 -- The recoverable window: one row per stretch of time that can be
 -- restored to, per timeline.  Several rows mean gaps between them.
@@ -476,11 +494,13 @@ END
 $$;
 
 GRANT SELECT ON pgbk.timeline, pgbk.wal_range TO pgbk_reader;
+GRANT EXECUTE ON FUNCTION pgbk.config_path() TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION bk_restore_point(timestamptz), bk_restore_point_lsn(pg_lsn),
 	bk_restore_point_named(text), bk_restore_window() TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text),
 	pgbk.timeline_chain(integer), pgbk.target_timeline(timestamptz),
 	pgbk.first_missing(integer, bigint, bigint), pgbk.lsn_segno(pg_lsn),
 	pgbk.segment_name(integer, bigint), pgbk.wal_segment_bytes(),
-	pgbk.plan_files(timestamptz, text) TO pgbk_reader;
+	pgbk.plan_files(timestamptz, text), pgbk.plan_external(text, timestamptz),
+	pgbk.plan_all(text, timestamptz, pg_lsn, text) TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION bk_create_restore_point(text) TO pgbk_admin;

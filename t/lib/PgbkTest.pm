@@ -41,6 +41,19 @@ sub pgbk
 	return ($rc, $out, $err);
 }
 
+# Damage or inspect repository objects through the Repo interface
+# (common/test/itest_repo.c): works for local and S3 repositories alike.
+sub repo_tool
+{
+	my ($conf, @args) = @_;
+	my $bin = $ENV{PGBK_ITEST_REPO}
+	  // (($ENV{PGBK_SRCDIR} // '.') . '/common/test/itest_repo');
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $bin, $conf, @args ], '>', \$out, '2>', \$err)
+	  or croak "itest_repo @args failed: $err";
+	return $out;
+}
+
 # Write a file with a mode.
 sub write_file
 {

@@ -1,0 +1,299 @@
+/*
+ * expire.c
+ *	  bk_expire(): retention by depth.
+ *
+ * Rules (issue 5, DESIGN.md):
+ *	 - keep every base backup needed to reach any moment inside the database
+ *	   scope's depth window [as_of - depth, as_of]: the newest backup that
+ *	   ended at or before the window's start (the "anchor") and every newer
+ *	   one; never the newest backup;
+ *	 - delete WAL only before the start of the oldest kept backup: a segment
+ *	   whose end is at or before that LSN can serve no kept backup (whatever
+ *	   its timeline); timeline history files are always kept;
+ *	 - external backup registrations older than their scope's depth go,
+ *	   except each scope's newest; the files scope is expired by pgbk-watcher
+ *	   (restic forget --keep-within depth).
+ * With dry_run (the default) it only says what it would do.  Otherwise the
+ * repository objects go first, then the catalog rows (a backup's manifest
+ * before its data, so a half-deleted backup is never taken for a complete
+ * one): an expiry interrupted anywhere leaves catalog rows whose objects
+ * are partly gone, and running it again finishes the job (deleting an
+ * absent object succeeds).
+ */
+#include "pgbk.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "layout.h"
+#include "manifest.h"
+
+PG_FUNCTION_INFO_V1(bk_expire);
+
+/* Test hook: fail after this many repository deletions (0: never). */
+int pgbk_debug_expire_fail_after = 0;
+
+typedef struct ExpireState
+{
+	ReturnSetInfo *rsinfo;
+	bool           dry_run;
+	PgbkContext   *ctx;
+	int            deletions;
+} ExpireState;
+
+static void
+emit(ExpireState *es, const char *kind, const char *object, const char *action, const char *reason)
+{
+	Datum values[4];
+	bool  nulls[4] = {false, false, false, false};
+
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = CStringGetTextDatum(object);
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(reason);
+	tuplestore_putvalues(es->rsinfo->setResult, es->rsinfo->setDesc, values, nulls);
+}
+
+static void
+delete_object(ExpireState *es, const char *key)
+{
+	PgbkError err;
+
+	CHECK_FOR_INTERRUPTS();
+	if (pgbk_debug_expire_fail_after > 0 && es->deletions >= pgbk_debug_expire_fail_after)
+		ereport(ERROR, (errmsg("pgbk: expiry stopped by pgbk.debug_expire_fail_after after %d "
+		                       "deletions",
+		                       es->deletions)));
+	pgbk_error_clear(&err);
+	if (repo_delete(es->ctx->repo, key, &err) != PGBK_OK)
+		pgbk_report_error(ERROR, &err, psprintf("could not delete \"%s\"", key));
+	es->deletions++;
+}
+
+typedef struct KeyList
+{
+	List *keys;
+} KeyList;
+
+static PgbkStatus
+collect_key(void *arg, const RepoObjectInfo *info, PgbkError *err)
+{
+	KeyList *kl = arg;
+
+	kl->keys = lappend(kl->keys, pstrdup(info->key));
+	return PGBK_OK;
+}
+
+/* Delete a backup: manifest first, then its data objects, then the row. */
+static void
+expire_backup(ExpireState *es, const char *id)
+{
+	char      key[LAYOUT_KEY_LEN];
+	char      prefix[LAYOUT_KEY_LEN];
+	KeyList   kl;
+	ListCell *lc;
+	PgbkError err;
+	Oid       types[1] = {TEXTOID};
+	Datum     vals[1];
+
+	layout_backup_manifest_key(id, key, sizeof(key));
+	delete_object(es, key);
+	snprintf(prefix, sizeof(prefix), LAYOUT_BACKUP_PREFIX "%s/", id);
+	kl.keys = NIL;
+	pgbk_error_clear(&err);
+	if (repo_list(es->ctx->repo, prefix, NULL, collect_key, &kl, &err) != PGBK_OK)
+		pgbk_report_error(ERROR, &err, psprintf("could not list backup %s", id));
+	foreach (lc, kl.keys)
+		delete_object(es, (const char *) lfirst(lc));
+	vals[0] = CStringGetTextDatum(id);
+	if (SPI_execute_with_args("DELETE FROM pgbk.backup WHERE id = $1", 1, types, vals, NULL, false,
+	                          0) != SPI_OK_DELETE)
+		elog(ERROR, "pgbk: could not delete backup row %s", id);
+}
+
+Datum
+bk_expire(PG_FUNCTION_ARGS)
+{
+	bool        dry_run = PG_ARGISNULL(0) ? true : PG_GETARG_BOOL(0);
+	TimestampTz as_of = PG_ARGISNULL(1) ? GetCurrentTimestamp() : PG_GETARG_TIMESTAMPTZ(1);
+	ExpireState es;
+	PgbkError   err;
+	int         ret;
+	uint64      i, nbackups;
+	char       *window_start;
+	char       *depth;
+	int         anchor = -1;
+	char      **ids;
+	char      **stops;
+	char       *oldest_start = NULL;
+	char       *oldest_id = NULL;
+	Oid         types[2] = {TIMESTAMPTZOID, TEXTOID};
+	Datum       vals[2];
+
+	InitMaterializedSRF(fcinfo, 0);
+	memset(&es, 0, sizeof(es));
+	es.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	es.dry_run = dry_run;
+	pgbk_install_hooks();
+	if (!dry_run)
+	{
+		pgbk_error_clear(&err);
+		es.ctx = pgbk_context(&err);
+		if (es.ctx == NULL)
+			pgbk_report_error(ERROR, &err, "could not open the repository");
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/* the database scope's window */
+	vals[0] = TimestampTzGetDatum(as_of);
+	ret = SPI_execute_with_args("SELECT ($1 - depth)::text, depth::text FROM pgbk.scope "
+	                            "WHERE name = 'database'",
+	                            1, types, vals, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "pgbk: the database scope is missing from pgbk.scope");
+	window_start = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	depth = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+
+	/* backups, oldest first; the anchor is the newest ended by window start */
+	vals[0] = CStringGetTextDatum(window_start);
+	ret = SPI_execute_with_args("SELECT id, stop_time::text, start_lsn::text, "
+	                            "stop_time <= $1::timestamptz FROM pgbk.backup ORDER BY stop_time",
+	                            1, (Oid[]){TEXTOID}, vals, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not read pgbk.backup");
+	nbackups = SPI_processed;
+	ids = palloc(sizeof(char *) * (nbackups + 1));
+	stops = palloc(sizeof(char *) * (nbackups + 1));
+	for (i = 0; i < nbackups; i++)
+	{
+		HeapTuple tup = SPI_tuptable->vals[i];
+		TupleDesc td = SPI_tuptable->tupdesc;
+
+		ids[i] = pstrdup(SPI_getvalue(tup, td, 1));
+		stops[i] = pstrdup(SPI_getvalue(tup, td, 2));
+		if (strcmp(SPI_getvalue(tup, td, 4), "t") == 0)
+			anchor = (int) i;
+	}
+	if (nbackups > 0)
+	{
+		int first_kept = anchor < 0 ? 0 : anchor;
+
+		vals[0] = CStringGetTextDatum(ids[first_kept]);
+		ret = SPI_execute_with_args("SELECT start_lsn::text FROM pgbk.backup WHERE id = $1", 1,
+		                            (Oid[]){TEXTOID}, vals, NULL, true, 1);
+		oldest_start = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		oldest_id = ids[first_kept];
+	}
+
+	for (i = 0; i < nbackups; i++)
+	{
+		if (anchor >= 0 && (int) i < anchor)
+		{
+			emit(&es, "backup", ids[i], dry_run ? "would delete" : "delete",
+			     psprintf("ended at %s, before backup %s, which is enough to restore to any "
+			              "moment since the depth window began (%s, depth %s)",
+			              stops[i], ids[anchor], window_start, depth));
+			if (!dry_run)
+				expire_backup(&es, ids[i]);
+		}
+		else
+			emit(&es, "backup", ids[i], "keep",
+			     (int) i == anchor
+			         ? psprintf("the newest backup that ended before the depth window began "
+			                    "(%s): needed to restore to its start",
+			                    window_start)
+			     : (i == nbackups - 1) ? pstrdup("the newest backup")
+			                           : pstrdup("ended inside the depth window"));
+	}
+
+	/* WAL before the start of the oldest kept backup */
+	if (oldest_start != NULL)
+	{
+		uint64 nwal;
+		char **names;
+		char **keys;
+
+		vals[0] = CStringGetTextDatum(oldest_start);
+		ret = SPI_execute_with_args("SELECT name FROM pgbk.wal WHERE kind <> 'history' "
+		                            "AND end_lsn <= $1::pg_lsn ORDER BY name",
+		                            1, (Oid[]){TEXTOID}, vals, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "pgbk: could not read pgbk.wal");
+		nwal = SPI_processed;
+		names = palloc(sizeof(char *) * (nwal + 1));
+		keys = palloc(sizeof(char *) * (nwal + 1));
+		for (i = 0; i < nwal; i++)
+		{
+			char key[LAYOUT_KEY_LEN];
+
+			names[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+			layout_wal_key(names[i], key, sizeof(key));
+			keys[i] = pstrdup(key);
+		}
+		for (i = 0; i < nwal; i++)
+		{
+			emit(&es, "wal", names[i], dry_run ? "would delete" : "delete",
+			     psprintf("before the start (%s) of the oldest kept backup %s", oldest_start,
+			              oldest_id));
+			if (!dry_run)
+				delete_object(&es, keys[i]);
+		}
+		if (!dry_run && nwal > 0)
+		{
+			ret = SPI_execute_with_args(
+			    "WITH gone AS (DELETE FROM pgbk.wal WHERE kind <> 'history' "
+			    "AND end_lsn <= $1::pg_lsn RETURNING name) "
+			    "DELETE FROM pgbk.restore_point r USING gone WHERE r.wal_name = gone.name",
+			    1, (Oid[]){TEXTOID}, vals, NULL, false, 0);
+			if (ret != SPI_OK_DELETE)
+				elog(ERROR, "pgbk: could not delete WAL rows");
+		}
+	}
+
+	/* external registrations past their scope's depth, but each scope's newest */
+	vals[0] = TimestampTzGetDatum(as_of);
+	ret = SPI_execute_with_args(
+	    "SELECT e.id::text, e.scope || ': ' || e.location, e.taken_at::text, s.depth::text "
+	    "FROM pgbk.external_backup e JOIN pgbk.scope s ON s.name = e.scope "
+	    "WHERE e.taken_at < $1 - s.depth AND e.id <> (SELECT x.id FROM pgbk.external_backup x "
+	    "WHERE x.scope = e.scope ORDER BY x.taken_at DESC LIMIT 1) ORDER BY e.taken_at",
+	    1, (Oid[]){TIMESTAMPTZOID}, vals, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not read pgbk.external_backup");
+	{
+		uint64 n = SPI_processed;
+		char **rows = palloc(sizeof(char *) * (n + 1));
+
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple tup = SPI_tuptable->vals[i];
+			TupleDesc td = SPI_tuptable->tupdesc;
+
+			rows[i] = pstrdup(SPI_getvalue(tup, td, 1));
+			emit(&es, "external", SPI_getvalue(tup, td, 2), dry_run ? "would delete" : "delete",
+			     psprintf("taken at %s, older than the scope's depth (%s)",
+			              SPI_getvalue(tup, td, 3), SPI_getvalue(tup, td, 4)));
+		}
+		for (i = 0; !dry_run && i < n; i++)
+		{
+			vals[0] = Int64GetDatum(strtoll(rows[i], NULL, 10));
+			if (SPI_execute_with_args("DELETE FROM pgbk.external_backup WHERE id = $1", 1,
+			                          (Oid[]){INT8OID}, vals, NULL, false, 0) != SPI_OK_DELETE)
+				elog(ERROR, "pgbk: could not delete an external backup row");
+		}
+	}
+
+	emit(&es, "files", "restic repository", "delegated",
+	     "pgbk-watcher runs restic forget --keep-within with the files scope's depth");
+	SPI_finish();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,275 @@
+/*
+ * verify.c
+ *	  bk_verify(sample): is what the catalog promises really in the
+ *	  repository?  Every catalogued object (or a random sample of them) is
+ *	  read whole, decrypted and checked against its checksums; WAL objects
+ *	  must carry the name they are catalogued under; every backup's files
+ *	  must match the sizes and hashes of its manifest; and every backup must
+ *	  have unbroken WAL on its timeline from its start to the newest
+ *	  archived segment.  Problems come back as rows naming the object.
+ */
+#include "pgbk.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "layout.h"
+#include "manifest.h"
+
+PG_FUNCTION_INFO_V1(bk_verify);
+
+typedef struct VerifyState
+{
+	ReturnSetInfo *rsinfo;
+	PgbkContext   *ctx;
+	double         sample;
+	int64          checked;
+	int64          problems;
+	List          *missing_wal; /* catalogued segments absent from the repository */
+} VerifyState;
+
+static void
+problem(VerifyState *vs, const char *kind, const char *object, const char *what)
+{
+	Datum values[3];
+	bool  nulls[3] = {false, false, false};
+
+	values[0] = CStringGetTextDatum(kind);
+	values[1] = CStringGetTextDatum(object);
+	values[2] = CStringGetTextDatum(what);
+	tuplestore_putvalues(vs->rsinfo->setResult, vs->rsinfo->setDesc, values, nulls);
+	vs->problems++;
+}
+
+static bool
+sampled(VerifyState *vs)
+{
+	return vs->sample >= 1.0 || pg_prng_double(&pg_global_prng_state) < vs->sample;
+}
+
+/*
+ * Read and decode one object.  Returns true when it decoded; otherwise
+ * reports the problem.  raw receives the content, hdr the header.
+ */
+static bool
+read_object(VerifyState *vs, const char *kind, const char *object, const char *key, PgbkBuf *raw,
+            CodecHeader *hdr)
+{
+	PgbkBuf    stored;
+	PgbkError  err;
+	PgbkStatus st;
+
+	CHECK_FOR_INTERRUPTS();
+	vs->checked++;
+	pgbk_buf_init(&stored);
+	pgbk_error_clear(&err);
+	st = repo_get(vs->ctx->repo, key, &stored, &err);
+	if (st == PGBK_NOT_FOUND)
+	{
+		problem(vs, kind, object, psprintf("missing: \"%s\" is not in the repository", key));
+		if (strcmp(kind, "wal") == 0)
+			vs->missing_wal = lappend(vs->missing_wal, pstrdup(object));
+		pgbk_buf_free(&stored);
+		return false;
+	}
+	if (st == PGBK_OK)
+		st = codec_decode(vs->ctx->params.keyring, stored.data, stored.len, raw, hdr, &err);
+	pgbk_buf_free(&stored);
+	if (st != PGBK_OK)
+	{
+		if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY)
+			problem(vs, kind, object, psprintf("unreadable: %s", err.msg));
+		else
+			pgbk_report_error(ERROR, &err, psprintf("could not read \"%s\"", key));
+		return false;
+	}
+	return true;
+}
+
+static void
+verify_wal(VerifyState *vs)
+{
+	int    ret;
+	uint64 i, n;
+	char **names;
+
+	ret = SPI_execute("SELECT name FROM pgbk.wal ORDER BY name", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not read pgbk.wal");
+	n = SPI_processed;
+	names = palloc(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
+		names[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	for (i = 0; i < n; i++)
+	{
+		char        key[LAYOUT_KEY_LEN];
+		char        attr[128];
+		PgbkBuf     raw;
+		CodecHeader hdr;
+
+		if (!sampled(vs))
+			continue;
+		layout_wal_key(names[i], key, sizeof(key));
+		pgbk_buf_init(&raw);
+		if (read_object(vs, "wal", names[i], key, &raw, &hdr) &&
+		    (!codec_attr_get(hdr.attrs, "name", attr, sizeof(attr)) || strcmp(attr, names[i]) != 0))
+			problem(vs, "wal", names[i],
+			        psprintf("the object holds \"%s\", not \"%s\"",
+			                 codec_attr_get(hdr.attrs, "name", attr, sizeof(attr)) ? attr : "?",
+			                 names[i]));
+		pgbk_buf_free(&raw);
+	}
+}
+
+static void
+verify_backups(VerifyState *vs)
+{
+	int    ret;
+	uint64 i, n;
+	char **ids;
+
+	ret = SPI_execute("SELECT id FROM pgbk.backup ORDER BY id", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not read pgbk.backup");
+	n = SPI_processed;
+	ids = palloc(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
+		ids[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	for (i = 0; i < n; i++)
+	{
+		Manifest  *m;
+		PgbkError  err;
+		PgbkStatus st;
+		int        f;
+
+		pgbk_error_clear(&err);
+		vs->checked++;
+		st = manifest_load(vs->ctx->repo, vs->ctx->params.keyring, ids[i], &m, &err);
+		if (st == PGBK_NOT_FOUND)
+		{
+			problem(vs, "backup", ids[i], "missing: its manifest is not in the repository");
+			continue;
+		}
+		if (st != PGBK_OK)
+		{
+			problem(vs, "backup", ids[i], psprintf("unreadable manifest: %s", err.msg));
+			continue;
+		}
+		for (f = 0; f < m->nfiles; f++)
+		{
+			ManifestFile *mf = &m->files[f];
+			char          key[LAYOUT_KEY_LEN];
+			char          object[LAYOUT_KEY_LEN];
+			PgbkBuf       raw;
+			CodecHeader   hdr;
+
+			if (!sampled(vs))
+				continue;
+			snprintf(object, sizeof(object), "%s:%s", ids[i], mf->path);
+			layout_backup_file_key(ids[i], mf->path, key, sizeof(key));
+			pgbk_buf_init(&raw);
+			if (read_object(vs, "backup file", object, key, &raw, &hdr) &&
+			    (raw.len != mf->size || memcmp(hdr.content_hash, mf->hash, CODEC_HASH_BYTES) != 0))
+				problem(vs, "backup file", object,
+				        "content does not match the manifest (size or checksum)");
+			pgbk_buf_free(&raw);
+		}
+		manifest_free(m);
+	}
+}
+
+/* Every backup needs unbroken WAL from its start to the newest segment. */
+static void
+verify_continuity(VerifyState *vs)
+{
+	int       ret;
+	uint64    i;
+	ListCell *lc;
+
+	ret = SPI_execute(
+	    "SELECT b.id, pgbk.segment_name(c.tli, pgbk.first_missing(c.tli, "
+	    "  greatest(c.first_segno, pgbk.lsn_segno(b.start_lsn)), "
+	    "  least(c.last_segno, (SELECT max(w.segno) FROM pgbk.wal w "
+	    "                       WHERE w.timeline = c.tli AND w.kind = 'segment')))) "
+	    "FROM pgbk.backup b "
+	    "CROSS JOIN LATERAL pgbk.timeline_chain((SELECT max(timeline) FROM pgbk.wal "
+	    "                                        WHERE kind = 'segment')) c "
+	    "WHERE pgbk.first_missing(c.tli, greatest(c.first_segno, pgbk.lsn_segno(b.start_lsn)), "
+	    "  least(c.last_segno, (SELECT max(w.segno) FROM pgbk.wal w "
+	    "                       WHERE w.timeline = c.tli AND w.kind = 'segment'))) IS NOT NULL "
+	    "ORDER BY b.id",
+	    true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not check WAL continuity");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char *seg = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		problem(
+		    vs, "wal gap", seg,
+		    psprintf("WAL segment %s is missing: backup %s cannot be restored past it", seg, id));
+	}
+
+	/* segments the catalog has but the repository lost are gaps too */
+	foreach (lc, vs->missing_wal)
+	{
+		const char *name = lfirst(lc);
+		Datum       args[1];
+
+		args[0] = CStringGetTextDatum(name);
+		ret = SPI_execute_with_args(
+		    "SELECT string_agg(b.id, ', ' ORDER BY b.id) FROM pgbk.wal w JOIN pgbk.backup b "
+		    "ON b.timeline <= w.timeline AND b.start_lsn < w.end_lsn "
+		    "WHERE w.name = $1 AND w.kind = 'segment'",
+		    1, (Oid[]){TEXTOID}, args, NULL, true, 1);
+		if (ret == SPI_OK_SELECT && SPI_processed == 1)
+		{
+			char *ids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+			if (ids != NULL)
+				problem(vs, "wal gap", name,
+				        psprintf("WAL segment %s is missing: backup %s cannot be restored past it",
+				                 name, ids));
+		}
+	}
+}
+
+Datum
+bk_verify(PG_FUNCTION_ARGS)
+{
+	double      sample = PG_ARGISNULL(0) ? 1.0 : PG_GETARG_FLOAT4(0);
+	VerifyState vs;
+	PgbkError   err;
+
+	if (sample <= 0 || sample > 1 || isnan(sample))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		                errmsg("sample must be in (0, 1], not %g", sample)));
+	InitMaterializedSRF(fcinfo, 0);
+	memset(&vs, 0, sizeof(vs));
+	vs.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	vs.sample = sample;
+	pgbk_install_hooks();
+	pgbk_error_clear(&err);
+	vs.ctx = pgbk_context(&err);
+	if (vs.ctx == NULL)
+		pgbk_report_error(ERROR, &err, "could not open the repository");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	verify_wal(&vs);
+	verify_backups(&vs);
+	verify_continuity(&vs);
+	SPI_finish();
+	ereport(NOTICE, (errmsg("pgbk: verified %lld objects, %lld problems", (long long) vs.checked,
+	                        (long long) vs.problems)));
+	PG_RETURN_VOID();
+}
