@@ -26,7 +26,7 @@ CREATE TABLE pgbk.file_snapshot (
 	bytes_total bigint NOT NULL,		-- their size
 	bytes_added bigint NOT NULL,		-- what the repository grew by
 	duration interval NOT NULL,			-- restic's own run
-	recorded_at timestamptz NOT NULL DEFAULT now(),
+	recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),	-- delivery order
 	forgotten_at timestamptz			-- removed by restic forget (files depth)
 );
 CREATE INDEX file_snapshot_taken_at_idx ON pgbk.file_snapshot (taken_at);
@@ -61,9 +61,9 @@ AS $$
 		INSERT INTO pgbk.file_snapshot (snapshot_id, taken_at, host, paths, tags,
 			restore_points, status, trigger, files_new, files_changed, files_unmodified,
 			dirs_new, dirs_changed, dirs_unmodified, files_total, bytes_total, bytes_added,
-			duration)
+			duration, recorded_at)
 		VALUES ($1, $2, $3, $4, coalesce($5, '{}'), coalesce($6, '{}'), $7, $8, $9, $10, $11,
-			$12, $13, $14, $15, $16, $17, make_interval(secs => $18))
+			$12, $13, $14, $15, $16, $17, make_interval(secs => $18), clock_timestamp())
 		ON CONFLICT ON CONSTRAINT file_snapshot_pkey DO NOTHING
 		RETURNING 1)
 	SELECT EXISTS (SELECT 1 FROM ins)
@@ -92,6 +92,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	INSERT INTO pgbk.event (kind, object, message)
 	VALUES ('files_backup_failed', $1, left($2, 4000))
+$$;
+
+-- The files scope's depth (pgbk.scope, changed with bk_set_policy): the
+-- watcher forgets restic snapshots older than this.  NULL if there is no
+-- files scope; the watcher then uses its files_depth setting.
+CREATE FUNCTION bk_files_depth()
+RETURNS interval
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN (SELECT s.depth FROM pgbk.scope s WHERE s.name = 'files');
+END
 $$;
 
 -- Ask the watcher(s) for a snapshot now, tagged with name, so that one
@@ -123,7 +136,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT * FROM pgbk.file_snapshot s
 	WHERE s.taken_at <= $1 AND s.forgotten_at IS NULL AND ($2 IS NULL OR s.host = $2)
-	ORDER BY s.taken_at DESC
+	ORDER BY s.taken_at DESC, s.recorded_at DESC
 	LIMIT 1
 $$;
 
@@ -136,7 +149,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT * FROM pgbk.file_snapshot s
 	WHERE s.restore_points @> ARRAY[$1] AND s.forgotten_at IS NULL
-	ORDER BY s.taken_at DESC
+	ORDER BY s.taken_at DESC, s.recorded_at DESC
 	LIMIT 1
 $$;
 
@@ -180,8 +193,10 @@ GRANT EXECUTE ON FUNCTION
 	bk_record_file_snapshot(text, timestamptz, text, text[], text[], text[], text, text,
 		bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, double precision),
 	bk_record_file_snapshots_forgotten(text[]),
-	bk_record_file_backup_failure(text, text)
+	bk_record_file_backup_failure(text, text),
+	bk_files_depth()
 	TO pgbk_recorder;
+GRANT EXECUTE ON FUNCTION bk_files_depth() TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION bk_request_file_snapshot(text) TO pgbk_admin;
 GRANT EXECUTE ON FUNCTION pgbk.file_snapshot_at(timestamptz, text),
 	pgbk.file_snapshot_for_restore_point(text) TO pgbk_reader;

@@ -1,0 +1,695 @@
+/*
+ * test_watcher.c
+ *	  Unit tests for pgbk-watcher's pure parts: the debounce state machine,
+ *	  the configuration parser, exclude matching, the spool journal, and the
+ *	  inotify watch table against a real directory tree (new trees, renames,
+ *	  excluded directories, deletions, queue overflow, the watch limit).
+ *
+ * The watcher's modules are compiled into this program directly (their
+ * static helpers stay reachable and no extra Makefile rule is needed);
+ * main.c and record.c (libpq) are not part of it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "unit.h"
+
+#include "../../watcher/debounce.c"
+#include "../../watcher/log.c"
+#include "../../watcher/settings.c"
+#include "../../watcher/spool.c"
+#include "../../watcher/watch.c"
+
+#include <ftw.h>
+
+static char test_dir[PATH_MAX];
+
+static const char *
+tmpbase(void)
+{
+	const char *d = getenv("PGBK_TEST_TMP");
+
+	return d ? d : "/tmp";
+}
+
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void) st;
+	(void) flag;
+	(void) ftw;
+	return remove(path);
+}
+
+static int
+setup_dir(void **state)
+{
+	(void) state;
+	snprintf(test_dir, sizeof(test_dir), "%s/pgbk-test-watcher-XXXXXX", tmpbase());
+	if (mkdtemp(test_dir) == NULL)
+		return -1;
+	return 0;
+}
+
+static int
+teardown_dir(void **state)
+{
+	(void) state;
+	nftw(test_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+static void
+mkpath(const char *rel)
+{
+	char p[PATH_MAX];
+	char cmd[PATH_MAX + 32];
+
+	snprintf(p, sizeof(p), "%s/%s", test_dir, rel);
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", p);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void
+touch(const char *rel)
+{
+	char  p[PATH_MAX];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", test_dir, rel);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("x", f);
+	fclose(f);
+}
+
+static void
+ren(const char *from, const char *to)
+{
+	char a[PATH_MAX];
+	char b[PATH_MAX];
+
+	snprintf(a, sizeof(a), "%s/%s", test_dir, from);
+	snprintf(b, sizeof(b), "%s/%s", test_dir, to);
+	assert_int_equal(rename(a, b), 0);
+}
+
+/* ----------------------------------------------------------------------
+ * debounce
+ * ---------------------------------------------------------------------- */
+
+static void
+test_debounce_settle_and_max_wait(void **state)
+{
+	Debounce d;
+	Trigger  why;
+	int64_t  t;
+
+	(void) state;
+	debounce_init(&d, 10000, 60000, 3600000, 10000, 300000, 0);
+	/* the start snapshot first */
+	assert_int_equal(debounce_next(&d, &why), 0);
+	assert_int_equal(why, TRIGGER_STARTUP);
+	debounce_started(&d, why, 0);
+	assert_int_equal(debounce_next(&d, &why), DEBOUNCE_NEVER);
+	debounce_finished(&d, true, 1000);
+	/* nothing changed: the safety snapshot an hour after the last start */
+	assert_int_equal(debounce_next(&d, &why), 3600000);
+	assert_int_equal(why, TRIGGER_SAFETY);
+
+	/* one change: due settle_delay later */
+	debounce_change(&d, 5000);
+	assert_int_equal(debounce_next(&d, &why), 15000);
+	assert_int_equal(why, TRIGGER_CHANGE);
+	/* more changes push it back ... */
+	debounce_change(&d, 12000);
+	assert_int_equal(debounce_next(&d, &why), 22000);
+	/* ... but never past max_wait after the first change */
+	for (t = 12000; t < 100000; t += 1000)
+		debounce_change(&d, t);
+	assert_int_equal(debounce_next(&d, &why), 65000);
+	debounce_started(&d, why, 65000);
+	/* changes during the run open a new period */
+	debounce_change(&d, 66000);
+	debounce_finished(&d, true, 67000);
+	assert_int_equal(debounce_next(&d, &why), 76000);
+	assert_int_equal(why, TRIGGER_CHANGE);
+}
+
+static void
+test_debounce_request_and_failures(void **state)
+{
+	Debounce d;
+	Trigger  why;
+
+	(void) state;
+	debounce_init(&d, 1000, 5000, 0, 10000, 40000, 0);
+	debounce_started(&d, TRIGGER_STARTUP, 0);
+	debounce_finished(&d, true, 500);
+	assert_int_equal(debounce_next(&d, &why), DEBOUNCE_NEVER); /* no safety */
+	debounce_request(&d);
+	assert_int_equal(debounce_next(&d, &why), 0);
+	assert_int_equal(why, TRIGGER_REQUEST);
+
+	/* a failed run is retried after 10 s, 20 s, 40 s, 40 s */
+	debounce_started(&d, why, 1000);
+	debounce_finished(&d, false, 2000);
+	assert_int_equal(debounce_next(&d, &why), 12000);
+	assert_int_equal(why, TRIGGER_REQUEST);
+	debounce_started(&d, why, 12000);
+	debounce_finished(&d, false, 13000);
+	assert_int_equal(debounce_next(&d, &why), 33000);
+	debounce_started(&d, why, 33000);
+	debounce_finished(&d, false, 34000);
+	assert_int_equal(debounce_next(&d, &why), 74000);
+	debounce_started(&d, why, 74000);
+	debounce_finished(&d, false, 75000);
+	assert_int_equal(debounce_next(&d, &why), 115000);
+	/* success resets the backoff */
+	debounce_started(&d, why, 115000);
+	debounce_finished(&d, true, 116000);
+	assert_int_equal(d.failures, 0);
+	debounce_change(&d, 117000);
+	assert_int_equal(debounce_next(&d, &why), 118000);
+
+	/* a failed change snapshot stays due (with the backoff) */
+	debounce_started(&d, why, 118000);
+	debounce_finished(&d, false, 119000);
+	assert_true(d.dirty);
+	assert_int_equal(debounce_next(&d, &why), 129000);
+	assert_int_equal(why, TRIGGER_CHANGE);
+
+	/* a failed start snapshot is retried too */
+	debounce_init(&d, 1000, 5000, 0, 10000, 40000, 0);
+	debounce_started(&d, TRIGGER_STARTUP, 0);
+	debounce_finished(&d, false, 100);
+	assert_int_equal(debounce_next(&d, &why), 10100);
+	assert_int_equal(why, TRIGGER_STARTUP);
+}
+
+static void
+test_debounce_degraded(void **state)
+{
+	Debounce d;
+	Trigger  why;
+
+	(void) state;
+	debounce_init(&d, 1000, 5000, 3600000, 1000, 1000, 0);
+	debounce_started(&d, TRIGGER_STARTUP, 0);
+	debounce_finished(&d, true, 10);
+	debounce_set_degraded(&d, true);
+	/* unwatched directories: a snapshot every max_wait */
+	assert_int_equal(debounce_next(&d, &why), 5000);
+	assert_int_equal(why, TRIGGER_SAFETY);
+	debounce_set_degraded(&d, false);
+	assert_int_equal(debounce_next(&d, &why), 3600000);
+}
+
+/* ----------------------------------------------------------------------
+ * settings
+ * ---------------------------------------------------------------------- */
+
+static void
+test_settings(void **state)
+{
+	WatcherSettings *s;
+	PgbkError        err;
+
+	(void) state;
+	assert_int_equal(settings_parse_string("roots = '/srv/app/, /srv/uploads'\n"
+	                                       "spool_dir = spool   # relative\n"
+	                                       "settle_delay = 2s\nhost = web-1\n",
+	                                       "w.conf", "/etc/pgbk", &s, &err),
+	                 PGBK_OK);
+	assert_int_equal(s->n_roots, 2);
+	assert_string_equal(s->roots[0], "/srv/app");
+	assert_string_equal(s->roots[1], "/srv/uploads");
+	assert_int_equal(s->n_excludes, 5); /* the Pimcore defaults */
+	assert_string_equal(s->excludes[0], "var/cache");
+	assert_string_equal(s->excludes[4], "public/var/tmp");
+	assert_string_equal(s->spool_dir, "/etc/pgbk/spool");
+	assert_int_equal(s->settle_ms, 2000);
+	assert_int_equal(s->max_wait_ms, 60000);
+	assert_int_equal(s->safety_ms, 3600000);
+	assert_true(s->files_depth_ms == INT64_C(180) * 86400000);
+	assert_string_equal(s->host, "web-1");
+	assert_string_equal(s->conninfo, "");
+	settings_free(s);
+
+	assert_int_equal(settings_parse_string("roots = /a\nexcludes = ''\nsafety_interval = 0\n",
+	                                       "w.conf", "/etc", &s, &err),
+	                 PGBK_OK);
+	assert_int_equal(s->n_excludes, 0);
+	assert_int_equal(s->safety_ms, 0);
+	settings_free(s);
+
+	/* errors name the setting, the file and the line */
+	assert_int_equal(
+	    settings_parse_string("roots = /a\nsettle_delay = soon\n", "w.conf", "/etc", &s, &err),
+	    PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "\"settle_delay\""));
+	assert_non_null(strstr(err.msg, "line 2"));
+	assert_int_equal(
+	    settings_parse_string("roots = /a\npassword = hunter2\n", "w.conf", "/etc", &s, &err),
+	    PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "\"password\""));
+	assert_null(strstr(err.msg, "hunter2"));
+	assert_int_equal(settings_parse_string("spool_dir = /x\n", "w.conf", "/etc", &s, &err),
+	                 PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "\"roots\" is required"));
+	assert_int_equal(settings_parse_string("roots = 'a/b'\n", "w.conf", "/etc", &s, &err),
+	                 PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "not an absolute path"));
+	assert_int_equal(
+	    settings_parse_string("roots = '/srv, /srv/app'\n", "w.conf", "/etc", &s, &err),
+	    PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "inside"));
+	assert_int_equal(
+	    settings_parse_string("roots = /srv\nspool_dir = /srv/spool\n", "w.conf", "/etc", &s, &err),
+	    PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "spool_dir"));
+	assert_int_equal(
+	    settings_parse_string("roots = /srv\nsettle_delay = 2min\n", "w.conf", "/etc", &s, &err),
+	    PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "shorter than settle_delay"));
+	assert_int_equal(
+	    settings_parse_string("roots = /srv\nexcludes = '../etc'\n", "w.conf", "/etc", &s, &err),
+	    PGBK_ERR_CONFIG);
+	assert_int_equal(
+	    settings_parse_string("roots = /srv\nexcludes = '**/cache'\n", "w.conf", "/etc", &s, &err),
+	    PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "is not supported"));
+	assert_int_equal(settings_parse_string("roots = '/srv\n", "w.conf", "/etc", &s, &err),
+	                 PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "unterminated"));
+}
+
+static void
+test_restic_duration(void **state)
+{
+	char buf[32];
+
+	(void) state;
+	settings_restic_duration(INT64_C(180) * 86400000, buf, sizeof(buf));
+	assert_string_equal(buf, "180d0h");
+	settings_restic_duration(INT64_C(36) * 3600000, buf, sizeof(buf));
+	assert_string_equal(buf, "1d12h");
+	settings_restic_duration(1000, buf, sizeof(buf));
+	assert_string_equal(buf, "0d1h");
+}
+
+/* ----------------------------------------------------------------------
+ * excludes
+ * ---------------------------------------------------------------------- */
+
+static void
+test_excluded(void **state)
+{
+	char *ex[] = {"var/cache", "var/tmp", "public/var/tmp", "*.swp", "tmp-*"};
+	int   n = 5;
+
+	(void) state;
+	assert_true(watch_excluded(ex, n, "var/cache"));
+	assert_true(watch_excluded(ex, n, "var/cache/pimcore/x.php"));
+	assert_true(watch_excluded(ex, n, "public/var/tmp/thumb.jpg"));
+	assert_false(watch_excluded(ex, n, "var"));
+	assert_false(watch_excluded(ex, n, "var/cachex"));
+	assert_false(watch_excluded(ex, n, "public/var/assets/a.jpg"));
+	assert_false(watch_excluded(ex, n, "x/var/cache")); /* anchored at the root */
+	assert_true(watch_excluded(ex, n, "a.swp"));
+	assert_false(watch_excluded(ex, n, "dir/a.swp")); /* '*' stays in one component */
+	assert_true(watch_excluded(ex, n, "tmp-1/file"));
+	assert_false(watch_excluded(ex, n, ""));
+}
+
+/* ----------------------------------------------------------------------
+ * spool
+ * ---------------------------------------------------------------------- */
+
+static void
+fill_record(SpoolRecord *r, const char *id_char, char **paths, char **tags, char **rps)
+{
+	memset(r, 0, sizeof(*r));
+	r->kind = SPOOL_SNAPSHOT;
+	memset(r->id, id_char[0], FILES_ID_LEN);
+	r->id[FILES_ID_LEN] = '\0';
+	r->time = "2026-11-27T03:09:54Z";
+	r->host = "web-1";
+	r->paths = paths;
+	r->n_paths = 2;
+	r->tags = tags;
+	r->n_tags = 2;
+	r->restore_points = rps;
+	r->n_restore_points = 1;
+	r->complete = false;
+	r->trigger = "request";
+	r->sum.files_new = 1;
+	r->sum.files_changed = 2;
+	r->sum.files_unmodified = 3;
+	r->sum.data_added = INT64_C(5000000000);
+	r->sum.total_duration = 1.25;
+}
+
+static void
+test_spool_codec(void **state)
+{
+	char       *paths[] = {"/srv/app", "/srv/\"quoted\" \\dir"};
+	char       *tags[] = {"pgbk", "rp:x%2Cy"};
+	char       *rps[] = {"x,y"};
+	char       *ids[] = {"ab", "cd"};
+	SpoolRecord in;
+	SpoolRecord out;
+	PgbkError   err;
+	char       *json;
+
+	(void) state;
+	fill_record(&in, "a", paths, tags, rps);
+	json = spool_encode(&in);
+	assert_non_null(json);
+	assert_null(strchr(json, '\n'));
+	assert_int_equal(spool_decode(json, strlen(json), &out, &err), PGBK_OK);
+	assert_int_equal(out.kind, SPOOL_SNAPSHOT);
+	assert_string_equal(out.id, in.id);
+	assert_string_equal(out.sum.short_id, "aaaaaaaa");
+	assert_string_equal(out.time, in.time);
+	assert_string_equal(out.paths[1], paths[1]);
+	assert_string_equal(out.tags[1], "rp:x%2Cy");
+	assert_string_equal(out.restore_points[0], "x,y");
+	assert_false(out.complete);
+	assert_string_equal(out.trigger, "request");
+	assert_true(out.sum.data_added == INT64_C(5000000000));
+	assert_true(out.sum.total_duration == 1.25);
+	spool_record_free(&out);
+	free(json);
+
+	memset(&in, 0, sizeof(in));
+	in.kind = SPOOL_FORGOTTEN;
+	in.ids = ids;
+	in.n_ids = 2;
+	json = spool_encode(&in);
+	assert_int_equal(spool_decode(json, strlen(json), &out, &err), PGBK_OK);
+	assert_int_equal(out.kind, SPOOL_FORGOTTEN);
+	assert_int_equal(out.n_ids, 2);
+	assert_string_equal(out.ids[1], "cd");
+	spool_record_free(&out);
+	free(json);
+
+	/* damaged records are refused */
+	assert_int_equal(spool_decode("{\"v\":1,\"kind\":\"snapshot\",\"id\":\"xyz\"}", 36, &out, &err),
+	                 PGBK_ERR_FORMAT);
+	assert_int_equal(spool_decode("{\"v\":2,\"kind\":\"forgotten\",\"ids\":[]}", 35, &out, &err),
+	                 PGBK_ERR_FORMAT);
+	assert_int_equal(spool_decode("{\"v\":1,\"kind\":\"snap", 19, &out, &err), PGBK_ERR_FORMAT);
+}
+
+static void
+test_spool_files(void **state)
+{
+	char       *paths[] = {"/srv/app", "/srv/up"};
+	char       *tags[] = {"pgbk", "rp:x"};
+	char       *rps[] = {"x"};
+	char        dir[PATH_MAX];
+	char        p[PATH_MAX + 64];
+	Spool      *sp;
+	SpoolRecord r;
+	SpoolRecord out;
+	PgbkError   err;
+	uint64_t    first;
+	FILE       *f;
+
+	(void) state;
+	snprintf(dir, sizeof(dir), "%s/spool/sub", test_dir);
+	assert_int_equal(spool_open(dir, &sp, &err), PGBK_OK);
+	assert_int_equal(spool_pending(sp), 0);
+	fill_record(&r, "a", paths, tags, rps);
+	assert_int_equal(spool_append(sp, &r, &err), PGBK_OK);
+	fill_record(&r, "b", paths, tags, rps);
+	assert_int_equal(spool_append(sp, &r, &err), PGBK_OK);
+	fill_record(&r, "c", paths, tags, rps);
+	assert_int_equal(spool_append(sp, &r, &err), PGBK_OK);
+	assert_int_equal(spool_pending(sp), 3);
+	first = spool_first(sp);
+	assert_int_equal(spool_read(sp, first, &out, &err), PGBK_OK);
+	assert_int_equal(out.id[0], 'a');
+	spool_record_free(&out);
+	spool_remove(sp, first);
+	spool_close(sp);
+
+	/* a restart finds the rest, in order; a half-written record is dropped */
+	snprintf(p, sizeof(p), "%s/00000000000000000099.tmp", dir);
+	f = fopen(p, "w");
+	fputs("{\"v\":1", f);
+	fclose(f);
+	assert_int_equal(spool_open(dir, &sp, &err), PGBK_OK);
+	assert_int_equal(spool_pending(sp), 2);
+	assert_int_equal(access(p, F_OK), -1);
+	assert_int_equal(spool_read(sp, spool_first(sp), &out, &err), PGBK_OK);
+	assert_int_equal(out.id[0], 'b');
+	spool_record_free(&out);
+
+	/* a damaged record is set aside, not blocking the queue */
+	snprintf(p, sizeof(p), "%s/%020llu.rec", dir, (unsigned long long) spool_first(sp));
+	f = fopen(p, "w");
+	fputs("garbage\n", f);
+	fclose(f);
+	assert_int_equal(spool_read(sp, spool_first(sp), &out, &err), PGBK_ERR_FORMAT);
+	assert_non_null(strstr(err.msg, "set aside"));
+	assert_int_equal(spool_pending(sp), 1);
+	assert_int_equal(spool_read(sp, spool_first(sp), &out, &err), PGBK_OK);
+	assert_int_equal(out.id[0], 'c');
+	spool_record_free(&out);
+	/* new records continue the sequence */
+	fill_record(&r, "d", paths, tags, rps);
+	assert_int_equal(spool_append(sp, &r, &err), PGBK_OK);
+	assert_true(sp->pending[1] > sp->pending[0]);
+	spool_close(sp);
+}
+
+/* ----------------------------------------------------------------------
+ * watch table, against a real tree
+ * ---------------------------------------------------------------------- */
+
+static WatchTable *
+open_watch(int max_watches)
+{
+	char        root[PATH_MAX];
+	char       *roots[1];
+	char       *ex[] = {"var/cache", "var/tmp"};
+	WatchTable *w;
+	PgbkError   err;
+
+	snprintf(root, sizeof(root), "%s/root", test_dir);
+	roots[0] = root;
+	if (watch_open(roots, 1, ex, 2, max_watches, &w, &err) != PGBK_OK)
+		fail_msg("watch_open: %s", err.msg);
+	return w;
+}
+
+/* Is the directory rel (under root) in the table? */
+static bool
+watched(WatchTable *w, const char *rel)
+{
+	char p[PATH_MAX];
+	char q[PATH_MAX];
+	int  i;
+
+	snprintf(p, sizeof(p), "%s/root%s%s", test_dir, rel[0] ? "/" : "", rel);
+	for (i = 0; i < w->n_slots; i++)
+	{
+		if (w->dirs[i].wd >= 0 && dir_path(w, i, NULL, false, q, sizeof(q)) && strcmp(p, q) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+test_watch_tree(void **state)
+{
+	WatchTable *w;
+
+	(void) state;
+	mkpath("root/a/b");
+	mkpath("root/var/cache/deep");
+	mkpath("root/var/log");
+	w = open_watch(0);
+	assert_true(watched(w, ""));
+	assert_true(watched(w, "a/b"));
+	assert_true(watched(w, "var/log"));
+	assert_false(watched(w, "var/cache"));
+	assert_int_equal(watch_count(w), 5); /* root, a, a/b, var, var/log */
+	assert_int_equal(watch_process(w), 0);
+
+	/* changes in excluded directories are not changes */
+	touch("root/var/cache/deep/f");
+	mkpath("root/var/tmp/x");
+	assert_int_equal(watch_process(w) & WATCH_CHANGED, 0);
+	assert_false(watched(w, "var/tmp/x"));
+
+	/* a file */
+	touch("root/a/f");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+
+	/* mkdir -p with files, all before we read the events */
+	mkpath("root/n1/n2/n3/n4");
+	touch("root/n1/n2/n3/n4/f");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+	assert_true(watched(w, "n1/n2/n3/n4"));
+	/* ... and a change deep inside is seen */
+	touch("root/n1/n2/n3/n4/g");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+
+	/* rename a directory: the subtree is watched under its new name */
+	ren("root/n1", "root/m1");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+	assert_true(watched(w, "m1/n2/n3/n4"));
+	assert_false(watched(w, "n1"));
+	touch("root/m1/n2/n3/n4/h");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+
+	/* moved into an excluded place: no longer watched, and a change there
+	 * is no change */
+	ren("root/m1", "root/var/cache/m1");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+	assert_false(watched(w, "var/cache/m1"));
+	assert_int_equal(watch_count(w), 5); /* root, a, a/b, var, var/log */
+
+	/* moved out of the tree and back in */
+	{
+		char out[PATH_MAX];
+		char in[PATH_MAX];
+
+		mkpath("outside/o1/o2");
+		snprintf(out, sizeof(out), "%s/outside/o1", test_dir);
+		snprintf(in, sizeof(in), "%s/root/a/o1", test_dir);
+		assert_int_equal(rename(out, in), 0);
+		assert_true(watch_process(w) & WATCH_CHANGED);
+		assert_true(watched(w, "a/o1/o2"));
+		assert_int_equal(rename(in, out), 0);
+		assert_true(watch_process(w) & WATCH_CHANGED);
+		assert_false(watched(w, "a/o1"));
+		touch("outside/o1/o2/f"); /* no longer ours */
+		assert_int_equal(watch_process(w) & WATCH_CHANGED, 0);
+	}
+
+	/* deletion */
+	{
+		char d[PATH_MAX];
+
+		snprintf(d, sizeof(d), "%s/root/a/b", test_dir);
+		assert_int_equal(rmdir(d), 0);
+	}
+	assert_true(watch_process(w) & WATCH_CHANGED);
+	watch_process(w); /* IN_IGNORED */
+	assert_false(watched(w, "a/b"));
+	watch_close(w);
+}
+
+static void
+test_watch_overflow(void **state)
+{
+	WatchTable *w;
+	char        rel[64];
+	long        maxq = 16384;
+	FILE       *f;
+	int         i;
+	int         n;
+
+	(void) state;
+	mkpath("root/burst");
+	w = open_watch(0);
+	f = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
+	if (f)
+	{
+		if (fscanf(f, "%ld", &maxq) != 1)
+			maxq = 16384;
+		fclose(f);
+	}
+	/* two events per file (create, close-write) and nobody reading */
+	n = (int) (maxq / 2 + 500);
+	if (n > 200000)
+		skip();
+	for (i = 0; i < n; i++)
+	{
+		snprintf(rel, sizeof(rel), "root/burst/f%d", i);
+		touch(rel);
+	}
+	/* a directory created while events are being lost */
+	mkpath("root/burst/late/later");
+	assert_int_equal(watch_process(w) & (WATCH_CHANGED | WATCH_OVERFLOW),
+	                 WATCH_CHANGED | WATCH_OVERFLOW);
+	/* the rescan found it */
+	assert_true(watched(w, "burst/late/later"));
+	touch("root/burst/late/later/f");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+	watch_close(w);
+}
+
+static void
+test_watch_limit(void **state)
+{
+	WatchTable *w;
+
+	(void) state;
+	mkpath("root/d1");
+	mkpath("root/d2");
+	w = open_watch(3); /* root, d1, d2: full */
+	assert_false(watch_degraded(w));
+	mkpath("root/d3");
+	assert_true(watch_process(w) & WATCH_CHANGED);
+	assert_true(watch_degraded(w));
+	assert_false(watched(w, "d3"));
+	/* the limit is raised: a rescan picks the directory up */
+	w->max_watches = 0;
+	assert_true(watch_rescan(w) & WATCH_CHANGED);
+	assert_false(watch_degraded(w));
+	assert_true(watched(w, "d3"));
+	watch_close(w);
+}
+
+static void
+test_watch_root_missing(void **state)
+{
+	char        root[PATH_MAX];
+	char       *roots[1];
+	WatchTable *w;
+	PgbkError   err;
+
+	(void) state;
+	snprintf(root, sizeof(root), "%s/nope", test_dir);
+	roots[0] = root;
+	assert_int_equal(watch_open(roots, 1, NULL, 0, 0, &w, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, root));
+	/* a symbolic link as a root: restic would back up the link */
+	mkpath("real");
+	{
+		char real[PATH_MAX];
+
+		snprintf(real, sizeof(real), "%s/real", test_dir);
+		assert_int_equal(symlink(real, root), 0);
+	}
+	assert_int_equal(watch_open(roots, 1, NULL, 0, 0, &w, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "symbolic link"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_debounce_settle_and_max_wait),
+	    cmocka_unit_test(test_debounce_request_and_failures),
+	    cmocka_unit_test(test_debounce_degraded),
+	    cmocka_unit_test(test_settings),
+	    cmocka_unit_test(test_restic_duration),
+	    cmocka_unit_test(test_excluded),
+	    cmocka_unit_test(test_spool_codec),
+	    cmocka_unit_test_setup_teardown(test_spool_files, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_watch_tree, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_watch_overflow, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_watch_limit, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_watch_root_missing, setup_dir, teardown_dir),
+	};
+
+	log_init(false);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1434 @@
+/*
+ * main.c
+ *	  pgbk-watcher: minute-granularity snapshots of application files with
+ *	  restic, recorded in pgbk's catalog.
+ *
+ * One single-threaded event loop waits in poll() on: a signalfd (SIGTERM,
+ * SIGINT, SIGHUP, SIGCHLD; the handlers' only job is done by the kernel),
+ * the inotify descriptor, the running restic's stdout and stderr, and the
+ * catalog connection's socket.  Its timeout is the nearest deadline: the
+ * debounce's next snapshot, a retry, the next forget, a reconnection, a
+ * stop deadline.  Nothing sleeps; an idle watcher uses no CPU.
+ *
+ * What runs when (one restic at a time):
+ *   start      restic unlock (stale locks of this host's killed runs), then
+ *              a snapshot (what changed while we were down is unknown)
+ *   changes    a snapshot after settle_delay of quiet, at most max_wait
+ *              after the first change (debounce.c)
+ *   request    NOTIFY pgbk_snapshot, 'name': a snapshot tagged rp:name as
+ *              soon as restic is free
+ *   safety     a snapshot every safety_interval regardless
+ *   forget     restic unlock + restic forget --keep-within files_depth
+ *              --prune every forget_interval
+ * After each snapshot its full id comes from a listing of the restic
+ * repository's snapshots/ in pgbk's repository (the default layout), or
+ * else from `restic snapshots --json <short id>`; the record goes to the
+ * spool (fsync'd) and from there to the catalog (record.c).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "config.h"
+#include "debounce.h"
+#include "keys.h"
+#include "layout.h"
+#include "repo.h"
+#include "files.h"
+#include "log.h"
+#include "record.h"
+#include "restic.h"
+#include "settings.h"
+#include "spool.h"
+#include "watch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_OK         0
+#define EXIT_FAIL       1
+#define EXIT_USAGE      2
+#define EXIT_CONFIG     3
+#define EXIT_RESTIC     4
+#define EXIT_INCOMPLETE 5
+#define EXIT_SPOOLED    6
+
+#define KILL_GRACE_MS    10000 /* SIGTERM to SIGKILL for restic */
+#define DELIVER_GRACE_MS 5000  /* on stop, time to deliver what is spooled */
+#define FORGET_STAMP     "forget.stamp"
+#define MAX_REQUESTS     64
+
+typedef struct Watcher
+{
+	WatcherSettings *set;
+	PgbkConfig      *pgbk;
+	FilesRepo       *repo;
+	Repo            *prepo; /* pgbk's repository, when the files repository is in it */
+	WatchTable      *watch;
+	Spool           *spool;
+	Recorder        *rec;
+	Debounce         deb;
+	Job              job;
+	bool             once;
+	bool             verbose; /* -v: debug messages whatever log_level says */
+	int              sigfd;
+
+	/* restore points asked for, waiting for / in the running snapshot */
+	char   *requests[MAX_REQUESTS];
+	int     n_requests;
+	char   *running_requests[MAX_REQUESTS];
+	int     n_running_requests;
+	Trigger running_trigger;
+	char    running_time[40]; /* the snapshot's time (restic --time), RFC 3339 */
+
+	/* a snapshot taken whose full id is still to be looked up */
+	bool               lookup_pending;
+	FilesBackupSummary lookup_sum;
+	bool               lookup_complete;
+	Trigger            lookup_trigger;
+	char               lookup_time[40];
+	char              *lookup_requests[MAX_REQUESTS];
+	int                n_lookup_requests;
+	int                lookup_failures;
+	int64_t            lookup_retry_at;
+
+	/* unsaved changes, for bk_scope_health (record_changes) */
+	int64_t changes_since_us;      /* first change not covered by a snapshot, 0: none */
+	int64_t changes_during_run_us; /* first change after the running snapshot began */
+
+	bool    need_unlock;
+	bool    forget_after_unlock;
+	bool    forget_now;
+	int64_t next_forget;
+
+	int     stop_signals;
+	int64_t stop_deadline;
+	int64_t exit_deadline;
+	bool    reload_requested;
+
+	bool once_started;
+	bool once_done;
+	int  once_exit;
+} Watcher;
+
+/*
+ * A change under the roots: remember since when files have changed without
+ * a snapshot (the running snapshot, if any, may not contain it), and tell
+ * the catalog for bk_scope_health.
+ */
+static void
+note_change(Watcher *w)
+{
+	int64_t now_us = pgbk_now_us();
+
+	if (w->deb.running && w->changes_during_run_us == 0)
+		w->changes_during_run_us = now_us;
+	if (w->changes_since_us == 0)
+	{
+		w->changes_since_us = now_us;
+		record_changes(w->rec, now_us);
+	}
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+usage(void)
+{
+	printf("pgbk-watcher takes restic snapshots of application files when they change and\n"
+	       "records them in pgbk's catalog (the files scope of pgbk).\n"
+	       "\n"
+	       "Usage:\n"
+	       "  pgbk-watcher [OPTION]...\n"
+	       "\n"
+	       "Options:\n"
+	       "  -c, --config=FILE  configuration file (default $PGBK_WATCHER_CONFIG, else\n"
+	       "                     " WATCHER_DEFAULT_CONFIG ")\n"
+	       "      --once         take one snapshot now, record it, and exit\n"
+	       "      --init         create the restic repository unless it exists, and exit\n"
+	       "  -v, --verbose      log debug messages\n"
+	       "  -V, --version      print the version and exit\n"
+	       "  -h, --help         show this help and exit\n"
+	       "\n"
+	       "Signals: SIGTERM or SIGINT stop it (a running snapshot may finish within\n"
+	       "stop_timeout; a second signal stops restic at once); SIGHUP reloads the\n"
+	       "configuration.  Logs go to stderr.\n"
+	       "\n"
+	       "Exit codes:\n"
+	       "  0  success: stopped cleanly; --once: snapshot taken and recorded in the\n"
+	       "     catalog; --init: the repository exists\n"
+	       "  1  failure not covered below (out of memory, inotify unavailable)\n"
+	       "  2  usage error\n"
+	       "  3  configuration error (watcher configuration, pgbk.conf, password file,\n"
+	       "     restic binary, roots, spool directory)\n"
+	       "  4  restic failed (--once, --init): repository unreachable, wrong password,\n"
+	       "     snapshot not written\n"
+	       "  5  --once: the snapshot is incomplete (restic could not read some files);\n"
+	       "     it is recorded as incomplete\n"
+	       "  6  --once: snapshot taken, but the catalog is unreachable: its record\n"
+	       "     waits in the spool and is delivered by the next run\n");
+}
+
+/* ----------------------------------------------------------------------
+ * Configuration
+ * ---------------------------------------------------------------------- */
+
+/* pgbk.conf (if any) and the files repository for a settings object. */
+static PgbkStatus
+open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out, Repo **prepo_out,
+          PgbkError *err)
+{
+	PgbkConfig   *cfg = NULL;
+	FilesSettings fs;
+	PgbkStatus    rc;
+
+	*cfg_out = NULL;
+	*repo_out = NULL;
+	*prepo_out = NULL;
+	if (set->pgbk_config && (rc = config_load(set->pgbk_config, &cfg, err)) != PGBK_OK)
+		return rc;
+	files_settings_from_config(cfg, &fs);
+	/* the watcher's own settings win (and stand in until pgbk.conf has them) */
+	if (set->restic_binary)
+		fs.restic_binary = set->restic_binary;
+	if (set->restic_password_file)
+		fs.password_file = set->restic_password_file;
+	if (set->files_repository)
+		fs.repository = set->files_repository;
+	if (set->cache_dir)
+		fs.cache_dir = set->cache_dir;
+	if (fs.repository == NULL && cfg == NULL)
+	{
+		rc = pgbk_error(err, PGBK_ERR_CONFIG,
+		                "neither pgbk_config nor files_repository is set in \"%s\": the watcher "
+		                "needs to know where the files repository is",
+		                set->config_path);
+		return rc;
+	}
+	if ((rc = files_repo_open(cfg, &fs, repo_out, err)) != PGBK_OK)
+	{
+		config_free(cfg);
+		return rc;
+	}
+	/*
+	 * With the files repository under pgbk's own (the default), a new
+	 * snapshot's full id is one listing of files/snapshots/ away; otherwise
+	 * `restic snapshots` finds it (a second restic run, ~0.5 s of key
+	 * derivation).
+	 */
+	if (cfg != NULL && fs.repository == NULL && repo_open(cfg, prepo_out, err) != PGBK_OK)
+	{
+		log_warning("%s; new snapshots are looked up with restic instead", err->msg);
+		*prepo_out = NULL;
+	}
+	*cfg_out = cfg;
+	return PGBK_OK;
+}
+
+static void
+read_forget_stamp(Watcher *w, int64_t now)
+{
+	char        path[PATH_MAX];
+	struct stat st;
+
+	w->next_forget = now; /* never forgotten before: after the first snapshot */
+	snprintf(path, sizeof(path), "%s/%s", w->set->spool_dir, FORGET_STAMP);
+	if (stat(path, &st) == 0)
+	{
+		int64_t since_ms = (int64_t) (time(NULL) - st.st_mtime) * 1000;
+
+		if (since_ms < w->set->forget_interval_ms)
+			w->next_forget = now + (w->set->forget_interval_ms - since_ms);
+	}
+}
+
+static void
+write_forget_stamp(Watcher *w)
+{
+	char path[PATH_MAX];
+	int  fd;
+
+	snprintf(path, sizeof(path), "%s/%s", w->set->spool_dir, FORGET_STAMP);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+	{
+		futimens(fd, NULL);
+		close(fd);
+	}
+}
+
+static void
+reload(Watcher *w, int64_t now)
+{
+	WatcherSettings *set;
+	PgbkConfig      *cfg;
+	FilesRepo       *repo;
+	WatchTable      *watch = NULL;
+	Repo            *prepo;
+	PgbkError        err;
+
+	w->reload_requested = false;
+	pgbk_error_clear(&err);
+	log_info("received SIGHUP: reloading \"%s\"", w->set->config_path);
+	if (settings_load(w->set->config_path, &set, &err) != PGBK_OK)
+	{
+		log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+		return;
+	}
+	if (open_repo(set, &cfg, &repo, &prepo, &err) != PGBK_OK)
+	{
+		log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+		settings_free(set);
+		return;
+	}
+	if (strcmp(set->spool_dir, w->set->spool_dir) != 0)
+		log_warning("spool_dir cannot change on reload; restart the watcher to use \"%s\"",
+		            set->spool_dir);
+	if (w->watch && settings_watch_changed(w->set, set))
+	{
+		if (watch_open(set->roots, set->n_roots, set->excludes, set->n_excludes,
+		               set->debug_max_watches, &watch, &err) != PGBK_OK)
+		{
+			log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+			repo_close(prepo);
+			files_repo_free(repo);
+			config_free(cfg);
+			settings_free(set);
+			return;
+		}
+		watch_close(w->watch);
+		w->watch = watch;
+		log_info("watching %zu directories under %d root(s)", watch_count(watch), set->n_roots);
+		debounce_change(&w->deb, now);
+	}
+	if (strcmp(set->host, w->set->host) != 0)
+		log_warning("host changed from \"%s\" to \"%s\": the next snapshot has no parent and "
+		            "reads every file",
+		            w->set->host, set->host);
+	debounce_configure(&w->deb, set->settle_ms, set->max_wait_ms, set->safety_ms, set->retry_ms,
+	                   set->retry_max_ms);
+	record_configure(w->rec, set->conninfo, set->host);
+	log_set_debug(set->debug || w->verbose);
+	/* spool_dir stays: the open spool keeps using the old directory */
+	{
+		char *keep = strdup(w->set->spool_dir);
+
+		if (keep != NULL)
+		{
+			free(set->spool_dir);
+			set->spool_dir = keep;
+		}
+	}
+	files_repo_free(w->repo);
+	repo_close(w->prepo);
+	config_free(w->pgbk);
+	settings_free(w->set);
+	w->set = set;
+	w->pgbk = cfg;
+	w->repo = repo;
+	w->prepo = prepo;
+	log_info("configuration reloaded");
+}
+
+/* ----------------------------------------------------------------------
+ * Requests
+ * ---------------------------------------------------------------------- */
+
+static void
+on_request(const char *name, void *arg)
+{
+	Watcher *w = arg;
+	char     tag[FILES_TAG_MAX];
+	int      i;
+
+	if (!files_restore_point_tag(name, tag, sizeof(tag)))
+	{
+		log_warning("ignoring a snapshot request with an invalid name (1 to %d bytes needed)",
+		            FILES_RP_NAME_MAX);
+		return;
+	}
+	for (i = 0; i < w->n_requests; i++)
+	{
+		if (strcmp(w->requests[i], name) == 0)
+			return;
+	}
+	if (w->n_requests == MAX_REQUESTS)
+	{
+		log_warning("too many snapshot requests waiting; ignoring \"%s\"", name);
+		return;
+	}
+	if ((w->requests[w->n_requests] = strdup(name)) == NULL)
+		return;
+	w->n_requests++;
+	log_info("snapshot requested for restore point \"%s\"", name);
+	debounce_request(&w->deb);
+}
+
+static void
+free_names(char **names, int *n)
+{
+	while (*n > 0)
+		free(names[--(*n)]);
+}
+
+/* Put the running snapshot's requests back in front of the waiting ones. */
+static void
+requeue_requests(Watcher *w)
+{
+	int i;
+
+	for (i = 0; i < w->n_running_requests; i++)
+	{
+		if (w->n_requests < MAX_REQUESTS)
+		{
+			memmove(&w->requests[1], &w->requests[0], (size_t) w->n_requests * sizeof(char *));
+			w->requests[0] = w->running_requests[i];
+			w->n_requests++;
+		}
+		else
+			free(w->running_requests[i]);
+	}
+	w->n_running_requests = 0;
+	if (w->n_requests > 0)
+		debounce_request(&w->deb);
+}
+
+/* ----------------------------------------------------------------------
+ * Starting restic
+ * ---------------------------------------------------------------------- */
+
+/* restic patterns treat * ? [ \ specially: escape them in a root path */
+static char *
+pattern_escape(const char *root, const char *rel)
+{
+	PgbkBuf     b;
+	const char *p;
+
+	pgbk_buf_init(&b);
+	for (p = root; *p; p++)
+	{
+		if (strchr("*?[\\", *p))
+			pgbk_buf_append(&b, "\\", 1);
+		pgbk_buf_append(&b, p, 1);
+	}
+	if (strcmp(root, "/") != 0)
+		pgbk_buf_append(&b, "/", 1);
+	pgbk_buf_append_str(&b, rel);
+	return (char *) b.data;
+}
+
+static void
+start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
+{
+	PgbkError err;
+
+	pgbk_error_clear(&err);
+	if (job_start(&w->job, kind, w->repo, args, now, &err) != PGBK_OK)
+	{
+		log_error("could not start restic %s: %s", job_name(kind), err.msg);
+		job_reset(&w->job);
+		if (kind == JOB_BACKUP)
+		{
+			debounce_finished(&w->deb, false, now);
+			requeue_requests(w);
+			if (w->once)
+			{
+				w->once_done = true;
+				w->once_exit = EXIT_RESTIC;
+			}
+		}
+		else if (kind == JOB_UNLOCK)
+			w->need_unlock = false;
+		else if (kind == JOB_LOOKUP)
+			w->lookup_retry_at = now + debounce_backoff(&w->deb);
+		else if (kind == JOB_FORGET)
+			w->next_forget = now + w->set->retry_max_ms;
+	}
+}
+
+static void
+start_backup(Watcher *w, Trigger why, int64_t now)
+{
+	const char **args;
+	char       **owned;
+	char         tags[MAX_REQUESTS][FILES_TAG_MAX];
+	char         restic_time[40];
+	int          n_owned = 0;
+	int          n = 0;
+	int          i;
+	int          j;
+	size_t       max = 10 + 2 * (size_t) MAX_REQUESTS +
+	             2 * (size_t) w->set->n_roots * (size_t) (w->set->n_excludes + 1);
+
+	args = calloc(max, sizeof(char *));
+	owned = calloc(max, sizeof(char *));
+	if (args == NULL || owned == NULL)
+	{
+		free(args);
+		free(owned);
+		log_error("out of memory starting a snapshot");
+		return;
+	}
+	/* this snapshot covers the requests made so far */
+	for (i = 0; i < w->n_requests; i++)
+		w->running_requests[i] = w->requests[i];
+	w->n_running_requests = w->n_requests;
+	w->n_requests = 0;
+	w->running_trigger = why;
+
+	/*
+	 * The snapshot's time is ours: the moment restic starts, in UTC to the
+	 * microsecond (restic runs with TZ=UTC and its --time parser takes a
+	 * fractional second), so the record needs nothing more from restic than
+	 * the snapshot id.
+	 */
+	{
+		struct timespec ts;
+		struct tm       tm;
+		char            sec[32];
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		strftime(sec, sizeof(sec), "%Y-%m-%d %H:%M:%S", &tm);
+		snprintf(restic_time, sizeof(restic_time), "%s.%06ld", sec, ts.tv_nsec / 1000);
+		strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(w->running_time, sizeof(w->running_time), "%s.%06ldZ", sec, ts.tv_nsec / 1000);
+	}
+	args[n++] = "backup";
+	args[n++] = "--json";
+	args[n++] = "--time";
+	args[n++] = restic_time;
+	args[n++] = "--host";
+	args[n++] = w->set->host;
+	args[n++] = "--tag";
+	args[n++] = FILES_TAG_PGBK;
+	for (i = 0; i < w->n_running_requests; i++)
+	{
+		files_restore_point_tag(w->running_requests[i], tags[i], sizeof(tags[i]));
+		args[n++] = "--tag";
+		args[n++] = tags[i];
+	}
+	for (i = 0; i < w->set->n_roots; i++)
+	{
+		for (j = 0; j < w->set->n_excludes; j++)
+		{
+			char *p = pattern_escape(w->set->roots[i], w->set->excludes[j]);
+
+			if (p == NULL)
+				continue;
+			owned[n_owned++] = p;
+			args[n++] = "--exclude";
+			args[n++] = p;
+		}
+	}
+	for (i = 0; i < w->set->n_roots; i++)
+		args[n++] = w->set->roots[i];
+	args[n] = NULL;
+
+	if (w->watch && watch_degraded(w->watch))
+		watch_rescan(w->watch);
+	debounce_started(&w->deb, why, now);
+	w->changes_during_run_us = 0;
+	if (w->n_running_requests > 0)
+		log_info("taking a snapshot (trigger %s, for restore point \"%s\"%s)", trigger_name(why),
+		         w->running_requests[0], w->n_running_requests > 1 ? " and others" : "");
+	else
+		log_info("taking a snapshot (trigger %s)", trigger_name(why));
+	start_job(w, JOB_BACKUP, args, now);
+	for (i = 0; i < n_owned; i++)
+		free(owned[i]);
+	free(owned);
+	free(args);
+}
+
+static void
+start_lookup(Watcher *w, int64_t now)
+{
+	const char *args[] = {"snapshots", "--json", "--no-lock", w->lookup_sum.short_id, NULL};
+
+	start_job(w, JOB_LOOKUP, args, now);
+}
+
+static void
+start_forget(Watcher *w, int64_t now)
+{
+	char        keep[64];
+	const char *args[] = {"forget",        "--json", "--host",  w->set->host,
+	                      "--keep-within", keep,     "--prune", NULL};
+	int64_t     depth = w->set->files_depth_ms;
+	bool        from_catalog = record_files_depth(w->rec, &depth);
+
+	settings_restic_duration(depth, keep, sizeof(keep));
+	log_info("forgetting snapshots of host \"%s\" older than %s (the files depth, from %s) and "
+	         "pruning",
+	         w->set->host, keep, from_catalog ? "the catalog" : "files_depth");
+	record_refresh_depth(w->rec); /* for the next time */
+	start_job(w, JOB_FORGET, args, now);
+}
+
+/* Start the next restic run, if one is due and none is running. */
+static void
+schedule(Watcher *w, int64_t now)
+{
+	Trigger why;
+	bool    stopping = w->stop_signals > 0;
+
+	if (job_active(&w->job))
+		return;
+	if (w->lookup_pending)
+	{
+		/* its record comes before anything else */
+		if (now >= w->lookup_retry_at && (!stopping || now < w->stop_deadline))
+			start_lookup(w, now);
+		return;
+	}
+	if (stopping || w->once_done)
+		return;
+	if (w->once)
+	{
+		if (!w->once_started)
+		{
+			w->once_started = true;
+			start_backup(w, TRIGGER_ONCE, now);
+		}
+		return;
+	}
+	if (w->need_unlock)
+	{
+		const char *args[] = {"unlock", NULL};
+
+		start_job(w, JOB_UNLOCK, args, now);
+		return;
+	}
+	if (debounce_next(&w->deb, &why) <= now)
+	{
+		start_backup(w, why, now);
+		return;
+	}
+	if (w->forget_now)
+	{
+		w->forget_now = false;
+		start_forget(w, now);
+		return;
+	}
+	if (w->set->forget_interval_ms > 0 && now >= w->next_forget)
+	{
+		const char *args[] = {"unlock", NULL};
+
+		/* a stale lock of a killed run would make prune fail */
+		w->forget_after_unlock = true;
+		w->next_forget = now + w->set->forget_interval_ms;
+		start_job(w, JOB_UNLOCK, args, now);
+	}
+}
+
+/* ----------------------------------------------------------------------
+ * restic finished
+ * ---------------------------------------------------------------------- */
+
+static void
+human_bytes(int64_t n, char *buf, size_t len)
+{
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
+	double                   v = (double) n;
+	int                      u = 0;
+
+	while (v >= 1024 && u < 4)
+	{
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+}
+
+/* Once a snapshot's full id is known: its record goes to the spool. */
+static PgbkStatus
+spool_snapshot(Watcher *w, const char *id, const char *time, const char *host, char **paths,
+               int n_paths, char **tags, int n_tags, PgbkError *err)
+{
+	SpoolRecord rec;
+	PgbkStatus  rc;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.kind = SPOOL_SNAPSHOT;
+	snprintf(rec.id, sizeof(rec.id), "%s", id);
+	rec.time = (char *) time;
+	rec.host = (char *) host;
+	rec.paths = paths;
+	rec.n_paths = n_paths;
+	rec.tags = tags;
+	rec.n_tags = n_tags;
+	rec.restore_points = w->lookup_requests;
+	rec.n_restore_points = w->n_lookup_requests;
+	rec.complete = w->lookup_complete;
+	rec.trigger = (char *) trigger_name(w->lookup_trigger);
+	rec.sum = w->lookup_sum;
+	rc = spool_append(w->spool, &rec, err);
+	if (rc != PGBK_OK)
+		return rc;
+	record_kick(w->rec);
+	log_info("snapshot %s (taken at %s, trigger %s%s) is queued for the catalog", id, time,
+	         rec.trigger, w->lookup_complete ? "" : ", incomplete");
+	w->lookup_pending = false;
+	free_names(w->lookup_requests, &w->n_lookup_requests);
+	if (w->once)
+	{
+		w->once_done = true;
+		w->once_exit = w->lookup_complete ? EXIT_OK : EXIT_INCOMPLETE;
+	}
+	return PGBK_OK;
+}
+
+typedef struct FindId
+{
+	const char *short_id;
+	char        id[FILES_ID_LEN + 1];
+	int         n;
+} FindId;
+
+static PgbkStatus
+find_id_cb(void *ctx, const RepoObjectInfo *info, PgbkError *err)
+{
+	FindId     *f = ctx;
+	const char *name = strrchr(info->key, '/');
+
+	(void) err;
+	name = name ? name + 1 : info->key;
+	if (strlen(name) == FILES_ID_LEN && strspn(name, "0123456789abcdef") == FILES_ID_LEN &&
+	    strncmp(name, f->short_id, FILES_SHORT_ID_LEN) == 0)
+	{
+		memcpy(f->id, name, FILES_ID_LEN + 1);
+		f->n++;
+	}
+	return PGBK_OK;
+}
+
+/*
+ * The full id of the snapshot just taken, from a listing of the restic
+ * repository's snapshots/ directory in pgbk's repository.  False if that is
+ * not possible or not conclusive (then restic snapshots is asked).
+ */
+static bool
+direct_lookup(Watcher *w)
+{
+	char       prefix[128];
+	FindId     f;
+	PgbkError  err;
+	char      *tags[MAX_REQUESTS + 1];
+	char       tagbuf[MAX_REQUESTS][FILES_TAG_MAX];
+	int        n_tags = 0;
+	int        i;
+	PgbkStatus rc;
+
+	if (w->prepo == NULL)
+		return false;
+	memset(&f, 0, sizeof(f));
+	f.short_id = w->lookup_sum.short_id;
+	pgbk_error_clear(&err);
+	snprintf(prefix, sizeof(prefix), "%ssnapshots/%s", LAYOUT_FILES_PREFIX, w->lookup_sum.short_id);
+	if ((rc = repo_list(w->prepo, prefix, NULL, find_id_cb, &f, &err)) != PGBK_OK)
+	{
+		log_debug("could not list %s: %s", prefix, err.msg);
+		return false;
+	}
+	if (f.n != 1)
+		return false;
+	tags[n_tags++] = FILES_TAG_PGBK;
+	for (i = 0; i < w->n_lookup_requests; i++)
+	{
+		files_restore_point_tag(w->lookup_requests[i], tagbuf[i], sizeof(tagbuf[i]));
+		tags[n_tags++] = tagbuf[i];
+	}
+	if (spool_snapshot(w, f.id, w->lookup_time, w->set->host, w->set->roots, w->set->n_roots, tags,
+	                   n_tags, &err) != PGBK_OK)
+	{
+		log_error("%s", err.msg);
+		return false;
+	}
+	return true;
+}
+
+static void
+backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
+{
+	const Job *job = &w->job;
+	bool       wrote = !ex->signaled &&
+	             (ex->code == FILES_EXIT_OK || ex->code == FILES_EXIT_INCOMPLETE) &&
+	             job->have_summary;
+	PgbkError err;
+	char      added[32];
+	int       i;
+
+	if (wrote)
+	{
+		debounce_finished(&w->deb, true, now);
+		/* the snapshot covers every change made before it began */
+		w->changes_since_us = w->changes_during_run_us;
+		record_changes(w->rec, w->changes_since_us);
+		w->lookup_pending = true;
+		w->lookup_sum = job->summary;
+		w->lookup_complete = ex->code == FILES_EXIT_OK;
+		w->lookup_trigger = w->running_trigger;
+		memcpy(w->lookup_time, w->running_time, sizeof(w->lookup_time));
+		w->lookup_failures = 0;
+		w->lookup_retry_at = 0;
+		for (i = 0; i < w->n_running_requests; i++)
+			w->lookup_requests[i] = w->running_requests[i];
+		w->n_lookup_requests = w->n_running_requests;
+		w->n_running_requests = 0;
+		human_bytes(job->summary.data_added, added, sizeof(added));
+		log_info("snapshot %s taken in %.1f s: %lld new, %lld changed, %lld unmodified files, "
+		         "%s added",
+		         job->summary.short_id, job->summary.total_duration,
+		         (long long) job->summary.files_new, (long long) job->summary.files_changed,
+		         (long long) job->summary.files_unmodified, added);
+		if (!w->lookup_complete)
+			log_warning("snapshot %s is incomplete: restic could not read some files (see its "
+			            "messages above); it is recorded as incomplete",
+			            job->summary.short_id);
+		direct_lookup(w); /* else restic snapshots, from schedule() */
+		return;
+	}
+
+	pgbk_error_clear(&err);
+	if (!ex->signaled && (ex->code == FILES_EXIT_OK || ex->code == FILES_EXIT_INCOMPLETE))
+		pgbk_error(&err, PGBK_ERR,
+		           "restic backup exited with code %d but printed no summary; no snapshot is "
+		           "recorded",
+		           ex->code);
+	else
+		files_fail(w->repo, "take a snapshot", ex, (const char *) job->err_tail.data, &err);
+	/* a restic that was killed or stopped may have left its lock behind */
+	if (ex->signaled || job->term_signals > 0 ||
+	    strstr(job->err_tail.data ? (const char *) job->err_tail.data : "", "already locked") !=
+	        NULL)
+		w->need_unlock = true;
+	if (w->stop_signals > 0 && job->term_signals > 0)
+	{
+		log_info("restic was stopped before its snapshot was written; the next start takes a "
+		         "fresh one");
+		debounce_finished(&w->deb, false, now);
+		requeue_requests(w);
+		return;
+	}
+	if (w->once)
+	{
+		log_error("%s", err.msg);
+		w->once_done = true;
+		w->once_exit = EXIT_RESTIC;
+		debounce_finished(&w->deb, false, now);
+		requeue_requests(w);
+		return;
+	}
+	log_error("%s; retrying in %lld s", err.msg, (long long) (debounce_backoff(&w->deb) / 1000));
+	debounce_finished(&w->deb, false, now);
+	requeue_requests(w);
+	record_failure(w->rec, err.msg);
+}
+
+/* restic snapshots --json <short id> finished: the fallback lookup. */
+static void
+lookup_finished(Watcher *w, const FilesExit *ex, int64_t now)
+{
+	const Job           *job = &w->job;
+	FilesSnapshotList   *list = NULL;
+	const FilesSnapshot *snap = NULL;
+	PgbkError            err;
+	PgbkStatus           rc = PGBK_OK;
+	size_t               i;
+	int64_t              delay;
+	int                  k;
+
+	pgbk_error_clear(&err);
+	if (ex->signaled || ex->code != 0)
+		rc = files_fail(w->repo, "look up the snapshot just taken", ex,
+		                (const char *) job->err_tail.data, &err);
+	else
+		rc = files_parse_snapshots(job->out_all.data ? (const char *) job->out_all.data : "[]",
+		                           job->out_all.len ? job->out_all.len : 2, &list, &err);
+	for (i = 0; rc == PGBK_OK && i < list->n; i++)
+	{
+		if (strcmp(list->items[i].short_id, w->lookup_sum.short_id) != 0)
+			continue;
+		if (snap != NULL)
+			rc = pgbk_error(&err, PGBK_ERR, "two snapshots have the short id %s",
+			                w->lookup_sum.short_id);
+		snap = &list->items[i];
+	}
+	if (rc == PGBK_OK && snap == NULL)
+		rc = pgbk_error(&err, PGBK_NOT_FOUND,
+		                "restic snapshots does not list snapshot %s, which restic backup reported",
+		                w->lookup_sum.short_id);
+	if (rc == PGBK_OK)
+		rc = spool_snapshot(w, snap->id, w->lookup_time, snap->hostname, snap->paths, snap->n_paths,
+		                    snap->tags, snap->n_tags, &err);
+	files_snapshot_list_free(list);
+	if (rc == PGBK_OK)
+		return;
+	w->lookup_failures++;
+	delay = w->set->retry_ms;
+	for (k = 1; k < w->lookup_failures && delay < w->set->retry_max_ms; k++)
+		delay *= 2;
+	if (delay > w->set->retry_max_ms)
+		delay = w->set->retry_max_ms;
+	w->lookup_retry_at = now + delay;
+	log_error("could not record snapshot %s: %s; retrying in %lld s", w->lookup_sum.short_id,
+	          err.msg, (long long) (delay / 1000));
+	if (w->once)
+	{
+		w->once_done = true;
+		w->once_exit = EXIT_RESTIC;
+		w->lookup_pending = false;
+	}
+}
+
+static void
+forget_finished(Watcher *w, const FilesExit *ex, int64_t now)
+{
+	const Job  *job = &w->job;
+	PgbkError   err;
+	char      **ids = NULL;
+	size_t      n_ids = 0;
+	size_t      i;
+	SpoolRecord rec;
+
+	pgbk_error_clear(&err);
+	if (ex->signaled || ex->code != 0)
+	{
+		files_fail(w->repo, "forget old snapshots", ex, (const char *) job->err_tail.data, &err);
+		if (strstr(job->err_tail.data ? (const char *) job->err_tail.data : "", "locked"))
+			w->need_unlock = true;
+		w->next_forget =
+		    now + (w->set->forget_interval_ms < 3600000 ? w->set->forget_interval_ms : 3600000);
+		log_error("%s; trying again in %lld min", err.msg,
+		          (long long) ((w->next_forget - now) / 60000));
+		if (w->stop_signals == 0)
+			record_failure(w->rec, err.msg);
+		return;
+	}
+	write_forget_stamp(w);
+	if (files_parse_forget(job->out_all.data ? (const char *) job->out_all.data : "",
+	                       job->out_all.len, &ids, &n_ids, &err) != PGBK_OK)
+	{
+		log_warning("restic forget succeeded but its output could not be read (%s); the "
+		            "catalog still lists the snapshots it removed until they are forgotten again",
+		            err.msg);
+		return;
+	}
+	log_info("restic forget removed %zu snapshot(s) older than the files depth", n_ids);
+	if (n_ids > 0)
+	{
+		memset(&rec, 0, sizeof(rec));
+		rec.kind = SPOOL_FORGOTTEN;
+		rec.ids = ids;
+		rec.n_ids = (int) n_ids;
+		if (spool_append(w->spool, &rec, &err) != PGBK_OK)
+			log_error("%s", err.msg);
+	}
+	for (i = 0; i < n_ids; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+static void
+job_finished(Watcher *w, int64_t now)
+{
+	FilesExit ex;
+	PgbkError err;
+	JobKind   kind = w->job.kind;
+
+	job_result(&w->job, &ex);
+	log_debug("restic %s finished after %.1f s", job_name(kind),
+	          (double) (now - w->job.started_ms) / 1000.0);
+	switch (kind)
+	{
+		case JOB_UNLOCK:
+			w->need_unlock = false;
+			if (ex.signaled || ex.code != 0)
+			{
+				pgbk_error_clear(&err);
+				files_fail(w->repo, "remove stale locks", &ex, (const char *) w->job.err_tail.data,
+				           &err);
+				log_warning("%s", err.msg);
+			}
+			if (w->forget_after_unlock)
+			{
+				w->forget_after_unlock = false;
+				w->forget_now = true;
+			}
+			break;
+		case JOB_BACKUP:
+			backup_finished(w, &ex, now);
+			break;
+		case JOB_LOOKUP:
+			lookup_finished(w, &ex, now);
+			break;
+		case JOB_FORGET:
+			forget_finished(w, &ex, now);
+			break;
+		case JOB_INIT:
+		case JOB_NONE:
+			break;
+	}
+	job_reset(&w->job);
+}
+
+/* ----------------------------------------------------------------------
+ * The loop
+ * ---------------------------------------------------------------------- */
+
+static void
+handle_signals(Watcher *w, int64_t now)
+{
+	struct signalfd_siginfo si;
+
+	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t) sizeof(si))
+	{
+		switch (si.ssi_signo)
+		{
+			case SIGTERM:
+			case SIGINT:
+			case SIGQUIT:
+				w->stop_signals++;
+				if (w->stop_signals == 1)
+				{
+					w->stop_deadline = now + w->set->stop_timeout_ms;
+					w->exit_deadline = w->stop_deadline + DELIVER_GRACE_MS;
+					if (job_active(&w->job))
+						log_info("received %s: stopping once restic %s is done (at most %lld s)",
+						         strsignal((int) si.ssi_signo), job_name(w->job.kind),
+						         (long long) (w->set->stop_timeout_ms / 1000));
+					else
+						log_info("received %s: stopping", strsignal((int) si.ssi_signo));
+				}
+				else
+				{
+					log_info("received %s again: stopping restic now",
+					         strsignal((int) si.ssi_signo));
+					w->stop_deadline = now;
+					w->exit_deadline = now + KILL_GRACE_MS + 1000;
+				}
+				break;
+			case SIGHUP:
+				w->reload_requested = true;
+				break;
+			case SIGCHLD:
+				job_reap(&w->job);
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+/* Stopping: make a running restic end once the stop deadline is reached. */
+static void
+enforce_stop(Watcher *w, int64_t now)
+{
+	if (w->stop_signals == 0 || !job_active(&w->job) || w->job.reaped)
+		return;
+	if (now >= w->stop_deadline && w->job.term_signals == 0)
+	{
+		log_info("stopping restic %s (pid %d)", job_name(w->job.kind), (int) w->job.child.pid);
+		job_signal(&w->job, SIGTERM);
+	}
+	else if (now >= w->stop_deadline + KILL_GRACE_MS && w->job.term_signals == 1)
+	{
+		log_warning("restic %s did not stop within %d s: killing it", job_name(w->job.kind),
+		            KILL_GRACE_MS / 1000);
+		job_signal(&w->job, SIGKILL);
+		w->need_unlock = true;
+	}
+}
+
+static bool
+should_exit(Watcher *w, int64_t now)
+{
+	if (job_active(&w->job))
+		return false;
+	if (w->once)
+	{
+		if (!w->once_done || w->lookup_pending)
+			return false;
+		if (w->stop_signals > 0)
+			return now >= w->exit_deadline || record_idle(w->rec);
+		/* deliver what is spooled, unless the catalog cannot be reached */
+		if (record_idle(w->rec))
+			return true;
+		if (record_unreachable(w->rec))
+		{
+			if (w->once_exit == EXIT_OK || w->once_exit == EXIT_INCOMPLETE)
+				w->once_exit = EXIT_SPOOLED;
+			return true;
+		}
+		return false;
+	}
+	if (w->stop_signals == 0)
+		return false;
+	if (w->lookup_pending && now < w->stop_deadline)
+		return false;
+	return now >= w->exit_deadline || record_idle(w->rec) || !record_connected(w->rec);
+}
+
+static int64_t
+min64(int64_t a, int64_t b)
+{
+	return a < b ? a : b;
+}
+
+static void
+run(Watcher *w)
+{
+	for (;;)
+	{
+		struct pollfd pfd[6];
+		int           n = 0;
+		int           i_ino = -1;
+		int           i_db = -1;
+		int           i_job = -1;
+		int           n_job;
+		int64_t       now = mono_ms();
+		int64_t       wake = DEBOUNCE_NEVER;
+		Trigger       why;
+		short         db_events = 0;
+		int           db_fd;
+		int           timeout;
+		int           k;
+
+		schedule(w, now);
+		if (should_exit(w, now))
+			break;
+
+		pfd[n++] = (struct pollfd){.fd = w->sigfd, .events = POLLIN};
+		if (w->watch)
+		{
+			i_ino = n;
+			pfd[n++] = (struct pollfd){.fd = watch_fd(w->watch), .events = POLLIN};
+		}
+		i_job = n;
+		n_job = job_pollfds(&w->job, &pfd[n]);
+		n += n_job;
+		db_fd = record_pollfd(w->rec, &db_events);
+		if (db_fd >= 0)
+		{
+			i_db = n;
+			pfd[n++] = (struct pollfd){.fd = db_fd, .events = db_events};
+		}
+
+		if (!job_active(&w->job) && w->stop_signals == 0 && !w->once && !w->lookup_pending)
+		{
+			wake = min64(wake, debounce_next(&w->deb, &why));
+			if (w->set->forget_interval_ms > 0)
+				wake = min64(wake, w->next_forget);
+		}
+		if (w->lookup_pending && !job_active(&w->job))
+			wake = min64(wake, w->lookup_retry_at);
+		if (job_active(&w->job))
+			wake = min64(wake, now + 1000); /* reap even if SIGCHLD was coalesced */
+		if (w->stop_signals > 0)
+		{
+			wake = min64(wake, w->exit_deadline);
+			if (job_active(&w->job))
+				wake = min64(wake, w->job.term_signals == 0 ? w->stop_deadline
+				                                            : w->stop_deadline + KILL_GRACE_MS);
+		}
+		wake = min64(wake, record_wakeup(w->rec));
+		if (wake == DEBOUNCE_NEVER)
+			timeout = -1;
+		else if (wake <= now)
+			timeout = 0;
+		else
+			timeout = (int) min64(wake - now, INT_MAX);
+
+		if (poll(pfd, (nfds_t) n, timeout) < 0 && errno != EINTR)
+		{
+			log_fatal("poll failed: %s", strerror(errno));
+			break;
+		}
+		now = mono_ms();
+
+		if (pfd[0].revents)
+			handle_signals(w, now);
+		if (i_ino >= 0 && pfd[i_ino].revents && w->watch)
+		{
+			int flags = watch_process(w->watch);
+
+			if (flags & WATCH_CHANGED)
+			{
+				debounce_change(&w->deb, now);
+				note_change(w);
+			}
+			debounce_set_degraded(&w->deb, watch_degraded(w->watch));
+		}
+		for (k = 0; k < n_job; k++)
+		{
+			if (pfd[i_job + k].revents)
+				job_io(&w->job, pfd[i_job + k].fd, pfd[i_job + k].revents);
+		}
+		if (job_active(&w->job))
+		{
+			job_reap(&w->job);
+			enforce_stop(w, now);
+			if (job_done(&w->job))
+				job_finished(w, now);
+		}
+		record_step(w->rec, i_db >= 0 ? pfd[i_db].revents : 0, now);
+		if (w->reload_requested && w->stop_signals == 0 && !job_active(&w->job) &&
+		    !w->lookup_pending)
+			reload(w, now);
+	}
+}
+
+/* ----------------------------------------------------------------------
+ * main
+ * ---------------------------------------------------------------------- */
+
+/*
+ * pgbk_interrupted() for common/ code that blocks (an S3 listing and its
+ * retries): true once a stop signal waits in the signalfd.
+ */
+static bool
+stop_pending(void)
+{
+	sigset_t pending;
+
+	return sigpending(&pending) == 0 &&
+	       (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1 ||
+	        sigismember(&pending, SIGQUIT) == 1);
+}
+
+static int
+exit_code_for(PgbkStatus st)
+{
+	return st == PGBK_ERR_CONFIG || st == PGBK_ERR_USAGE ? EXIT_CONFIG : EXIT_FAIL;
+}
+
+static int
+do_init(Watcher *w)
+{
+	const char *args[] = {"init", NULL};
+	PgbkBuf     tail;
+	FilesExit   ex;
+	PgbkError   err;
+	int         rc = EXIT_OK;
+
+	pgbk_buf_init(&tail);
+	pgbk_error_clear(&err);
+	if (files_run(w->repo, args, NULL, &tail, &ex, &err) != PGBK_OK)
+	{
+		log_error("could not run restic init: %s", err.msg);
+		rc = EXIT_RESTIC;
+	}
+	else if (!ex.signaled && ex.code == 0)
+		log_info("created restic repository \"%s\"", w->repo->repository);
+	else if (tail.data && (strstr((const char *) tail.data, "already initialized") ||
+	                       strstr((const char *) tail.data, "already exists")))
+		log_info("restic repository \"%s\" exists already", w->repo->repository);
+	else
+	{
+		files_fail(w->repo, "create the repository", &ex, (const char *) tail.data, &err);
+		log_error("%s", err.msg);
+		rc = EXIT_RESTIC;
+	}
+	pgbk_buf_free(&tail);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"once", no_argument, NULL, 'o'},
+	    {"init", no_argument, NULL, 'i'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	Watcher     w;
+	const char *config_path = getenv("PGBK_WATCHER_CONFIG");
+	bool        init = false;
+	bool        verbose = false;
+	PgbkError   err;
+	PgbkStatus  rc;
+	sigset_t    mask;
+	int         c;
+	int         code = EXIT_OK;
+	int64_t     now;
+
+	memset(&w, 0, sizeof(w));
+	w.sigfd = -1;
+	job_init(&w.job);
+	log_init(false);
+	pgbk_error_clear(&err);
+	while ((c = getopt_long(argc, argv, "c:vVh", opts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 'c':
+				config_path = optarg;
+				break;
+			case 'o':
+				w.once = true;
+				break;
+			case 'i':
+				init = true;
+				break;
+			case 'v':
+				verbose = true;
+				break;
+			case 'V':
+				printf("pgbk-watcher %s\n", PGBK_VERSION);
+				return EXIT_OK;
+			case 'h':
+				usage();
+				return EXIT_OK;
+			default:
+				fprintf(stderr, "Try \"pgbk-watcher --help\" for more information.\n");
+				return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+	{
+		fprintf(stderr, "pgbk-watcher: unexpected argument \"%s\"\n", argv[optind]);
+		fprintf(stderr, "Try \"pgbk-watcher --help\" for more information.\n");
+		return EXIT_USAGE;
+	}
+	if (init && w.once)
+	{
+		fprintf(stderr, "pgbk-watcher: --init and --once cannot be combined\n");
+		return EXIT_USAGE;
+	}
+	if (config_path == NULL)
+		config_path = WATCHER_DEFAULT_CONFIG;
+
+	pgbk_hooks.interrupted = stop_pending;
+	if (pgbk_crypto_init(&err) != PGBK_OK)
+	{
+		log_fatal("%s", err.msg);
+		return EXIT_FAIL;
+	}
+	if ((rc = settings_load(config_path, &w.set, &err)) != PGBK_OK)
+	{
+		log_fatal("%s", err.msg);
+		return exit_code_for(rc);
+	}
+	w.verbose = verbose;
+	log_set_debug(w.set->debug || verbose);
+	if ((rc = open_repo(w.set, &w.pgbk, &w.repo, &w.prepo, &err)) != PGBK_OK)
+	{
+		log_fatal("%s", err.msg);
+		settings_free(w.set);
+		return exit_code_for(rc);
+	}
+	if (init)
+	{
+		code = do_init(&w);
+		goto done;
+	}
+	if ((rc = spool_open(w.set->spool_dir, &w.spool, &err)) != PGBK_OK)
+	{
+		log_fatal("%s", err.msg);
+		code = exit_code_for(rc);
+		goto done;
+	}
+
+	/* signals arrive through the loop, never in a handler */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGQUIT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGCHLD);
+	signal(SIGPIPE, SIG_IGN);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
+	    (w.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+	{
+		log_fatal("could not set up signal handling: %s", strerror(errno));
+		code = EXIT_FAIL;
+		goto done;
+	}
+
+	now = mono_ms();
+	if (!w.once)
+	{
+		if ((rc = watch_open(w.set->roots, w.set->n_roots, w.set->excludes, w.set->n_excludes,
+		                     w.set->debug_max_watches, &w.watch, &err)) != PGBK_OK)
+		{
+			log_fatal("%s", err.msg);
+			code = exit_code_for(rc);
+			goto done;
+		}
+		log_info("watching %zu directories under %d root(s) in %lld ms", watch_count(w.watch),
+		         w.set->n_roots, (long long) (mono_ms() - now));
+	}
+	w.rec = record_new(w.set->conninfo, w.set->host, w.spool, on_request, &w);
+	if (w.rec == NULL)
+	{
+		log_fatal("out of memory");
+		code = EXIT_FAIL;
+		goto done;
+	}
+	now = mono_ms();
+	debounce_init(&w.deb, w.set->settle_ms, w.set->max_wait_ms, w.set->safety_ms, w.set->retry_ms,
+	              w.set->retry_max_ms, now);
+	if (w.watch)
+		debounce_set_degraded(&w.deb, watch_degraded(w.watch));
+	w.need_unlock = !w.once;
+	read_forget_stamp(&w, now);
+	log_info("started%s: host \"%s\", files repository \"%s\", %zu record(s) in the spool",
+	         w.once ? " for one snapshot" : "", w.set->host, w.repo->repository,
+	         spool_pending(w.spool));
+
+	run(&w);
+
+	if (w.once)
+		code = w.once_exit;
+	if (spool_pending(w.spool) > 0)
+		log_info("%zu record(s) stay in the spool for the next run", spool_pending(w.spool));
+	log_info("stopped");
+
+done:
+	if (job_active(&w.job) && !w.job.reaped)
+	{
+		int st;
+
+		job_signal(&w.job, SIGKILL);
+		while (waitpid(w.job.child.pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	job_reset(&w.job);
+	free_names(w.requests, &w.n_requests);
+	free_names(w.running_requests, &w.n_running_requests);
+	free_names(w.lookup_requests, &w.n_lookup_requests);
+	record_free(w.rec);
+	watch_close(w.watch);
+	spool_close(w.spool);
+	if (w.sigfd >= 0)
+		close(w.sigfd);
+	files_repo_free(w.repo);
+	repo_close(w.prepo);
+	config_free(w.pgbk);
+	settings_free(w.set);
+	return code;
+}
