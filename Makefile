@@ -90,6 +90,9 @@ common/test/test_%: common/test/test_%.c common/test/unit.h $(COMMON_OBJS)
 common/test/itest_%: common/test/itest_%.c $(COMMON_OBJS)
 	$(CC) $(CFLAGS) $(FRONTEND_CPPFLAGS) -o $@ $< $(COMMON_OBJS) $(LDFLAGS) $(COMMON_LIBS)
 
+# test_watcher compiles the watcher's own sources in
+common/test/test_watcher: $(wildcard watcher/*.c watcher/*.h)
+
 ITEST_BINS := $(patsubst %.c,%,$(sort $(wildcard common/test/itest_*.c)))
 all: $(ITEST_BINS)
 

@@ -59,6 +59,9 @@ typedef enum SettingId
 	SET_KEY_FILE,
 	SET_COMPRESSION,
 	SET_COMPRESSION_LEVEL,
+	SET_RESTIC_BINARY,
+	SET_RESTIC_PASSWORD_FILE,
+	SET_FILES_REPOSITORY,
 	NUM_SETTINGS
 } SettingId;
 
@@ -81,6 +84,9 @@ static const char *const setting_names[NUM_SETTINGS] = {
     "key_file",
     "compression",
     "compression_level",
+    "restic_binary",
+    "restic_password_file",
+    "files_repository",
 };
 
 typedef struct RawSetting
@@ -863,7 +869,8 @@ validate(ParseState *ps, PgbkConfig *cfg)
 		if (ps->raw[i].value != NULL && ps->raw[i].value[0] == '\0')
 		{
 			if (i == SET_S3_CA_FILE || i == SET_S3_CONNECT_HOST || i == SET_KEY_FILE ||
-			    i == SET_S3_CREDENTIALS_FILE || i == SET_REPOSITORY)
+			    i == SET_S3_CREDENTIALS_FILE || i == SET_REPOSITORY || i == SET_RESTIC_BINARY ||
+			    i == SET_RESTIC_PASSWORD_FILE || i == SET_FILES_REPOSITORY)
 			{
 				free(ps->raw[i].value);
 				ps->raw[i].value = NULL;
@@ -977,6 +984,23 @@ validate(ParseState *ps, PgbkConfig *cfg)
 	}
 	if ((rc = check_int(ps, SET_COMPRESSION_LEVEL, 3, 1, 19, &cfg->compression_level)) != PGBK_OK)
 		return rc;
+
+	/* The files scope (pgbk-watcher, pgbk restore --files-to). */
+	if (raw_value(ps, SET_RESTIC_BINARY) != NULL &&
+	    (cfg->restic_binary = strdup(raw_value(ps, SET_RESTIC_BINARY))) == NULL)
+		return pgbk_error(ps->err, PGBK_ERR, "out of memory");
+	if (raw_value(ps, SET_FILES_REPOSITORY) != NULL &&
+	    (cfg->files_repository = strdup(raw_value(ps, SET_FILES_REPOSITORY))) == NULL)
+		return pgbk_error(ps->err, PGBK_ERR, "out of memory");
+	if (raw_value(ps, SET_RESTIC_PASSWORD_FILE) != NULL)
+	{
+		if ((rc = resolve_path(ps, SET_RESTIC_PASSWORD_FILE, &cfg->restic_password_file)) !=
+		    PGBK_OK)
+			return rc;
+		if ((rc = check_secret_file(ps, SET_RESTIC_PASSWORD_FILE, cfg->restic_password_file,
+		                            "restic password file")) != PGBK_OK)
+			return rc;
+	}
 
 	/* Settings that depend on each other. */
 	if (cfg->repo_kind == PGBK_REPO_S3)
@@ -1126,6 +1150,9 @@ config_free(PgbkConfig *cfg)
 	free(cfg->s3_credentials_file);
 	free(cfg->s3_profile);
 	free(cfg->key_file);
+	free(cfg->restic_binary);
+	free(cfg->restic_password_file);
+	free(cfg->files_repository);
 	free(cfg);
 }
 

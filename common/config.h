@@ -40,6 +40,10 @@
  *   encryption            on | off                        [on]
  *   compression           zstd | none                     [zstd]
  *   compression_level     1..19                           [3]
+ *   restic_password_file  the files scope's restic password, mode 0600 []
+ *   restic_binary         restic to run                   [restic]
+ *   files_repository      restic repository of the files scope
+ *                         [<repository>/files, same bucket and credentials]
  */
 #ifndef PGBK_CONFIG_H
 #define PGBK_CONFIG_H
@@ -89,6 +93,11 @@ typedef struct PgbkConfig
 	bool  encryption;
 	int   compression; /* PGBK_COMPRESS_* */
 	int   compression_level;
+
+	/* the files scope (pgbk-watcher, pgbk restore --files-to); NULL: unset */
+	char *restic_binary;
+	char *restic_password_file;
+	char *files_repository;
 } PgbkConfig;
 
 /*

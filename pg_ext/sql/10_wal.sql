@@ -73,37 +73,6 @@ CREATE FUNCTION pgbk.database_granularity() RETURNS interval
 LANGUAGE sql STABLE
 AS $$ SELECT coalesce((SELECT granularity FROM pgbk.scope WHERE name = 'database'), interval '1 minute') $$;
 
--- bk_status: one row per component, status 'ok', 'warning' or 'failing'.
-CREATE VIEW bk_status AS
-WITH a AS (SELECT * FROM pgbk.archive_state())
-SELECT 'archive'::text AS component,
-	CASE WHEN NOT a.preloaded THEN 'warning'
-		 WHEN a.failing_since IS NOT NULL THEN 'failing'
-		 WHEN NOT a.active THEN 'warning'
-		 ELSE 'ok' END AS status,
-	a.last_success_file AS last_file,
-	a.last_success_at AS last_success,
-	a.pending,
-	CASE WHEN a.oldest_pending_since IS NULL THEN interval '0'
-		 ELSE now() - a.oldest_pending_since END AS lag,
-	a.failing_since,
-	a.last_error,
-	CASE WHEN NOT a.preloaded THEN 'pgbk is not in shared_preload_libraries'
-		 WHEN a.failing_since IS NOT NULL THEN
-			format('archiving of %s failing since %s', a.last_failure_file, a.failing_since)
-		 WHEN NOT a.active THEN 'archiving through pgbk is not active (archive_mode, archive_library = ''pgbk'' and pgbk.config are needed)'
-		 ELSE format('%s files uploaded, %s already present', a.files_uploaded, a.files_already_present)
-	END AS detail
-FROM a
-UNION ALL
-SELECT 'granularity', 'warning', NULL, NULL, NULL, NULL, NULL, NULL,
-	CASE WHEN current_setting('archive_timeout')::interval = interval '0'
-		 THEN format('archive_timeout is 0: a quiet server may keep WAL unarchived for a long time; the database scope''s granularity target is %s s, set archive_timeout to at most that', extract(epoch FROM pgbk.database_granularity())::bigint)
-		 ELSE format('archive_timeout (%s s) is above the database scope''s granularity target (%s s): WAL may wait longer than that before it is archived', extract(epoch FROM current_setting('archive_timeout')::interval)::bigint, extract(epoch FROM pgbk.database_granularity())::bigint)
-	END
-WHERE current_setting('archive_timeout')::interval = interval '0'
-   OR current_setting('archive_timeout')::interval > pgbk.database_granularity();
-
 -- Refused duplicates and other events, newest first, for bk_status readers.
 CREATE VIEW bk_events AS
 SELECT id, at, kind, object, message FROM pgbk.event ORDER BY id DESC;
@@ -115,7 +84,7 @@ AS 'MODULE_PATHNAME', 'bk_catalog_sync'
 LANGUAGE C VOLATILE;
 
 GRANT SELECT ON pgbk.wal, pgbk.restore_point, pgbk.event TO pgbk_reader;
-GRANT SELECT ON bk_status, bk_events TO pgbk_reader;
+GRANT SELECT ON bk_events TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION pgbk.archive_state(), pgbk.database_granularity(),
 	pgbk.callback_times() TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION bk_catalog_sync(boolean) TO pgbk_admin;
