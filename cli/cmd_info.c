@@ -126,7 +126,7 @@ print_text(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w
 	printf("Repository: %s\n", v->description);
 	printf("\nBase backups: %d\n", v->nbackups);
 	if (v->nbackups > 0)
-		printf("  %-17s %-26s %-26s %-12s %-12s %4s %10s %10s\n", "id", "start", "stop",
+		printf("  %-17s %-29s %-29s %-12s %-12s %4s %10s %10s\n", "id", "start", "stop",
 		       "start lsn", "stop lsn", "tli", "size", "stored");
 	for (i = 0; i < v->nbackups; i++)
 	{
@@ -138,7 +138,7 @@ print_text(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w
 			       bk->broken_reason ? bk->broken_reason : "its manifest cannot be read");
 			continue;
 		}
-		printf("  %-17s %-26s %-26s %-12s %-12s %4u %10s %10s\n", bk->id,
+		printf("  %-17s %-29s %-29s %-12s %-12s %4u %10s %10s\n", bk->id,
 		       plan_format_time(bk->start_time_us, a, sizeof(a)),
 		       plan_format_time(bk->stop_time_us, b, sizeof(b)),
 		       walname_format_lsn(c, bk->start_lsn), walname_format_lsn(d, bk->stop_lsn),

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -66,6 +67,7 @@ typedef struct RestoreOpts
 	bool        start;
 	int         port;
 	const char *log;
+	const char *archive_config;
 	bool        dry_run;
 	int         nmaps;
 	uint32_t    map_oid[MAX_TABLESPACES];
@@ -79,6 +81,7 @@ typedef struct Restore
 	CliContext     ctx;
 	char           datadir[PATH_MAX];
 	char           config_abs[PATH_MAX];
+	char           archive_config_abs[PATH_MAX];
 	char           pgbk_abs[PATH_MAX];
 	char           pg_ctl[PATH_MAX];
 	bool           created_datadir;
@@ -133,6 +136,9 @@ restore_usage(FILE *out)
 	        "                         restore tablespace OID into DIR (default:\n"
 	        "                         DIR.tblspc/OID beside the data directory)\n"
 	        "  --port P               port = P in the restored cluster\n"
+	        "  --archive-config FILE  let the copy archive (archive_mode = on, archive_library\n"
+	        "                         = 'pgbk') into the repository FILE describes; use\n"
+	        "                         another repository or prefix than the source's\n"
 	        "  --start                start it (pg_ctl), wait until recovery has finished\n"
 	        "                         and it is promoted, leave it running\n"
 	        "  --log FILE             server log for --start (default DIR/log/pgbk-start.log)\n"
@@ -771,11 +777,14 @@ recovery_settings(const Restore *r, PgbkBuf *b, PgbkError *err)
 
 	pgbk_buf_init(&cmd);
 	plan_format_time(pgbk_now_us(), now, sizeof(now));
-	pgbk_buf_printf(b,
-	                "\n# Recovery settings written by pgbk restore at %s (backup %s).\n"
-	                "# archive_mode and pgbk.config are off: this copy does not archive unless "
-	                "you turn them on.\n",
-	                now, r->m->id);
+	pgbk_buf_printf(b, "\n# Recovery settings written by pgbk restore at %s (backup %s).\n", now,
+	                r->m->id);
+	if (r->o->archive_config)
+		pgbk_buf_printf(b, "# This copy archives into the repository of %s.\n",
+		                r->archive_config_abs);
+	else
+		pgbk_buf_append_str(b, "# archive_mode and pgbk.config are off: this copy does not "
+		                       "archive unless you turn them on.\n");
 	pgbk_command(r, &cmd, " %f %p");
 	pgbk_buf_append(&cmd, "", 1);
 	conf_line(b, "restore_command", (const char *) cmd.data);
@@ -790,8 +799,17 @@ recovery_settings(const Restore *r, PgbkBuf *b, PgbkError *err)
 		conf_line(b, "recovery_target_inclusive", "off");
 	conf_line(b, "recovery_target_timeline", p->recovery_target_timeline);
 	conf_line(b, "recovery_target_action", "promote");
-	conf_line(b, "archive_mode", "off");
-	conf_line(b, "pgbk.config", "");
+	if (r->o->archive_config)
+	{
+		conf_line(b, "archive_mode", "on");
+		conf_line(b, "archive_library", "pgbk");
+		conf_line(b, "pgbk.config", r->archive_config_abs);
+	}
+	else
+	{
+		conf_line(b, "archive_mode", "off");
+		conf_line(b, "pgbk.config", "");
+	}
 	if (r->o->port > 0)
 		pgbk_buf_printf(b, "port = %d\n", r->o->port);
 	if (b->data == NULL)
@@ -898,7 +916,8 @@ run_capture(char *const argv[], char *out, size_t outlen)
 	size_t  got = 0;
 
 	out[0] = '\0';
-	if (pipe(pipefd) != 0)
+	/* close-on-exec: the server pg_ctl starts must not hold our pipe open */
+	if (pipe2(pipefd, O_CLOEXEC) != 0)
 		return -1;
 	pid = fork();
 	if (pid < 0)
@@ -909,7 +928,7 @@ run_capture(char *const argv[], char *out, size_t outlen)
 	}
 	if (pid == 0)
 	{
-		int devnull = open("/dev/null", O_RDWR);
+		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 		dup2(pipefd[1], STDOUT_FILENO);
 		if (devnull >= 0)
@@ -1053,6 +1072,32 @@ pidfile_line(const char *datadir, int n, char *out, size_t outlen)
 	return ok;
 }
 
+/*
+ * The cluster state in global/pg_control (ControlFileData.state, after the
+ * system identifier and two version numbers), as pg_ctl promote -w reads
+ * it; -1 if unreadable.  DB_IN_PRODUCTION is set once recovery, the
+ * end-of-recovery checkpoint and recovery_end_command are done.
+ */
+#define PG_CONTROL_STATE_OFFSET 16
+#define DB_IN_PRODUCTION        6
+
+static int
+control_state(const char *datadir)
+{
+	char    path[PATH_MAX];
+	int     fd;
+	int32_t state;
+
+	snprintf(path, sizeof(path), "%s/global/pg_control", datadir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (pread(fd, &state, sizeof(state), PG_CONTROL_STATE_OFFSET) != (ssize_t) sizeof(state))
+		state = -1;
+	close(fd);
+	return state;
+}
+
 /* The last lines of the server log that say what went wrong. */
 static void
 print_log_tail(const char *log)
@@ -1127,7 +1172,8 @@ start_and_wait(Restore *r, const char *log)
 			print_log_tail(log);
 			return EXIT_FAIL;
 		}
-		if (pid > 0 && access(sig, F_OK) != 0 &&
+		/* "ready" also means hot standby: pg_control says when it is promoted */
+		if (pid > 0 && access(sig, F_OK) != 0 && control_state(r->datadir) == DB_IN_PRODUCTION &&
 		    pidfile_line(r->datadir, 8, status, sizeof(status)) && strcmp(status, "ready") == 0)
 			break;
 		if (pgbk_interrupted())
@@ -1180,6 +1226,7 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 		OPT_START,
 		OPT_PORT,
 		OPT_LOG,
+		OPT_ARCHIVE,
 		OPT_DRY
 	};
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -1196,6 +1243,7 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 	                                     {"start", no_argument, NULL, OPT_START},
 	                                     {"port", required_argument, NULL, OPT_PORT},
 	                                     {"log", required_argument, NULL, OPT_LOG},
+	                                     {"archive-config", required_argument, NULL, OPT_ARCHIVE},
 	                                     {"dry-run", no_argument, NULL, OPT_DRY},
 	                                     {"quiet", no_argument, NULL, 'q'},
 	                                     {"help", no_argument, NULL, 'h'},
@@ -1338,6 +1386,9 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 				break;
 			case OPT_LOG:
 				o->log = optarg;
+				break;
+			case OPT_ARCHIVE:
+				o->archive_config = optarg;
 				break;
 			case OPT_DRY:
 				o->dry_run = true;
@@ -1534,6 +1585,106 @@ fsync_dir_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return 0;
 }
 
+/*
+ * Settings this restore decides; earlier lines for them in the backup's
+ * postgresql.auto.conf go (a backup of a copy restored by pgbk still has
+ * that restore's recovery_target_name, say: two recovery targets are an
+ * error).
+ */
+static bool
+our_setting(const Restore *r, const char *line)
+{
+	static const char *const names[] = {"restore_command",
+	                                    "recovery_end_command",
+	                                    "recovery_target",
+	                                    "recovery_target_time",
+	                                    "recovery_target_lsn",
+	                                    "recovery_target_name",
+	                                    "recovery_target_xid",
+	                                    "recovery_target_inclusive",
+	                                    "recovery_target_timeline",
+	                                    "recovery_target_action",
+	                                    "archive_mode",
+	                                    "archive_library",
+	                                    "archive_command",
+	                                    "pgbk.config",
+	                                    NULL};
+	const char              *p = line;
+	size_t                   n;
+	int                      i;
+
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (strncmp(p, "# Recovery settings written by pgbk restore", 43) == 0 ||
+	    strncmp(p, "# archive_mode and pgbk.config are off", 38) == 0 ||
+	    strncmp(p, "# This copy archives into", 25) == 0)
+		return true;
+	n = strcspn(p, " \t=");
+	for (i = 0; names[i]; i++)
+		if (strlen(names[i]) == n && strncasecmp(p, names[i], n) == 0)
+			return true;
+	return r->o->port > 0 && n == 4 && strncasecmp(p, "port", 4) == 0;
+}
+
+/*
+ * postgresql.auto.conf: the backup's, without the settings above, then
+ * ours; written to a temporary file and renamed into place.
+ */
+static PgbkStatus
+write_auto_conf(const Restore *r, PgbkError *err)
+{
+	char       path[PATH_MAX], tmp[PATH_MAX];
+	PgbkBuf    old, b;
+	PgbkStatus st;
+
+	snprintf(path, sizeof(path), "%s/postgresql.auto.conf", r->datadir);
+	snprintf(tmp, sizeof(tmp), "%s.pgbk-tmp", path);
+	pgbk_buf_init(&old);
+	pgbk_buf_init(&b);
+	st = pgbk_read_file(path, &old, err);
+	if (st == PGBK_NOT_FOUND)
+	{
+		pgbk_buf_append_str(&b, "# Do not edit this file manually!\n"
+		                        "# It will be overwritten by the ALTER SYSTEM command.\n");
+		pgbk_error_clear(err);
+		st = PGBK_OK;
+	}
+	else if (st == PGBK_OK)
+	{
+		char *line = (char *) old.data;
+
+		pgbk_buf_append(&old, "", 1);
+		while (line && *line)
+		{
+			char  *nl = strchr(line, '\n');
+			size_t len = nl ? (size_t) (nl - line) + 1 : strlen(line);
+
+			if (!our_setting(r, line))
+				pgbk_buf_append(&b, line, len);
+			line = nl ? nl + 1 : NULL;
+		}
+
+		/* no blank lines piling up at the end */
+		while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == ' '))
+			b.len--;
+		if (b.len > 0)
+			pgbk_buf_append_str(&b, "\n");
+	}
+	if (st == PGBK_OK)
+		st = recovery_settings(r, &b, err);
+	if (st == PGBK_OK)
+	{
+		pgbk_buf_append(&b, "", 1);
+		st = write_small_file(tmp, (const char *) b.data, false, 0600, err);
+	}
+	if (st == PGBK_OK && rename(tmp, path) != 0)
+		st = pgbk_error(err, PGBK_ERR_IO, "could not rename \"%s\" to \"%s\": %s", tmp, path,
+		                strerror(errno));
+	pgbk_buf_free(&old);
+	pgbk_buf_free(&b);
+	return st;
+}
+
 /* The files after the download: labels, settings, signal, pg_control. */
 static PgbkStatus
 finish_files(Restore *r, PgbkError *err)
@@ -1562,19 +1713,7 @@ finish_files(Restore *r, PgbkError *err)
 		if (st != PGBK_OK)
 			return st;
 	}
-	pgbk_buf_init(&b);
-	snprintf(path, sizeof(path), "%s/postgresql.auto.conf", r->datadir);
-	if (access(path, F_OK) != 0)
-		pgbk_buf_append_str(&b, "# Do not edit this file manually!\n"
-		                        "# It will be overwritten by the ALTER SYSTEM command.\n");
-	st = recovery_settings(r, &b, err);
-	if (st == PGBK_OK)
-	{
-		pgbk_buf_append(&b, "", 1);
-		st = write_small_file(path, (const char *) b.data, true, 0600, err);
-	}
-	pgbk_buf_free(&b);
-	if (st != PGBK_OK)
+	if ((st = write_auto_conf(r, err)) != PGBK_OK)
 		return st;
 	snprintf(path, sizeof(path), "%s/recovery.signal", r->datadir);
 	if ((st = write_small_file(path, "", false, 0600, err)) != PGBK_OK)
@@ -1642,7 +1781,7 @@ print_result(Restore *r, const char *log)
 	if (recovery_settings(r, &s, &err) == PGBK_OK)
 	{
 		pgbk_buf_append(&s, "", 1);
-		printf("Recovery settings appended to %s/postgresql.auto.conf:%s", r->datadir,
+		printf("Recovery settings written to %s/postgresql.auto.conf:%s", r->datadir,
 		       (const char *) s.data);
 	}
 	pgbk_buf_free(&s);
@@ -1706,6 +1845,28 @@ cmd_restore(int argc, char **argv)
 		rc = EXIT_CONFIG;
 		goto done;
 	}
+	if (o.archive_config)
+	{
+		PgbkConfig *acfg = NULL;
+
+		if (realpath(o.archive_config, r->archive_config_abs) == NULL)
+		{
+			cli_error("restore: could not resolve --archive-config \"%s\": %s", o.archive_config,
+			          strerror(errno));
+			rc = EXIT_CONFIG;
+			goto done;
+		}
+		if (config_load(r->archive_config_abs, &acfg, &err) != PGBK_OK)
+		{
+			rc = cli_fail(&err, "restore: --archive-config");
+			goto done;
+		}
+		if (strcmp(acfg->repository, r->ctx.cfg->repository) == 0)
+			cli_info("restore: the copy will archive into the repository it is restored from; "
+			         "its new timeline keeps it apart from the source's WAL");
+		config_free(acfg);
+	}
+
 	/* restore_command runs this very binary */
 	n = readlink("/proc/self/exe", r->pgbk_abs, sizeof(r->pgbk_abs) - 1);
 	if (n > 0)

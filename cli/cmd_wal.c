@@ -19,10 +19,10 @@
  * there (a rename), else fetches it directly; then it records S as the
  * newest segment wanted and makes sure one prefetcher runs.  The
  * prefetcher (double-forked, its own session, so no zombie and no tie to
- * PostgreSQL's process group) keeps the next N segments downloaded, in
- * parallel, into the spool: each into "<name>.part", verified, fsync'd,
- * then renamed to "<name>", so a file under its own name is always
- * complete.  The spool holds at most N segments plus those in flight:
+ * PostgreSQL's process group) keeps the next N segments downloaded, in * parallel, into the spool: each into "<name>.part", verified, then
+ * renamed to "<name>", so a file under its own name is always complete.
+ * (Not fsync'd: the spool records the kernel's boot id, and files from an
+ * earlier boot are never handed over.)  The spool holds at most N segments plus those in flight:
  * files outside the window (older segments, other timelines) are removed.
  * After a timeline switch the window follows the newest timeline whose
  * history file recovery fetched (a copy is kept in the spool).  The
@@ -30,9 +30,8 @@
  * spool goes away, or on SIGTERM (wal-fetch --spool-cleanup, which pgbk
  * restore sets as recovery_end_command, stops it and removes the spool).
  *
- * Spool files: prefetch.lock (flock'd by the prefetcher, holds its pid),
- * want ("<segment name> <segment size>"), prefetch.log (its errors),
- * <segment>, <segment>.part, <timeline>.history.
+ * Spool files: prefetch.lock (flock'd by the prefetcher, holds its pid), * want ("<segment name> <segment size>"), prefetch.log (its errors),
+ * boot_id, <segment>, <segment>.part, <timeline>.history.
  */
 #include "cli.h"
 
@@ -48,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -145,6 +145,7 @@ cmd_wal_push(int argc, char **argv)
 /* wal-fetch stops waiting for a prefetch that made no progress this long. */
 #define SPOOL_STALL_US   INT64_C(10000000)
 #define PREFETCH_POLL_MS 20
+#define PREFETCH_NICE    10
 
 static void
 wal_fetch_usage(FILE *out)
@@ -209,12 +210,12 @@ fetch_sink(void *arg, const void *data, size_t len, PgbkError *err)
 }
 
 /*
- * Fetch key into dest through tmp: stream, decode, verify, fsync, rename.
+ * Fetch key into dest through tmp: stream, decode, verify, (fsync,) rename.
  * On any failure neither tmp nor dest is left behind.
  */
 static PgbkStatus
 fetch_via(Repo *repo, const PgbkKeyring *ring, const char *key, const char *tmp, const char *dest,
-          PgbkError *err)
+          bool durable, PgbkError *err)
 {
 	FetchSink  fs;
 	PgbkStatus st;
@@ -236,7 +237,7 @@ fetch_via(Repo *repo, const PgbkKeyring *ring, const char *key, const char *tmp,
 		st = codec_decoder_finish(fs.dec, NULL, NULL, err);
 	else
 		codec_decoder_free(fs.dec);
-	if (st == PGBK_OK && fsync(fs.fd) != 0)
+	if (st == PGBK_OK && durable && fsync(fs.fd) != 0)
 		st = pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", tmp, strerror(errno));
 	if (close(fs.fd) != 0 && st == PGBK_OK)
 		st = pgbk_error(err, PGBK_ERR_IO, "could not close \"%s\": %s", tmp, strerror(errno));
@@ -260,7 +261,7 @@ cli_fetch_object(Repo *repo, const PgbkKeyring *ring, const char *key, const cha
 	if (tmp == NULL)
 		return pgbk_error(err, PGBK_ERR, "out of memory");
 	snprintf(tmp, n, "%s.pgbk-tmp.%d", dest, (int) getpid());
-	st = fetch_via(repo, ring, key, tmp, dest, err);
+	st = fetch_via(repo, ring, key, tmp, dest, true, err);
 	free(tmp);
 	return st;
 }
@@ -384,6 +385,71 @@ copy_file(const char *src, const char *dest)
 }
 
 /*
+ * Spool files are not fsync'd (nothing needs them after a crash, and the
+ * writes compete with recovery's own I/O); instead the spool records the
+ * kernel's boot id, and files from before a reboot, which may have lost
+ * their content, are never handed over.  Without a boot id, fsync.
+ */
+static bool
+current_boot_id(char *out, size_t len)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	bool  ok;
+
+	if (f == NULL)
+		return false;
+	ok = fgets(out, (int) len, f) != NULL && strlen(out) > 8;
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+	return ok;
+}
+
+/* Does the spool belong to this boot? */
+static bool
+spool_boot_ok(const Spool *sp)
+{
+	char  path[PATH_MAX], cur[64], have[64];
+	FILE *f;
+	bool  ok;
+
+	if (!current_boot_id(cur, sizeof(cur)))
+		return true; /* files were fsync'd */
+	spool_file(sp, "boot_id", path);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	ok = fgets(have, sizeof(have), f) != NULL;
+	fclose(f);
+	have[strcspn(have, "\n")] = '\0';
+	return ok && strcmp(have, cur) == 0;
+}
+
+/* Record this boot's id in the spool; false if the files must be fsync'd. */
+static bool
+spool_write_boot_id(const Spool *sp)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], cur[64];
+	int  fd;
+	bool ok;
+
+	if (!current_boot_id(cur, sizeof(cur)))
+		return false;
+	if (spool_boot_ok(sp))
+		return true;
+	spool_file(sp, "boot_id", path);
+	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int) getpid());
+	strcat(cur, "\n");
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return false;
+	ok = write(fd, cur, strlen(cur)) == (ssize_t) strlen(cur) && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok && rename(tmp, path) == 0;
+	if (!ok)
+		unlink(tmp);
+	return ok;
+}
+
+/*
  * Take segment name from the spool into dest.  A file under its own name in
  * the spool is complete (the prefetcher renames only verified files); its
  * size must still be a valid segment size.
@@ -393,12 +459,11 @@ take_from_spool(const Spool *sp, const char *name, const char *dest, uint32_t *s
 {
 	char        path[PATH_MAX];
 	struct stat st;
-
 	spool_file(sp, name, path);
 	if (stat(path, &st) != 0)
 		return false;
 	if (!S_ISREG(st.st_mode) || st.st_size > UINT32_MAX ||
-	    !walname_segsz_is_valid((uint32_t) st.st_size))
+	    !walname_segsz_is_valid((uint32_t) st.st_size) || !spool_boot_ok(sp))
 	{
 		unlink(path);
 		return false;
@@ -477,6 +542,7 @@ typedef struct Prefetcher
 	bool            stop;
 	int             nslots;
 	Slot            slots[MAX_PREFETCH];
+	bool            boot_id_ok; /* spool/boot_id written: no fsync needed */
 	/* segments being downloaded, also those no longer in the window */
 	int  nrunning;
 	char running[MAX_FETCH_THREADS][WALNAME_BUFLEN];
@@ -566,7 +632,7 @@ prefetch_worker(void *arg)
 		layout_wal_key(name, key, sizeof(key));
 		spool_file(p->sp, name, dest);
 		snprintf(tmp, sizeof(tmp), "%s.part", dest);
-		st = fetch_via(repo, p->ctx.ring, key, tmp, dest, &err);
+		st = fetch_via(repo, p->ctx.ring, key, tmp, dest, !p->boot_id_ok, &err);
 		if (st != PGBK_OK && st != PGBK_NOT_FOUND && st != PGBK_ERR_INTERRUPTED)
 			plog("could not prefetch %s: %s", name, err.msg);
 
@@ -772,7 +838,25 @@ prefetcher_main(const Spool *sp)
 		return 1;
 	}
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->work, NULL); /*
+	 * Files of an earlier boot may have lost their content: remove them
+	 * before vouching for the spool with this boot's id.
+	 */
+	if (!spool_boot_ok(sp))
+	{
+		d = opendir(sp->dir);
+		while (d && (de = readdir(d)) != NULL)
+		{
+			if (walname_classify(de->d_name, NULL) == WAL_FILE_SEGMENT)
+			{
+				spool_file(sp, de->d_name, path);
+				unlink(path);
+			}
+		}
+		if (d)
+			closedir(d);
+	}
+	p->boot_id_ok = spool_write_boot_id(sp);
 
 	/* parts left by a prefetcher that died: we hold the lock now */
 	d = opendir(sp->dir);
@@ -856,6 +940,11 @@ ensure_prefetcher(const Spool *sp)
 		if (pid > 0)
 			_exit(0);
 		signal(SIGHUP, SIG_IGN);
+		/*
+		 * Below recovery's priority: replay is the critical path and often
+		 * CPU-bound; decoding ahead of it should use the spare cycles.
+		 */
+		(void) setpriority(PRIO_PROCESS, 0, PREFETCH_NICE);
 		_exit(prefetcher_main(sp));
 	}
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)

@@ -430,6 +430,23 @@ history_format_name(char *buf, uint32_t tli)
 	walname_format_history(buf, tli);
 }
 
+/* A chain of one timeline, from the beginning of WAL. */
+static PgbkStatus
+single_chain(uint32_t tli, WalHistory *out, PgbkError *err)
+{
+	out->entries = calloc(1, sizeof(WalHistoryEntry));
+	if (out->entries == NULL || (out->entries[0].reason = strdup("")) == NULL)
+	{
+		free(out->entries);
+		out->entries = NULL;
+		out->n = 0;
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	}
+	out->entries[0].tli = tli;
+	out->n = 1;
+	return PGBK_OK;
+}
+
 PgbkStatus
 plan_chain(PlanView *v, uint32_t tli, WalHistory *out, PgbkError *err)
 {
@@ -450,16 +467,7 @@ plan_chain(PlanView *v, uint32_t tli, WalHistory *out, PgbkError *err)
 			                  "is missing)",
 			                  tli, name);
 		}
-		out->entries = calloc(1, sizeof(WalHistoryEntry));
-		if (out->entries == NULL || (out->entries[0].reason = strdup("")) == NULL)
-		{
-			free(out->entries);
-			out->entries = NULL;
-			return pgbk_error(err, PGBK_ERR, "out of memory");
-		}
-		out->entries[0].tli = 1;
-		out->n = 1;
-		return PGBK_OK;
+		return single_chain(1, out, err);
 	}
 	out->entries = calloc((size_t) hf->history.n, sizeof(WalHistoryEntry));
 	if (out->entries == NULL)
@@ -1321,6 +1329,7 @@ plan_make(PlanView *v, const PlanTarget *t, PlanResult *res, PgbkError *err)
 	char        other_note[PLAN_REASON_LEN] = "";
 	PlanBackup *oldest_loaded = NULL;
 	int64_t     id_time;
+	bool        forced = t->backup_id[0] != '\0';
 
 	memset(res, 0, sizeof(*res));
 	memset(&ns, 0, sizeof(ns));
@@ -1359,7 +1368,7 @@ plan_make(PlanView *v, const PlanTarget *t, PlanResult *res, PgbkError *err)
 		WalkOutcome            outcome = WALK_DONE;
 
 		/* ids are start times: one that started after T cannot have ended before */
-		if (t->kind == PLAN_TARGET_TIME && first != last && !b->loaded &&
+		if (t->kind == PLAN_TARGET_TIME && !forced && !b->loaded &&
 		    backup_id_time(b->id, &id_time) && id_time >= t->time_us)
 			continue;
 		if ((st = plan_view_load_backup(v, b, err)) != PGBK_OK)
@@ -1381,7 +1390,7 @@ plan_make(PlanView *v, const PlanTarget *t, PlanResult *res, PgbkError *err)
 		}
 		if (!backup_fits(b, t))
 		{
-			if (first == last)
+			if (forced)
 			{
 				reason_not_fits(res, b, t);
 				return PGBK_OK;
@@ -1398,6 +1407,16 @@ plan_make(PlanView *v, const PlanTarget *t, PlanResult *res, PgbkError *err)
 		else
 			tli = plan_newest_timeline(v, b->timeline);
 		st = plan_chain(v, tli, &chain, err);
+		if (st == PGBK_NOT_FOUND && tli == b->timeline)
+		{
+			/*
+			 * The backup's own timeline needs no history (PostgreSQL assumes
+			 * "no parents" when the file is missing): e.g. a promoted copy
+			 * whose archiving started after its promotion.
+			 */
+			pgbk_error_clear(err);
+			st = single_chain(tli, &chain, err);
+		}
 		if (st == PGBK_NOT_FOUND)
 		{
 			set_reason(res, "%s", err->msg);
@@ -1421,7 +1440,7 @@ plan_make(PlanView *v, const PlanTarget *t, PlanResult *res, PgbkError *err)
 				         tli, b->timeline, walname_format_lsn(l1, e->end), b->id,
 				         walname_format_lsn(l2, b->stop_lsn));
 			walname_history_free(&chain);
-			if (first == last)
+			if (forced)
 			{
 				set_reason(res, "%s", chain_reason);
 				return PGBK_OK;
@@ -1595,6 +1614,13 @@ plan_window(PlanView *v, uint32_t tli, PlanWindow *out, PgbkError *err)
 	}
 	out->timeline = tli;
 	st = plan_chain(v, tli, &chain, err);
+	if (st == PGBK_NOT_FOUND && find_history(v, tli) == NULL && v->nbackups > 0 &&
+	    v->backups[v->nbackups - 1].timeline == tli)
+	{
+		/* the newest backup's own timeline, its history file not archived */
+		pgbk_error_clear(err);
+		st = single_chain(tli, &chain, err);
+	}
 	if (st == PGBK_NOT_FOUND)
 	{
 		snprintf(out->reason, sizeof(out->reason), "%s", err->msg);
@@ -1630,8 +1656,8 @@ plan_window(PlanView *v, uint32_t tli, PlanWindow *out, PgbkError *err)
 
 			seg_name(&w, missing, name);
 			snprintf(out->reason, sizeof(out->reason),
-			         "WAL segment %s is missing from the repository (needed to go from backup %s "
-			         "to the target)",
+			         "WAL segment %s is missing from the repository (needed to restore backup "
+			         "%s)",
 			         name, b->id);
 		}
 	}
@@ -1970,8 +1996,10 @@ rv_read_summary(PlanView *v, PlanSegment *s, PgbkError *err)
 	if (st == PGBK_OK)
 		st = codec_read_header(head.data, head.len, hdr, NULL, &oerr);
 	if (st == PGBK_OK)
-	{
-		if (attr_i64(hdr->attrs, "source_mtime", &mt))
+	{ /* the file's last write on the server; seconds are rounded down */
+		if (attr_i64(hdr->attrs, "source_mtime_us", &mt))
+			;
+		else if (attr_i64(hdr->attrs, "source_mtime", &mt))
 			mt *= INT64_C(1000000);
 		else
 			mt = 0;

@@ -260,6 +260,101 @@ test_time_before_backups(void **state)
 	plan_view_free(v);
 }
 
+/* Only one backup, and T before its end: not a "forced backup" message. */
+static void
+test_single_backup(void **state)
+{
+	PlanView  *v = new_view();
+	PlanTarget t;
+	PlanResult r;
+
+	(void) state;
+	add_run(v, 1, 1, 30, 0);
+	add_backup(v, "20260921T001000Z", 1, 10, 11, 550, 650);
+	target_time(&t, 600);
+	plan(v, &t, &r);
+	assert_false(r.recoverable);
+	assert_string_equal(r.reason, "no base backup ended before 2026-09-21 14:23:20+00 (the "
+	                              "oldest ends at 2026-09-21 14:24:10+00)");
+	plan_view_free(v);
+}
+
+/* Backup ids are start times: backups that started after T are not even read. */
+static int backup_loads;
+
+static PgbkStatus
+counting_load_backup(PlanView *v, PlanBackup *b, PgbkError *err)
+{
+	(void) v;
+	(void) err;
+	backup_loads++;
+	b->loaded = true;
+	return PGBK_OK;
+}
+
+static const PlanViewOps load_ops = {.load_backup = counting_load_backup};
+
+static void
+test_backup_ids_skip(void **state)
+{
+	PlanView   *v = new_view();
+	PlanTarget  t;
+	PlanResult  r;
+	PlanBackup *b;
+	int         i;
+
+	(void) state;
+	add_run(v, 1, 1, 60, 0);
+	/* ids match T0 + start: T0 is 14:13:20 */
+	add_backup(v, "20260921T141430Z", 1, 2, 3, 70, 170);
+	for (i = 0; i < 5; i++)
+	{
+		char id[32];
+
+		snprintf(id, sizeof(id), "20260921T14%02d20Z", 30 + i);
+		b = add_backup(v, id, 1, 20 + (WalSegNo) i * 5, 21 + (WalSegNo) i * 5, 1000 + i * 300,
+		               1100 + i * 300);
+		b->loaded = false; /* only through ops */
+	}
+	v->ops = &load_ops;
+	backup_loads = 0;
+	target_time(&t, 900);
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_string_equal(r.backup.id, "20260921T141430Z");
+	assert_int_equal(backup_loads, 0);
+	v->ops = NULL;
+	plan_view_free(v);
+}
+
+/* A promoted copy whose history file was never archived: its own backups work. */
+static void
+test_missing_own_history(void **state)
+{
+	PlanView  *v = new_view();
+	PlanTarget t;
+	PlanResult r;
+	WalSegNo   s;
+
+	(void) state;
+	for (s = 5; s <= 12; s++)
+		add_seg(v, 3, s, (int) s * 60, 2, (int) s * 60 - 40, (int) s * 60 - 10);
+	add_backup(v, "20260921T001000Z", 3, 6, 7, 370, 430);
+	target_time(&t, 600);
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_int_equal(r.timeline, 3);
+	assert_string_equal(r.first_wal, "000000030000000000000006");
+	assert_string_equal(r.last_wal, "00000003000000000000000B");
+	/* but a timeline above it still needs its history */
+	t.tli_mode = PLAN_TLI_NUMBER;
+	t.tli = 4;
+	plan(v, &t, &r);
+	assert_false(r.recoverable);
+	assert_contains(r.reason, "00000004.history is missing");
+	plan_view_free(v);
+}
+
 static void
 test_time_missing_segment(void **state)
 {
@@ -830,6 +925,9 @@ main(void)
 	    cmocka_unit_test(test_no_backup),
 	    cmocka_unit_test(test_time_basic),
 	    cmocka_unit_test(test_time_before_backups),
+	    cmocka_unit_test(test_single_backup),
+	    cmocka_unit_test(test_backup_ids_skip),
+	    cmocka_unit_test(test_missing_own_history),
 	    cmocka_unit_test(test_time_missing_segment),
 	    cmocka_unit_test(test_time_after_end),
 	    cmocka_unit_test(test_time_quiet),

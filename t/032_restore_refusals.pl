@@ -1,0 +1,157 @@
+# `pgbk restore` refuses what it cannot do, before writing anything, with
+# the same reason as bk_restore_point: a target before the oldest backup's
+# end, after the newest archived commit, or inside a gap (a WAL object
+# deleted from the repository); a non-empty target directory.  A corrupted
+# backup file fails with an integrity error naming the file and leaves
+# nothing behind.  Bad options are usage errors.
+use strict;
+use warnings;
+
+use File::Path qw(make_path);
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use lib 't/lib';
+use PgbkTest;
+use PgbkRestore;
+
+my $repo = PgbkTest::local_repo('ref');
+my $node = PgbkTest::new_node('src', $repo->{conf});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION pgbk');
+my $w = PgbkRestore::workload($node, steps => 4, backups => [1]);
+my $bid = $w->{backups}[0];
+my @t = map { $_->{time} } @{ $w->{moments} };
+my $base = PostgreSQL::Test::Utils::tempdir('targets');
+
+# Refuses, writes nothing; returns the reason.
+sub refused
+{
+	my ($what, @target) = @_;
+	my $dir = "$base/" . ($what =~ s/\W+/_/gr);
+	my ($rc, $out, $err) =
+	  PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dir, @target);
+	is($rc, 8, "$what: refused (exit 8)") or diag("$out$err");
+	ok(!-e $dir, "$what: nothing written");
+	my ($reason) = $err =~ /not recoverable: (.*)$/m;
+	return $reason // '';
+}
+
+# The same moment through bk_restore_point.
+sub sql_reason
+{
+	my ($call) = @_;
+	$node->safe_psql('postgres', 'SELECT bk_catalog_sync()');
+	return $node->safe_psql('postgres',
+		"SELECT reason FROM $call WHERE scope = 'database'");
+}
+
+# bk_restore_point writes times to the second; pgbk restore (common/plan.c)
+# with microseconds.  Until they agree, these comparisons are TODO.
+our $TODO;
+my $sql_todo = 'bk_restore_point formats times without fractions of a second';
+
+my $stop = $node->safe_psql('postgres',
+	"SELECT to_char(stop_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM pgbk.backup WHERE id = '$bid'");
+
+# 1. before the oldest backup's end
+my $reason = refused('before the oldest backup', '--target-time', $t[0]);
+like($reason, qr/^no base backup ended before \S+ \S+ \(the oldest ends at \Q$stop\E\+00\)$/,
+	'... because no base backup ended before it');
+{
+	local $TODO = $sql_todo;
+	is($reason, sql_reason("bk_restore_point('$t[0]')"), '... the same reason as bk_restore_point');
+}
+
+# 2. after the newest archived commit
+my $late = PgbkRestore::now_utc($node);
+$reason = refused('after the archived WAL', '--target-time', $late);
+like($reason, qr/^no transaction committed after \S+ \S+ has been archived yet \(the newest archived commit is at \S+ \S+\)$/,
+	'... because no commit after it has been archived');
+{
+	local $TODO = $sql_todo;
+	is($reason, sql_reason("bk_restore_point('$late')"), '... the same reason as bk_restore_point');
+}
+
+# 3. inside a gap: delete the first segment after the backup's end
+my ($rc, $out, $err) = PgbkTest::pgbk('info', '--config', $repo->{conf}, '--json');
+my ($stop_lsn) = $out =~ /"stop_lsn": "([0-9A-F]+\/[0-9A-F]+)"/;
+my ($hi, $lo) = map { hex } split m{/}, $stop_lsn;
+my $segno = (($hi << 32) | $lo) >> 24;
+my $gap = sprintf('%08X%08X%08X', 1, ($segno + 1) >> 8, ($segno + 1) & 0xFF);
+my $gapkey = "$repo->{dir}/wal/" . substr($gap, 0, 16) . "/$gap";
+ok(-f $gapkey, "segment $gap is archived");
+my $saved = PgbkTest::slurp($gapkey);
+unlink($gapkey) or die $!;
+$reason = refused('inside a gap', '--target-time', $t[3]);
+like($reason, qr/^WAL segment \Q$gap\E is missing from the repository \(needed to go from backup \Q$bid\E to \S+ \S+\)$/,
+	'... naming the missing segment');
+{
+	local $TODO = $sql_todo;
+	is($reason, sql_reason("bk_restore_point('$t[3]')"), '... the same reason as bk_restore_point');
+}
+($rc, $out, $err) = PgbkTest::pgbk('info', '--config', $repo->{conf});
+like($out, qr/1 gap:\n\s+missing \Q$gap\E \.\. \Q$gap\E \(1 segment\)/, 'pgbk info shows the gap');
+like($out, qr/gap: targets after .* are not recoverable/, '... and the hole in the window');
+PgbkTest::write_file($gapkey, $saved);
+
+# unknown restore point, LSN before every backup
+$reason = refused('unknown restore point', '--target-name', 'no-such-point');
+is($reason, 'restore point "no-such-point" not found in the repository', '... not found');
+$reason = refused('LSN before every backup', '--target-lsn', '0/100');
+like($reason, qr/^no base backup ended before LSN 0\/100 \(the oldest ends at \S+\)$/,
+	'... before every backup');
+
+# 4. a non-empty target directory
+my $full = "$base/full";
+make_path($full);
+PgbkTest::write_file("$full/keep.txt", "precious\n");
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $full,
+	'--target', 'latest');
+is($rc, 8, 'a non-empty target directory is refused (exit 8)');
+like($err, qr/refusing to restore into "\Q$full\E": it is not an empty directory/, '... saying why');
+is(PgbkTest::slurp("$full/keep.txt"), "precious\n", '... and its content is untouched');
+opendir(my $dh, $full) or die;
+is(scalar(grep { !/^\./ } readdir($dh)), 1, '... nothing added');
+closedir($dh);
+
+# 5. a corrupted backup file: integrity error naming the file, nothing left
+my $datadir = "$repo->{dir}/backup/$bid/data";
+my $victim = 'global/1262';
+my $vkey = "$datadir/$victim";
+ok(-f $vkey, "backup file object $victim exists");
+my $good = PgbkTest::slurp($vkey);
+my $bad = $good;
+substr($bad, int(length($bad) / 2), 1) = chr(ord(substr($bad, int(length($bad) / 2), 1)) ^ 0x20);
+PgbkTest::write_file($vkey, $bad);
+my $dest = "$base/corrupt";
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dest,
+	'--target', 'latest');
+is($rc, 6, 'a corrupted backup file: integrity error (exit 6)') or diag("$out$err");
+like($err, qr/backup file "\Q$victim\E" of backup \Q$bid\E/, '... naming the file');
+like($err, qr/removed the partial restore/, '... and the partial restore is removed');
+ok(!-e $dest, '... nothing left behind');
+PgbkTest::write_file($vkey, substr($good, 0, length($good) - 40));
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dest,
+	'--target', 'latest', '--parallel', '1');
+is($rc, 6, 'a truncated backup file: integrity error (exit 6)');
+like($err, qr/backup file "\Q$victim\E".*truncated/i, '... naming the file and saying truncated');
+ok(!-e $dest, '... nothing left behind');
+PgbkTest::write_file($vkey, $good);
+
+# 6. usage errors and the dry run
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dest,
+	'--target-time', $t[2], '--target', 'latest');
+is($rc, 2, 'two targets: usage error');
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dest,
+	'--target-time', 'yesterday');
+is($rc, 2, 'an unreadable time: usage error');
+like($err, qr/invalid --target-time "yesterday"/, '... naming the value');
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dest,
+	'--target-time', $t[2], '--dry-run');
+is($rc, 0, 'a dry run of a reachable target succeeds');
+like($out, qr/recoverable: yes/, '... saying it is recoverable');
+ok(!-e $dest, '... and writes nothing');
+
+$node->stop;
+done_testing();
