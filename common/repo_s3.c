@@ -12,6 +12,8 @@
  */
 #include "repo.h"
 
+#include <sodium.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,8 @@
 typedef struct S3Repo
 {
 	S3Client *client;
-	char     *prefix; /* "" or "some/prefix/" */
+	char     *prefix;          /* "" or "some/prefix/" */
+	int       conditional_put; /* 0 unknown, 1 If-None-Match honoured, -1 not */
 	size_t    prefix_len;
 	size_t    part_size;
 	size_t    threshold;
@@ -128,6 +131,8 @@ put_multipart(S3Repo *r, const char *full_key, const unsigned char *data, size_t
 	return s3_upload_complete(u, err);
 }
 
+static bool conditional_put_works(S3Repo *r);
+
 static PgbkStatus
 s3r_put(Repo *repo, const char *key, const void *data, size_t len, const RepoPutOptions *opts,
         PgbkError *err)
@@ -140,6 +145,19 @@ s3r_put(Repo *repo, const char *key, const void *data, size_t len, const RepoPut
 	full = object_key(r, key, err);
 	if (full == NULL)
 		return err ? err->code : PGBK_ERR;
+	/*
+	 * Never overwrite: in one request with a conditional PUT where the
+	 * server honours it (probed once per repository handle), else a HEAD
+	 * before the PUT.
+	 */
+	if (opts && opts->no_overwrite && len <= r->threshold && conditional_put_works(r))
+	{
+		st = s3_put_if_absent(r->client, full, data, len, meta_hash, err);
+		if (st == PGBK_EXISTS)
+			st = pgbk_error(err, PGBK_EXISTS, "object \"%s\" already exists", key);
+		free(full);
+		return st;
+	}
 	if (opts && opts->no_overwrite)
 		st = ensure_absent(r, full, err);
 	if (st == PGBK_OK)
@@ -151,6 +169,45 @@ s3r_put(Repo *repo, const char *key, const void *data, size_t len, const RepoPut
 	}
 	free(full);
 	return st;
+}
+
+/*
+ * Does the server refuse a conditional PUT ("If-None-Match: *") of an
+ * existing key?  AWS S3 and RadosGW do; a server that ignores the header
+ * would silently overwrite, so ask once: put a probe object twice and expect
+ * the second to be refused.  Any failure of the probe means "no": the
+ * HEAD-then-PUT path is always correct.
+ */
+static bool
+conditional_put_works(S3Repo *r)
+{
+	char         *probe;
+	unsigned char rnd[8];
+	char          hex[17];
+	char          name[64];
+	PgbkError     perr;
+	PgbkStatus    first, second;
+
+	if (r->conditional_put != 0)
+		return r->conditional_put > 0;
+	r->conditional_put = -1;
+	randombytes_buf(rnd, sizeof(rnd));
+	pgbk_hex_encode(rnd, sizeof(rnd), hex);
+	snprintf(name, sizeof(name), "pgbk.probe/%s", hex);
+	pgbk_error_clear(&perr);
+	probe = object_key(r, name, &perr);
+	if (probe == NULL)
+		return false;
+	first = s3_put_if_absent(r->client, probe, "probe", 5, NULL, &perr);
+	second = first == PGBK_OK ? s3_put_if_absent(r->client, probe, "probe", 5, NULL, &perr) : first;
+	if (first == PGBK_OK && second == PGBK_EXISTS)
+		r->conditional_put = 1;
+	if (first == PGBK_OK)
+		(void) s3_delete(r->client, probe, &perr);
+	pgbk_log(PGBK_LOG_DEBUG, "conditional PUT %s by %s",
+	         r->conditional_put > 0 ? "honoured" : "not honoured", s3_client_endpoint(r->client));
+	free(probe);
+	return r->conditional_put > 0;
 }
 
 static void

@@ -94,8 +94,9 @@ typedef struct S3Request
 	const char          *meta_hash;   /* x-amz-meta-pgbk-hash, or NULL */
 	S3Sink               sink;        /* 2xx body goes here; NULL: resp->body */
 	void                *sink_ctx;
-	bool                 check_body;   /* a 2xx may still carry <Error> */
-	bool                 absent_is_ok; /* 404 NoSuchKey/NoSuchUpload is success */
+	bool                 check_body;    /* a 2xx may still carry <Error> */
+	bool                 absent_is_ok;  /* 404 NoSuchKey/NoSuchUpload is success */
+	bool                 if_none_match; /* PUT only if absent: 412 -> PGBK_EXISTS */
 } S3Request;
 
 typedef struct S3Response
@@ -748,6 +749,7 @@ perform_attempt(S3Client *c, const S3Request *req, const char *payload_hash, uin
 	     add_header(&hdrs, sh, &nsigned, "x-amz-content-sha256", payload_hash, true) &&
 	     (range[0] == '\0' || add_header(&hdrs, sh, &nsigned, "Range", range, true)) &&
 	     (if_match == NULL || add_header(&hdrs, sh, &nsigned, "If-Match", if_match, true)) &&
+	     (!req->if_none_match || add_header(&hdrs, sh, &nsigned, "If-None-Match", "*", true)) &&
 	     (req->meta_hash == NULL ||
 	      add_header(&hdrs, sh, &nsigned, "x-amz-meta-pgbk-hash", req->meta_hash, true)) &&
 	     (c->session_token == NULL ||
@@ -1032,6 +1034,11 @@ classify_http(S3Client *c, const S3Request *req, S3Response *resp, Outcome *o)
 		         msg, resp->request_id[0] ? " (request id " : "", resp->request_id,
 		         resp->request_id[0] ? ")" : "");
 	}
+	else if (s == 412 && req->if_none_match)
+	{
+		o->status = PGBK_EXISTS;
+		snprintf(o->cause, sizeof(o->cause), "the object already exists");
+	}
 	else if (s == 412)
 	{
 		o->status = PGBK_ERR_SERVER;
@@ -1305,9 +1312,9 @@ check_meta_hash(const char *meta_hash, PgbkError *err)
  * operations
  */
 
-PgbkStatus
-s3_put(S3Client *c, const char *key, const void *data, size_t len, const char *meta_hash,
-       PgbkError *err)
+static PgbkStatus
+put_object(S3Client *c, const char *key, const void *data, size_t len, const char *meta_hash,
+           bool if_none_match, PgbkError *err)
 {
 	S3Request  req;
 	S3Response resp;
@@ -1320,10 +1327,25 @@ s3_put(S3Client *c, const char *key, const void *data, size_t len, const char *m
 	req.body = data;
 	req.body_len = len;
 	req.meta_hash = meta_hash && meta_hash[0] ? meta_hash : NULL;
+	req.if_none_match = if_none_match;
 	response_init(&resp);
 	st = s3_execute(c, &req, &resp, err);
 	pgbk_buf_free(&resp.body);
 	return st;
+}
+
+PgbkStatus
+s3_put(S3Client *c, const char *key, const void *data, size_t len, const char *meta_hash,
+       PgbkError *err)
+{
+	return put_object(c, key, data, len, meta_hash, false, err);
+}
+
+PgbkStatus
+s3_put_if_absent(S3Client *c, const char *key, const void *data, size_t len, const char *meta_hash,
+                 PgbkError *err)
+{
+	return put_object(c, key, data, len, meta_hash, true, err);
 }
 
 PgbkStatus

@@ -79,6 +79,14 @@ PgbkStatus s3_put(S3Client *c, const char *key, const void *data, size_t len, co
                   PgbkError *err);
 
 /*
+ * PUT with "If-None-Match: *": PGBK_EXISTS (and the stored object untouched)
+ * when the key exists.  AWS S3 and RadosGW honour the condition; a server
+ * that ignores it would overwrite, so repo_s3.c probes for support first.
+ */
+PgbkStatus s3_put_if_absent(S3Client *c, const char *key, const void *data, size_t len,
+                            const char *meta_hash, PgbkError *err);
+
+/*
  * GET bytes [offset, offset+length) (length UINT64_MAX: to the end; offset
  * 0 and length UINT64_MAX: the whole object) into sink.  A range starting
  * at or past the end delivers nothing and returns PGBK_OK.  A transfer cut
