@@ -162,7 +162,8 @@ wal_fetch_usage(FILE *out)
 	        "For a segment, a background prefetcher downloads the next N segments (default\n"
 	        "%d, 0 disables) in parallel into the spool DIR (default ./%s, i.e. in the\n"
 	        "data directory), so recovery does not wait on the repository for each one.\n"
-	        "The spool holds at most N segments plus those being downloaded.\n"
+	        "The spool holds at most N segments plus those being downloaded.  Without\n"
+	        "--spool, prefetching happens only in a data directory being recovered.\n"
 	        "--spool-cleanup stops the prefetcher and removes the spool (for\n"
 	        "recovery_end_command).\n",
 	        DEFAULT_PREFETCH, SPOOL_DEFAULT);
@@ -275,7 +276,8 @@ typedef struct Spool
 {
 	char        dir[PATH_MAX];
 	int         prefetch;
-	const char *config; /* as given (NULL: default), for the prefetcher */
+	const char *config;           /* as given (NULL: default), for the prefetcher */
+	char        origin[PATH_MAX]; /* which configuration (repository) filled it */
 } Spool;
 
 static void
@@ -424,6 +426,47 @@ spool_boot_ok(const Spool *sp)
 	return ok && strcmp(have, cur) == 0;
 }
 
+/*
+ * Was the spool filled from this configuration (this repository)?  A spool
+ * shared by two repositories (two wal-fetch callers in one directory) must
+ * never hand one repository's segment to the other.
+ */
+static bool
+spool_origin_ok(const Spool *sp)
+{
+	char  path[PATH_MAX], have[PATH_MAX];
+	FILE *f;
+	bool  ok;
+
+	spool_file(sp, "origin", path);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	ok = fgets(have, sizeof(have), f) != NULL;
+	fclose(f);
+	have[strcspn(have, "\n")] = '\0';
+	return ok && strcmp(have, sp->origin) == 0;
+}
+
+static bool
+spool_write_origin(const Spool *sp)
+{
+	char  path[PATH_MAX], tmp[PATH_MAX + 16];
+	FILE *f;
+	bool  ok;
+
+	spool_file(sp, "origin", path);
+	snprintf(tmp, sizeof(tmp), "%s.%d", path, (int) getpid());
+	f = fopen(tmp, "w");
+	if (f == NULL)
+		return false;
+	ok = fprintf(f, "%s\n", sp->origin) > 0;
+	ok = fclose(f) == 0 && ok && rename(tmp, path) == 0;
+	if (!ok)
+		unlink(tmp);
+	return ok;
+}
+
 /* Record this boot's id in the spool; false if the files must be fsync'd. */
 static bool
 spool_write_boot_id(const Spool *sp)
@@ -463,7 +506,8 @@ take_from_spool(const Spool *sp, const char *name, const char *dest, uint32_t *s
 	if (stat(path, &st) != 0)
 		return false;
 	if (!S_ISREG(st.st_mode) || st.st_size > UINT32_MAX ||
-	    !walname_segsz_is_valid((uint32_t) st.st_size) || !spool_boot_ok(sp))
+	    !walname_segsz_is_valid((uint32_t) st.st_size) || !spool_boot_ok(sp) ||
+	    !spool_origin_ok(sp))
 	{
 		unlink(path);
 		return false;
@@ -842,7 +886,7 @@ prefetcher_main(const Spool *sp)
 	 * Files of an earlier boot may have lost their content: remove them
 	 * before vouching for the spool with this boot's id.
 	 */
-	if (!spool_boot_ok(sp))
+	if (!spool_boot_ok(sp) || !spool_origin_ok(sp))
 	{
 		d = opendir(sp->dir);
 		while (d && (de = readdir(d)) != NULL)
@@ -857,6 +901,12 @@ prefetcher_main(const Spool *sp)
 			closedir(d);
 	}
 	p->boot_id_ok = spool_write_boot_id(sp);
+	if (!spool_write_origin(sp))
+	{
+		plog("could not record the spool's origin; not prefetching");
+		free(p);
+		return 1;
+	}
 
 	/* parts left by a prefetcher that died: we hold the lock now */
 	d = opendir(sp->dir);
@@ -1074,6 +1124,26 @@ cmd_wal_fetch(int argc, char **argv)
 			sp.prefetch = 0;
 		else
 			snprintf(sp.dir, sizeof(sp.dir), "%s/%s", cwd, spool_dir ? spool_dir : SPOOL_DEFAULT);
+		/*
+		 * Without --spool, prefetch only where PostgreSQL recovers: its
+		 * restore_command runs in the data directory, which then holds
+		 * recovery.signal or standby.signal.  Anywhere else (a shell, a
+		 * script fetching from several repositories) there is no spool.
+		 */
+		if (spool_dir == NULL && access("recovery.signal", F_OK) != 0 &&
+		    access("standby.signal", F_OK) != 0)
+			sp.prefetch = 0;
+	}
+	{
+		const char *cfgpath = sp.config ? sp.config : getenv("PGBK_CONFIG");
+		char        real[PATH_MAX];
+
+		if (cfgpath == NULL)
+			cfgpath = DEFAULT_CONFIG;
+		if (realpath(cfgpath, real) != NULL)
+			snprintf(sp.origin, sizeof(sp.origin), "%s", real);
+		else
+			snprintf(sp.origin, sizeof(sp.origin), "%s", cfgpath);
 	}
 	if (cleanup)
 	{

@@ -144,7 +144,10 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 	kind = walname_classify(name, &fn);
 
 	pgbk_buf_init(&head);
-	st = repo_get_range(ss->ctx->repo, obj->key, 0, CODEC_MAX_HEADER, &head, ss->err);
+	if (pgbk_header_cache_get(obj->key, &head))
+		st = PGBK_OK; /* uploaded by this server a moment ago */
+	else
+		st = repo_get_range(ss->ctx->repo, obj->key, 0, CODEC_MAX_HEADER, &head, ss->err);
 	if (st == PGBK_NOT_FOUND)
 	{
 		pgbk_buf_free(&head);

@@ -131,6 +131,17 @@ typedef struct PgbkShared
 
 extern PgbkShared *pgbk_shared;
 
+/*
+ * Headers of the objects this server uploaded most recently, so the
+ * scheduler can catalogue them without reading them back from the
+ * repository (one request less per WAL segment on S3).
+ */
+#define PGBK_HEADER_CACHE 64
+
+extern void pgbk_header_cache_put(const char *key, const void *header, size_t len);
+/* Copies the cached header of key into out (appended); false if absent. */
+extern bool pgbk_header_cache_get(const char *key, PgbkBuf *out);
+
 extern void pgbk_shmem_request(void);
 extern void pgbk_shmem_startup(void);
 extern bool pgbk_shmem_available(void);

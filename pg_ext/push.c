@@ -30,6 +30,17 @@ pgbk_push_wal_file(const char *file, const char *path, PgbkError *err)
 			pgbk_queue_event("duplicate_refused", file, err->msg);
 		return false;
 	}
+	if (!res.already_present)
+	{
+		CodecHeader hdr;
+		size_t      needed = 0;
+		PgbkError   herr;
+
+		/* the scheduler catalogues it from here instead of reading it back */
+		if (codec_read_header(ctx->pusher.enc.data, ctx->pusher.enc.len, &hdr, &needed, &herr) ==
+		    PGBK_OK)
+			pgbk_header_cache_put(res.key, ctx->pusher.enc.data, hdr.header_len);
+	}
 	pgbk_status_success(file, res.raw_size, res.stored_size, res.already_present);
 	pgbk_wake_scheduler(); /* the catalog picks the new object up */
 	if (res.already_present)

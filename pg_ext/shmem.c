@@ -18,12 +18,29 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "layout.h"
+
 PgbkShared *pgbk_shared = NULL;
+
+typedef struct CachedHeader
+{
+	char   key[LAYOUT_KEY_LEN / 4];
+	uint32 len;
+	uint8  data[CODEC_MAX_HEADER];
+} CachedHeader;
+
+typedef struct HeaderCache
+{
+	uint32       next;
+	CachedHeader entries[PGBK_HEADER_CACHE];
+} HeaderCache;
+
+static HeaderCache *header_cache = NULL;
 
 void
 pgbk_shmem_request(void)
 {
-	RequestAddinShmemSpace(MAXALIGN(sizeof(PgbkShared)));
+	RequestAddinShmemSpace(MAXALIGN(sizeof(PgbkShared)) + MAXALIGN(sizeof(HeaderCache)));
 	RequestNamedLWLockTranche("pgbk", 1);
 }
 
@@ -40,6 +57,9 @@ pgbk_shmem_startup(void)
 		pgbk_shared->lock = &(GetNamedLWLockTranche("pgbk"))->lock;
 		ConditionVariableInit(&pgbk_shared->slot_cv);
 	}
+	header_cache = ShmemInitStruct("pgbk header cache", sizeof(HeaderCache), &found);
+	if (!found)
+		memset(header_cache, 0, sizeof(HeaderCache));
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -214,4 +234,45 @@ pgbk_release_stale_slots(void)
 		}
 		LWLockRelease(pgbk_shared->lock);
 	}
+}
+
+void
+pgbk_header_cache_put(const char *key, const void *header, size_t len)
+{
+	CachedHeader *e;
+	int           i;
+
+	if (header_cache == NULL || strlen(key) >= sizeof(e->key) || len > CODEC_MAX_HEADER)
+		return;
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	e = NULL;
+	for (i = 0; i < PGBK_HEADER_CACHE && e == NULL; i++)
+		if (strcmp(header_cache->entries[i].key, key) == 0)
+			e = &header_cache->entries[i]; /* the same key again: replace */
+	if (e == NULL)
+		e = &header_cache->entries[header_cache->next++ % PGBK_HEADER_CACHE];
+	strlcpy(e->key, key, sizeof(e->key));
+	e->len = (uint32) len;
+	memcpy(e->data, header, len);
+	LWLockRelease(pgbk_shared->lock);
+}
+
+bool
+pgbk_header_cache_get(const char *key, PgbkBuf *out)
+{
+	int  i;
+	bool found = false;
+
+	if (header_cache == NULL)
+		return false;
+	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
+	for (i = 0; i < PGBK_HEADER_CACHE && !found; i++)
+	{
+		CachedHeader *e = &header_cache->entries[i];
+
+		if (e->len > 0 && strcmp(e->key, key) == 0)
+			found = pgbk_buf_append(out, e->data, e->len);
+	}
+	LWLockRelease(pgbk_shared->lock);
+	return found;
 }

@@ -88,7 +88,7 @@ my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 $node->safe_psql('postgres', "INSERT INTO moments VALUES (100, now()); SELECT pg_switch_wal()");
 PgbkTest::wait_archived($node);
 $node->safe_psql('postgres', 'SELECT bk_catalog_sync(false)');
-is($node->safe_psql('postgres', "SELECT recoverable FROM bk_restore_point_lsn('$lsn')"),
+is($node->safe_psql('postgres', "SELECT recoverable FROM bk_restore_point_lsn('$lsn') WHERE scope = 'database'"),
 	't', 'an LSN target is planned too');
 
 # Named restore points

@@ -46,10 +46,6 @@ sub sql_reason
 		"SELECT reason FROM $call WHERE scope = 'database'");
 }
 
-# bk_restore_point writes times to the second; pgbk restore (common/plan.c)
-# with microseconds.  Until they agree, these comparisons are TODO.
-our $TODO;
-my $sql_todo = 'bk_restore_point formats times without fractions of a second';
 
 my $stop = $node->safe_psql('postgres',
 	"SELECT to_char(stop_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM pgbk.backup WHERE id = '$bid'");
@@ -59,7 +55,6 @@ my $reason = refused('before the oldest backup', '--target-time', $t[0]);
 like($reason, qr/^no base backup ended before \S+ \S+ \(the oldest ends at \Q$stop\E\+00\)$/,
 	'... because no base backup ended before it');
 {
-	local $TODO = $sql_todo;
 	is($reason, sql_reason("bk_restore_point('$t[0]')"), '... the same reason as bk_restore_point');
 }
 
@@ -69,7 +64,6 @@ $reason = refused('after the archived WAL', '--target-time', $late);
 like($reason, qr/^no transaction committed after \S+ \S+ has been archived yet \(the newest archived commit is at \S+ \S+\)$/,
 	'... because no commit after it has been archived');
 {
-	local $TODO = $sql_todo;
 	is($reason, sql_reason("bk_restore_point('$late')"), '... the same reason as bk_restore_point');
 }
 
@@ -87,7 +81,6 @@ $reason = refused('inside a gap', '--target-time', $t[3]);
 like($reason, qr/^WAL segment \Q$gap\E is missing from the repository \(needed to go from backup \Q$bid\E to \S+ \S+\)$/,
 	'... naming the missing segment');
 {
-	local $TODO = $sql_todo;
 	is($reason, sql_reason("bk_restore_point('$t[3]')"), '... the same reason as bk_restore_point');
 }
 ($rc, $out, $err) = PgbkTest::pgbk('info', '--config', $repo->{conf});

@@ -31,9 +31,11 @@ my @segs = sort(PgbkTest::copy_wal_originals($node, $orig));
 cmp_ok(scalar(@segs), '>=', 24, scalar(@segs) . ' segments to fetch');
 $node->stop;
 
-# wal-fetch in a directory standing in for the data directory
+# wal-fetch in a directory standing in for a data directory in recovery
+# (without recovery.signal there, wal-fetch does not prefetch: see below)
 my $pgdata = PostgreSQL::Test::Utils::tempdir('pgdata');
 make_path("$pgdata/pg_wal");
+PgbkTest::write_file("$pgdata/recovery.signal", '');
 my $spool = "$pgdata/pgbk_spool";
 
 sub fetch
@@ -201,4 +203,11 @@ ok(wait_for('the rest of the window', sub {
 
 ($rc, $out, $err) = fetch($pgdata, '--spool-cleanup');
 is($rc, 0, 'final cleanup');
+# Outside a data directory in recovery there is no spool: two repositories
+# fetched from one directory must never hand each other's segments over.
+my $plain = PostgreSQL::Test::Utils::tempdir('plain');
+($rc, $out, $err) = fetch($plain, $segs[0], "$plain/$segs[0]");
+is($rc, 0, 'wal-fetch outside a data directory in recovery');
+ok(!-e "$plain/pgbk_spool", '... uses no spool');
+
 done_testing();

@@ -226,7 +226,7 @@ BEGIN
 		target_opt := format('--target-lsn %s', target_lsn);
 	ELSE
 		tli := pgbk.target_timeline(target_time);
-		target_desc := to_char(target_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"');
+		target_desc := (target_time AT TIME ZONE 'UTC')::text || '+00';
 		target_opt := format('--target-time %s', quote_literal(to_char(target_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US"+00"')));
 	END IF;
 	timeline := tli;
@@ -249,7 +249,7 @@ BEGIN
 							 (SELECT min(stop_lsn) FROM pgbk.backup));
 		ELSE
 			reason := format('no base backup ended before %s (the oldest ends at %s)', target_desc,
-							 to_char(newest AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"'));
+							 (newest AT TIME ZONE 'UTC')::text || '+00');
 		END IF;
 		RETURN;
 	END IF;
@@ -274,7 +274,7 @@ BEGIN
 			   AND w.segno BETWEEN ch.first_segno AND ch.last_segno;
 			reason := format('no transaction committed after %s has been archived yet (the newest archived commit is at %s)',
 							 target_desc,
-							 coalesce(to_char(newest AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"'), 'none'));
+							 coalesce((newest AT TIME ZONE 'UTC')::text || '+00', 'none'));
 			RETURN;
 		END IF;
 	ELSE
@@ -341,7 +341,7 @@ AS $$
 				CASE WHEN rp_name IS NOT NULL
 					 THEN format('no complete file snapshot was taken for restore point "%s"', rp_name)
 					 ELSE format('no complete file snapshot was taken at or before %s',
-								 to_char(target AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"')) END
+								 (target AT TIME ZONE 'UTC')::text || '+00') END
 		   END,
 		   p.snapshot_id, p.taken_at, target - p.taken_at, NULL::integer, NULL::text, NULL::text,
 		   NULL::bigint, p.bytes_total,
@@ -370,7 +370,7 @@ AS $$
 	SELECT p.id IS NOT NULL,
 		   CASE WHEN p.id IS NULL THEN
 				format('no backup of scope "%s" was registered at or before %s', scope_name,
-					   to_char(target AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS"+00"')) END,
+					   (target AT TIME ZONE 'UTC')::text || '+00') END,
 		   p.location, p.taken_at, target - p.taken_at, NULL::integer, NULL::text, NULL::text,
 		   NULL::bigint, NULL::bigint, p.note
 	  FROM (SELECT 1) x LEFT JOIN pick p ON true
