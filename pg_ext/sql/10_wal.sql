@@ -22,7 +22,7 @@ CREATE TABLE pgbk.wal (
 	tail_may_stop boolean,		-- last record continues and may be a commit/abort
 	system_identifier text
 );
-CREATE INDEX wal_timeline_segno_idx ON pgbk.wal (timeline, segno);
+CREATE INDEX wal_timeline_segno_idx ON pgbk.wal (timeline, segno) INCLUDE (stored_bytes, last_stop_at);
 CREATE INDEX wal_last_stop_idx ON pgbk.wal (timeline, last_stop_at);
 
 -- Named restore points (pg_create_restore_point records), from archived

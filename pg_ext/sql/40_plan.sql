@@ -95,9 +95,8 @@ AS $$ SELECT coalesce(nullif(current_setting('pgbk.config', true), ''), '/etc/pg
 
 -- Bytes per WAL segment of this cluster (16 MiB unless initdb said otherwise).
 CREATE FUNCTION pgbk.wal_segment_bytes() RETURNS bigint
-LANGUAGE sql STABLE
-AS $$ SELECT setting::bigint * CASE unit WHEN 'B' THEN 1 WHEN 'kB' THEN 1024 WHEN 'MB' THEN 1048576 ELSE 1 END
-	  FROM pg_settings WHERE name = 'wal_segment_size' $$;
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT pg_size_bytes(current_setting('wal_segment_size')) $$;
 
 -- The segment number of an LSN, and a segment's file name.
 CREATE FUNCTION pgbk.lsn_segno(lsn pg_lsn) RETURNS bigint
@@ -118,7 +117,7 @@ $$;
 -- had begun by that segment).
 CREATE FUNCTION pgbk.timeline_chain(target_tli integer)
 RETURNS TABLE (tli integer, begin_lsn pg_lsn, end_lsn pg_lsn, first_segno bigint, last_segno bigint)
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE ROWS 3
 SET search_path = pg_catalog, pg_temp
 AS $$
 	WITH RECURSIVE up(tli, parent, switch_lsn, depth) AS (
@@ -183,11 +182,11 @@ CREATE FUNCTION pgbk.plan_database(kind text, target_time timestamptz, target_ls
 	OUT command text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 DECLARE
 	b pgbk.backup;
 	c record;
-	stop_seg record;
 	rp pgbk.restore_point;
 	tli integer;
 	start_seg bigint;
@@ -261,17 +260,35 @@ BEGIN
 	-- the last segment needed: the first one on the chain (from the
 	-- backup's stop) that holds the record recovery stops at
 	IF kind = 'time' THEN
-		SELECT w.timeline AS tli, w.segno INTO stop_seg
-		  FROM pgbk.timeline_chain(tli) ch
-		  JOIN pgbk.wal w ON w.timeline = ch.tli AND w.kind = 'segment'
-		   AND w.segno BETWEEN greatest(ch.first_segno, pgbk.lsn_segno(b.stop_lsn)) AND ch.last_segno
-		 WHERE w.last_stop_at > target_time
-		 ORDER BY w.segno LIMIT 1;
-		IF NOT FOUND THEN
+		/*
+		 * Commit timestamps run (nearly) in WAL order, so the segment with
+		 * the smallest last commit time after the target, found through the
+		 * (timeline, last_stop_at) index, is the first one that holds such a
+		 * commit, give or take the skew between taking a commit's timestamp
+		 * and writing its record: the two segments before it are checked
+		 * too.  Index probes only, whatever the catalog's size.
+		 */
+		FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
+			need_from := greatest(c.first_segno, pgbk.lsn_segno(b.stop_lsn));
+			CONTINUE WHEN need_from > c.last_segno;
+			SELECT w.segno INTO last_seg_no FROM pgbk.wal w
+			 WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.last_stop_at > target_time
+			   AND w.segno BETWEEN need_from AND c.last_segno
+			 ORDER BY w.last_stop_at LIMIT 1;
+			IF FOUND THEN
+				SELECT min(w.segno) INTO last_seg_no FROM pgbk.wal w
+				 WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.last_stop_at > target_time
+				   AND w.segno BETWEEN greatest(need_from, last_seg_no - 2) AND last_seg_no;
+				last_seg_tli := c.tli;
+				EXIT;
+			END IF;
+		END LOOP;
+		IF last_seg_tli IS NULL THEN
 			SELECT max(w.last_stop_at) INTO newest
 			  FROM pgbk.timeline_chain(tli) ch
-			  JOIN pgbk.wal w ON w.timeline = ch.tli AND w.kind = 'segment'
-			   AND w.segno BETWEEN ch.first_segno AND ch.last_segno;
+			  JOIN LATERAL (SELECT max(x.last_stop_at) AS last_stop_at FROM pgbk.wal x
+							 WHERE x.timeline = ch.tli AND x.kind = 'segment'
+							   AND x.segno BETWEEN ch.first_segno AND ch.last_segno) w ON true;
 			reason := format('no transaction committed after %s has been archived yet (the newest archived commit is at %s)',
 							 target_desc,
 							 coalesce((newest AT TIME ZONE 'UTC')::text || '+00', 'none'));
@@ -280,19 +297,23 @@ BEGIN
 	ELSE
 		-- the segment holding target_lsn, or the next if no record starts
 		-- at or after it there
-		SELECT w.timeline AS tli, w.segno INTO stop_seg
-		  FROM pgbk.timeline_chain(tli) ch
-		  JOIN pgbk.wal w ON w.timeline = ch.tli AND w.kind = 'segment'
-		   AND w.segno BETWEEN greatest(ch.first_segno, pgbk.lsn_segno(target_lsn)) AND ch.last_segno
-		 WHERE w.last_record_lsn >= target_lsn
-		 ORDER BY w.segno LIMIT 1;
-		IF NOT FOUND THEN
+		FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
+			need_from := greatest(c.first_segno, pgbk.lsn_segno(target_lsn));
+			CONTINUE WHEN need_from > c.last_segno;
+			SELECT w.segno INTO last_seg_no FROM pgbk.wal w
+			 WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.last_record_lsn >= target_lsn
+			   AND w.segno BETWEEN need_from AND c.last_segno
+			 ORDER BY w.segno LIMIT 1;
+			IF FOUND THEN
+				last_seg_tli := c.tli;
+				EXIT;
+			END IF;
+		END LOOP;
+		IF last_seg_tli IS NULL THEN
 			reason := format('the WAL up to %s has not been archived yet', target_desc);
 			RETURN;
 		END IF;
 	END IF;
-	last_seg_tli := stop_seg.tli;
-	last_seg_no := stop_seg.segno;
 
 	-- every segment from the backup's start to there, along the chain
 	FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
@@ -398,6 +419,7 @@ CREATE FUNCTION pgbk.plan_all(kind text, target_time timestamptz, target_lsn pg_
 RETURNS SETOF pgbk.plan_row
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 	WITH db AS (SELECT * FROM pgbk.plan_database(kind, target_time, target_lsn, target_name)),
 	moment AS (
@@ -405,7 +427,8 @@ AS $$
 						(SELECT min(r.at) FROM pgbk.restore_point r WHERE r.name = target_name),
 						(SELECT max(w.archived_at) FROM pgbk.wal w
 						  WHERE target_lsn IS NOT NULL AND w.kind = 'segment'
-							AND w.start_lsn <= target_lsn AND w.end_lsn > target_lsn)) AS at
+							AND w.timeline IN (SELECT DISTINCT r.timeline FROM pgbk.wal_range r)
+							AND w.segno = pgbk.lsn_segno(target_lsn))) AS at
 	)
 	SELECT s.name, s.mechanism, s.restore_type, p.*
 	  FROM pgbk.scope s
