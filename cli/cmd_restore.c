@@ -43,6 +43,7 @@
 
 #include "layout.h"
 #include "manifest.h"
+#include "files.h"
 #include "plan.h"
 
 #define MAX_PARALLEL      64
@@ -68,6 +69,8 @@ typedef struct RestoreOpts
 	int         port;
 	const char *log;
 	const char *archive_config;
+	const char *files_to;       /* --files-to: also restore the files scope */
+	const char *files_snapshot; /* --files-snapshot: that restic snapshot */
 	bool        dry_run;
 	int         nmaps;
 	uint32_t    map_oid[MAX_TABLESPACES];
@@ -105,6 +108,7 @@ typedef struct Restore
 	uint64_t        stored_done;
 	int             files_done;
 	int64_t         started_us;
+	char            files_id[128]; /* --files-to: the restic snapshot */
 } Restore;
 
 static void
@@ -112,6 +116,7 @@ restore_usage(FILE *out)
 {
 	fprintf(out,
 	        "Usage: pgbk restore --config FILE --to DIR TARGET [OPTIONS]\n"
+	        "       pgbk restore --config FILE --files-to DIR2 TARGET | --files-snapshot ID\n"
 	        "\n"
 	        "Restore a base backup into DIR (absent or empty) with recovery settings that\n"
 	        "bring it to TARGET when it starts.  Plans from the repository alone and\n"
@@ -143,6 +148,12 @@ restore_usage(FILE *out)
 	        "                         and it is promoted, leave it running\n"
 	        "  --log FILE             server log for --start (default DIR/log/pgbk-start.log)\n"
 	        "  --dry-run              plan only: print what would be done\n"
+	        "  --files-to DIR2        also restore the files scope (pgbk-watcher's restic\n"
+	        "                         snapshots) as they were at TARGET into DIR2 (absent\n"
+	        "                         or empty): the snapshot tagged with the restore\n"
+	        "                         point for --target-name, else the newest taken at or\n"
+	        "                         before the target time; without --to, files only\n"
+	        "  --files-snapshot ID    restore this restic snapshot (full id or prefix)\n"
 	        "\n"
 	        "The restored cluster fetches WAL with restore_command = 'pgbk wal-fetch ...',\n"
 	        "promotes at the target, and does not archive (archive_mode = off,\n"
@@ -1227,30 +1238,35 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 		OPT_PORT,
 		OPT_LOG,
 		OPT_ARCHIVE,
-		OPT_DRY
+		OPT_DRY,
+		OPT_FILES_TO,
+		OPT_FILES_SNAP
 	};
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-	                                     {"to", required_argument, NULL, OPT_TO},
-	                                     {"target-time", required_argument, NULL, OPT_TTIME},
-	                                     {"target-lsn", required_argument, NULL, OPT_TLSN},
-	                                     {"target-name", required_argument, NULL, OPT_TNAME},
-	                                     {"target", required_argument, NULL, OPT_TARGET},
-	                                     {"target-exclusive", no_argument, NULL, OPT_TEXCL},
-	                                     {"target-timeline", required_argument, NULL, OPT_TTLI},
-	                                     {"backup", required_argument, NULL, OPT_BACKUP},
-	                                     {"parallel", required_argument, NULL, OPT_PARALLEL},
-	                                     {"tablespace-map", required_argument, NULL, OPT_TSMAP},
-	                                     {"start", no_argument, NULL, OPT_START},
-	                                     {"port", required_argument, NULL, OPT_PORT},
-	                                     {"log", required_argument, NULL, OPT_LOG},
-	                                     {"archive-config", required_argument, NULL, OPT_ARCHIVE},
-	                                     {"dry-run", no_argument, NULL, OPT_DRY},
-	                                     {"quiet", no_argument, NULL, 'q'},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {NULL, 0, NULL, 0}};
-	int                        c;
-	char                      *end;
-	long                       n;
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"to", required_argument, NULL, OPT_TO},
+	    {"target-time", required_argument, NULL, OPT_TTIME},
+	    {"target-lsn", required_argument, NULL, OPT_TLSN},
+	    {"target-name", required_argument, NULL, OPT_TNAME},
+	    {"target", required_argument, NULL, OPT_TARGET},
+	    {"target-exclusive", no_argument, NULL, OPT_TEXCL},
+	    {"target-timeline", required_argument, NULL, OPT_TTLI},
+	    {"backup", required_argument, NULL, OPT_BACKUP},
+	    {"parallel", required_argument, NULL, OPT_PARALLEL},
+	    {"tablespace-map", required_argument, NULL, OPT_TSMAP},
+	    {"start", no_argument, NULL, OPT_START},
+	    {"port", required_argument, NULL, OPT_PORT},
+	    {"log", required_argument, NULL, OPT_LOG},
+	    {"archive-config", required_argument, NULL, OPT_ARCHIVE},
+	    {"dry-run", no_argument, NULL, OPT_DRY},
+	    {"files-to", required_argument, NULL, OPT_FILES_TO},
+	    {"files-snapshot", required_argument, NULL, OPT_FILES_SNAP},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	int   c;
+	char *end;
+	long  n;
 
 	memset(o, 0, sizeof(*o));
 	o->parallel = 4;
@@ -1393,6 +1409,12 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 			case OPT_DRY:
 				o->dry_run = true;
 				break;
+			case OPT_FILES_TO:
+				o->files_to = optarg;
+				break;
+			case OPT_FILES_SNAP:
+				o->files_snapshot = optarg;
+				break;
 			default:
 				restore_usage(stderr);
 				return EXIT_USAGE;
@@ -1403,11 +1425,18 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 		cli_error("restore: unexpected argument \"%s\"", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (o->to == NULL)
+	if (o->to == NULL && o->files_to == NULL)
 	{
 		cli_error("restore: --to DIR is required (an absent or empty directory)");
 		return EXIT_USAGE;
 	}
+	if (o->files_snapshot && o->files_to == NULL)
+	{
+		cli_error("restore: --files-snapshot goes with --files-to DIR");
+		return EXIT_USAGE;
+	}
+	if (o->to == NULL && (o->files_snapshot != NULL || o->ntargets == 1))
+		return EXIT_OK; /* files only */
 	if (o->ntargets != 1)
 	{
 		cli_error("restore: give exactly one of --target-time, --target-lsn, --target-name and "
@@ -1794,6 +1823,106 @@ print_result(Restore *r, const char *log)
 	fflush(stdout);
 }
 
+/*
+ * The files scope: which restic snapshot matches the target.  A restore
+ * point name picks the snapshot tagged with it; a time (or 'latest': now)
+ * the newest snapshot taken at or before it.  An LSN or 'immediate' target
+ * says nothing about files: give --files-snapshot.
+ */
+static int
+find_files_snapshot(const RestoreOpts *o, const PgbkConfig *cfg, int64_t immediate_us, char *id_out,
+                    size_t idlen)
+{
+	FilesSnapshot snap;
+	PgbkError     err;
+	PgbkStatus    st;
+
+	pgbk_error_clear(&err);
+	memset(&snap, 0, sizeof(snap));
+	if (o->files_snapshot)
+	{
+		snprintf(id_out, idlen, "%s", o->files_snapshot);
+		return EXIT_OK;
+	}
+	switch (o->target.kind)
+	{
+		case PLAN_TARGET_NAME:
+			st = files_find(cfg, NULL, 0, o->target.name, &snap, &err);
+			break;
+		case PLAN_TARGET_TIME:
+			st = files_find(cfg, NULL, o->target.time_us, NULL, &snap, &err);
+			break;
+		case PLAN_TARGET_LATEST:
+			st = files_find(cfg, NULL, pgbk_now_us(), NULL, &snap, &err);
+			break;
+		case PLAN_TARGET_IMMEDIATE:
+			if (immediate_us == 0)
+				goto need_id;
+			st = files_find(cfg, NULL, immediate_us, NULL, &snap, &err);
+			break;
+		default:
+			goto need_id;
+	}
+	if (st == PGBK_NOT_FOUND)
+	{
+		cli_error("restore: no file snapshot matches the target: %s", err.msg);
+		return EXIT_REFUSED;
+	}
+	if (st != PGBK_OK)
+		return cli_fail(&err, "restore: files");
+	snprintf(id_out, idlen, "%s", snap.id);
+	files_snapshot_free(&snap);
+	return EXIT_OK;
+
+need_id:
+	cli_error("restore: an LSN target does not say which file snapshot to restore: give "
+	          "--files-snapshot ID (see pgbk.file_snapshot or bk_restore_point)");
+	return EXIT_USAGE;
+}
+
+/* Restore the chosen file snapshot into dir (absent or empty). */
+static int
+restore_files(const PgbkConfig *cfg, const char *id, const char *dir)
+{
+	PgbkError  err;
+	PgbkStatus st;
+
+	pgbk_error_clear(&err);
+	if (!cli_quiet)
+	{
+		printf("Restoring file snapshot %.8s into %s\n", id, dir);
+		fflush(stdout);
+	}
+	st = files_restore(cfg, id, dir, &err);
+	if (st == PGBK_EXISTS)
+	{
+		cli_error("restore: refusing to restore files into \"%s\": %s", dir, err.msg);
+		return EXIT_REFUSED;
+	}
+	if (st != PGBK_OK)
+		return cli_fail(&err, "restore: files");
+	if (!cli_quiet)
+		printf("Restored file snapshot %.8s into %s\n", id, dir);
+	return EXIT_OK;
+}
+
+/* Files only: pgbk restore --files-to DIR2 (TARGET | --files-snapshot ID). */
+static int
+restore_files_only(const RestoreOpts *o)
+{
+	CliContext ctx;
+	char       id[128];
+	int        rc;
+
+	if ((rc = cli_open(&ctx, o->config)) != EXIT_OK)
+		return rc;
+	rc = find_files_snapshot(o, ctx.cfg, 0, id, sizeof(id));
+	if (rc == EXIT_OK)
+		rc = restore_files(ctx.cfg, id, o->files_to);
+	cli_close(&ctx);
+	return rc;
+}
+
 int
 cmd_restore(int argc, char **argv)
 {
@@ -1809,6 +1938,8 @@ cmd_restore(int argc, char **argv)
 
 	if ((rc = parse_options(argc, argv, &o)) != EXIT_OK)
 		return rc < 0 ? EXIT_OK : rc;
+	if (o.to == NULL)
+		return restore_files_only(&o);
 	r = calloc(1, sizeof(Restore));
 	if (r == NULL)
 		return EXIT_FAIL;
@@ -1904,6 +2035,26 @@ cmd_restore(int argc, char **argv)
 	}
 	if ((rc = plan_tablespaces(r)) != EXIT_OK)
 		goto done;
+	if (o.files_to)
+	{
+		/* the files scope is checked before anything is written too */
+		if ((st = check_empty_dir(o.files_to, &exists, &empty, &err)) != PGBK_OK)
+		{
+			rc = cli_fail(&err, "restore");
+			goto done;
+		}
+		if (!empty)
+		{
+			cli_error("restore: refusing to restore files into \"%s\": it is not an empty "
+			          "directory",
+			          o.files_to);
+			rc = EXIT_REFUSED;
+			goto done;
+		}
+		if ((rc = find_files_snapshot(&o, r->ctx.cfg, r->m->stop_time_us, r->files_id,
+		                              sizeof(r->files_id))) != EXIT_OK)
+			goto done;
+	}
 	if (o.start)
 	{
 		char why[512];
@@ -1978,6 +2129,8 @@ cmd_restore(int argc, char **argv)
 		goto done;
 	}
 	print_result(r, log);
+	if (o.files_to && (rc = restore_files(r->ctx.cfg, r->files_id, o.files_to)) != EXIT_OK)
+		goto done;
 
 	/* 5. start */
 	if (o.start)

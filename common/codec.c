@@ -604,6 +604,13 @@ encoder_new(const CodecParams *params, const char *attrs, CodecEncoder **out, Pg
 			return out_of_memory(err);
 		}
 		zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_compressionLevel, enc->level);
+		if (!ZSTD_isError(zr) && params->profile == CODEC_PROFILE_WAL && enc->level >= 2 &&
+		    enc->level <= 4)
+		{
+			zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_hashLog, 14);
+			if (!ZSTD_isError(zr))
+				zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_chainLog, 13);
+		}
 		if (ZSTD_isError(zr))
 		{
 			codec_encoder_free(enc);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "layout.h"
+#include "plan.h"
 #include "walname.h"
 
 Manifest *
@@ -516,7 +517,18 @@ manifest_store(Repo *repo, const CodecParams *params, const Manifest *m, PgbkErr
 	pgbk_buf_init(&enc);
 	st = manifest_to_json(m, &json, err);
 	if (st == PGBK_OK)
-		st = codec_encode(params, json.data, json.len, "kind=manifest\n", &enc, NULL, err);
+	{
+		PgbkBuf attrs;
+
+		/* backup.* attributes: planners read them from the header alone */
+		pgbk_buf_init(&attrs);
+		pgbk_buf_append_str(&attrs, "kind=manifest\n");
+		st = plan_backup_attrs(m, &attrs, err);
+		if (st == PGBK_OK)
+			st = codec_encode(params, json.data, json.len, (const char *) attrs.data, &enc, NULL,
+			                  err);
+		pgbk_buf_free(&attrs);
+	}
 	if (st == PGBK_OK)
 	{
 		memset(&opts, 0, sizeof(opts));

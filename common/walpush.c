@@ -58,7 +58,7 @@ read_whole(const char *path, PgbkBuf *buf, int64_t *mtime, PgbkError *err)
 		close(fd);
 		return pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(save));
 	}
-	*mtime = (int64_t) st.st_mtime;
+	*mtime = (int64_t) st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
 	if (!pgbk_buf_reserve(buf, (size_t) st.st_size))
 	{
 		close(fd);
@@ -175,8 +175,10 @@ build_attrs(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *re
 	PgbkError          scan_err;
 
 	pgbk_buf_reset(&p->attrs);
-	pgbk_buf_printf(&p->attrs, "kind=wal\nname=%s\nwal.kind=%s\nsource_mtime=%" PRId64 "\n", fname,
-	                kinds[kind], res->source_mtime);
+	pgbk_buf_printf(&p->attrs,
+	                "kind=wal\nname=%s\nwal.kind=%s\nsource_mtime=%" PRId64
+	                "\nsource_mtime_us=%" PRId64 "\n",
+	                fname, kinds[kind], res->source_mtime, res->source_mtime_us);
 	res->has_summary = false;
 	if (kind == WAL_FILE_SEGMENT || kind == WAL_FILE_PARTIAL)
 	{
@@ -218,6 +220,7 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 	WalFileKind    kind;
 	RepoPutOptions opts;
 	PgbkStatus     st;
+	CodecParams    wal_params = p->params;
 
 	memset(res, 0, sizeof(*res));
 	kind = walname_classify(fname, NULL);
@@ -227,9 +230,12 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 		                  "file",
 		                  fname);
 
-	if ((st = read_whole(path, &p->raw, &res->source_mtime, err)) != PGBK_OK)
+	if ((st = read_whole(path, &p->raw, &res->source_mtime_us, err)) != PGBK_OK)
 		return st;
+	res->source_mtime = res->source_mtime_us / 1000000;
 	res->raw_size = p->raw.len;
+	if (kind == WAL_FILE_SEGMENT || kind == WAL_FILE_PARTIAL)
+		wal_params.profile = CODEC_PROFILE_WAL;
 
 	if ((st = build_attrs(p, fname, kind, res, err)) != PGBK_OK)
 		return st;
@@ -243,7 +249,7 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 	}
 
 	pgbk_buf_reset(&p->enc);
-	if ((st = codec_encode(&p->params, p->raw.data, p->raw.len, (const char *) p->attrs.data,
+	if ((st = codec_encode(&wal_params, p->raw.data, p->raw.len, (const char *) p->attrs.data,
 	                       &p->enc, res->hash, err)) != PGBK_OK)
 		return pgbk_error_prefix(err, "could not encode \"%s\"", fname);
 	res->stored_size = p->enc.len;

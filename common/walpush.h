@@ -42,7 +42,8 @@ typedef struct WalPushResult
 	uint64_t      raw_size;
 	uint64_t      stored_size;
 	unsigned char hash[CODEC_HASH_BYTES];
-	int64_t       source_mtime; /* the file's mtime, Unix seconds */
+	int64_t       source_mtime;    /* the file's mtime, Unix seconds */
+	int64_t       source_mtime_us; /* the same, microseconds */
 	bool          has_summary;
 	WalSummary    summary;
 } WalPushResult;

@@ -39,6 +39,8 @@ static MemoryContext archive_context = NULL;
 
 /* How long to wait for an uploader holding a claim before checking it. */
 #define CLAIM_CHECK_MS 1000
+/* How long an unclaimed file is left to the uploaders before we upload it. */
+#define HANDOFF_MS 2000
 
 static int
 find_slot(const char *file)
@@ -68,11 +70,24 @@ free_slot_index(void)
  * slot is released); otherwise returns false with a claim held by us in
  * *slot_out (or -1 when the table is full: upload without a slot).
  */
+/* Are uploader workers running (they register their latch)? */
+static bool
+uploaders_alive(void)
+{
+	int i;
+
+	for (i = 0; i < PGBK_MAX_UPLOADERS; i++)
+		if (pgbk_shared->uploader_latch[i] != NULL)
+			return true;
+	return false;
+}
+
 static bool
 claim_or_wait(const char *file, int *slot_out)
 {
-	bool waited = false;
-	bool cleaned = false;
+	bool        waited = false;
+	bool        cleaned = false;
+	TimestampTz handoff_until = 0;
 
 	ConditionVariablePrepareToSleep(&pgbk_shared->slot_cv);
 	for (;;)
@@ -131,6 +146,35 @@ claim_or_wait(const char *file, int *slot_out)
 			ConditionVariableCancelSleep();
 			*slot_out = idx;
 			return false;
+		}
+		/*
+		 * Nobody has the file yet.  With uploaders running, leave it to them
+		 * (they run at a lower CPU priority than queries, pgbk.uploader_nice)
+		 * and wait; upload it here only if none takes it within
+		 * HANDOFF_MS.
+		 */
+		if (uploaders_alive())
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (handoff_until == 0)
+				handoff_until = TimestampTzPlusMilliseconds(now, HANDOFF_MS);
+			if (now < handoff_until)
+			{
+				if (!waited)
+					pgbk_shared->callback_waited++;
+				waited = true;
+				LWLockRelease(pgbk_shared->lock);
+				pgbk_wake_uploaders();
+				(void) ConditionVariableTimedSleep(&pgbk_shared->slot_cv, 20, PG_WAIT_EXTENSION);
+				if (ShutdownRequestPending)
+				{
+					ConditionVariableCancelSleep();
+					*slot_out = -1;
+					return false;
+				}
+				continue;
+			}
 		}
 		idx = free_slot_index();
 		if (idx < 0 && !cleaned)

@@ -23,6 +23,7 @@ PG_MODULE_MAGIC;
 char *pgbk_config_path = NULL;
 int   pgbk_upload_workers = 2;
 int   pgbk_lookahead = 16;
+int   pgbk_uploader_nice = 10;
 char *pgbk_database = NULL;
 int   pgbk_catalog_sync_interval = 60;
 int   pgbk_backup_parallel = 2;
@@ -101,6 +102,12 @@ _PG_init(void)
 	                        "0 makes the archive module upload each file by itself.",
 	                        &pgbk_upload_workers, 2, 0, PGBK_MAX_UPLOADERS, PGC_POSTMASTER, 0, NULL,
 	                        NULL, NULL);
+
+	DefineCustomIntVariable("pgbk.uploader_nice",
+	                        "How much lower than queries the uploaders' CPU priority is (nice).",
+	                        "Compression competes with queries for CPU; with a positive value "
+	                        "queries come first.",
+	                        &pgbk_uploader_nice, 10, 0, 19, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("pgbk.lookahead",
 	                        "How many ready WAL files the uploaders work on ahead "

@@ -26,6 +26,7 @@
 extern char *pgbk_config_path;
 extern int   pgbk_upload_workers;
 extern int   pgbk_lookahead;
+extern int   pgbk_uploader_nice;
 extern char *pgbk_database;
 extern int   pgbk_catalog_sync_interval;
 extern int   pgbk_backup_parallel;

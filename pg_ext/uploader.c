@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "access/xlog.h"
@@ -295,6 +296,13 @@ pgbk_uploader_main(Datum arg)
 	int           idle_rounds = 0;
 
 	uploader_index = DatumGetInt32(arg);
+	/* queries first: uploads use what CPU they leave (the archiver waits) */
+	if (pgbk_uploader_nice > 0)
+	{
+		errno = 0;
+		if (setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + pgbk_uploader_nice) != 0)
+			ereport(LOG, (errmsg("pgbk uploader: could not lower its priority: %m")));
+	}
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();

@@ -49,15 +49,26 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# polling without forking (a find | wc every few ms would steal the CPU the
+# tools compete for): glob in bash, sleep on a pipe with read -t
+exec 9<> <(:)
+nap() { read -r -t "$1" -u 9 || true; }
 # the uploader workers of the cluster in data dir $1
 uploader_pids() { pgrep -P "$(head -1 "$1/postmaster.pid")" -f "pgbk uploader" || true; }
-ready_count() { find "$1/pg_wal/archive_status" -name '*.ready' | wc -l; }
+ready_count() {
+	local f=("$1"/pg_wal/archive_status/*.ready)
+	if [ -e "${f[0]}" ]; then echo "${#f[@]}"; else echo 0; fi
+}
 wait_drained() {
-	local data=$1 deadline=$(( $(date +%s) + 1800 ))
-	while [ "$(ready_count "$data")" -gt 0 ]; do
-		[ "$(date +%s)" -lt "$deadline" ] || { log "drain timed out"; return 1; }
-		sleep 0.05
+	local data=$1 deadline=$((SECONDS + 1800)) f
+	shopt -s nullglob
+	while :; do
+		f=("$data"/pg_wal/archive_status/*.ready)
+		[ ${#f[@]} -eq 0 ] && break
+		[ $SECONDS -lt $deadline ] || { log "drain timed out"; shopt -u nullglob; return 1; }
+		nap 0.02
 	done
+	shopt -u nullglob
 }
 bucket_bytes() {
 	radosgw-admin -c "$dir/rgw/ceph.conf" -n client.rgw.a bucket stats --bucket="$1" 2>/dev/null |
@@ -142,9 +153,15 @@ log_min_messages = warning
 EOF
 pg_ctl -D "$dir/pristine" -l "$dir/pristine.log" -w start >/dev/null
 psql -X -q -c "CREATE EXTENSION pgbk"
-pgbench -i -s 50 -q >/dev/null 2>&1
+# a bulk load (COPY, index builds) and then OLTP updates: the WAL of a
+# database being filled and then used
+pgbench -i -s $(( SEGS * 2 / 3 )) -q >/dev/null 2>&1
+pgbench -c 4 -j 2 -T 10 >/dev/null 2>&1
+i=0
 while [ "$(ready_count "$dir/pristine")" -lt "$SEGS" ]; do
-	pgbench -c 4 -j 2 -T 10 >/dev/null 2>&1
+	# OLTP-like updates over the table (page images after each checkpoint)
+	psql -X -q -c "CHECKPOINT" -c "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 50 = $((i % 50))"
+	i=$((i + 1))
 done
 psql -X -q -c "CHECKPOINT"
 pg_ctl -D "$dir/pristine" -m fast stop >/dev/null

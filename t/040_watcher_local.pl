@@ -37,6 +37,8 @@ my $w = PgbkWatcher->new(
 	conninfo => $node->connstr('postgres') . ' user=pgbk_watcher');
 $w->init;
 ok(-f "$repo->{dir}/files/config", 'restic repository created under the pgbk repository');
+# pgbk restore --files-to reads the restic password from pgbk.conf
+PgbkTest::append_file($repo->{conf}, "restic_password_file = '$w->{settings}{restic_password_file}'\n");
 
 # the moments we will restore: snapshot id => tree state
 my %state_of;
@@ -169,12 +171,8 @@ unlike(substr($w->log_contents, $logpos), qr/taking a snapshot/, '... and start 
 # at once, tagged with the name.  As a member of pgbk_admin.
 my $rp = 'before-upgrade:v2';
 PgbkWatcher::put($root, 'config/pimcore/before-upgrade.yaml', 123);
-my $have_create = $node->safe_psql('postgres',
-	"SELECT to_regproc('bk_create_restore_point') IS NOT NULL") eq 't';
 my $rp_at = $node->safe_psql('postgres',
-	$have_create
-	? "SELECT bk_create_restore_point('$rp'); SELECT now()"
-	: "SELECT bk_request_file_snapshot('$rp'); SELECT now()",
+	"SELECT bk_create_restore_point('$rp'); SELECT now()",
 	extra_params => [ '-U', 'app_admin' ]);
 $n++;
 my ($rp_id, undef, undef, $rp_trigger) = wait_snapshot($n);
@@ -195,9 +193,7 @@ like($out, qr/^\Q$rp_id\E /, 'the repository finds it by restore point name too'
 my ($ok, $msg) = $w->restore_matches($state_of{$rp_id}, restore_point => $rp);
 ok($ok, 'restore by restore point name gives that tree') or diag $msg;
 
-SKIP:
 {
-	skip 'bk_create_restore_point is not there yet', 1 unless $have_create;
 	my $plan = $node->safe_psql('postgres',
 		"SELECT scope, recoverable, backup_id FROM bk_restore_point_named('$rp') WHERE scope = 'files'");
 	is($plan, "files|t|$rp_id", 'bk_restore_point for the restore point lists that file snapshot');
@@ -218,10 +214,8 @@ is( $node->safe_psql('postgres',
 ($rc, $out, $err) = $w->itest_files('find', undef, restore_point => $odd);
 like($out, qr/^\Q$odd_id\E /, '... and found in the repository by it');
 
-SKIP:
 {
-	my ($prc, $pout, $perr) = PgbkTest::pgbk('restore', '--help');
-	skip 'pgbk restore --files-to is not there yet', 1 unless "$pout$perr" =~ /--files-to/;
+	my ($prc, $pout, $perr);
 	my $dir2 = PostgreSQL::Test::Utils::tempdir('files_to') . '/files';
 	my $dir1 = PostgreSQL::Test::Utils::tempdir('pgdata_to') . '/data';
 	($prc, $pout, $perr) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dir1,

@@ -263,23 +263,12 @@ my %env = (%ENV, RESTIC_PASSWORD_FILE => $w->{settings}{restic_password_file},
 # the files scope's depth comes from the catalog (files_depth is the
 # fallback when it has none)
 $w->set(forget_interval => '1h', files_depth => '30d');
-my $have_policy = $node->safe_psql('postgres',
-	"SELECT to_regproc('bk_set_policy') IS NOT NULL") eq 't';
-if ($have_policy)
-{
-	$node->safe_psql('postgres', "SELECT bk_set_policy('files', depth => '1 day')");
-}
-else
-{
-	$w->set(files_depth => '1d');
-}
+$node->safe_psql('postgres', "SELECT bk_set_policy('files', depth => '1 day')");
 $pos = $w->log_size;
 $w->start;
 ok($w->wait_for_log(qr/restic forget removed 1 snapshot\(s\) older than the files depth/, $pos),
 	'the stale lock was removed and forget --prune ran');
-SKIP:
 {
-	skip 'no bk_set_policy in this extension', 1 unless $have_policy;
 	like(substr($w->log_contents, $pos), qr/older than 1d0h \(the files depth, from the catalog\)/,
 		"the depth is the files scope's in the catalog");
 }

@@ -65,6 +65,15 @@ sub write_file
 	return $path;
 }
 
+sub append_file
+{
+	my ($path, $content) = @_;
+	open(my $fh, '>>', $path) or croak "could not append to $path: $!";
+	print $fh $content;
+	close($fh);
+	return $path;
+}
+
 sub slurp
 {
 	my ($path) = @_;
