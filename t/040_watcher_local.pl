@@ -215,13 +215,27 @@ is( $node->safe_psql('postgres',
 like($out, qr/^\Q$odd_id\E /, '... and found in the repository by it');
 
 {
-	my ($prc, $pout, $perr);
+	# files only (this node has no base backup): by restore point name, and
+	# by the snapshot id bk_restore_point prints in its command
 	my $dir2 = PostgreSQL::Test::Utils::tempdir('files_to') . '/files';
-	my $dir1 = PostgreSQL::Test::Utils::tempdir('pgdata_to') . '/data';
-	($prc, $pout, $perr) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dir1,
+	my ($prc, $pout, $perr) = PgbkTest::pgbk('restore', '--config', $repo->{conf},
 		'--target-name', $rp, '--files-to', $dir2);
+	is($prc, 0, 'pgbk restore --files-to --target-name') or diag $perr;
 	my @d = PgbkWatcher::compare_states($state_of{$rp_id}, PgbkWatcher::tree_state($dir2));
 	is(scalar(@d), 0, 'pgbk restore --files-to restores it byte for byte') or diag "@d $perr";
+
+	my $cmd = $node->safe_psql('postgres',
+		"SELECT command FROM bk_restore_point_named('$rp') WHERE scope = 'files'");
+	like($cmd, qr/--files-snapshot \Q$rp_id\E/, 'the plan prints the files restore command');
+	my $dir3 = PostgreSQL::Test::Utils::tempdir('files_snap') . '/files';
+	($prc, $pout, $perr) = PgbkTest::pgbk('restore', '--config', $repo->{conf},
+		'--files-snapshot', $rp_id, '--files-to', $dir3);
+	is($prc, 0, 'pgbk restore --files-snapshot ID --files-to') or diag $perr;
+	@d = PgbkWatcher::compare_states($state_of{$rp_id}, PgbkWatcher::tree_state($dir3));
+	is(scalar(@d), 0, '... restores the same tree') or diag "@d";
+	($prc, $pout, $perr) = PgbkTest::pgbk('restore', '--config', $repo->{conf},
+		'--files-snapshot', $rp_id, '--files-to', $dir3);
+	is($prc, 8, 'a non-empty --files-to directory is refused (exit 8)');
 }
 
 # Every recorded moment restores byte for byte, by id and by time.
