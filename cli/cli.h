@@ -78,5 +78,6 @@ int cmd_keygen(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif /* PGBK_CLI_H */

@@ -156,6 +156,9 @@ usage(FILE *out)
 	        "  restore --to DIR ...   restore a base backup to a point in time into a new "
 	        "data directory\n"
 	        "  info [--json]          backups, archived WAL and the recoverable window\n"
+	        "  verify [--sample F]    check that every object decrypts and matches its "
+	        "checksum,\n"
+	        "                         and that every backup has unbroken WAL\n"
 	        "  check                  check the configuration and that the repository is "
 	        "reachable\n"
 	        "  keygen FILE            write a new key file (mode 0600)\n"
@@ -216,6 +219,8 @@ main(int argc, char **argv)
 		return cmd_restore(argc - 1, argv + 1);
 	if (strcmp(cmd, "info") == 0)
 		return cmd_info(argc - 1, argv + 1);
+	if (strcmp(cmd, "verify") == 0)
+		return cmd_verify(argc - 1, argv + 1);
 	cli_error("unknown command \"%s\" (try \"pgbk --help\")", cmd);
 	return EXIT_USAGE;
 }

@@ -81,6 +81,13 @@ sq("SELECT bk_set_policy('database', granularity => '1 minute')");
 my $w = PgbkRestore::workload($node, backups => [0]);
 sq('SELECT bk_catalog_sync()');
 is(sq('SELECT count(*) FROM bk_verify()'), '0', 'a healthy repository verifies clean');
+my ($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+is($rc, 0, 'pgbk verify (repository alone): a healthy repository verifies clean')
+  or diag("$out\n$err");
+like($err, qr/verify: \d+ objects read .*, 0 problems/, '... and says how much it read');
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf, '--sample', '1.5');
+is($rc, 2, 'pgbk verify --sample 1.5 is a usage error');
+like($err, qr/--sample must be a number in \(0, 1\], not "1.5"/, '... naming the option');
 my @names = split /\n/, sq("SELECT name FROM pgbk.wal WHERE kind = 'segment' ORDER BY name DESC LIMIT 4");
 my ($deleted, $flipped) = @names[1, 2];
 # damage the repository through the S3 API
@@ -91,6 +98,17 @@ like($problems, qr/^wal \Q$deleted\E: missing/m, 'verify names the deleted WAL o
 like($problems, qr/^wal \Q$flipped\E: unreadable: .*(modified|authentication)/m,
 	'verify names the corrupted WAL object');
 like($problems, qr/wal gap/, '... and the gap it leaves for the backups');
+
+# the same damage found from the repository alone, by name, with exit code 6
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+is($rc, 6, 'pgbk verify exits 6 (integrity) on a damaged repository') or diag("$out\n$err");
+like($out, qr/^wal gap \Q$deleted\E: WAL segment \Q$deleted\E is missing: backup \S+ cannot be restored past it$/m,
+	'pgbk verify names the deleted WAL object and the backup it cuts off');
+like($out, qr/^wal \Q$flipped\E: unreadable: .*(modified|authentication)/m,
+	'pgbk verify names the corrupted WAL object');
+unlike($out, qr/^wal (?!gap)(?!\Q$flipped\E:)/m, '... and nothing else');
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf, '--sample', '0.01');
+like($out, qr/^wal gap \Q$deleted\E:/m, 'with --sample the continuity check still finds the gap');
 $s3->stop;
 
 done_testing();

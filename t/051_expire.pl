@@ -1,0 +1,133 @@
+# Expiry by depth, with the clock moved months ahead (bk_expire's as_of):
+# three base backups B0 < B1 < B2 and WAL between them; a depth of 90 days
+# and "now" = T3 + 90 days (so the window begins at T3, after B1 ended):
+# exactly B0 and the WAL before B1's start go (a dry run first says so and
+# changes nothing), history files and everything else stay, a restore to
+# T3 (the oldest moment inside the window) succeeds end to end with the
+# recorded rows, and T1 is refused.  Then an expiry stopped half-way (after
+# two repository deletions, as a crash would) and run again leaves the
+# repository and the catalog consistent: catalog = repository, bk_verify()
+# clean, and a restore to the new window's start works.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use lib 't/lib';
+use PgbkRestore;
+use PgbkTest;
+
+my $repo = PgbkTest::local_repo('expire');
+my $conf = $repo->{conf};
+my $node = PgbkTest::new_node('expire', $conf);
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION pgbk');
+
+sub sq { return $node->safe_psql('postgres', $_[0]); }
+
+sub listing
+{
+	my ($prefix) = @_;
+	my %h = map { (split / /)[0] => 1 } grep { length } split /\n/,
+	  PgbkTest::repo_tool($conf, 'list', $prefix);
+	return \%h;
+}
+
+sub wal_objects
+{
+	my $l = listing('wal/');
+	return { map { (m{([^/]+)$})[0] => 1 } keys %$l };
+}
+
+my $w = PgbkRestore::workload($node, steps => 6, backups => [ 0, 2, 4 ]);
+my ($b0, $b1, $b2) = @{ $w->{backups} };
+my @t = map { $_->{time} } @{ $w->{moments} };    # $t[0] = T1 ... $t[5] = T6
+sq("SELECT bk_set_policy('database', depth => '90 days')");
+
+# what the rule says must go when the window begins at T3: B0, and every
+# WAL file (not history) that ends at or before B1's start
+my $as_of1 = "'$t[2]'::timestamptz + interval '90 days'";
+my @want_wal = split /\n/, sq(
+	"SELECT name FROM pgbk.wal WHERE kind <> 'history' AND end_lsn <= (SELECT start_lsn FROM pgbk.backup WHERE id = '$b1') ORDER BY name"
+);
+ok(@want_wal >= 2, scalar(@want_wal) . ' WAL files lie before B1 started');
+my $wal_before = wal_objects();
+my $backups_before = listing('backup/');
+
+# a dry run says exactly that, and changes nothing
+my $dry = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(true, $as_of1) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
+is($dry, join("\n", "backup $b0 would delete", map { "wal $_ would delete" } @want_wal),
+	'dry run: exactly B0 and the WAL before B1 would go');
+like(sq("SELECT reason FROM bk_expire(true, $as_of1) WHERE object = '$b1'"),
+	qr/newest backup that ended before the depth window began/, '... B1 is kept as the anchor, with the reason');
+is_deeply(wal_objects(), $wal_before, '... and the dry run deleted nothing');
+
+# the real expiry
+my $done = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(false, $as_of1) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
+is($done, join("\n", "backup $b0 delete", map { "wal $_ delete" } @want_wal),
+	'expiry deletes exactly B0 and the WAL before B1');
+my %expect_wal = %$wal_before;
+delete $expect_wal{$_} for @want_wal;
+is_deeply(wal_objects(), \%expect_wal, 'the repository lost exactly those WAL objects');
+my $l = listing('backup/');
+ok(!grep({ m{^backup/\Q$b0\E/} } keys %$l), "backup $b0: no data object left");
+ok(scalar(grep { m{^backup/\Q$b1\E/} } keys %$l) > 0 && scalar(grep { m{^backup/\Q$b2\E/} } keys %$l) > 0,
+	'B1 and B2 keep their data');
+is_deeply([ sort keys %{ listing('manifest/') } ], [ "manifest/$b1", "manifest/$b2" ],
+	'manifests of B1 and B2 only');
+is(sq("SELECT string_agg(id, ',' ORDER BY id) FROM pgbk.backup"), "$b1,$b2", 'catalog: B1 and B2');
+is(sq("SELECT count(*) FROM pgbk.wal WHERE name = ANY('{" . join(',', @want_wal) . "}')"), '0',
+	'catalog: the expired WAL rows are gone');
+
+# the oldest moment inside the window restores end to end
+my ($r, $rc, $out, $err) = PgbkRestore::restore('t3', $conf, '--target-time', $t[2]);
+is($rc, 0, "restore to T3 ($t[2]), the window's start, succeeds") or diag("$out$err");
+like($out, qr/backup:\s+\Q$b1\E/, '... from B1');
+is(PgbkRestore::state($r), $w->{moments}[2]{state}, '... with exactly the rows of T3') if $rc == 0;
+PgbkRestore::drop($r);
+($r, $rc, $out, $err) = PgbkRestore::restore('t1', $conf, '--target-time', $t[0]);
+is($rc, 8, 'T1, before the window, is refused now') or diag("$out$err");
+like($err, qr/not recoverable/, '... as not recoverable');
+PgbkRestore::drop($r);
+
+###########################################################################
+# An expiry stopped half-way, then run again.  Window start T5: B1 and the
+# WAL before B2 go.
+my $as_of2 = "'$t[4]'::timestamptz + interval '90 days'";
+my @want_wal2 = split /\n/, sq(
+	"SELECT name FROM pgbk.wal WHERE kind <> 'history' AND end_lsn <= (SELECT start_lsn FROM pgbk.backup WHERE id = '$b2') ORDER BY name"
+);
+my $stopped = $node->psql('postgres',
+	"SET pgbk.debug_expire_fail_after = 2; SELECT * FROM bk_expire(false, $as_of2)",
+	stderr => \my $stderr);
+isnt($stopped, 0, 'the expiry stops after two deletions');
+like($stderr, qr/expiry stopped by pgbk.debug_expire_fail_after after 2 deletions/, '... as the hook says');
+ok(!-e "$repo->{dir}/manifest/$b1", "... B1's manifest went first, so B1 is never taken for complete");
+is(sq("SELECT count(*) FROM pgbk.backup WHERE id = '$b1'"), '1', '... while its catalog row stays');
+
+$done = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(false, $as_of2) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
+is($done, join("\n", "backup $b1 delete", map { "wal $_ delete" } @want_wal2),
+	'run again: it finishes the job (B1 and the WAL before B2)');
+
+# consistent: the catalog and the repository say the same
+$l = listing('backup/');
+ok(!grep({ m{^backup/\Q$b1\E/} } keys %$l), 'no data object of B1 is left');
+is_deeply([ sort keys %{ listing('manifest/') } ], ["manifest/$b2"], 'only B2 has a manifest');
+is(sq("SELECT string_agg(id, ',' ORDER BY id) FROM pgbk.backup"), $b2, 'catalog: only B2');
+my $cat_wal = sq("SELECT string_agg(name, ',' ORDER BY name) FROM pgbk.wal");
+is($cat_wal, join(',', sort keys %{ wal_objects() }), 'catalog WAL rows = WAL objects in the repository');
+sq('SELECT bk_catalog_sync()');
+is(sq("SELECT string_agg(name, ',' ORDER BY name) FROM pgbk.wal"), $cat_wal,
+	'a catalog rebuilt from the repository is the same');
+is(sq('SELECT count(*) FROM bk_verify()'), '0', 'bk_verify finds nothing wrong');
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+is($rc, 0, 'pgbk verify finds nothing wrong') or diag("$out$err");
+
+($r, $rc, $out, $err) = PgbkRestore::restore('t5', $conf, '--target-time', $t[4]);
+is($rc, 0, "restore to T5 ($t[4]), the new window's start, succeeds") or diag("$out$err");
+is(PgbkRestore::state($r), $w->{moments}[4]{state}, '... with exactly the rows of T5') if $rc == 0;
+PgbkRestore::drop($r);
+
+$node->stop;
+done_testing();
