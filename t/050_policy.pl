@@ -1,10 +1,9 @@
 # The four axes as policy: every scope in one plan (with registered daily
 # Hyper-V snapshots), health flags (database granularity broken by an S3
 # outage, files changed without a snapshot, an external scope silent for 25
-# hours), verification naming a deleted and a corrupted object, and expiry
-# by depth: exactly the expected backups and WAL go, a restore to the oldest
-# moment inside the window still works, and an expiry killed half-way and
-# run again leaves repository and catalog consistent.
+# hours), and verification (bk_verify from the catalog, pgbk verify from the
+# repository alone) naming a deleted and a corrupted object.  Expiry by
+# depth is t/051_expire.pl.
 use strict;
 use warnings;
 
