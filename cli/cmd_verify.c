@@ -94,8 +94,7 @@ verify_usage(FILE *out)
 	        VERIFY_MAX_PARALLEL);
 }
 
-static void
-report(Verify *vr, const char *kind, const char *object, const char *fmt, ...)
+static void report(Verify *vr, const char *kind, const char *object, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
@@ -379,13 +378,11 @@ verify_worker(void *arg)
 static void
 show_progress(Verify *vr, bool final)
 {
-	char done[32], total[32];
+	char done[32];
 
 	plan_format_bytes(vr->stored_done, done, sizeof(done));
-	plan_format_bytes(vr->stored_total, total, sizeof(total));
 	fprintf(stderr, "\r  %d of %d objects, %s read   %s", vr->done, vr->nitems, done,
 	        final ? "\n" : "");
-	(void) total;
 	fflush(stderr);
 }
 
@@ -531,7 +528,8 @@ check_continuity(Verify *vr, PgbkError *err)
 			if (st != PGBK_OK)
 				break;
 			walname_format_segment(name, tli, seg, segsz);
-			walname_format_segment(lastname, plan_chain_tli_of_seg(&chain, run_end, segsz, b->timeline),
+			walname_format_segment(lastname,
+			                       plan_chain_tli_of_seg(&chain, run_end, segsz, b->timeline),
 			                       run_end, segsz);
 			if (run_end == seg)
 				report(vr, "wal gap", name,
@@ -554,19 +552,17 @@ check_continuity(Verify *vr, PgbkError *err)
 int
 cmd_verify(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-	                                     {"sample", required_argument, NULL, 's'},
-	                                     {"parallel", required_argument, NULL, 'p'},
-	                                     {"quiet", no_argument, NULL, 'q'},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {NULL, 0, NULL, 0}};
-	const char                *config = NULL;
-	Verify                     vr;
-	PgbkError                  err;
-	PgbkStatus                 st;
-	int                        c, rc, i;
-	char                      *end;
-	char                       bytes[32];
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},   {"sample", required_argument, NULL, 's'},
+	    {"parallel", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+	const char *config = NULL;
+	Verify      vr;
+	PgbkError   err;
+	PgbkStatus  st;
+	int         c, rc, i;
+	char       *end;
+	char        bytes[32];
 
 	memset(&vr, 0, sizeof(vr));
 	vr.sample = 1.0;
@@ -638,8 +634,8 @@ cmd_verify(int argc, char **argv)
 	else
 	{
 		plan_format_bytes(vr.stored_done, bytes, sizeof(bytes));
-		cli_info("verify: %d objects read (%s), %" PRIu64 " problem%s", vr.done, bytes,
-		         vr.problems, vr.problems == 1 ? "" : "s");
+		cli_info("verify: %d objects read (%s), %" PRIu64 " problem%s", vr.done, bytes, vr.problems,
+		         vr.problems == 1 ? "" : "s");
 		rc = vr.problems > 0 ? EXIT_INTEGRITY : EXIT_OK;
 	}
 	for (i = 0; i < vr.nitems; i++)
