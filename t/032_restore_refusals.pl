@@ -49,6 +49,9 @@ sub sql_reason
 
 my $stop = $node->safe_psql('postgres',
 	"SELECT to_char(stop_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM pgbk.backup WHERE id = '$bid'");
+# printed as PostgreSQL prints a timestamp: no trailing zeros in the fraction
+$stop =~ s/0+$// if $stop =~ /\./;
+$stop =~ s/\.$//;
 
 # 1. before the oldest backup's end
 my $reason = refused('before the oldest backup', '--target-time', $t[0]);

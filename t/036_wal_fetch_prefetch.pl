@@ -205,9 +205,9 @@ ok(wait_for('the rest of the window', sub {
 is($rc, 0, 'final cleanup');
 # Outside a data directory in recovery there is no spool: two repositories
 # fetched from one directory must never hand each other's segments over.
-my $plain = PostgreSQL::Test::Utils::tempdir('plain');
-($rc, $out, $err) = fetch($plain, $segs[0], "$plain/$segs[0]");
+my $outside = PostgreSQL::Test::Utils::tempdir('outside');
+($rc, $out, $err) = fetch($outside, $segs[0], "$outside/$segs[0]");
 is($rc, 0, 'wal-fetch outside a data directory in recovery');
-ok(!-e "$plain/pgbk_spool", '... uses no spool');
+ok(!-e "$outside/pgbk_spool", '... uses no spool');
 
 done_testing();
