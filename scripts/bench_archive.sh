@@ -27,6 +27,7 @@ if [ "$(id -u)" = 0 ] && [ "${1:-}" != --as-user ]; then
 	install -d -o postgres -g postgres "$dir"
 	exec runuser -u postgres -- env BENCH_SEGMENTS="${BENCH_SEGMENTS:-}" \
 		BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_PGBENCH_SECONDS="${BENCH_PGBENCH_SECONDS:-}" \
+		BENCH_UPLOAD_WORKERS="${BENCH_UPLOAD_WORKERS:-}" BENCH_PERF="${BENCH_PERF:-}" \
 		"$top/scripts/bench_archive.sh" --as-user "$dir"
 fi
 dir=${2:-${BENCH_DIR:-/var/tmp/pgbk-bench-archive}}
@@ -148,7 +149,7 @@ checkpoint_timeout = 30min
 archive_mode = on
 archive_command = 'false'
 shared_preload_libraries = 'pgbk'
-pgbk.upload_workers = 2
+pgbk.upload_workers = ${BENCH_UPLOAD_WORKERS:-2}
 log_min_messages = warning
 EOF
 pg_ctl -D "$dir/pristine" -l "$dir/pristine.log" -w start >/dev/null
@@ -183,8 +184,12 @@ EOF
 	psql -X -q -c "ALTER SYSTEM SET pgbk.config = '$conf'"
 	t0=$(now)
 	psql -X -q -c "SELECT pg_reload_conf()" >/dev/null
+	if [ -n "${BENCH_PERF:-}" ]; then
+		perf record -a -g -o "$dir/perf-pgbk-r$1.data" -- sleep 3 >/dev/null 2>&1 &
+	fi
 	wait_drained "$dir/data"
 	t1=$(now)
+	wait
 	for p in $(uploader_pids "$dir/data"); do
 		awk -v p="$p" '/VmHWM/ {print "uploader " p " peak RSS " $2 " kB"}' /proc/$p/status >&2 || true
 	done

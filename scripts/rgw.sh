@@ -113,6 +113,18 @@ ceph_cmd() {
 	ceph -c "$dir/ceph.conf" --connect-timeout 20 "$@"
 }
 
+# A monitor that has just started can turn the first commands away ("EPERM:
+# problem getting command descriptions", the client's fsid still zero): try a
+# few times.  Both commands used this way are idempotent.
+ceph_cmd_retry() {
+	local i
+	for i in 1 2 3 4 5; do
+		ceph_cmd "$@" && return 0
+		sleep 1
+	done
+	return 1
+}
+
 start_radosgw() {
 	radosgw -c "$dir/ceph.conf" -n client.rgw.a -f </dev/null >>"$dir/log/radosgw.out" 2>&1 &
 	echo $! > "$dir/radosgw.pid"
@@ -240,9 +252,9 @@ cmd_start() {
 	disown
 	write_env
 
-	ceph_cmd osd new "$osd_uuid" >/dev/null 2>>"$dir/log/ceph-cli.out" ||
+	ceph_cmd_retry osd new "$osd_uuid" >/dev/null 2>>"$dir/log/ceph-cli.out" ||
 		die "ceph osd new failed (see $dir/log)"
-	ceph_cmd osd crush add osd.0 1.0 root=default host=localhost >/dev/null 2>>"$dir/log/ceph-cli.out" ||
+	ceph_cmd_retry osd crush add osd.0 1.0 root=default host=localhost >/dev/null 2>>"$dir/log/ceph-cli.out" ||
 		die "ceph osd crush add failed (see $dir/log)"
 	ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$dir/log/mkfs.out" 2>&1 ||
 		die "ceph-osd --mkfs failed (see $dir/log)"
