@@ -17,7 +17,7 @@
  *	    "tablespaces": [{"oid": 16385, "location": "/srv/ts1"}],
  *	    "directories": [{"path": "pg_wal", "mode": 448}, ...],
  *	    "files": [{"path": "base/1/1259", "size": 8192, "mtime": 1790000000,
- *	               "mode": 384, "hash": "<BLAKE2b-256 hex>", "stored": 1234}],
+ *	               "mode": 384, "hash": "<XXH3-128 hex>", "stored": 1234}],
  *	    "bytes": ..., "stored_bytes": ..., "compression": "zstd", "encrypted": true
  *	  }
  *
@@ -40,7 +40,7 @@ typedef struct ManifestFile
 	uint64_t      size;  /* raw bytes backed up */
 	int64_t       mtime; /* Unix seconds */
 	unsigned int  mode;
-	unsigned char hash[CODEC_HASH_BYTES]; /* BLAKE2b-256 of the content */
+	unsigned char hash[CODEC_HASH_BYTES]; /* XXH3-128 of the content */
 	uint64_t      stored;                 /* bytes of its object in the repository */
 } ManifestFile;
 

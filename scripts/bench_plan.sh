@@ -100,3 +100,9 @@ cat > "$dir/plan_db.sql" <<'EOF'
 SELECT recoverable FROM pgbk.plan_database('time', timestamptz '2025-01-01 00:00:00+00' + :m * interval '1 minute' + interval '30 seconds', NULL, NULL);
 EOF
 pgbench -n -c 1 -t "$CALLS" -f "$dir/plan_db.sql" 2>&1 | grep -E "latency average|tps"
+echo
+echo "a moment after the last archived commit (the quiet-database rule decides):"
+quiet="timestamptz '2025-01-01 00:00:00+00' + $SEGMENTS * interval '1 minute' + interval '500 milliseconds'"
+psql -X -At -c "SELECT 'recoverable: ' || recoverable || ', last WAL ' || last_wal FROM pgbk.plan_database('time', $quiet, NULL, NULL)"
+echo "SELECT recoverable FROM pgbk.plan_database('time', $quiet, NULL, NULL);" > "$dir/plan_quiet.sql"
+pgbench -n -c 1 -t "$CALLS" -f "$dir/plan_quiet.sql" 2>&1 | grep -E "latency average|tps"

@@ -49,12 +49,28 @@ like(PgbkTest::slurp($r->data_dir . '/postgresql.auto.conf'),
 is(PgbkRestore::state($r), $state, '... and the rows of that moment') if $rc == 0;
 PgbkRestore::drop($r);
 
+# bk_restore_point applies the same rule to the catalog.  (bk_catalog_sync
+# here writes to the catalog: its commits come after every moment tested.)
+sub sql_plan
+{
+	my ($target) = @_;
+	$node->safe_psql('postgres', 'SELECT bk_catalog_sync()');
+	return $node->safe_psql('postgres',
+		"SELECT recoverable, coalesce(reason, '') FROM bk_restore_point('$target') WHERE scope = 'database'");
+}
+is(sql_plan($tq), 't|', 'bk_restore_point: the quiet moment is recoverable');
+my ($latest) = $node->safe_psql('postgres',
+	"SELECT latest >= '$tq' FROM bk_restore_window() ORDER BY latest DESC LIMIT 1");
+is($latest, 't', 'bk_restore_window reaches into the quiet period');
+
 # past the covered WAL: refused
 my $late = PgbkRestore::now_utc($node);
 ($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to',
 	PostgreSQL::Test::Utils::tempdir('late') . '/x', '--target-time', $late);
 is($rc, 8, 'a moment after the archived WAL is refused');
 like($err, qr/no transaction committed after .* has been archived yet/, '... saying why');
+like(sql_plan($late), qr/^f\|no transaction committed after .* has been archived yet/,
+	'bk_restore_point refuses it too, saying why');
 
 # a restore point made after the moment proves it too
 my $tr = PgbkRestore::now_utc($node);
@@ -66,6 +82,7 @@ is($rc, 0, 'a quiet moment before a restore point is restored') or diag("$out$er
 like($out, qr/when a restore point was made/, '... through the restore point');
 is(PgbkRestore::state($r), $state, '... with the rows of that moment') if $rc == 0;
 PgbkRestore::drop($r);
+is(sql_plan($tr), 't|', 'bk_restore_point: recoverable through the restore point');
 
 $node->stop;
 done_testing();

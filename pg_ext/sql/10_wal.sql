@@ -12,7 +12,7 @@ CREATE TABLE pgbk.wal (
 	end_lsn pg_lsn,				-- first byte after it
 	stored_bytes bigint NOT NULL,
 	raw_bytes bigint,
-	content_hash text,			-- BLAKE2b-256 of the original file, hex
+	content_hash text,			-- XXH3-128 of the original file, hex
 	archived_at timestamptz NOT NULL,	-- when the repository received it
 	written_at timestamptz,		-- last write of the file on the server
 	first_stop_at timestamptz,	-- first commit/abort timestamp in it

@@ -195,6 +195,8 @@ DECLARE
 	need_to bigint;
 	last_seg_tli integer;
 	last_seg_no bigint;
+	quiet_seg bigint;
+	unknown_seg bigint;
 	newest timestamptz;
 	cfg text := pgbk.config_path();
 	target_desc text;
@@ -283,6 +285,43 @@ BEGIN
 				EXIT;
 			END IF;
 		END LOOP;
+		IF last_seg_tli IS NULL THEN
+			/*
+			 * A quiet database: no commit after the target, but WAL written
+			 * after it (an archive_timeout switch, a restore point) proves the
+			 * state at the target; `pgbk restore` then stops at that WAL's
+			 * last record (common/plan.c, walk_time).  The same rule, never
+			 * looser: written_at and archived_at are whole seconds, and any
+			 * segment whose tail may be a commit counts as unknown.  The first
+			 * segment on the chain that proves it wins, unless one before it
+			 * (written within a minute of the target or later) says nothing.
+			 */
+			FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
+				need_from := greatest(c.first_segno, start_seg);
+				CONTINUE WHEN need_from > c.last_segno;
+				SELECT w.segno INTO quiet_seg FROM pgbk.wal w
+				 WHERE w.timeline = c.tli AND w.kind = 'segment'
+				   AND w.segno BETWEEN need_from AND c.last_segno
+				   AND w.stop_records IS NOT NULL AND NOT w.tail_may_stop
+				   AND ((w.written_at >= target_time + interval '1 second'
+						 AND w.last_record_lsn >= b.stop_lsn)
+						OR EXISTS (SELECT 1 FROM pgbk.restore_point r
+								    WHERE r.wal_name = w.name AND r.lsn >= b.stop_lsn
+									  AND r.at >= target_time + interval '1 second'))
+				 ORDER BY w.segno LIMIT 1;
+				SELECT min(w.segno) INTO unknown_seg FROM pgbk.wal w
+				 WHERE w.timeline = c.tli AND w.kind = 'segment'
+				   AND w.segno BETWEEN need_from AND coalesce(quiet_seg, c.last_segno)
+				   AND (w.stop_records IS NULL OR w.tail_may_stop)
+				   AND w.archived_at + interval '1 second' >= target_time - interval '60 seconds';
+				EXIT WHEN unknown_seg IS NOT NULL;
+				IF quiet_seg IS NOT NULL THEN
+					last_seg_no := quiet_seg;
+					last_seg_tli := c.tli;
+					EXIT;
+				END IF;
+			END LOOP;
+		END IF;
 		IF last_seg_tli IS NULL THEN
 			SELECT max(w.last_stop_at) INTO newest
 			  FROM pgbk.timeline_chain(tli) ch
@@ -475,9 +514,16 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	SELECT r.timeline, min(b.stop_time),
-		   (SELECT max(w.last_stop_at) FROM pgbk.wal w
-			 WHERE w.timeline = r.timeline AND w.kind = 'segment'
-			   AND w.segno BETWEEN min(pgbk.lsn_segno(b.stop_lsn)) AND r.last_segno),
+		   -- the newest archived commit, or a little later in a quiet
+		   -- database: the last segment, written after it, proves the state
+		   -- up to then (plan_database's quiet rule)
+		   greatest((SELECT max(w.last_stop_at) FROM pgbk.wal w
+					  WHERE w.timeline = r.timeline AND w.kind = 'segment'
+					    AND w.segno BETWEEN min(pgbk.lsn_segno(b.stop_lsn)) AND r.last_segno),
+					(SELECT w.written_at - interval '1 second' FROM pgbk.wal w
+					  WHERE w.timeline = r.timeline AND w.kind = 'segment' AND w.segno = r.last_segno
+					    AND w.stop_records IS NOT NULL AND NOT w.tail_may_stop
+					    AND w.last_record_lsn >= max(b.stop_lsn))),
 		   pgbk.segment_name(r.timeline, r.first_segno), pgbk.segment_name(r.timeline, r.last_segno),
 		   count(*)::integer
 	  FROM pgbk.wal_range r
