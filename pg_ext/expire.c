@@ -22,6 +22,8 @@
  */
 #include "pgbk.h"
 
+#include <time.h>
+
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -31,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
+#include "storage/lwlock.h"
 #include "utils/tuplestore.h"
 
 #include "layout.h"
@@ -92,20 +95,15 @@ collect_key(void *arg, const RepoObjectInfo *info, PgbkError *err)
 	return PGBK_OK;
 }
 
-/* Delete a backup: manifest first, then its data objects, then the row. */
+/* Delete the data objects of backup id (backup/<id>/...). */
 static void
-expire_backup(ExpireState *es, const char *id)
+delete_backup_data(ExpireState *es, const char *id)
 {
-	char      key[LAYOUT_KEY_LEN];
 	char      prefix[LAYOUT_KEY_LEN];
 	KeyList   kl;
 	ListCell *lc;
 	PgbkError err;
-	Oid       types[1] = {TEXTOID};
-	Datum     vals[1];
 
-	layout_backup_manifest_key(id, key, sizeof(key));
-	delete_object(es, key);
 	snprintf(prefix, sizeof(prefix), LAYOUT_BACKUP_PREFIX "%s/", id);
 	kl.keys = NIL;
 	pgbk_error_clear(&err);
@@ -113,10 +111,127 @@ expire_backup(ExpireState *es, const char *id)
 		pgbk_report_error(ERROR, &err, psprintf("could not list backup %s", id));
 	foreach (lc, kl.keys)
 		delete_object(es, (const char *) lfirst(lc));
+}
+
+/* Delete a backup: manifest first, then its data objects, then the row. */
+static void
+expire_backup(ExpireState *es, const char *id)
+{
+	char  key[LAYOUT_KEY_LEN];
+	Oid   types[1] = {TEXTOID};
+	Datum vals[1];
+
+	layout_backup_manifest_key(id, key, sizeof(key));
+	delete_object(es, key);
+	delete_backup_data(es, id);
 	vals[0] = CStringGetTextDatum(id);
 	if (SPI_execute_with_args("DELETE FROM pgbk.backup WHERE id = $1", 1, types, vals, NULL, false,
 	                          0) != SPI_OK_DELETE)
 		elog(ERROR, "pgbk: could not delete backup row %s", id);
+}
+
+/*
+ * Incomplete backups: data under backup/<id>/ without a manifest, left by a
+ * backup that failed or was interrupted (a crash, an S3 outage, WAL that
+ * never came).  Nothing can restore from them.  Only ids older than the
+ * backup running when expiry began (or, with none running, than now) are
+ * candidates: backup ids are start times, so a backup that starts or ends
+ * while we look is never one.  The data is listed before the manifests, so
+ * a backup that completes in between is seen complete.
+ */
+typedef struct IdList
+{
+	List *ids;
+	char  last[LAYOUT_KEY_LEN];
+	bool  found;
+} IdList;
+
+/* Listing callback: note the id of the first key, then stop the listing. */
+static PgbkStatus
+first_backup_id(void *arg, const RepoObjectInfo *info, PgbkError *err)
+{
+	IdList     *il = arg;
+	const char *p = info->key + strlen(LAYOUT_BACKUP_PREFIX);
+	size_t      n = strcspn(p, "/");
+
+	if (n >= sizeof(il->last))
+		n = sizeof(il->last) - 1;
+	memcpy(il->last, p, n);
+	il->last[n] = '\0';
+	il->found = true;
+	return pgbk_error(err, PGBK_ERR_INTERRUPTED, "enough");
+}
+
+static PgbkStatus
+collect_manifest_id(void *arg, const RepoObjectInfo *info, PgbkError *err)
+{
+	IdList *il = arg;
+
+	il->ids = lappend(il->ids, pstrdup(info->key + strlen(LAYOUT_MANIFEST_PREFIX)));
+	return PGBK_OK;
+}
+
+static void
+expire_incomplete_backups(ExpireState *es, TimestampTz now)
+{
+	IdList    data, manifests;
+	char      cutoff[MANIFEST_ID_LEN];
+	char      after[LAYOUT_KEY_LEN + 8];
+	PgbkError err;
+	ListCell *lc, *mc;
+	time_t    t = (time_t) timestamptz_to_time_t(now);
+	struct tm gm;
+
+	/* the cutoff: now, or the running backup's start if earlier */
+	gmtime_r(&t, &gm);
+	strftime(cutoff, sizeof(cutoff), "%Y%m%dT%H%M%SZ", &gm);
+	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
+	if (pgbk_shared->backup_state == BACKUP_RUNNING && pgbk_shared->backup_id[0] != '\0' &&
+	    strcmp(pgbk_shared->backup_id, cutoff) < 0)
+		strlcpy(cutoff, pgbk_shared->backup_id, sizeof(cutoff));
+	LWLockRelease(pgbk_shared->lock);
+
+	/* one listing call per backup id: start after "backup/<id>0" ('0' > '/') */
+	memset(&data, 0, sizeof(data));
+	after[0] = '\0';
+	for (;;)
+	{
+		PgbkStatus st;
+
+		CHECK_FOR_INTERRUPTS();
+		data.found = false;
+		pgbk_error_clear(&err);
+		st = repo_list(es->ctx->repo, LAYOUT_BACKUP_PREFIX, after[0] ? after : NULL,
+		               first_backup_id, &data, &err);
+		if (st != PGBK_OK && !(st == PGBK_ERR_INTERRUPTED && data.found))
+			pgbk_report_error(ERROR, &err, "could not list the backups' data");
+		if (!data.found)
+			break;
+		data.ids = lappend(data.ids, pstrdup(data.last));
+		snprintf(after, sizeof(after), LAYOUT_BACKUP_PREFIX "%s0", data.last);
+	}
+	memset(&manifests, 0, sizeof(manifests));
+	pgbk_error_clear(&err);
+	if (repo_list(es->ctx->repo, LAYOUT_MANIFEST_PREFIX, NULL, collect_manifest_id, &manifests,
+	              &err) != PGBK_OK)
+		pgbk_report_error(ERROR, &err, "could not list the backups' manifests");
+
+	foreach (lc, data.ids)
+	{
+		const char *id = lfirst(lc);
+		bool        complete = false;
+
+		foreach (mc, manifests.ids)
+			if (strcmp((const char *) lfirst(mc), id) == 0)
+				complete = true;
+		if (complete || strcmp(id, cutoff) >= 0)
+			continue;
+		emit(es, "backup", id, es->dry_run ? "would delete" : "delete",
+		     "incomplete: its files have no manifest (a backup that failed or was interrupted); "
+		     "nothing can be restored from it");
+		if (!es->dry_run)
+			delete_backup_data(es, id);
+	}
 }
 
 Datum
@@ -143,13 +258,11 @@ bk_expire(PG_FUNCTION_ARGS)
 	es.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	es.dry_run = dry_run;
 	pgbk_install_hooks();
-	if (!dry_run)
-	{
-		pgbk_error_clear(&err);
-		es.ctx = pgbk_context(&err);
-		if (es.ctx == NULL)
-			pgbk_report_error(ERROR, &err, "could not open the repository");
-	}
+	/* a dry run reads the catalog, and the repository if it can */
+	pgbk_error_clear(&err);
+	es.ctx = pgbk_context(&err);
+	if (es.ctx == NULL && !dry_run)
+		pgbk_report_error(ERROR, &err, "could not open the repository");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -291,6 +404,13 @@ bk_expire(PG_FUNCTION_ARGS)
 				elog(ERROR, "pgbk: could not delete an external backup row");
 		}
 	}
+
+	/* data of backups that never completed */
+	if (es.ctx != NULL)
+		expire_incomplete_backups(&es, GetCurrentTimestamp());
+	else
+		emit(&es, "backup", "incomplete backups", "unknown",
+		     psprintf("the repository could not be opened to look for them: %s", err.msg));
 
 	emit(&es, "files", "restic repository", "delegated",
 	     "pgbk-watcher runs restic forget --keep-within with the files scope's depth");

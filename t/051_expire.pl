@@ -14,6 +14,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use File::Path qw(make_path rmtree);
 use lib 't/lib';
 use PgbkRestore;
 use PgbkTest;
@@ -53,20 +54,37 @@ my @want_wal = split /\n/, sq(
 );
 ok(@want_wal >= 2, scalar(@want_wal) . ' WAL files lie before B1 started');
 my $wal_before = wal_objects();
+# The data of a backup that never completed (no manifest: it failed or was
+# interrupted) goes too; data whose id is newer than the expiry's start (a
+# backup starting while it runs) stays.
+my $orphan = '20250101T000000Z';
+my $young = '29991231T000000Z';
+for my $id ($orphan, $young)
+{
+	make_path("$repo->{dir}/backup/$id/data/base/1");
+	PgbkTest::append_file("$repo->{dir}/backup/$id/data/base/1/1259", "left behind\n");
+}
 my $backups_before = listing('backup/');
 
 # a dry run says exactly that, and changes nothing
 my $dry = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(true, $as_of1) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
-is($dry, join("\n", "backup $b0 would delete", map { "wal $_ would delete" } @want_wal),
-	'dry run: exactly B0 and the WAL before B1 would go');
+is($dry, join("\n", "backup $orphan would delete", "backup $b0 would delete",
+		map { "wal $_ would delete" } @want_wal),
+	'dry run: exactly B0, the incomplete backup and the WAL before B1 would go');
+like(sq("SELECT reason FROM bk_expire(true, $as_of1) WHERE object = '$orphan'"),
+	qr/^incomplete: its files have no manifest/, '... the incomplete one with the reason');
 like(sq("SELECT reason FROM bk_expire(true, $as_of1) WHERE object = '$b1'"),
 	qr/newest backup that ended before the depth window began/, '... B1 is kept as the anchor, with the reason');
 is_deeply(wal_objects(), $wal_before, '... and the dry run deleted nothing');
+is_deeply(listing('backup/'), $backups_before, '... not even backup data');
 
 # the real expiry
 my $done = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(false, $as_of1) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
-is($done, join("\n", "backup $b0 delete", map { "wal $_ delete" } @want_wal),
-	'expiry deletes exactly B0 and the WAL before B1');
+is($done, join("\n", "backup $orphan delete", "backup $b0 delete", map { "wal $_ delete" } @want_wal),
+	'expiry deletes exactly B0, the incomplete backup and the WAL before B1');
+ok(!-e "$repo->{dir}/backup/$orphan/data/base/1/1259", '... the incomplete backup\'s data is gone');
+ok(-e "$repo->{dir}/backup/$young/data/base/1/1259", '... data newer than the expiry\'s start stays');
+rmtree("$repo->{dir}/backup/$young");
 my %expect_wal = %$wal_before;
 delete $expect_wal{$_} for @want_wal;
 is_deeply(wal_objects(), \%expect_wal, 'the repository lost exactly those WAL objects');
