@@ -11,7 +11,12 @@
  */
 #include "pgbk.h"
 
+#include <sys/stat.h>
+
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogarchive.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -151,6 +156,40 @@ scheduler_round(bool sync, bool periodic, bool backup_check, bool expire)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Timeline history files no archiver was told about.  PostgreSQL marks a new
+ * timeline's history file .ready only if archiving is on when it promotes;
+ * a server promoted with archiving off (a copy restored by pgbk restore,
+ * say) that archives later keeps the file in pg_wal but never sends it, and
+ * a restore from its repository could then not follow the timeline switch.
+ * Mark those of the current timeline and its ancestors .ready that have
+ * neither .ready nor .done: the archiver then sends them the usual way (a
+ * history file restored from an archive is .done already).
+ */
+static void
+notify_unarchived_history(void)
+{
+	TimeLineID tli;
+
+	if (RecoveryInProgress() || !pgbk_archiving_active())
+		return;
+	for (tli = GetWALInsertionTimeLine(); tli > 1; tli--)
+	{
+		char        name[MAXFNAMELEN];
+		char        path[MAXPGPATH];
+		struct stat st;
+
+		TLHistoryFileName(name, tli);
+		snprintf(path, sizeof(path), XLOGDIR "/%s", name);
+		if (stat(path, &st) != 0 || XLogArchiveIsReadyOrDone(name))
+			continue;
+		ereport(LOG, (errmsg("pgbk: archiving timeline history file \"%s\", which was written "
+		                     "while archiving was off",
+		                     name)));
+		XLogArchiveNotify(name);
+	}
+}
+
 static void
 scheduler_detach(int code, Datum arg)
 {
@@ -167,6 +206,7 @@ pgbk_scheduler_main(Datum arg)
 	bool        dirty = true;
 	TimestampTz last_backup_check = 0;
 	TimestampTz last_expire = 0;
+	bool        history_check = true;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -191,6 +231,12 @@ pgbk_scheduler_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			history_check = true; /* archiving may have just been turned on */
+		}
+		if (history_check)
+		{
+			history_check = false;
+			notify_unarchived_history();
 		}
 
 		/*

@@ -105,5 +105,35 @@ is(scalar(() = $auto =~ /^restore_command/mg), 1, '... one restore_command');
 is(PgbkRestore::state($r), PgbkRestore::state($r), '... and it runs') if $rc == 0;
 PgbkRestore::drop($r);
 
+###########################################################################
+# (c) copy E: restored without archiving (the default) and promoted, then
+# told to archive into a repository of its own.  PostgreSQL marked E's new
+# history file for no archiver (archiving was off when it was written);
+# pgbk's scheduler does once archiving is on, or a restore from that
+# repository could not follow E's timeline switch.
+my $repo_c = PgbkTest::local_repo('tlc');
+my $e;
+($e, $rc, $out, $err) = PgbkRestore::restore('e', $repo->{conf}, '--target-time', $t1);
+is($rc, 0, 'copy E restored to T1, not archiving') or diag("$out$err");
+my $etli = $e->safe_psql('postgres', 'SELECT timeline_id FROM pg_control_checkpoint()');
+my $ehist = sprintf('%08X.history', $etli);
+my $estatus = $e->data_dir . "/pg_wal/archive_status/$ehist";
+ok(-f $e->data_dir . "/pg_wal/$ehist" && !-e "$estatus.ready" && !-e "$estatus.done",
+	"E (timeline $etli) has $ehist, never handed to an archiver");
+$e->safe_psql('postgres', 'ALTER SYSTEM SET archive_mode = on');
+$e->safe_psql('postgres', "ALTER SYSTEM SET pgbk.config = '$repo_c->{conf}'");
+$e->restart;
+my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+select(undef, undef, undef, 0.2)
+  until -f "$repo_c->{dir}/wal/history/$ehist" || time() > $deadline;
+ok(-f "$repo_c->{dir}/wal/history/$ehist", "once E archives, $ehist is in its repository");
+my $hcopy = PostgreSQL::Test::Utils::tempdir() . "/$ehist";
+($rc, $out, $err) = PgbkTest::pgbk('wal-fetch', '--config', $repo_c->{conf}, $ehist, $hcopy);
+is($rc, 0, '... and reads back') or diag("$out$err");
+is(PgbkTest::slurp($hcopy), PgbkTest::slurp($e->data_dir . "/pg_wal/$ehist"), '... byte-identical');
+ok($e->log_contains(qr/archiving timeline history file "\Q$ehist\E", which was written while archiving was off/),
+	'... saying why in the log');
+$e->stop;
+
 $src->stop;
 done_testing();
