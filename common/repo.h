@@ -31,8 +31,9 @@ typedef struct RepoPutOptions
 {
 	/*
 	 * Fail with PGBK_EXISTS when the key already exists.  Atomic on the local
-	 * backend (link(2)); a HEAD before the PUT on S3, which is enough for the
-	 * one-writer-per-key layout pgbk uses.
+	 * backend (link(2)) and on S3 servers that honour a conditional PUT
+	 * (If-None-Match: *, probed once); elsewhere a HEAD before the PUT, which
+	 * is enough for the one-writer-per-key layout pgbk uses.
 	 */
 	bool no_overwrite;
 	/* optional hex content hash stored as object metadata (S3) */
