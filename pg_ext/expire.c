@@ -30,10 +30,10 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lwlock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
-#include "storage/lwlock.h"
 #include "utils/tuplestore.h"
 
 #include "layout.h"
