@@ -3,7 +3,7 @@
 # outage, files changed without a snapshot, an external scope silent for 25
 # hours), and verification (bk_verify from the catalog, pgbk verify from the
 # repository alone) naming a deleted and a corrupted object.  Expiry by
-# depth is t/051_expire.pl.
+# depth is t/051_expire.pl (here only: an incomplete backup found over S3).
 use strict;
 use warnings;
 
@@ -108,6 +108,19 @@ like($out, qr/^wal \Q$flipped\E: unreadable: .*(modified|authentication)/m,
 unlike($out, qr/^wal (?!gap)(?!\Q$flipped\E:)/m, '... and nothing else');
 ($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf, '--sample', '0.01');
 like($out, qr/^wal gap \Q$deleted\E:/m, 'with --sample the continuity check still finds the gap');
+
+###########################################################################
+# 4. Expiry over S3 finds the data of a backup that never completed (a data
+# object under an old backup id with no manifest): a dry run names it,
+# and the complete backup is kept
+my ($bkey) = map { (split / /)[0] } grep { m{^backup/\S+/data/} }
+  split /\n/, PgbkTest::repo_tool($conf, 'list', 'backup/');
+my $orphan = '20250101T000000Z';
+PgbkTest::repo_tool($conf, 'copy', $bkey, "backup/$orphan/data/base/1/1259");
+is(sq("SELECT string_agg(object || ' ' || action, ',' ORDER BY object) FROM bk_expire(true) WHERE kind = 'backup'"),
+	"$orphan would delete,$w->{backups}[0] keep",
+	'expiry (dry run, S3): the incomplete backup would go, the complete one stays');
+PgbkTest::repo_tool($conf, 'delete', "backup/$orphan/data/base/1/1259");
 $s3->stop;
 
 done_testing();
