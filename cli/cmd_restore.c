@@ -166,47 +166,6 @@ restore_usage(FILE *out)
  * ------------------------------------------------------------------------
  */
 
-static PgbkStatus
-fsync_path(const char *path, bool is_dir, PgbkError *err)
-{
-	int fd = open(path, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-
-	if (fd < 0)
-		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\" to fsync it: %s", path,
-		                  strerror(errno));
-	if (fsync(fd) != 0)
-	{
-		int save = errno;
-
-		close(fd);
-		return pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(save));
-	}
-	close(fd);
-	return PGBK_OK;
-}
-
-static PgbkStatus
-write_all(int fd, const void *data, size_t n, const char *path, PgbkError *err)
-{
-	const unsigned char *p = data;
-
-	while (n > 0)
-	{
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			return pgbk_error(err, PGBK_ERR_IO, "could not write \"%s\": %s", path,
-			                  strerror(errno));
-		}
-		p += w;
-		n -= (size_t) w;
-	}
-	return PGBK_OK;
-}
-
 /* Write (or with append, add to) a small file and fsync it. */
 static PgbkStatus
 write_small_file(const char *path, const char *text, bool append, mode_t mode, PgbkError *err)
@@ -216,7 +175,7 @@ write_small_file(const char *path, const char *text, bool append, mode_t mode, P
 
 	if (fd < 0)
 		return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
-	st = write_all(fd, text, strlen(text), path, err);
+	st = pgbk_write_all(fd, text, strlen(text), path, err);
 	if (st == PGBK_OK && fsync(fd) != 0)
 		st = pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(errno));
 	if (close(fd) != 0 && st == PGBK_OK)
@@ -463,7 +422,7 @@ file_sink(void *arg, const void *data, size_t len, PgbkError *err)
 	pgbk_buf_reset(&fs->out);
 	if ((st = codec_decoder_update(fs->dec, data, len, &fs->out, err)) != PGBK_OK)
 		return st;
-	if ((st = write_all(fs->fd, fs->out.data, fs->out.len, fs->path, err)) != PGBK_OK)
+	if ((st = pgbk_write_all(fs->fd, fs->out.data, fs->out.len, fs->path, err)) != PGBK_OK)
 		return st;
 	fs->written += fs->out.len;
 	fs->stored += len;
@@ -1766,7 +1725,7 @@ finish_files(Restore *r, PgbkError *err)
 		return st;
 	r->files_done++;
 	snprintf(path, sizeof(path), "%s/global", r->datadir);
-	if ((st = fsync_path(path, true, err)) != PGBK_OK)
+	if ((st = pgbk_fsync_path(path, true, err)) != PGBK_OK)
 		return st;
 	return PGBK_OK;
 }
@@ -2120,7 +2079,7 @@ cmd_restore(int argc, char **argv)
 
 		snprintf(parent, sizeof(parent), "%s", r->datadir);
 		*strrchr(parent, '/') = '\0';
-		st = fsync_path(parent[0] ? parent : "/", true, &err);
+		st = pgbk_fsync_path(parent[0] ? parent : "/", true, &err);
 	}
 	if (st != PGBK_OK)
 	{

@@ -178,26 +178,6 @@ typedef struct FetchSink
 } FetchSink;
 
 static PgbkStatus
-write_all(int fd, const unsigned char *p, size_t n, const char *path, PgbkError *err)
-{
-	while (n > 0)
-	{
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			return pgbk_error(err, PGBK_ERR_IO, "could not write \"%s\": %s", path,
-			                  strerror(errno));
-		}
-		p += w;
-		n -= (size_t) w;
-	}
-	return PGBK_OK;
-}
-
-static PgbkStatus
 fetch_sink(void *arg, const void *data, size_t len, PgbkError *err)
 {
 	FetchSink *fs = arg;
@@ -207,7 +187,7 @@ fetch_sink(void *arg, const void *data, size_t len, PgbkError *err)
 	st = codec_decoder_update(fs->dec, data, len, &fs->out, err);
 	if (st != PGBK_OK)
 		return st;
-	return write_all(fs->fd, fs->out.data, fs->out.len, fs->tmp_path, err);
+	return pgbk_write_all(fs->fd, fs->out.data, fs->out.len, fs->tmp_path, err);
 }
 
 /*
@@ -374,7 +354,7 @@ copy_file(const char *src, const char *dest)
 			ok = false;
 			break;
 		}
-		ok = write_all(out, buf, (size_t) n, tmp, &err) == PGBK_OK;
+		ok = pgbk_write_all(out, buf, (size_t) n, tmp, &err) == PGBK_OK;
 	}
 	close(in);
 	if (close(out) != 0)

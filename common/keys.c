@@ -342,55 +342,6 @@ keyring_find(const PgbkKeyring *ring, uint32_t id)
 	return NULL;
 }
 
-static PgbkStatus
-write_all(int fd, const char *data, size_t len, const char *path, PgbkError *err)
-{
-	while (len > 0)
-	{
-		ssize_t n = write(fd, data, len);
-
-		if (n < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			return pgbk_error(err, PGBK_ERR_IO, "could not write key file \"%s\": %s", path,
-			                  strerror(errno));
-		}
-		data += n;
-		len -= (size_t) n;
-	}
-	return PGBK_OK;
-}
-
-/* fsync the directory holding path, so that the new entry survives a crash */
-static PgbkStatus
-fsync_parent_dir(const char *path, PgbkError *err)
-{
-	char      *dir = strdup(path);
-	char      *slash;
-	int        fd;
-	PgbkStatus rc = PGBK_OK;
-
-	if (dir == NULL)
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	slash = strrchr(dir, '/');
-	if (slash == NULL)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0)
-		rc = pgbk_error(err, PGBK_ERR_IO, "could not fsync directory \"%s\": %s", dir,
-		                strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	free(dir);
-	return rc;
-}
-
 PgbkStatus
 keyring_generate_file(const char *path, PgbkError *err)
 {
@@ -444,9 +395,9 @@ keyring_generate_file(const char *path, PgbkError *err)
 		                strerror(errno));
 		goto fail;
 	}
-	if ((rc = write_all(fd, intro, sizeof(intro) - 1, path, err)) != PGBK_OK ||
-	    (rc = write_all(fd, created, strlen(created), path, err)) != PGBK_OK ||
-	    (rc = write_all(fd, line, KEY_LINE_LEN + 1, path, err)) != PGBK_OK)
+	if ((rc = pgbk_write_all(fd, intro, sizeof(intro) - 1, path, err)) != PGBK_OK ||
+	    (rc = pgbk_write_all(fd, created, strlen(created), path, err)) != PGBK_OK ||
+	    (rc = pgbk_write_all(fd, line, KEY_LINE_LEN + 1, path, err)) != PGBK_OK)
 		goto fail;
 	if (fsync(fd) != 0)
 	{
@@ -466,7 +417,7 @@ keyring_generate_file(const char *path, PgbkError *err)
 	sodium_free(line);
 	key = NULL;
 	line = NULL;
-	if ((rc = fsync_parent_dir(path, err)) != PGBK_OK)
+	if ((rc = pgbk_fsync_parent(path, err)) != PGBK_OK)
 		goto fail;
 	return PGBK_OK;
 

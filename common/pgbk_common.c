@@ -351,3 +351,65 @@ pgbk_read_file(const char *path, PgbkBuf *out, PgbkError *err)
 	close(fd);
 	return PGBK_OK;
 }
+
+PgbkStatus
+pgbk_write_all(int fd, const void *data, size_t len, const char *path, PgbkError *err)
+{
+	const unsigned char *p = data;
+
+	while (len > 0)
+	{
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			return pgbk_error(err, PGBK_ERR_IO, "could not write \"%s\": %s", path,
+			                  strerror(errno));
+		}
+		p += n;
+		len -= (size_t) n;
+	}
+	return PGBK_OK;
+}
+
+PgbkStatus
+pgbk_fsync_path(const char *path, bool is_dir, PgbkError *err)
+{
+	int fd = open(path, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+
+	if (fd < 0)
+		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\" to fsync it: %s", path,
+		                  strerror(errno));
+	if (fsync(fd) != 0)
+	{
+		int save = errno;
+
+		close(fd);
+		return pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(save));
+	}
+	close(fd);
+	return PGBK_OK;
+}
+
+PgbkStatus
+pgbk_fsync_parent(const char *path, PgbkError *err)
+{
+	char      *dir = strdup(path);
+	char      *slash;
+	PgbkStatus st;
+
+	if (dir == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	st = pgbk_fsync_path(dir, true, err);
+	free(dir);
+	return st;
+}

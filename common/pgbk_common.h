@@ -119,6 +119,15 @@ char *pgbk_strdup(const char *s);
 /* Wall clock in microseconds since the Unix epoch. */
 int64_t pgbk_now_us(void);
 
+/* Write all of data to fd (retrying short writes and EINTR); path names it in errors. */
+PgbkStatus pgbk_write_all(int fd, const void *data, size_t len, const char *path, PgbkError *err);
+
+/* fsync a file or (is_dir) a directory by path. */
+PgbkStatus pgbk_fsync_path(const char *path, bool is_dir, PgbkError *err);
+
+/* fsync the directory holding path, so that a new entry there survives a crash. */
+PgbkStatus pgbk_fsync_parent(const char *path, PgbkError *err);
+
 /* Lower-case hex encoding; out must hold 2*len+1 bytes. */
 void pgbk_hex_encode(const unsigned char *in, size_t len, char *out);
 /* Returns false unless hex is exactly 2*len valid hex digits. */

@@ -77,46 +77,6 @@ join_path(const char *root, const char *key)
 	return path;
 }
 
-static PgbkStatus
-fsync_path(const char *path, bool is_dir, PgbkError *err)
-{
-	int fd = open(path, (is_dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-
-	if (fd < 0)
-		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\" for fsync: %s", path,
-		                  strerror(errno));
-	if (fsync(fd) != 0)
-	{
-		int save = errno;
-
-		close(fd);
-		return pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(save));
-	}
-	close(fd);
-	return PGBK_OK;
-}
-
-static PgbkStatus
-fsync_parent(const char *path, PgbkError *err)
-{
-	char      *dir = strdup(path);
-	char      *slash;
-	PgbkStatus st;
-
-	if (dir == NULL)
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else if (slash)
-		*slash = '\0';
-	else
-		strcpy(dir, ".");
-	st = fsync_path(dir, true, err);
-	free(dir);
-	return st;
-}
-
 /*
  * Create the directories leading to path (not path itself) below root, and
  * fsync each new directory's parent so the new entry is durable.
@@ -135,7 +95,7 @@ make_parents(const char *root, const char *path, PgbkError *err)
 		*p = '\0';
 		if (mkdir(tmp, 0700) == 0)
 		{
-			PgbkStatus st = fsync_parent(tmp, err);
+			PgbkStatus st = pgbk_fsync_parent(tmp, err);
 
 			if (st != PGBK_OK)
 			{
@@ -171,28 +131,6 @@ temp_path_for(const char *final_path)
 	return t;
 }
 
-static PgbkStatus
-write_all(int fd, const void *data, size_t len, const char *path, PgbkError *err)
-{
-	const unsigned char *p = data;
-
-	while (len > 0)
-	{
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			return pgbk_error(err, PGBK_ERR_IO, "could not write \"%s\": %s", path,
-			                  strerror(errno));
-		}
-		p += n;
-		len -= (size_t) n;
-	}
-	return PGBK_OK;
-}
-
 /*
  * Move a fully written and fsync'd temporary file into place, then fsync the
  * directory.  With no_overwrite, link(2) refuses an existing target.
@@ -223,7 +161,7 @@ publish(const char *tmp_path, const char *final_path, const char *key, bool no_o
 		return pgbk_error(err, PGBK_ERR_IO, "could not rename \"%s\" to \"%s\": %s", tmp_path,
 		                  final_path, strerror(save));
 	}
-	return fsync_parent(final_path, err);
+	return pgbk_fsync_parent(final_path, err);
 }
 
 static PgbkStatus
@@ -276,7 +214,7 @@ local_writer_write(RepoWriter *base, const void *data, size_t len, PgbkError *er
 {
 	LocalWriter *w = (LocalWriter *) base;
 
-	return write_all(w->fd, data, len, w->tmp_path, err);
+	return pgbk_write_all(w->fd, data, len, w->tmp_path, err);
 }
 
 static void
@@ -655,7 +593,7 @@ local_delete(Repo *repo, const char *key, PgbkError *err)
 		free(path);
 		return st;
 	}
-	st = fsync_parent(path, err);
+	st = pgbk_fsync_parent(path, err);
 	free(path);
 	return st;
 }
