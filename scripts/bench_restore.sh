@@ -15,12 +15,16 @@
 #
 # Measured, alternating, BENCH_ROUNDS rounds: restore plus recovery replay
 # to that time and promotion, from an empty directory to a promoted server:
-#   pgbk:       pgbk restore --target-time T --start (restore_command =
-#               pgbk wal-fetch, prefetch 8)
+#   pgbk:       pgbk restore --target-time T (restore_command = pgbk
+#               wal-fetch, prefetch 8), then the start command it prints
+#               (pg_ctl -o '-c shared_buffers=...': pgbk sizes the replay's
+#               buffers), and wait for promotion
 #   pgBackRest: pgbackrest restore --type=time --target=T
 #               --target-action=promote (process-max=2), archive-get with
 #               archive-async=y, then pg_ctl start and wait for promotion
-# It prints seconds per phase (files, recovery) and the ratio of the totals.
+#   pgBackRest+buffers: the same, started with the shared_buffers pgbk
+#               chose, by hand: what pgBackRest gets from the same tuning
+# It prints seconds per phase (files, recovery) and the ratios of the totals.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -172,14 +176,18 @@ pgbk restore --config "$dir/pgbk.conf" --to "$dir/dry" --target-time "$target" -
 
 ###########################################################################
 declare -A total files
+buffers=
 run_pgbk() {				# $1 round
-	local t0 t1 t2 d=$dir/r-pgbk
+	local t0 t1 t2 d=$dir/r-pgbk opt
 	rm -rf "$d" "$d.log"
 	t0=$(now)
 	pgbk restore --config "$dir/pgbk.conf" --to "$d" --target-time "$target" --parallel 4 \
-		--port $rport --quiet >/dev/null
+		--port $rport --quiet > "$d.out"
 	t1=$(now)
-	pg_ctl -D "$d" -l "$d.log" -W start >/dev/null
+	# the start command pgbk printed, with its -o '...' if any
+	opt=$(sed -n "s/^  pg_ctl .* -o '\(.*\)' start\$/\1/p" "$d.out")
+	buffers=${opt#-c shared_buffers=}
+	pg_ctl -D "$d" -l "$d.log" ${opt:+-o "$opt"} -W start >/dev/null
 	wait_promoted
 	t2=$(now)
 	[ "$(psql -X -At -h "$dir" -p $rport -c "SELECT sum(abalance), count(*) FROM pgbench_accounts")" = "$checksum" ] ||
@@ -190,8 +198,9 @@ run_pgbk() {				# $1 round
 	log "pgbk round $1: files ${files[pgbk-$1]} s, total ${total[pgbk-$1]} s"
 }
 
-run_pgbr() {				# $1 round
-	local t0 t1 t2 d=$dir/r-pgbr
+run_pgbr() {				# $1 round, $2 pgbr or pgbrb (with pgbk's buffers)
+	local t0 t1 t2 d=$dir/r-pgbr k=$2 opt=
+	[ "$k" = pgbrb ] && [ -n "$buffers" ] && opt="-c shared_buffers=$buffers"
 	rm -rf "$d" "$d.log" "$dir/pgbr/spool"/*
 	mkdir -m 700 "$d"
 	t0=$(now)
@@ -202,31 +211,36 @@ run_pgbr() {				# $1 round
 port = $rport
 archive_mode = off
 EOF
-	pg_ctl -D "$d" -l "$d.log" -W start >/dev/null
+	pg_ctl -D "$d" -l "$d.log" ${opt:+-o "$opt"} -W start >/dev/null
 	wait_promoted
 	t2=$(now)
 	[ "$(psql -X -At -h "$dir" -p $rport -c "SELECT sum(abalance), count(*) FROM pgbench_accounts")" = "$checksum" ] ||
 		{ log "pgBackRest: restored data differs from the target's"; exit 1; }
 	pg_ctl -D "$d" -m fast stop >/dev/null
-	files[pgbr-$1]=$(echo "$t1 - $t0" | bc -l)
-	total[pgbr-$1]=$(echo "$t2 - $t0" | bc -l)
-	log "pgBackRest round $1: files ${files[pgbr-$1]} s, total ${total[pgbr-$1]} s"
+	files[$k-$1]=$(echo "$t1 - $t0" | bc -l)
+	total[$k-$1]=$(echo "$t2 - $t0" | bc -l)
+	log "$k round $1 ($opt): files ${files[$k-$1]} s, total ${total[$k-$1]} s"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
 	run_pgbk "$r"
-	run_pgbr "$r"
+	run_pgbr "$r" pgbr
+	run_pgbr "$r" pgbrb
 done
 
 echo
 echo "== Restore + recovery replay to a target time ($SEGS+ WAL segments after the backup), RadosGW over TLS, same run"
-printf '%-12s %6s %12s %14s %10s\n' tool round "files (s)" "recovery (s)" "total (s)"
-tk=0; tr=0
+echo "pgbk's replay ran with shared_buffers = ${buffers:-its own setting} (the source has 256MB)"
+printf '%-20s %6s %12s %14s %10s\n' tool round "files (s)" "recovery (s)" "total (s)"
+tk=0; tr=0; tb=0
 for r in $(seq 1 "$ROUNDS"); do
-	for t in pgbk pgbr; do
-		printf '%-12s %6s %12.2f %14.2f %10.2f\n' "$([ $t = pgbk ] && echo pgbk || echo pgBackRest)" "$r" \
+	for t in pgbk pgbr pgbrb; do
+		case $t in pgbk) name=pgbk ;; pgbr) name=pgBackRest ;; *) name="pgBackRest+buffers" ;; esac
+		printf '%-20s %6s %12.2f %14.2f %10.2f\n' "$name" "$r" \
 			"${files[$t-$r]}" "$(echo "${total[$t-$r]} - ${files[$t-$r]}" | bc -l)" "${total[$t-$r]}"
 	done
 	tk=$(echo "$tk + ${total[pgbk-$r]}" | bc -l); tr=$(echo "$tr + ${total[pgbr-$r]}" | bc -l)
+	tb=$(echo "$tb + ${total[pgbrb-$r]}" | bc -l)
 done
 printf 'ratio pgBackRest/pgbk total time: %.2fx (target >= 1.5)\n' "$(echo "$tr / $tk" | bc -l)"
+printf 'ratio pgBackRest started by hand with the same shared_buffers/pgbk: %.2fx\n' "$(echo "$tb / $tk" | bc -l)"

@@ -2,8 +2,9 @@
 # table whose state is recorded at moments T1..T5, base backups before T1
 # and between T2 and T3; `pgbk restore --start` to each moment, to an LSN,
 # to a restore point and to the latest state gives exactly the recorded
-# rows.  Then the source is stopped and its data directory deleted: a
-# restore still works with only pgbk.conf and the key.
+# rows; the replay runs with shared_buffers raised on the command line only
+# (--recovery-buffers).  Then the source is stopped and its data directory
+# deleted: a restore still works with only pgbk.conf and the key.
 use strict;
 use warnings;
 
@@ -43,10 +44,59 @@ for my $m (@{ $w->{moments} })
 		like($auto, qr/^recovery_target_action = 'promote'$/m, 'it promotes at the target');
 		is($r->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 'f', 'the copy is promoted');
 		ok(!-e $r->data_dir . '/pgbk_spool', 'the WAL spool is gone after recovery');
+
+		# the replay ran with shared_buffers for the backup plus its WAL
+		# (the test nodes have 1MB), given on the command line only
+		my ($mb) = $out =~ /-o '-c shared_buffers=(\d+)MB' start/;
+		my ($nseg) = $out =~ /WAL:.*\((\d+) segments/;
+		ok(defined $mb && defined $nseg && $mb >= 16 * $nseg && $mb <= 16 * $nseg + 200,
+			'the replay gets shared_buffers of the backup plus 16MB per WAL segment')
+		  or diag($out);
+		like($out, qr/instead of its own 1MB for the replay/, '... and says so');
+		is($r->safe_psql('postgres', 'SHOW shared_buffers'), ($mb // '?') . 'MB',
+			'the promoted copy runs with it');
+		my $conf = PgbkTest::slurp($r->data_dir . '/postgresql.conf') . $auto;
+		$mb //= '?';
+		unlike($conf, qr/shared_buffers\s*=\s*'?${mb}MB/, '... which is in no configuration file');
+		$r->stop;
+		$r->start;
+		is($r->safe_psql('postgres', 'SHOW shared_buffers'), '1MB',
+			'stopped and started again, it has its own setting');
 		$r->safe_psql('postgres', 'INSERT INTO pitr VALUES (-1, $$written in the copy$$)');
 		pass('the copy accepts writes');
 	}
 	PgbkRestore::drop($r);
+}
+
+# --recovery-buffers: off keeps the copy's own setting, a size is taken
+# as given, anything else is refused before anything is written.
+my $t1 = $w->{moments}[0];
+for my $case ([ 'off', '1MB' ], [ '48MB', '48MB' ])
+{
+	my ($r, $rc, $out, $err) = PgbkRestore::restore("rb$case->[0]", $repo->{conf},
+		'--target-time', $t1->{time}, '--recovery-buffers', $case->[0]);
+	is($rc, 0, "restore --recovery-buffers $case->[0] succeeds") or diag("$out$err");
+	is($r->safe_psql('postgres', 'SHOW shared_buffers'), $case->[1],
+		"... and the replay ran with shared_buffers $case->[1]")
+	  if $rc == 0;
+	is(PgbkRestore::state($r), $t1->{state}, '... to the rows of T1') if $rc == 0;
+	PgbkRestore::drop($r);
+}
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir() . '/rb-bad';
+	my ($rc, $out, $err) = PgbkRestore::run_pgbk('restore', '--config', $repo->{conf}, '--to', $dir,
+		'--target-time', $t1->{time}, '--recovery-buffers', '12parsecs');
+	is($rc, 2, '--recovery-buffers 12parsecs is a usage error');
+	like($err, qr/--recovery-buffers must be a size .* not "12parsecs"/, '... that names it');
+	ok(!-e $dir, '... and nothing is written');
+
+	# without --start, the command it prints carries the setting
+	($rc, $out, $err) = PgbkRestore::run_pgbk('restore', '--config', $repo->{conf}, '--to', $dir,
+		'--target-time', $t1->{time});
+	is($rc, 0, 'restore without --start succeeds') or diag("$out$err");
+	like($out, qr/pg_ctl -D \Q$dir\E -l \S+ -o '-c shared_buffers=\d+MB' start/,
+		'... and the start command it prints raises shared_buffers for the replay');
+	rmtree($dir);
 }
 
 # An LSN and a restore point name.
