@@ -603,13 +603,28 @@ encoder_new(const CodecParams *params, const char *attrs, CodecEncoder **out, Pg
 			codec_encoder_free(enc);
 			return out_of_memory(err);
 		}
-		zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_compressionLevel, enc->level);
-		if (!ZSTD_isError(zr) && params->profile == CODEC_PROFILE_WAL && enc->level >= 2 &&
-		    enc->level <= 4)
+		if (params->profile == CODEC_PROFILE_WAL && enc->level <= 3)
 		{
-			zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_hashLog, 14);
+			/* see CODEC_PROFILE_WAL in codec.h */
+			zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_compressionLevel, 1);
 			if (!ZSTD_isError(zr))
-				zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_chainLog, 13);
+				zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_strategy, ZSTD_fast);
+			if (!ZSTD_isError(zr))
+				zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_minMatch, 5);
+			if (!ZSTD_isError(zr))
+				zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_hashLog, 13);
+			if (!ZSTD_isError(zr))
+				zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_windowLog, 21);
+		}
+		else
+		{
+			zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_compressionLevel, enc->level);
+			if (!ZSTD_isError(zr) && params->profile == CODEC_PROFILE_WAL && enc->level == 4)
+			{
+				zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_hashLog, 14);
+				if (!ZSTD_isError(zr))
+					zr = ZSTD_CCtx_setParameter(enc->cctx, ZSTD_c_chainLog, 13);
+			}
 		}
 		if (ZSTD_isError(zr))
 		{
