@@ -118,6 +118,8 @@ pgbk_context_reset(void)
 	context_path = NULL;
 }
 
+uint64 pgbk_context_generation = 0;
+
 PgbkContext *
 pgbk_context(PgbkError *err)
 {
@@ -163,6 +165,7 @@ pgbk_context(PgbkError *err)
 	ctx->params.keyring = ctx->ring;
 	walpush_init(&ctx->pusher, ctx->repo, &ctx->params);
 	context = ctx;
+	pgbk_context_generation++;
 	context_path = strdup(pgbk_config_path);
 	if (context_path == NULL)
 	{

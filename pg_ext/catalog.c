@@ -25,6 +25,8 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "layout.h"
@@ -53,7 +55,91 @@ typedef struct SyncState
 	int           nbatch;
 	int64         added;
 	PgbkError    *err;
+	int64         unreadable; /* met again, reported before */
+	char          first_unreadable[LAYOUT_KEY_LEN];
 } SyncState;
+
+/*
+ * Objects whose content cannot be read (a damaged header, a key id the key
+ * file lacks) get no catalog row, so every sync meets them again, and the
+ * scheduler syncs after every upload.  Each is reported once per process:
+ * later syncs skip it without reading it, until it changes (size, mtime)
+ * or a new context is loaded (pgbk.conf or the key file changed).  A sync
+ * a user asked for (bk_catalog_sync()) then says in one line how many there
+ * are; `pgbk verify` names them all.
+ */
+typedef struct UnreadableObject
+{
+	char     key[LAYOUT_KEY_LEN]; /* hash key: the object key */
+	uint64_t size;
+	int64_t  mtime;
+} UnreadableObject;
+
+static HTAB  *unreadable_objects = NULL;
+static uint64 unreadable_generation = 0;
+
+static UnreadableObject *
+unreadable_find(const char *key, HASHACTION action)
+{
+	bool found;
+
+	if (unreadable_objects != NULL && unreadable_generation != pgbk_context_generation)
+	{
+		hash_destroy(unreadable_objects);
+		unreadable_objects = NULL;
+	}
+	if (unreadable_objects == NULL)
+	{
+		HASHCTL ctl;
+
+		if (action != HASH_ENTER)
+			return NULL;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = LAYOUT_KEY_LEN;
+		ctl.entrysize = sizeof(UnreadableObject);
+		ctl.hcxt = TopMemoryContext;
+		unreadable_objects = hash_create("pgbk unreadable objects", 16, &ctl,
+		                                 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		unreadable_generation = pgbk_context_generation;
+	}
+	return hash_search(unreadable_objects, key, action, &found);
+}
+
+/*
+ * Whether key was reported unreadable before with this size and mtime;
+ * counts it for the summary if so.
+ */
+static bool
+unreadable_known(SyncState *ss, const char *key, uint64_t size, int64_t mtime)
+{
+	UnreadableObject *u = unreadable_find(key, HASH_FIND);
+
+	if (u == NULL || u->size != size || u->mtime != mtime)
+		return false;
+	if (ss->unreadable++ == 0)
+		strlcpy(ss->first_unreadable, key, sizeof(ss->first_unreadable));
+	return true;
+}
+
+/*
+ * Remember key as unreadable (the caller reports it), when err says its
+ * content is at fault.  A failure to fetch it (S3 down, a timeout) is not
+ * remembered: the next sync tries again, or the catalog would keep a hole.
+ */
+static void
+unreadable_add(const char *key, uint64_t size, int64_t mtime, const PgbkError *err)
+{
+	UnreadableObject *u;
+
+	if (err->code != PGBK_ERR_INTEGRITY && err->code != PGBK_ERR_KEY &&
+	    err->code != PGBK_ERR_FORMAT)
+		return;
+	if (strlen(key) >= LAYOUT_KEY_LEN)
+		return;
+	u = unreadable_find(key, HASH_ENTER);
+	u->size = size;
+	u->mtime = mtime;
+}
 
 static Datum
 lsn_datum_text(WalLsn lsn)
@@ -141,6 +227,8 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 
 	if (name == NULL)
 		return PGBK_OK; /* not ours: ignore */
+	if (unreadable_known(ss, obj->key, obj->size, obj->mtime))
+		return PGBK_OK;
 	kind = walname_classify(name, &fn);
 
 	pgbk_buf_init(&head);
@@ -158,12 +246,15 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 	pgbk_buf_free(&head);
 	if (st != PGBK_OK)
 	{
-		/* an unreadable object is reported, not fatal to the sync */
+		/* an unreadable object is reported (once), not fatal to the sync */
 		ereport(WARNING,
 		        (errmsg("pgbk: skipping repository object \"%s\": %s", obj->key, ss->err->msg)));
+		unreadable_add(obj->key, obj->size, obj->mtime, ss->err);
 		pgbk_error_clear(ss->err);
 		return PGBK_OK;
 	}
+	if (unreadable_objects != NULL)
+		(void) unreadable_find(obj->key, HASH_REMOVE); /* readable again */
 	if (walscan_summary_from_attrs(hdr.attrs, &sum, ss->err) == PGBK_OK)
 		have_sum = true;
 	pgbk_error_clear(ss->err);
@@ -464,12 +555,13 @@ backup_list_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
  * with full, rows whose manifest is gone are dropped.
  */
 static int64
-sync_backups(PgbkContext *ctx, bool full)
+sync_backups(SyncState *ss, PgbkContext *ctx, bool full)
 {
 	BackupSyncState bs;
 	PgbkError       err;
 	ListCell       *lc;
 	int64           added = 0;
+	char            mkey[LAYOUT_KEY_LEN];
 
 	bs.ids = NIL;
 	pgbk_error_clear(&err);
@@ -503,11 +595,15 @@ sync_backups(PgbkContext *ctx, bool full)
 			elog(ERROR, "pgbk: backup lookup failed");
 		if (SPI_processed > 0)
 			continue;
+		snprintf(mkey, sizeof(mkey), LAYOUT_MANIFEST_PREFIX "%s", id);
+		if (unreadable_known(ss, mkey, 0, 0))
+			continue;
 		pgbk_error_clear(&err);
 		st = manifest_load(ctx->repo, ctx->params.keyring, id, &m, &err);
 		if (st != PGBK_OK)
 		{
 			ereport(WARNING, (errmsg("pgbk: skipping backup %s: %s", id, err.msg)));
+			unreadable_add(mkey, 0, 0, &err);
 			continue;
 		}
 		pgbk_catalog_record_backup(m);
@@ -573,7 +669,7 @@ pgbk_catalog_sync(bool full, bool backups)
 		pgbk_report_error(ERROR, &err, "could not sync the catalog from the repository");
 
 	if (full || backups)
-		ss.added += sync_backups(ctx, full);
+		ss.added += sync_backups(&ss, ctx, full);
 
 	if (full)
 	{
@@ -589,6 +685,12 @@ pgbk_catalog_sync(bool full, bool backups)
 		                false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "pgbk: could not remove stale catalog rows");
 	}
+	if (ss.unreadable > 0 && !IsBackgroundWorker)
+		ereport(WARNING,
+		        (errmsg("pgbk: %" PRId64 " repository objects could not be read and are not in the "
+		                "catalog, first \"%s\"",
+		                ss.unreadable, ss.first_unreadable),
+		         errhint("Each was reported when first met; pgbk verify checks them all.")));
 	return ss.added;
 }
 

@@ -182,6 +182,8 @@ typedef struct PgbkContext
  */
 extern PgbkContext *pgbk_context(PgbkError *err);
 extern void         pgbk_context_reset(void);
+/* Counts the contexts this process has loaded: a new one may read more. */
+extern uint64 pgbk_context_generation;
 
 /* Install interrupt/sleep/log hooks for common/ code in this process. */
 extern void pgbk_install_hooks(void);
