@@ -600,13 +600,21 @@ copy_fail(CopyShared *cs, const char *msg)
 	SpinLockRelease(&cs->mutex);
 }
 
+/*
+ * Progress: raw bytes read, stored bytes written, files finished.  A file
+ * that grew, shrank or vanished since the listing corrects the totals by
+ * (read - listed), so a finished backup shows done = total.
+ */
 static void
-add_progress(uint64 raw, uint64 stored, int files)
+add_progress(uint64 raw, uint64 stored, int files, int64 total_delta, int files_delta)
 {
 	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
 	pgbk_shared->backup_bytes_done += raw;
 	pgbk_shared->backup_stored_done += stored;
 	pgbk_shared->backup_files_done += files;
+	pgbk_shared->backup_bytes_total =
+	    (uint64) Max((int64) pgbk_shared->backup_bytes_total + total_delta, 0);
+	pgbk_shared->backup_files_total += files_delta;
 	LWLockRelease(pgbk_shared->lock);
 }
 
@@ -635,6 +643,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 		if (errno == ENOENT)
 		{
 			cf->state = COPY_VANISHED;
+			add_progress(0, 0, 0, -(int64) cf->size_hint, -1);
 			return PGBK_OK;
 		}
 		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
@@ -701,7 +710,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 			break;
 		}
 		rc = codec_encoder_update(enc, chunk, (size_t) n, out, err);
-		add_progress((uint64) n, 0, 0);
+		add_progress((uint64) n, 0, 0, 0, 0);
 	}
 	close(fd);
 	if (enc)
@@ -715,7 +724,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 	cf->mode = st.st_mode & 07777;
 	cf->stored = stored;
 	cf->state = COPY_DONE;
-	add_progress(0, stored, 1);
+	add_progress(0, stored, 1, (int64) raw_size - (int64) cf->size_hint, 0);
 	return PGBK_OK;
 }
 

@@ -40,7 +40,8 @@ is( $node->safe_psql(
 		"SELECT last_id = '$id' AND last_ok AND NOT running AND bytes_done = bytes_total AND files_done = files_total FROM bk_backup_progress"
 	),
 	't',
-	'bk_backup_progress shows the finished backup');
+	'bk_backup_progress shows the finished backup')
+  or diag($node->safe_psql('postgres', 'SELECT * FROM bk_backup_progress'));
 
 # A second request while one runs is refused, naming the running backup.
 my $id2 = $node->safe_psql('postgres', 'SELECT bk_base_backup(false)');
