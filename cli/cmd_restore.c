@@ -1211,6 +1211,50 @@ own_setting(const Restore *r, char *buf, size_t len)
 	return buf;
 }
 
+/* What the server wrote to log since byte offset from (at most the last len - 1 bytes). */
+static void
+log_since(const char *log, off_t from, char *buf, size_t len)
+{
+	int         fd = open(log, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	ssize_t     n = 0;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && st.st_size > from)
+	{
+		if (st.st_size - from > (off_t) len - 1)
+			from = st.st_size - (off_t) (len - 1);
+		n = pread(fd, buf, len - 1, from);
+	}
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+/*
+ * The server did not start with the raised shared_buffers, and its log says
+ * why (not enough memory for shared memory): start it with its own setting
+ * instead.  True if the caller should start it again.
+ */
+static bool
+retry_without_buffers(Restore *r, const char *log, off_t log_start)
+{
+	char tail[8192], own[32];
+
+	if (!r->recovery_buffers[0])
+		return false;
+	log_since(log, log_start, tail, sizeof(tail));
+	if (strstr(tail, "shared memory") == NULL && strstr(tail, "shared_buffers") == NULL)
+		return false;
+	fprintf(stderr,
+	        "pgbk: the restored cluster could not start with shared_buffers = %s (see %s); "
+	        "starting it with its own setting (%s)\n",
+	        r->recovery_buffers, log, own_setting(r, own, sizeof(own)));
+	r->recovery_buffers[0] = '\0';
+	return true;
+}
+
 /* After a failed start with raised shared_buffers: how to start without. */
 static void
 buffers_hint(const Restore *r)
@@ -1232,12 +1276,23 @@ start_and_wait(Restore *r, const char *log)
 	char   *argv[11];
 	char    out[512], status[64], pidline[32], opt[64], own[32];
 	int     rc;
-	int64_t deadline_pid = pgbk_now_us() + INT64_C(60000000);
-	int64_t started = pgbk_now_us(), last_said = 0;
-	pid_t   pid = 0;
+	int64_t deadline_pid;
+	int64_t started, last_said;
+	pid_t   pid;
 	bool    tty = isatty(STDERR_FILENO) && !cli_quiet;
 	char    sig[PATH_MAX];
+	off_t   log_start;
 
+again:
+{
+	struct stat lst;
+
+	log_start = stat(log, &lst) == 0 ? lst.st_size : 0;
+}
+	deadline_pid = pgbk_now_us() + INT64_C(60000000);
+	started = pgbk_now_us();
+	last_said = 0;
+	pid = 0;
 	argv[0] = r->pg_ctl;
 	argv[1] = "-D";
 	argv[2] = r->datadir;
@@ -1266,6 +1321,8 @@ start_and_wait(Restore *r, const char *log)
 	rc = run_capture(argv, out, sizeof(out));
 	if (rc != 0)
 	{
+		if (retry_without_buffers(r, log, log_start))
+			goto again;
 		cli_error("could not start the restored cluster: pg_ctl exited with status %d", rc);
 		print_log_tail(log);
 		buffers_hint(r);
@@ -1276,8 +1333,25 @@ start_and_wait(Restore *r, const char *log)
 	{
 		if (pid == 0 && pidfile_line(r->datadir, 1, pidline, sizeof(pidline)))
 			pid = (pid_t) atol(pidline);
+		if (pid == 0)
+		{
+			char tail[8192];
+
+			/* a server that fails at once may remove postmaster.pid before we see it */
+			log_since(log, log_start, tail, sizeof(tail));
+			if (strstr(tail, "FATAL:") != NULL || strstr(tail, "PANIC:") != NULL)
+			{
+				if (retry_without_buffers(r, log, log_start))
+					goto again;
+				cli_error("the restored cluster did not start");
+				print_log_tail(log);
+				return EXIT_FAIL;
+			}
+		}
 		if (pid == 0 && pgbk_now_us() > deadline_pid)
 		{
+			if (retry_without_buffers(r, log, log_start))
+				goto again;
 			cli_error("the restored cluster did not start (no postmaster.pid after 60 s)");
 			print_log_tail(log);
 			buffers_hint(r);
@@ -1287,6 +1361,8 @@ start_and_wait(Restore *r, const char *log)
 		{
 			if (tty)
 				fputc('\n', stderr);
+			if (retry_without_buffers(r, log, log_start))
+				goto again;
 			cli_error("the restored cluster stopped during recovery");
 			print_log_tail(log);
 			buffers_hint(r);

@@ -83,6 +83,19 @@ for my $case ([ 'off', '1MB' ], [ '48MB', '48MB' ])
 	PgbkRestore::drop($r);
 }
 {
+	# a size the server refuses (above PostgreSQL's 8TB limit): pgbk starts
+	# it again with its own setting, and says so
+	my ($r, $rc, $out, $err) = PgbkRestore::restore('rbbig', $repo->{conf},
+		'--target-time', $t1->{time}, '--recovery-buffers', '9TB');
+	is($rc, 0, 'restore --recovery-buffers 9TB succeeds') or diag("$out$err");
+	like($err, qr/could not start with shared_buffers = 9437184MB .* starting it with its own setting \(1MB\)/,
+		'... after the server refused that size, with its own setting, and says so');
+	is($r->safe_psql('postgres', 'SHOW shared_buffers'), '1MB', '... which it runs with')
+	  if $rc == 0;
+	is(PgbkRestore::state($r), $t1->{state}, '... at the rows of T1') if $rc == 0;
+	PgbkRestore::drop($r);
+}
+{
 	my $dir = PostgreSQL::Test::Utils::tempdir() . '/rb-bad';
 	my ($rc, $out, $err) = PgbkRestore::run_pgbk('restore', '--config', $repo->{conf}, '--to', $dir,
 		'--target-time', $t1->{time}, '--recovery-buffers', '12parsecs');
