@@ -30,6 +30,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/lwlock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -43,6 +44,8 @@ PG_FUNCTION_INFO_V1(bk_expire);
 
 /* Test hook: fail after this many repository deletions (0: never). */
 int pgbk_debug_expire_fail_after = 0;
+/* Progress is reported every this many deletions (a setting for tests). */
+int pgbk_debug_expire_progress_every = 1000;
 
 typedef struct ExpireState
 {
@@ -50,6 +53,7 @@ typedef struct ExpireState
 	bool           dry_run;
 	PgbkContext   *ctx;
 	int            deletions;
+	TimestampTz    started;
 } ExpireState;
 
 static void
@@ -79,6 +83,27 @@ delete_object(ExpireState *es, const char *key)
 	if (repo_delete(es->ctx->repo, key, &err) != PGBK_OK)
 		pgbk_report_error(ERROR, &err, psprintf("could not delete \"%s\"", key));
 	es->deletions++;
+
+	/*
+	 * Progress: an expiry over S3 can delete thousands of objects, one
+	 * request each.  A session gets a NOTICE; the scheduler's run shows in
+	 * pg_stat_activity.
+	 */
+	if (pgbk_debug_expire_progress_every > 0 &&
+	    es->deletions % pgbk_debug_expire_progress_every == 0)
+	{
+		long secs;
+		int  usecs;
+
+		TimestampDifference(es->started, GetCurrentTimestamp(), &secs, &usecs);
+		if (IsBackgroundWorker)
+			pgstat_report_activity(
+			    STATE_RUNNING,
+			    psprintf("pgbk expire: %d objects deleted in %ld s", es->deletions, secs));
+		else
+			ereport(NOTICE, (errmsg("pgbk: expiry has deleted %d objects so far (%ld s)",
+			                        es->deletions, secs)));
+	}
 }
 
 typedef struct KeyList
@@ -257,6 +282,7 @@ bk_expire(PG_FUNCTION_ARGS)
 	memset(&es, 0, sizeof(es));
 	es.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	es.dry_run = dry_run;
+	es.started = GetCurrentTimestamp();
 	pgbk_install_hooks();
 	/* a dry run reads the catalog, and the repository if it can */
 	pgbk_error_clear(&err);

@@ -151,6 +151,11 @@ _PG_init(void)
 	                        &pgbk_debug_expire_fail_after, 0, 0, INT_MAX, PGC_SUSET,
 	                        GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
+	DefineCustomIntVariable("pgbk.debug_expire_progress_every",
+	                        "Testing only: bk_expire reports progress every this many deletions.",
+	                        NULL, &pgbk_debug_expire_progress_every, 1000, 1, INT_MAX, PGC_SUSET,
+	                        GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("pgbk");
 
 	if (!process_shared_preload_libraries_in_progress)

@@ -34,6 +34,7 @@ extern int   pgbk_base_backup_interval;
 extern int   pgbk_backup_wal_timeout;
 extern int   pgbk_expire_interval;
 extern int   pgbk_debug_expire_fail_after;
+extern int   pgbk_debug_expire_progress_every;
 
 /* ---- shared memory (shmem.c) ---- */
 

@@ -124,9 +124,14 @@ like($stderr, qr/expiry stopped by pgbk.debug_expire_fail_after after 2 deletion
 ok(!-e "$repo->{dir}/manifest/$b1", "... B1's manifest went first, so B1 is never taken for complete");
 is(sq("SELECT count(*) FROM pgbk.backup WHERE id = '$b1'"), '1', '... while its catalog row stays');
 
-$done = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(false, $as_of2) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
+# (progress every 3 deletions instead of every 1000)
+$node->psql('postgres',
+	"SET pgbk.debug_expire_progress_every = 3; SELECT kind || ' ' || object || ' ' || action FROM bk_expire(false, $as_of2) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1",
+	stdout => \$done, stderr => \my $progress);
 is($done, join("\n", "backup $b1 delete", map { "wal $_ delete" } @want_wal2),
 	'run again: it finishes the job (B1 and the WAL before B2)');
+like($progress, qr/NOTICE:  pgbk: expiry has deleted 3 objects so far \(\d+ s\).*NOTICE:  pgbk: expiry has deleted 6 objects so far/s,
+	'... and reports its progress as it deletes');
 
 # consistent: the catalog and the repository say the same
 $l = listing('backup/');
