@@ -115,6 +115,9 @@ typedef struct Restore
 	/* shared_buffers for the replay ("" = the copy's own), and the copy's own */
 	char     recovery_buffers[32];
 	uint64_t own_buffers;
+
+	/* configuration files the backup lacked, written by pgbk ("" if none) */
+	char wrote_config[64];
 } Restore;
 
 static void
@@ -1337,9 +1340,14 @@ again:
 		{
 			char tail[8192];
 
-			/* a server that fails at once may remove postmaster.pid before we see it */
+			/*
+			 * A server that fails at once may remove postmaster.pid before we
+			 * see it, or never write it: "postgres: could not access the
+			 * server configuration file" comes before any log line.
+			 */
 			log_since(log, log_start, tail, sizeof(tail));
-			if (strstr(tail, "FATAL:") != NULL || strstr(tail, "PANIC:") != NULL)
+			if (strstr(tail, "FATAL:") != NULL || strstr(tail, "PANIC:") != NULL ||
+			    strncmp(tail, "postgres: ", 10) == 0 || strstr(tail, "\npostgres: ") != NULL)
 			{
 				if (retry_without_buffers(r, log, log_start))
 					goto again;
@@ -1918,6 +1926,65 @@ write_auto_conf(const Restore *r, PgbkError *err)
 	return st;
 }
 
+/*
+ * A source that keeps its configuration outside the data directory (Debian's
+ * packages: /etc/postgresql/15/main) leaves postgresql.conf, pg_hba.conf and
+ * pg_ident.conf out of its backups, and PostgreSQL does not start without
+ * them.  Write minimal ones where the backup had none: PostgreSQL's defaults,
+ * hot_standby off (hot standby needs max_connections and four other settings
+ * at least as high as the source's, which a default may not be; the replay
+ * does not need it), local connections only (Debian's default rules), and
+ * pgbk preloaded when the copy archives.  postgresql.auto.conf, which does
+ * live in the data directory, still applies on top.
+ */
+static PgbkStatus
+write_missing_config(Restore *r, PgbkError *err)
+{
+	static const char *names[] = {"postgresql.conf", "pg_hba.conf", "pg_ident.conf"};
+	char               path[PATH_MAX];
+	PgbkBuf            b;
+	PgbkStatus         st = PGBK_OK;
+	size_t             i;
+
+	r->wrote_config[0] = '\0';
+	for (i = 0; i < sizeof(names) / sizeof(names[0]) && st == PGBK_OK; i++)
+	{
+		snprintf(path, sizeof(path), "%s/%s", r->datadir, names[i]);
+		if (access(path, F_OK) == 0)
+			continue;
+		pgbk_buf_init(&b);
+		pgbk_buf_printf(&b,
+		                "# %s written by pgbk restore: backup %s holds none (its source keeps\n"
+		                "# its configuration outside the data directory).  Copy the source's\n"
+		                "# settings here as needed.\n",
+		                names[i], r->m->id);
+		if (i == 0)
+		{
+			pgbk_buf_append_str(&b,
+			                    "\n# PostgreSQL's defaults apply, and postgresql.auto.conf.  Hot "
+			                    "standby needs\n# max_connections and others at least as high "
+			                    "as the source's; the\n# replay does not need it.\n"
+			                    "hot_standby = off\n");
+			if (r->o->archive_config)
+				pgbk_buf_append_str(&b, "shared_preload_libraries = 'pgbk'\n");
+		}
+		else if (i == 1)
+			pgbk_buf_append_str(&b, "\n# local connections only\n"
+			                        "local   all   all                 peer\n"
+			                        "host    all   all   127.0.0.1/32  scram-sha-256\n"
+			                        "host    all   all   ::1/128       scram-sha-256\n");
+		pgbk_buf_append(&b, "", 1);
+		st = b.data ? write_small_file(path, (const char *) b.data, false, 0600, err)
+		            : pgbk_error(err, PGBK_ERR, "out of memory");
+		pgbk_buf_free(&b);
+		if (st == PGBK_OK)
+			snprintf(r->wrote_config + strlen(r->wrote_config),
+			         sizeof(r->wrote_config) - strlen(r->wrote_config), "%s%s",
+			         r->wrote_config[0] ? ", " : "", names[i]);
+	}
+	return st;
+}
+
 /* The files after the download: labels, settings, signal, pg_control. */
 static PgbkStatus
 finish_files(Restore *r, PgbkError *err)
@@ -1947,6 +2014,8 @@ finish_files(Restore *r, PgbkError *err)
 			return st;
 	}
 	if ((st = write_auto_conf(r, err)) != PGBK_OK)
+		return st;
+	if ((st = write_missing_config(r, err)) != PGBK_OK)
 		return st;
 	snprintf(path, sizeof(path), "%s/recovery.signal", r->datadir);
 	if ((st = write_small_file(path, "", false, 0600, err)) != PGBK_OK)
@@ -2018,6 +2087,12 @@ print_result(Restore *r, const char *log)
 		       (const char *) s.data);
 	}
 	pgbk_buf_free(&s);
+	if (r->wrote_config[0])
+		printf("Backup %s holds no %s: its source keeps them outside the data directory (as "
+		       "Debian's packages do).\nWrote minimal ones into %s (PostgreSQL's defaults, "
+		       "hot_standby = off, local connections only); copy the source's settings there as "
+		       "needed.\n",
+		       r->m->id, r->wrote_config, r->datadir);
 	if (!r->o->start)
 	{
 		if (r->recovery_buffers[0])
