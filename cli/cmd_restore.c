@@ -1276,22 +1276,19 @@ buffers_hint(const Restore *r)
 static int
 start_and_wait(Restore *r, const char *log)
 {
-	char   *argv[11];
-	char    out[512], status[64], pidline[32], opt[64], own[32];
-	int     rc;
-	int64_t deadline_pid;
-	int64_t started, last_said;
-	pid_t   pid;
-	bool    tty = isatty(STDERR_FILENO) && !cli_quiet;
-	char    sig[PATH_MAX];
-	off_t   log_start;
-
-again:
-{
+	char       *argv[11];
+	char        out[512], status[64], pidline[32], opt[64], own[32];
+	int         rc;
+	int64_t     deadline_pid;
+	int64_t     started, last_said;
+	pid_t       pid;
+	bool        tty = isatty(STDERR_FILENO) && !cli_quiet;
+	char        sig[PATH_MAX], why[128];
+	off_t       log_start;
 	struct stat lst;
 
+again:
 	log_start = stat(log, &lst) == 0 ? lst.st_size : 0;
-}
 	deadline_pid = pgbk_now_us() + INT64_C(60000000);
 	started = pgbk_now_us();
 	last_said = 0;
@@ -1324,12 +1321,9 @@ again:
 	rc = run_capture(argv, out, sizeof(out));
 	if (rc != 0)
 	{
-		if (retry_without_buffers(r, log, log_start))
-			goto again;
-		cli_error("could not start the restored cluster: pg_ctl exited with status %d", rc);
-		print_log_tail(log);
-		buffers_hint(r);
-		return EXIT_FAIL;
+		snprintf(why, sizeof(why),
+		         "could not start the restored cluster: pg_ctl exited with status %d", rc);
+		goto failed;
 	}
 	snprintf(sig, sizeof(sig), "%s/recovery.signal", r->datadir);
 	for (;;)
@@ -1349,32 +1343,22 @@ again:
 			if (strstr(tail, "FATAL:") != NULL || strstr(tail, "PANIC:") != NULL ||
 			    strncmp(tail, "postgres: ", 10) == 0 || strstr(tail, "\npostgres: ") != NULL)
 			{
-				if (retry_without_buffers(r, log, log_start))
-					goto again;
-				cli_error("the restored cluster did not start");
-				print_log_tail(log);
-				return EXIT_FAIL;
+				snprintf(why, sizeof(why), "the restored cluster did not start");
+				goto failed;
 			}
 		}
 		if (pid == 0 && pgbk_now_us() > deadline_pid)
 		{
-			if (retry_without_buffers(r, log, log_start))
-				goto again;
-			cli_error("the restored cluster did not start (no postmaster.pid after 60 s)");
-			print_log_tail(log);
-			buffers_hint(r);
-			return EXIT_FAIL;
+			snprintf(why, sizeof(why),
+			         "the restored cluster did not start (no postmaster.pid after 60 s)");
+			goto failed;
 		}
 		if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
 		{
 			if (tty)
 				fputc('\n', stderr);
-			if (retry_without_buffers(r, log, log_start))
-				goto again;
-			cli_error("the restored cluster stopped during recovery");
-			print_log_tail(log);
-			buffers_hint(r);
-			return EXIT_FAIL;
+			snprintf(why, sizeof(why), "the restored cluster stopped during recovery");
+			goto failed;
 		}
 		/* "ready" also means hot standby: pg_control says when it is promoted */
 		if (pid > 0 && access(sig, F_OK) != 0 && control_state(r->datadir) == DB_IN_PRODUCTION &&
@@ -1409,6 +1393,14 @@ again:
 		       r->recovery_buffers, own_setting(r, own, sizeof(own)));
 	printf("Stop it with: %s -D %s stop\n", r->pg_ctl, r->datadir);
 	return EXIT_OK;
+
+failed:
+	if (retry_without_buffers(r, log, log_start))
+		goto again;
+	cli_error("%s", why);
+	print_log_tail(log);
+	buffers_hint(r);
+	return EXIT_FAIL;
 }
 
 /* ------------------------------------------------------------------------
