@@ -231,9 +231,10 @@ finish_slot(int idx, bool ok)
 static bool
 upload_one(int idx, const char *name)
 {
-	char      path[MAXPGPATH];
-	PgbkError err;
-	bool      ok;
+	char        path[MAXPGPATH];
+	PgbkError   err;
+	bool        ok;
+	TimestampTz start;
 
 	/* The archiver may have finished it between our scan and the claim. */
 	if (!pgbk_ready_file_exists(name))
@@ -250,8 +251,12 @@ upload_one(int idx, const char *name)
 	}
 	snprintf(path, sizeof(path), XLOGDIR "/%s", name);
 	pgbk_error_clear(&err);
+	start = GetCurrentTimestamp();
 	ok = pgbk_push_wal_file(name, path, &err);
 	finish_slot(idx, ok);
+	if (ok)
+		elog(DEBUG1, "pgbk uploader: \"%s\" uploaded in %.1f ms", name,
+		     (GetCurrentTimestamp() - start) / 1000.0);
 	if (!ok)
 	{
 		if (err.code == PGBK_ERR_INTERRUPTED)

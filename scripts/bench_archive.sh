@@ -17,6 +17,8 @@
 #      run, alternating the order (off-on, on-off, ...), BENCH_PGBENCH_SECONDS
 #      each; into a local repository and into RadosGW (2 and 3 both);
 #   4. uploader memory (peak RSS) with a small and a large backlog.
+#
+# BENCH_PARTS="1 3" runs only those parts (default: all four).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +32,7 @@ if [ "$(id -u)" = 0 ] && [ "${1:-}" != --as-user ]; then
 	exec runuser -u postgres -- env BENCH_SEGMENTS="${BENCH_SEGMENTS:-}" \
 		BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_PGBENCH_SECONDS="${BENCH_PGBENCH_SECONDS:-}" \
 		BENCH_UPLOAD_WORKERS="${BENCH_UPLOAD_WORKERS:-}" BENCH_PERF="${BENCH_PERF:-}" \
+		BENCH_PARTS="${BENCH_PARTS:-}" \
 		"$top/scripts/bench_archive.sh" --as-user "$dir"
 fi
 dir=${2:-${BENCH_DIR:-/var/tmp/pgbk-bench-archive}}
@@ -37,6 +40,8 @@ mkdir -p "$dir"
 cd "$dir"
 SEGS=${BENCH_SEGMENTS:-120}
 ROUNDS=${BENCH_ROUNDS:-2}
+PARTS=" ${BENCH_PARTS:-1 2 3 4} "
+part() { [[ $PARTS == *" $1 "* ]]; }
 PGB_SECS=${BENCH_PGBENCH_SECONDS:-20}
 bindir=$(pg_config --bindir)
 export PATH="$bindir:/usr/local/bin:$PATH"
@@ -219,30 +224,33 @@ run_pgbr() {				# $1 round
 	log "pgBackRest round $1: ${secs[pgbr-$1]} s, ${bytes[pgbr-$1]} bytes stored"
 }
 
-for r in $(seq 1 "$ROUNDS"); do
-	run_pgbk "$r"
-	run_pgbr "$r"
-done
-
-echo
-echo "== 1. Archive drain: $n segments (16 MiB each), RadosGW over TLS, same run"
-printf '%-12s %6s %10s %12s %14s\n' tool round seconds "segments/s" "bytes stored"
-tot_k=0; tot_r=0; b_k=0; b_r=0
-for r in $(seq 1 "$ROUNDS"); do
-	for t in pgbk pgbr; do
-		s=${secs[$t-$r]}
-		printf '%-12s %6s %10.2f %12.1f %14s\n' "$([ $t = pgbk ] && echo pgbk || echo pgBackRest)" "$r" "$s" \
-			"$(echo "$n / $s" | bc -l)" "${bytes[$t-$r]}"
+if part 1; then
+	for r in $(seq 1 "$ROUNDS"); do
+		run_pgbk "$r"
+		run_pgbr "$r"
 	done
-	tot_k=$(echo "$tot_k + ${secs[pgbk-$r]}" | bc -l); tot_r=$(echo "$tot_r + ${secs[pgbr-$r]}" | bc -l)
-	b_k=$(( b_k + ${bytes[pgbk-$r]:-0} )); b_r=$(( b_r + ${bytes[pgbr-$r]:-0} ))
-done
-printf 'ratio pgbk/pgBackRest: segments/s %.2fx (target >= 2.0), bytes stored %.3fx (target <= 1.05)\n' \
-	"$(echo "$tot_r / $tot_k" | bc -l)" "$(echo "$b_k / $b_r" | bc -l)"
+
+	echo
+	echo "== 1. Archive drain: $n segments (16 MiB each), RadosGW over TLS, same run"
+	printf '%-12s %6s %10s %12s %14s\n' tool round seconds "segments/s" "bytes stored"
+	tot_k=0; tot_r=0; b_k=0; b_r=0
+	for r in $(seq 1 "$ROUNDS"); do
+		for t in pgbk pgbr; do
+			s=${secs[$t-$r]}
+			printf '%-12s %6s %10.2f %12.1f %14s\n' "$([ $t = pgbk ] && echo pgbk || echo pgBackRest)" "$r" "$s" \
+				"$(echo "$n / $s" | bc -l)" "${bytes[$t-$r]}"
+		done
+		tot_k=$(echo "$tot_k + ${secs[pgbk-$r]}" | bc -l); tot_r=$(echo "$tot_r + ${secs[pgbr-$r]}" | bc -l)
+		b_k=$(( b_k + ${bytes[pgbk-$r]:-0} )); b_r=$(( b_r + ${bytes[pgbr-$r]:-0} ))
+	done
+	for r in $(seq 1 "$ROUNDS"); do
+		printf 'round %s: segments/s ratio %.2fx\n' "$r" "$(echo "${secs[pgbr-$r]} / ${secs[pgbk-$r]}" | bc -l)"
+	done
+	printf 'ratio pgbk/pgBackRest: segments/s %.2fx (target >= 2.0), bytes stored %.3fx (target <= 1.05)\n' \
+		"$(echo "$tot_r / $tot_k" | bc -l)" "$(echo "$b_k / $b_r" | bc -l)"
+fi
 
 ###########################################################################
-echo
-echo "== 2 + 3. pgbench with pgbk archiving (callback times) vs archive_mode = off"
 # Twice: into a local repository (the embedded default: what pgbk itself
 # costs the server) and into RadosGW over TLS (which here also takes its CPU
 # from the same 2 cores, as a remote S3 would not).
@@ -287,17 +295,22 @@ EOF
 	printf '%s: pgbench -c 4 -T %s: tps with pgbk archiving %s, without archiving %s; ratio %.3f (target >= 0.97)\n' \
 		"$label" "$PGB_SECS" "${tps_on[*]}" "${tps_off[*]}" "$(echo "$on_sum / $off_sum" | bc -l)"
 }
-mkdir -p "$dir/tps-repo"
-cat > "$dir/pgbk-tps-local.conf" <<EOF
+if part 2 || part 3; then
+	echo
+	echo "== 2 + 3. pgbench with pgbk archiving (callback times) vs archive_mode = off"
+	mkdir -p "$dir/tps-repo"
+	cat > "$dir/pgbk-tps-local.conf" <<EOF
 repository = '$dir/tps-repo'
 key_file = '$dir/pgbk.key'
 compression = zstd
 EOF
-tps_compare "local repository" "$dir/pgbk-tps-local.conf"
-"$top/scripts/rgw.sh" make-bucket "$dir/rgw" pgbk-tps >/dev/null
-tps_compare "RadosGW" "$(pgbk_conf pgbk-tps)"
+	tps_compare "local repository" "$dir/pgbk-tps-local.conf"
+	"$top/scripts/rgw.sh" make-bucket "$dir/rgw" pgbk-tps >/dev/null
+	tps_compare "RadosGW" "$(pgbk_conf pgbk-tps)"
+fi
 
 ###########################################################################
+part 4 || exit 0
 echo
 echo "== 4. Uploader memory vs backlog (1 MiB segments, local repository)"
 for backlog in 100 2000; do
