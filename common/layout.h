@@ -4,6 +4,8 @@
  *	  the repository root (repo.h):
  *
  *	  pgbk.repo							repository descriptor (format, system id)
+ *	  pgbk.check-<random>				a test object `pgbk check` writes, reads
+ *										back and removes at once
  *	  wal/TTTTTTTTLLLLLLLL/<name>		segments, .partial and .backup files,
  *										grouped like pgBackRest by timeline and
  *										"log id" (256 segments of 16 MiB each)
@@ -26,6 +28,7 @@
 #include "pgbk_common.h"
 
 #define LAYOUT_DESCRIPTOR      "pgbk.repo"
+#define LAYOUT_CHECK_PREFIX    "pgbk.check-"
 #define LAYOUT_WAL_PREFIX      "wal/"
 #define LAYOUT_HISTORY_PREFIX  "wal/history/"
 #define LAYOUT_BACKUP_PREFIX   "backup/"

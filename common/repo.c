@@ -61,6 +61,12 @@ repo_describe(const Repo *repo)
 	return repo->description ? repo->description : "(repository)";
 }
 
+const char *
+repo_overwrite_guard(Repo *repo)
+{
+	return repo->ops->overwrite_guard(repo);
+}
+
 PgbkStatus
 repo_check(Repo *repo, PgbkError *err)
 {

@@ -100,6 +100,13 @@ PgbkStatus repo_list(Repo *repo, const char *prefix, const char *start_after, Re
 PgbkStatus repo_delete(Repo *repo, const char *key, PgbkError *err);
 
 /*
+ * How this repository refuses to overwrite (RepoPutOptions.no_overwrite),
+ * for `pgbk check`: a static sentence.  On S3 it may probe the server once
+ * (see repo_s3.c), so call it after a put has worked.
+ */
+const char *repo_overwrite_guard(Repo *repo);
+
+/*
  * Backend interface (repo.c dispatches to these; see repo_local.c and
  * repo_s3.c).  Not for callers.
  */
@@ -120,6 +127,7 @@ typedef struct RepoOps
 	PgbkStatus (*list)(Repo *repo, const char *prefix, const char *start_after, RepoListCallback cb,
 	                   void *ctx, PgbkError *err);
 	PgbkStatus (*delete)(Repo *repo, const char *key, PgbkError *err);
+	const char *(*overwrite_guard)(Repo *repo);
 	void (*close)(Repo *repo);
 } RepoOps;
 

@@ -598,6 +598,13 @@ local_delete(Repo *repo, const char *key, PgbkError *err)
 	return st;
 }
 
+static const char *
+local_overwrite_guard(Repo *repo)
+{
+	(void) repo;
+	return "refused atomically (link(2) of a synced temporary file)";
+}
+
 static PgbkStatus
 local_check(Repo *repo, PgbkError *err)
 {
@@ -646,6 +653,7 @@ static const RepoOps local_ops = {
     .head = local_head,
     .list = local_list,
     .delete = local_delete,
+    .overwrite_guard = local_overwrite_guard,
     .close = local_close,
 };
 

@@ -210,6 +210,15 @@ conditional_put_works(S3Repo *r)
 	return r->conditional_put > 0;
 }
 
+static const char *
+s3r_overwrite_guard(Repo *repo)
+{
+	if (conditional_put_works(repo->impl))
+		return "refused by the server (conditional PUT, If-None-Match: *)";
+	return "refused after a HEAD before each PUT (this server ignores If-None-Match: *; "
+	       "enough while one server archives into the repository)";
+}
+
 static void
 writer_free(S3Writer *w)
 {
@@ -524,6 +533,7 @@ static const RepoOps s3_ops = {
     .head = s3r_head,
     .list = s3r_list,
     .delete = s3r_delete,
+    .overwrite_guard = s3r_overwrite_guard,
     .close = s3r_close,
 };
 

@@ -19,6 +19,7 @@ use Time::HiRes qw(time);
 use PostgreSQL::Test::Utils;
 use Test::More;
 use PgbkS3;
+use PgbkTest;
 
 my $srcdir = $ENV{PGBK_SRCDIR} // getcwd();
 my $itest = $ENV{PGBK_ITEST_S3} // "$srcdir/common/test/itest_s3";
@@ -516,6 +517,91 @@ sub fake_conf
 	fake_stop($pid);
 	is($r->{get}[0], 'connection', 'connection reset in the TLS handshake: connection error');
 	like($r->{_out}, qr/^log: .*retrying/m, 'connection reset in the TLS handshake: retried');
+}
+
+########################################################################
+# pgbk check: the write round trip (put, refused second put, get, decode,
+# delete) against the real server and against fakes that refuse a step.
+
+sub run_check
+{
+	my ($conf, @args) = @_;
+	my ($rc, $out, $err) = PgbkTest::pgbk('check', '--config', $conf, @args);
+	$all_output .= $out . $err;
+	return ($rc, $out, $err);
+}
+
+{
+	my $key = PgbkTest::keygen("$work/check.key");
+	$s3->make_bucket('checkb');
+	my $cconf = conf(bucket => 'checkb', prefix => 'check', encryption => 'on', key_file => $key);
+	my ($rc, $out, $err) = run_check($cconf);
+	is($rc, 0, 'check against RadosGW: exit 0') or diag($err);
+	like($out, qr/^write: +ok \(wrote, read back and decoded a test object\)$/m,
+		'check: the write round trip is reported');
+	like($out, qr/^overwrite: +refused by the server \(conditional PUT/m,
+		'check: RadosGW refuses a conditional PUT of an existing name');
+	like($out, qr/^delete: +ok$/m, 'check: delete works');
+	my $objects = `radosgw-admin -c ${\ $s3->dir}/ceph.conf -n client.rgw.a bucket list --bucket=checkb 2>/dev/null`;
+	like($objects, qr/^\s*\[\s*\]\s*$/, 'check: no test object is left behind (the bucket is empty)')
+	  or diag($objects);
+
+	($rc, $out, $err) = run_check($cconf, '--read-only');
+	is($rc, 0, 'check --read-only: exit 0');
+	like($out, qr/^write: +not checked \(--read-only\)$/m, 'check --read-only: no write');
+
+	($rc, $out, $err) = run_check($cconf, '--bogus');
+	is($rc, 2, 'check with an unknown option: usage error');
+}
+
+# a server that lists and reads but refuses writes (credentials for restores)
+{
+	my ($port, $pid, $log) = fake_s3(
+		sub {
+			my ($req) = @_;
+			return s3_error(403, 'AccessDenied') if $req->{method} eq 'PUT';
+			return resp(200, '<?xml version="1.0"?><ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>',
+				'Content-Type' => 'application/xml') if $req->{method} eq 'GET';
+			return s3_error(404, 'NoSuchKey');
+		});
+	my $fconf = fake_conf($port);
+	my ($rc, $out, $err) = run_check($fconf);
+	is($rc, 4, 'check, writes refused: exit 4 (repository refused)');
+	like($err, qr/check: the repository does not accept writes \(archiving and base backups will fail\): .*AccessDenied/,
+		'check, writes refused: says so and names the S3 code');
+	unlike($out, qr/^write:/m, 'check, writes refused: no "write" line');
+	my $before = scalar(fake_log($log));
+	($rc, $out, $err) = run_check($fconf, '--read-only');
+	is($rc, 0, 'check --read-only with read-only credentials: exit 0') or diag($err);
+	fake_stop($pid);
+	my @l = fake_log($log);
+	is(scalar(grep { / (PUT|DELETE) / } @l[ $before .. $#l ]), 0,
+		'check --read-only sends no PUT or DELETE');
+	ok(@l > $before, 'check --read-only did contact the server');
+}
+
+# a server that ignores If-None-Match and refuses deletes
+{
+	%store = ();
+	my ($port, $pid, $log) = fake_s3(
+		sub {
+			my ($req) = @_;
+			return s3_error(403, 'AccessDenied') if $req->{method} eq 'DELETE';
+			return resp(200, '<?xml version="1.0"?><ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>',
+				'Content-Type' => 'application/xml')
+			  if $req->{method} eq 'GET' && $req->{uri} =~ /list-type=2/;
+			return store_answer($req);
+		});
+	my ($rc, $out, $err) = run_check(fake_conf($port));
+	fake_stop($pid);
+	my @l = fake_log($log);
+	like($out, qr/^overwrite: +refused after a HEAD before each PUT \(this server ignores If-None-Match/m,
+		'check: a server that ignores If-None-Match gets HEAD before PUT');
+	is($rc, 4, 'check, deletes refused: exit 4');
+	like($err, qr/the repository refuses deletes, so bk_expire cannot remove what is past its depth.*AccessDenied/,
+		'check, deletes refused: says what it breaks');
+	my @puts = grep { / PUT \/fake\/pgbk\.check-/ } @l;
+	is(scalar(@puts), 1, 'check: the second write was refused after a HEAD, not sent');
 }
 
 ########################################################################
