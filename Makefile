@@ -32,7 +32,7 @@ SQL_FRAGMENTS := $(sort $(wildcard pg_ext/sql/*.sql))
 
 XML2_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 PG_CPPFLAGS = -I$(srcdir)/common $(XML2_CFLAGS)
-COMMON_LIBS = -lcurl -lsodium -lzstd -lxxhash -lxml2 -lcjson -ljansson
+COMMON_LIBS = -lcurl -lcrypto -lsodium -lzstd -lxxhash -lxml2 -lcjson -ljansson
 SHLIB_LINK = $(COMMON_LIBS)
 
 EXTRA_CLEAN = cli/*.o watcher/*.o cli/pgbk watcher/pgbk-watcher $(UNIT_BINS) \

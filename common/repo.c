@@ -61,6 +61,12 @@ repo_describe(const Repo *repo)
 	return repo->description ? repo->description : "(repository)";
 }
 
+PgbkStatus
+repo_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
+{
+	return repo->ops->delete_many(repo, keys, n, err);
+}
+
 const char *
 repo_overwrite_guard(Repo *repo)
 {

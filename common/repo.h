@@ -100,6 +100,15 @@ PgbkStatus repo_list(Repo *repo, const char *prefix, const char *start_after, Re
 PgbkStatus repo_delete(Repo *repo, const char *key, PgbkError *err);
 
 /*
+ * Remove n objects (any number): S3 sends one DeleteObjects request per
+ * 1000 keys, the local backend syncs each directory once instead of once
+ * per file.  Absent objects count as removed.  The order in which they go
+ * is not defined: a caller that needs one object gone before another
+ * (a manifest before its backup's data) makes two calls.
+ */
+PgbkStatus repo_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err);
+
+/*
  * How this repository refuses to overwrite (RepoPutOptions.no_overwrite),
  * for `pgbk check`: a static sentence.  On S3 it may probe the server once
  * (see repo_s3.c), so call it after a put has worked.
@@ -127,6 +136,7 @@ typedef struct RepoOps
 	PgbkStatus (*list)(Repo *repo, const char *prefix, const char *start_after, RepoListCallback cb,
 	                   void *ctx, PgbkError *err);
 	PgbkStatus (*delete)(Repo *repo, const char *key, PgbkError *err);
+	PgbkStatus (*delete_many)(Repo *repo, const char *const *keys, int n, PgbkError *err);
 	const char *(*overwrite_guard)(Repo *repo);
 	void (*close)(Repo *repo);
 } RepoOps;

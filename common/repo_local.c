@@ -598,6 +598,65 @@ local_delete(Repo *repo, const char *key, PgbkError *err)
 	return st;
 }
 
+/* Do two paths name entries of the same directory? */
+static bool
+same_parent(const char *a, const char *b)
+{
+	const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+
+	return sa && sb && sa - a == sb - b && strncmp(a, b, (size_t) (sa - a)) == 0;
+}
+
+/*
+ * Unlink each, then sync each directory once: keys come sorted from the
+ * callers, so the objects of one directory are next to each other.
+ */
+static PgbkStatus
+local_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
+{
+	LocalRepo *lr = repo->impl;
+	char      *pending = NULL; /* a path whose directory still needs a sync */
+	PgbkStatus st = PGBK_OK;
+	int        i;
+
+	for (i = 0; i < n && st == PGBK_OK; i++)
+	{
+		char *path;
+
+		if ((st = check_key(keys[i], err)) != PGBK_OK)
+			break;
+		if ((path = join_path(lr->root, keys[i])) == NULL)
+		{
+			st = pgbk_error(err, PGBK_ERR, "out of memory");
+			break;
+		}
+		if (unlink(path) != 0)
+		{
+			if (errno != ENOENT && errno != ENOTDIR)
+				st = pgbk_error(err, PGBK_ERR_IO, "could not remove \"%s\": %s", path,
+				                strerror(errno));
+			free(path);
+			continue;
+		}
+		if (pending != NULL && !same_parent(pending, path))
+			st = pgbk_fsync_parent(pending, err);
+		free(pending);
+		pending = path;
+	}
+	if (pending != NULL)
+	{
+		PgbkError later;
+
+		/* after a failure, still make the removals so far durable */
+		if (st == PGBK_OK)
+			st = pgbk_fsync_parent(pending, err);
+		else
+			(void) pgbk_fsync_parent(pending, &later);
+		free(pending);
+	}
+	return st;
+}
+
 static const char *
 local_overwrite_guard(Repo *repo)
 {
@@ -653,6 +712,7 @@ static const RepoOps local_ops = {
     .head = local_head,
     .list = local_list,
     .delete = local_delete,
+    .delete_many = local_delete_many,
     .overwrite_guard = local_overwrite_guard,
     .close = local_close,
 };

@@ -505,6 +505,37 @@ s3r_delete(Repo *repo, const char *key, PgbkError *err)
 	return st;
 }
 
+static PgbkStatus
+s3r_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
+{
+	S3Repo    *r = repo->impl;
+	char     **full;
+	int        done, i, m;
+	PgbkStatus st = PGBK_OK;
+
+	full = calloc(S3_DELETE_BATCH, sizeof(char *));
+	if (full == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	for (done = 0; done < n && st == PGBK_OK; done += m)
+	{
+		m = n - done < S3_DELETE_BATCH ? n - done : S3_DELETE_BATCH;
+		for (i = 0; i < m; i++)
+			if ((full[i] = object_key(r, keys[done + i], err)) == NULL)
+				break;
+		if (i == m)
+			st = s3_delete_many(r->client, (const char *const *) full, m, err);
+		else
+			st = err ? err->code : PGBK_ERR;
+		while (i > 0)
+		{
+			free(full[--i]);
+			full[i] = NULL;
+		}
+	}
+	free(full);
+	return st;
+}
+
 static void
 s3_repo_free(S3Repo *r)
 {
@@ -533,6 +564,7 @@ static const RepoOps s3_ops = {
     .head = s3r_head,
     .list = s3r_list,
     .delete = s3r_delete,
+    .delete_many = s3r_delete_many,
     .overwrite_guard = s3r_overwrite_guard,
     .close = s3r_close,
 };

@@ -32,6 +32,8 @@
 #include <curl/curl.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <openssl/evp.h>
+#include <openssl/md5.h>
 #include <sodium.h>
 
 #include "sigv4.h"
@@ -65,6 +67,7 @@ struct S3Client
 	char              *access_key_id;
 	char              *secret_access_key;
 	char              *session_token;
+	bool               no_multi_delete; /* the server answered DeleteObjects with 501 */
 	char               errbuf[CURL_ERROR_SIZE];
 };
 
@@ -92,6 +95,7 @@ typedef struct S3Request
 	uint64_t             range_start; /* with range_len != 0 */
 	uint64_t             range_len;   /* 0: no Range; UINT64_MAX: to the end */
 	const char          *meta_hash;   /* x-amz-meta-pgbk-hash, or NULL */
+	const char          *content_md5; /* Content-MD5 (base64), or NULL */
 	S3Sink               sink;        /* 2xx body goes here; NULL: resp->body */
 	void                *sink_ctx;
 	bool                 check_body;    /* a 2xx may still carry <Error> */
@@ -702,7 +706,7 @@ perform_attempt(S3Client *c, const S3Request *req, const char *payload_hash, uin
 	PgbkBuf            host;
 	char               range[64];
 	char               amz_date[17];
-	SigV4Header        sh[8];
+	SigV4Header        sh[10];
 	int                nsigned = 0;
 	struct curl_slist *hdrs = NULL;
 	SigV4Request       sreq;
@@ -752,6 +756,8 @@ perform_attempt(S3Client *c, const S3Request *req, const char *payload_hash, uin
 	     (!req->if_none_match || add_header(&hdrs, sh, &nsigned, "If-None-Match", "*", true)) &&
 	     (req->meta_hash == NULL ||
 	      add_header(&hdrs, sh, &nsigned, "x-amz-meta-pgbk-hash", req->meta_hash, true)) &&
+	     (req->content_md5 == NULL ||
+	      add_header(&hdrs, sh, &nsigned, "Content-MD5", req->content_md5, true)) &&
 	     (c->session_token == NULL ||
 	      add_header(&hdrs, sh, &nsigned, "x-amz-security-token", c->session_token, true));
 	if (!ok)
@@ -1415,6 +1421,171 @@ s3_delete(S3Client *c, const char *key, PgbkError *err)
 	response_init(&resp);
 	st = s3_execute(c, &req, &resp, err);
 	pgbk_buf_free(&resp.body);
+	return st;
+}
+
+/* XML text: the five characters XML reserves, escaped. */
+static bool
+append_xml_text(PgbkBuf *out, const char *s)
+{
+	bool ok = true;
+
+	for (; ok && *s; s++)
+	{
+		switch (*s)
+		{
+			case '&':
+				ok = pgbk_buf_append_str(out, "&amp;");
+				break;
+			case '<':
+				ok = pgbk_buf_append_str(out, "&lt;");
+				break;
+			case '>':
+				ok = pgbk_buf_append_str(out, "&gt;");
+				break;
+			case '"':
+				ok = pgbk_buf_append_str(out, "&quot;");
+				break;
+			case '\'':
+				ok = pgbk_buf_append_str(out, "&apos;");
+				break;
+			default:
+				ok = pgbk_buf_append(out, s, 1);
+		}
+	}
+	return ok;
+}
+
+/*
+ * Collect the <Key> of every <Error> in a DeleteObjects answer into
+ * failed[] (indexes into keys), so they can be retried one by one.
+ */
+static int
+delete_result_errors(const PgbkBuf *body, const char *const *keys, int n, int *failed)
+{
+	xmlDocPtr  doc = parse_xml(body);
+	xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+	xmlNodePtr e;
+	int        nfailed = 0;
+	char       key[S3_MAX_KEY_LEN + 1];
+	int        i;
+
+	if (root == NULL || !node_is(root, "DeleteResult"))
+	{
+		/* not the answer we asked for: treat every key as not deleted */
+		for (i = 0; i < n; i++)
+			failed[nfailed++] = i;
+		xmlFreeDoc(doc);
+		return nfailed;
+	}
+	for (e = root->children; e; e = e->next)
+	{
+		if (!node_is(e, "Error"))
+			continue;
+		child_text(e, "Key", key, sizeof(key));
+		for (i = 0; i < n; i++)
+			if (strcmp(keys[i], key) == 0)
+			{
+				failed[nfailed++] = i;
+				break;
+			}
+	}
+	xmlFreeDoc(doc);
+	return nfailed;
+}
+
+PgbkStatus
+s3_delete_many(S3Client *c, const char *const *keys, int n, PgbkError *err)
+{
+	S3Request     req;
+	S3Response    resp;
+	PgbkBuf       body;
+	PgbkStatus    st = PGBK_OK;
+	unsigned char md5[MD5_DIGEST_LENGTH];
+	char md5_b64[sodium_base64_ENCODED_LEN(MD5_DIGEST_LENGTH, sodium_base64_VARIANT_ORIGINAL)];
+	int *failed;
+	int  nfailed, i;
+	bool ok;
+
+	if (n <= 0)
+		return PGBK_OK;
+	if (n > S3_DELETE_BATCH)
+		return pgbk_error(err, PGBK_ERR_USAGE, "at most %d keys per DeleteObjects request",
+		                  S3_DELETE_BATCH);
+	for (i = 0; i < n; i++)
+		if ((st = check_key(keys[i], err)) != PGBK_OK)
+			return st;
+	if (n == 1 || c->no_multi_delete)
+	{
+		for (i = 0; i < n && st == PGBK_OK; i++)
+			st = s3_delete(c, keys[i], err);
+		return st;
+	}
+
+	/* Quiet: the answer lists only the keys that could not be deleted */
+	pgbk_buf_init(&body);
+	ok = pgbk_buf_append_str(&body, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+	                                "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	                                "<Quiet>true</Quiet>");
+	for (i = 0; ok && i < n; i++)
+		ok = pgbk_buf_append_str(&body, "<Object><Key>") && append_xml_text(&body, keys[i]) &&
+		     pgbk_buf_append_str(&body, "</Key></Object>");
+	ok = ok && pgbk_buf_append_str(&body, "</Delete>");
+	if (!ok)
+	{
+		pgbk_buf_free(&body);
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	}
+	/* S3 requires Content-MD5 on DeleteObjects */
+	if (EVP_Digest(body.data, body.len, md5, NULL, EVP_md5(), NULL) != 1)
+	{
+		pgbk_buf_free(&body);
+		return pgbk_error(err, PGBK_ERR, "could not compute the MD5 of a DeleteObjects request");
+	}
+	sodium_bin2base64(md5_b64, sizeof(md5_b64), md5, sizeof(md5), sodium_base64_VARIANT_ORIGINAL);
+
+	request_init(&req, "POST", NULL);
+	snprintf(req.op, sizeof(req.op), "delete %d objects from", n);
+	req.query = "delete=";
+	req.body = body.data;
+	req.body_len = body.len;
+	req.content_md5 = md5_b64;
+	req.check_body = true;
+	response_init(&resp);
+	st = s3_execute(c, &req, &resp, err);
+	if (st != PGBK_OK && (resp.status == 501 || strcmp(resp.code, "NotImplemented") == 0))
+	{
+		/* a server without DeleteObjects: one request per key from now on */
+		pgbk_log(PGBK_LOG_INFO,
+		         "s3 endpoint %s does not implement DeleteObjects; deleting one "
+		         "object per request",
+		         c->endpoint);
+		c->no_multi_delete = true;
+		pgbk_buf_free(&resp.body);
+		pgbk_buf_free(&body);
+		pgbk_error_clear(err);
+		return s3_delete_many(c, keys, n, err);
+	}
+	if (st == PGBK_OK)
+	{
+		/*
+		 * Keys the server could not delete (AccessDenied, InternalError...)
+		 * are deleted again one by one: each then gets the usual retries and
+		 * the usual error, naming its key.
+		 */
+		failed = malloc(sizeof(int) * (size_t) n);
+		if (failed == NULL)
+			st = pgbk_error(err, PGBK_ERR, "out of memory");
+		else
+		{
+			nfailed = delete_result_errors(&resp.body, keys, n, failed);
+			for (i = 0; i < nfailed && st == PGBK_OK; i++)
+				st = s3_delete(c, keys[failed[i]], err);
+			free(failed);
+		}
+	}
+	pgbk_buf_free(&resp.body);
+	pgbk_buf_free(&body);
 	return st;
 }
 

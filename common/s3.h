@@ -112,6 +112,16 @@ PgbkStatus s3_list(S3Client *c, const char *prefix, const char *start_after, S3L
 PgbkStatus s3_delete(S3Client *c, const char *key, PgbkError *err);
 
 /*
+ * Delete up to S3_DELETE_BATCH keys with one DeleteObjects request (quiet
+ * mode, Content-MD5).  Absent keys count as deleted.  Keys the answer lists
+ * as not deleted are deleted again one by one, so a failure gets the same
+ * error as s3_delete.  A server that answers 501 gets single DELETEs from
+ * then on.
+ */
+#define S3_DELETE_BATCH 1000
+PgbkStatus s3_delete_many(S3Client *c, const char *const *keys, int n, PgbkError *err);
+
+/*
  * Multipart upload: begin, parts numbered 1, 2, ... in call order (every
  * part but the last at least 5 MB on real S3), then complete or abort.
  * complete and abort free the upload whatever happens; when complete fails

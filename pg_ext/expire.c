@@ -54,7 +54,12 @@ typedef struct ExpireState
 	PgbkContext   *ctx;
 	int            deletions;
 	TimestampTz    started;
+	char         **pending; /* keys queued for one repo_delete_many */
+	int            npending;
 } ExpireState;
+
+/* Keys per repo_delete_many: S3's DeleteObjects takes at most 1000. */
+#define EXPIRE_BATCH 1000
 
 static void
 emit(ExpireState *es, const char *kind, const char *object, const char *action, const char *reason)
@@ -69,25 +74,46 @@ emit(ExpireState *es, const char *kind, const char *object, const char *action, 
 	tuplestore_putvalues(es->rsinfo->setResult, es->rsinfo->setDesc, values, nulls);
 }
 
+/*
+ * Delete the queued keys: one request per 1000 on S3.  Counts, the test
+ * hook and the progress report work per deleted object as before.
+ */
 static void
-delete_object(ExpireState *es, const char *key)
+flush_deletes(ExpireState *es)
 {
 	PgbkError err;
+	int       n = es->npending;
+	bool      stop = false;
+	int       i;
 
+	if (n == 0)
+		return;
 	CHECK_FOR_INTERRUPTS();
-	if (pgbk_debug_expire_fail_after > 0 && es->deletions >= pgbk_debug_expire_fail_after)
+	if (pgbk_debug_expire_fail_after > 0 && es->deletions + n >= pgbk_debug_expire_fail_after)
+	{
+		n = Max(pgbk_debug_expire_fail_after - es->deletions, 0);
+		stop = true;
+	}
+	pgbk_error_clear(&err);
+	if (n > 0 &&
+	    repo_delete_many(es->ctx->repo, (const char *const *) es->pending, n, &err) != PGBK_OK)
+		pgbk_report_error(ERROR, &err,
+		                  n == 1 ? psprintf("could not delete \"%s\"", es->pending[0])
+		                         : psprintf("could not delete %d objects (from \"%s\" to \"%s\")",
+		                                    n, es->pending[0], es->pending[n - 1]));
+	es->deletions += n;
+	for (i = 0; i < es->npending; i++)
+		pfree(es->pending[i]);
+	es->npending = 0;
+	if (stop)
 		ereport(ERROR, (errmsg("pgbk: expiry stopped by pgbk.debug_expire_fail_after after %d "
 		                       "deletions",
 		                       es->deletions)));
-	pgbk_error_clear(&err);
-	if (repo_delete(es->ctx->repo, key, &err) != PGBK_OK)
-		pgbk_report_error(ERROR, &err, psprintf("could not delete \"%s\"", key));
-	es->deletions++;
 
 	/*
-	 * Progress: an expiry over S3 can delete thousands of objects, one
-	 * request each.  A session gets a NOTICE; the scheduler's run shows in
-	 * pg_stat_activity.
+	 * Progress: an expiry can delete thousands of objects.  A session gets
+	 * a NOTICE; the scheduler's run shows in pg_stat_activity.  Batches end
+	 * on multiples of the interval (queue_delete), so the counts are exact.
 	 */
 	if (pgbk_debug_expire_progress_every > 0 &&
 	    es->deletions % pgbk_debug_expire_progress_every == 0)
@@ -104,6 +130,30 @@ delete_object(ExpireState *es, const char *key)
 			ereport(NOTICE, (errmsg("pgbk: expiry has deleted %d objects so far (%ld s)",
 			                        es->deletions, secs)));
 	}
+}
+
+/* Queue a key for deletion; full batches go at once. */
+static void
+queue_delete(ExpireState *es, const char *key)
+{
+	int batch = EXPIRE_BATCH;
+
+	if (pgbk_debug_expire_progress_every > 0)
+		batch = Min(batch, pgbk_debug_expire_progress_every -
+		                       es->deletions % pgbk_debug_expire_progress_every);
+	if (es->pending == NULL)
+		es->pending = palloc(sizeof(char *) * EXPIRE_BATCH);
+	es->pending[es->npending++] = pstrdup(key);
+	if (es->npending >= batch)
+		flush_deletes(es);
+}
+
+/* One object, gone before the caller goes on (a manifest before data). */
+static void
+delete_object(ExpireState *es, const char *key)
+{
+	queue_delete(es, key);
+	flush_deletes(es);
 }
 
 typedef struct KeyList
@@ -135,7 +185,8 @@ delete_backup_data(ExpireState *es, const char *id)
 	if (repo_list(es->ctx->repo, prefix, NULL, collect_key, &kl, &err) != PGBK_OK)
 		pgbk_report_error(ERROR, &err, psprintf("could not list backup %s", id));
 	foreach (lc, kl.keys)
-		delete_object(es, (const char *) lfirst(lc));
+		queue_delete(es, (const char *) lfirst(lc));
+	flush_deletes(es);
 }
 
 /* Delete a backup: manifest first, then its data objects, then the row. */
@@ -384,8 +435,9 @@ bk_expire(PG_FUNCTION_ARGS)
 			     psprintf("before the start (%s) of the oldest kept backup %s", oldest_start,
 			              oldest_id));
 			if (!dry_run)
-				delete_object(&es, keys[i]);
+				queue_delete(&es, keys[i]);
 		}
+		flush_deletes(&es);
 		if (!dry_run && nwal > 0)
 		{
 			ret = SPI_execute_with_args(

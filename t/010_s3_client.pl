@@ -520,6 +520,68 @@ sub fake_conf
 }
 
 ########################################################################
+# DeleteObjects (expiry): one POST ?delete per 1000 keys, with Content-MD5;
+# keys the answer lists as failed are deleted one by one; a server without
+# DeleteObjects gets single DELETEs.
+{
+	require Digest::MD5;
+	my $body_seen = '';
+	my ($port, $pid, $log) = fake_s3(
+		sub {
+			my ($req) = @_;
+			if ($req->{method} eq 'POST')
+			{
+				my $want = Digest::MD5::md5_base64($req->{body}) . '==';
+				return s3_error(400, 'InvalidDigest') unless ($req->{h}{'content-md5'} // '') eq $want;
+				return s3_error(400, 'NotQuiet') unless $req->{body} =~ m{<Quiet>true</Quiet>};
+				return s3_error(400, 'BadKeys')
+				  unless $req->{body} =~ m{<Object><Key>a/1</Key></Object><Object><Key>a/2&amp;x</Key></Object><Object><Key>a/3</Key></Object>};
+				return resp(200, '<?xml version="1.0"?><DeleteResult></DeleteResult>');
+			}
+			return s3_error(400, 'Unexpected');
+		});
+	my $r = probe(fake_conf($port), 'delete-keys', 'a/1', 'a/2&x', 'a/3');
+	fake_stop($pid);
+	my @l = fake_log($log);
+	is($r->{delete}[0], 'ok', 'DeleteObjects: three keys deleted') or diag($r->{_out});
+	is(scalar(@l), 1, 'DeleteObjects: in one request');
+	like($l[0] // '', qr{^conn=1 req=1 POST /fake\?delete= }, 'DeleteObjects: POST ?delete');
+}
+{
+	my ($port, $pid, $log) = fake_s3(
+		sub {
+			my ($req) = @_;
+			return resp(200, '<?xml version="1.0"?><DeleteResult><Deleted><Key>b/1</Key></Deleted>'
+				  . '<Error><Key>b/2</Key><Code>AccessDenied</Code><Message>no</Message></Error></DeleteResult>')
+			  if $req->{method} eq 'POST';
+			return s3_error(403, 'AccessDenied') if $req->{method} eq 'DELETE';
+			return s3_error(400, 'Unexpected');
+		});
+	my $r = probe(fake_conf($port), 'delete-keys', 'b/1', 'b/2', 'b/3');
+	fake_stop($pid);
+	my @l = fake_log($log);
+	is($r->{delete}[0], 'authentication', 'DeleteObjects with a key refused: credentials error');
+	like($r->{delete}[1], qr/"b\/2".*AccessDenied/, '... naming the refused key and the S3 code');
+	is(scalar(grep { m{ DELETE /fake/b/2 } } @l), 1, '... after trying that key alone');
+	is(scalar(grep { m{ DELETE /fake/b/[13] } } @l), 0, '... and only that key');
+}
+{
+	my ($port, $pid, $log) = fake_s3(
+		sub {
+			my ($req) = @_;
+			return s3_error(501, 'NotImplemented') if $req->{method} eq 'POST';
+			return resp(204) if $req->{method} eq 'DELETE';
+			return s3_error(400, 'Unexpected');
+		});
+	my $r = probe(fake_conf($port), 'delete-keys', 'c/1', 'c/2');
+	fake_stop($pid);
+	my @l = fake_log($log);
+	is($r->{delete}[0], 'ok', 'a server without DeleteObjects: keys deleted anyway');
+	is(join(' ', map { m{ (POST|DELETE) (\S+)} ? "$1 $2" : () } @l),
+		'POST /fake?delete= DELETE /fake/c/1 DELETE /fake/c/2', '... one DELETE per key after the 501');
+}
+
+########################################################################
 # pgbk check: the write round trip (put, refused second put, get, decode,
 # delete) against the real server and against fakes that refuse a step.
 

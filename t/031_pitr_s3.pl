@@ -52,6 +52,24 @@ is($rc, 0, 'S3: restore to a restore point') or diag("$out$err");
 is(PgbkRestore::state($r), $w->{rp}{state}, '... with the rows of that moment') if $rc == 0;
 PgbkRestore::drop($r);
 
+# Expiry on S3 (DeleteObjects, 1000 keys per request): a depth of 90 days
+# seen from 90 days after T3 keeps B2 only, so B1 and the WAL before B2 go.
+$node->safe_psql('postgres', "SELECT bk_set_policy('database', depth => '90 days')");
+my $as_of = "'$w->{moments}[2]{time}'::timestamptz + interval '90 days'";
+my $deleted = $node->safe_psql('postgres',
+	"SELECT count(*) FILTER (WHERE kind = 'backup'), count(*) FILTER (WHERE kind = 'wal') FROM bk_expire(false, $as_of) WHERE action = 'delete'");
+like($deleted, qr/^1\|[1-9]\d*$/, "S3 expiry deletes B1 and the WAL before B2 ($deleted)");
+is($node->safe_psql('postgres', 'SELECT string_agg(id, \',\') FROM pgbk.backup'), $w->{backups}[1],
+	'... the catalog keeps B2 only');
+($r, $rc, $out, $err) = PgbkRestore::restore('gone', $conf, '--target-time', $w->{moments}[0]{time});
+$all .= $out . $err;
+is($rc, 8, 'T1 (needs B1) is not recoverable from the repository any more') or diag("$out$err");
+PgbkRestore::drop($r);
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+$all .= $out . $err;
+is($rc, 0, 'pgbk verify: what is left in S3 is whole (no data of B1 without its manifest)')
+  or diag("$out$err");
+
 # Only pgbk.conf, the key and the credentials, in a fresh place.
 $node->stop;
 rmtree($node->data_dir);
@@ -75,7 +93,7 @@ PgbkRestore::drop($r);
 
 ($rc, $out, $err) = PgbkTest::pgbk('info', '--config', "$fresh/pgbk.conf");
 $all .= $out . $err;
-like($out, qr/Base backups: 2/, 'pgbk info reads the S3 repository');
+like($out, qr/Base backups: 1/, 'pgbk info reads the S3 repository');
 PgbkTest::no_secrets($all, 'the CLI output');
 
 done_testing();

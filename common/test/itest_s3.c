@@ -304,6 +304,8 @@ scenario_basic(Repo *repo)
 }
 
 /* more than 1000 keys: ListObjectsV2 pagination, start_after, prefixes */
+static PgbkStatus count_cb(void *ctx, const RepoObjectInfo *info, PgbkError *err);
+
 static void
 scenario_list(Repo *repo, int nkeys)
 {
@@ -357,6 +359,35 @@ scenario_list(Repo *repo, int nkeys)
 	st = repo->ops->list(repo, prefix, NULL, collect_cb, &col, &err);
 	check(st == PGBK_OK && col.n == 0, "empty prefix lists nothing");
 	collect_reset(&col);
+
+	/* all of them (and one that never existed) in DeleteObjects batches */
+	{
+		char **keys = calloc((size_t) nkeys + 1, sizeof(char *));
+		int    nexist = 0;
+
+		for (i = 0; i < nkeys; i++)
+		{
+			keys[i] = malloc(256);
+			snprintf(keys[i], 256, "%s/many/%05d", run_tag, i);
+		}
+		keys[nkeys] = malloc(256);
+		snprintf(keys[nkeys], 256, "%s/many/never-was", run_tag);
+		t0 = pgbk_now_us();
+		st = repo->ops->delete_many(repo, (const char *const *) keys, nkeys + 1, &err);
+		check(st == PGBK_OK, "delete_many of %d keys (one absent) in %.2f s: %s", nkeys + 1,
+		      (pgbk_now_us() - t0) / 1e6, st ? err.msg : "ok");
+		snprintf(prefix, sizeof(prefix), "%s/many/", run_tag);
+		st = repo->ops->list(repo, prefix, NULL, collect_cb, &col, &err);
+		check(st == PGBK_OK && col.n == 0, "after delete_many nothing is left under many/ (%d)",
+		      col.n);
+		collect_reset(&col);
+		snprintf(prefix, sizeof(prefix), "%s/manyx", run_tag);
+		st = repo->ops->list(repo, prefix, NULL, count_cb, &nexist, &err);
+		check(st == PGBK_OK && nexist == 1, "the neighbour not named is still there");
+		for (i = 0; i <= nkeys; i++)
+			free(keys[i]);
+		free(keys);
+	}
 }
 
 static void
@@ -569,6 +600,17 @@ scenario_put_key(Repo *repo, const char *key, const char *value)
 }
 
 static void
+scenario_delete_keys(Repo *repo, int n, char **keys)
+{
+	PgbkError  err;
+	PgbkStatus st;
+
+	pgbk_error_clear(&err);
+	st = repo->ops->delete_many(repo, (const char *const *) keys, n, &err);
+	print_result("delete", st, &err);
+}
+
+static void
 scenario_get_key(Repo *repo, const char *key)
 {
 	PgbkError  err;
@@ -703,6 +745,8 @@ main(int argc, char **argv)
 		scenario_seq(&repo, argc > 3 ? atoi(argv[3]) : 1);
 	else if (strcmp(scenario, "put-key") == 0 && argc > 4)
 		scenario_put_key(&repo, argv[3], argv[4]);
+	else if (strcmp(scenario, "delete-keys") == 0 && argc > 3)
+		scenario_delete_keys(&repo, argc - 3, argv + 3);
 	else if (strcmp(scenario, "get-key") == 0 && argc > 3)
 		scenario_get_key(&repo, argv[3]);
 	else if (strcmp(scenario, "client") == 0)
