@@ -44,7 +44,10 @@ problem(VerifyState *vs, const char *kind, const char *object, const char *what)
 	bool  nulls[3] = {false, false, false};
 
 	values[0] = CStringGetTextDatum(kind);
-	values[1] = CStringGetTextDatum(object);
+	if (object != NULL)
+		values[1] = CStringGetTextDatum(object);
+	else
+		nulls[1] = true;
 	values[2] = CStringGetTextDatum(what);
 	tuplestore_putvalues(vs->rsinfo->setResult, vs->rsinfo->setDesc, values, nulls);
 	vs->problems++;
@@ -201,8 +204,9 @@ verify_continuity(VerifyState *vs)
 	    "  least(c.last_segno, (SELECT max(w.segno) FROM pgbk.wal w "
 	    "                       WHERE w.timeline = c.tli AND w.kind = 'segment')))) "
 	    "FROM pgbk.backup b "
-	    "CROSS JOIN LATERAL pgbk.timeline_chain((SELECT max(timeline) FROM pgbk.wal "
-	    "                                        WHERE kind = 'segment')) c "
+	    "CROSS JOIN LATERAL pgbk.timeline_chain(coalesce((SELECT max(timeline) FROM pgbk.wal "
+	    "                                                 WHERE kind = 'segment'), "
+	    "                                        b.timeline)) c "
 	    "WHERE pgbk.first_missing(c.tli, greatest(c.first_segno, pgbk.lsn_segno(b.start_lsn)), "
 	    "  least(c.last_segno, (SELECT max(w.segno) FROM pgbk.wal w "
 	    "                       WHERE w.timeline = c.tli AND w.kind = 'segment'))) IS NOT NULL "
@@ -265,6 +269,8 @@ bk_verify(PG_FUNCTION_ARGS)
 		pgbk_report_error(ERROR, &err, "could not open the repository");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	/* the catalog first catches up, so WAL archived a moment ago is no gap */
+	(void) pgbk_catalog_sync(false, true);
 	verify_wal(&vs);
 	verify_backups(&vs);
 	verify_continuity(&vs);

@@ -78,10 +78,11 @@ CREATE VIEW bk_events AS
 SELECT id, at, kind, object, message FROM pgbk.event ORDER BY id DESC;
 
 -- Rebuild (full = true) or catch up (full = false) the WAL catalog from the
--- repository.  Returns the number of rows added.
+-- repository.  Returns the number of rows added.  SECURITY DEFINER:
+-- pgbk_admin runs it without write grants on the catalog tables.
 CREATE FUNCTION bk_catalog_sync(full boolean DEFAULT true) RETURNS bigint
 AS 'MODULE_PATHNAME', 'bk_catalog_sync'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 GRANT SELECT ON pgbk.wal, pgbk.restore_point, pgbk.event TO pgbk_reader;
 GRANT SELECT ON bk_events TO pgbk_reader;

@@ -3,10 +3,12 @@
 
 -- What retention by depth removes (dry_run, the default, only tells).
 -- as_of: the moment to apply the depth windows from (default now).
+-- SECURITY DEFINER (here and for bk_verify, bk_catalog_sync): pgbk_admin
+-- may run them but has no write grant on the catalog tables they change.
 CREATE FUNCTION bk_expire(dry_run boolean DEFAULT true, as_of timestamptz DEFAULT now())
 RETURNS TABLE (kind text, object text, action text, reason text)
 AS 'MODULE_PATHNAME', 'bk_expire'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- Is what the catalog promises in the repository and intact?  Reads every
 -- catalogued object (or the `sample` fraction of them), checks checksums
@@ -14,7 +16,7 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION bk_verify(sample real DEFAULT 1.0)
 RETURNS TABLE (kind text, object text, problem text)
 AS 'MODULE_PATHNAME', 'bk_verify'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- Unsaved file changes, as pgbk-watcher sees them: since when files have
 -- changed without a snapshot (NULL once a snapshot covers them).  The
