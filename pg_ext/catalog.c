@@ -57,6 +57,7 @@ typedef struct SyncState
 	PgbkError    *err;
 	int64         unreadable; /* met again, reported before */
 	char          first_unreadable[LAYOUT_KEY_LEN];
+	List         *unreadable_met; /* keys met unreadable in this sync (full) */
 } SyncState;
 
 /*
@@ -118,7 +119,56 @@ unreadable_known(SyncState *ss, const char *key, uint64_t size, int64_t mtime)
 		return false;
 	if (ss->unreadable++ == 0)
 		strlcpy(ss->first_unreadable, key, sizeof(ss->first_unreadable));
+	if (ss->full)
+		ss->unreadable_met = lappend(ss->unreadable_met, pstrdup(key));
 	return true;
+}
+
+/* Record key in pgbk.unreadable (for bk_status), or refresh its row. */
+static void
+unreadable_record(SyncState *ss, const char *key, const PgbkError *err)
+{
+	Datum args[2];
+
+	if (ss->full)
+		ss->unreadable_met = lappend(ss->unreadable_met, pstrdup(key));
+	args[0] = CStringGetTextDatum(key);
+	args[1] = CStringGetTextDatum(err->msg);
+	if (SPI_execute_with_args("INSERT INTO pgbk.unreadable AS u (key, reason) VALUES ($1, $2) "
+	                          "ON CONFLICT (key) DO UPDATE SET reason = $2, last_seen = now()",
+	                          2, (Oid[]){TEXTOID, TEXTOID}, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pgbk: could not record an unreadable object");
+}
+
+/*
+ * End of a sync: rows of pgbk.unreadable whose object now has its catalog
+ * row (it reads again), and after a full sync those whose object was not
+ * met (it is gone), are removed.  Costs one cheap query when the table is
+ * empty, as it nearly always is.
+ */
+static void
+unreadable_tidy(SyncState *ss)
+{
+	Datum args[1];
+
+	if (SPI_execute("SELECT 1 FROM pgbk.unreadable LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not read pgbk.unreadable");
+	if (SPI_processed == 0)
+		return;
+	if (SPI_execute("DELETE FROM pgbk.unreadable u WHERE "
+	                "EXISTS (SELECT 1 FROM pgbk.wal w "
+	                "        WHERE w.name = regexp_replace(u.key, '^.*/', '') "
+	                "          AND u.key LIKE '" LAYOUT_WAL_PREFIX "%') OR "
+	                "EXISTS (SELECT 1 FROM pgbk.backup b "
+	                "        WHERE u.key = '" LAYOUT_MANIFEST_PREFIX "' || b.id)",
+	                false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pgbk: could not tidy pgbk.unreadable");
+	if (!ss->full)
+		return;
+	args[0] = PointerGetDatum(strlist_to_textarray(ss->unreadable_met));
+	if (SPI_execute_with_args("DELETE FROM pgbk.unreadable WHERE key <> ALL ($1)", 1,
+	                          (Oid[]){TEXTARRAYOID}, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pgbk: could not tidy pgbk.unreadable");
 }
 
 /*
@@ -126,19 +176,20 @@ unreadable_known(SyncState *ss, const char *key, uint64_t size, int64_t mtime)
  * content is at fault.  A failure to fetch it (S3 down, a timeout) is not
  * remembered: the next sync tries again, or the catalog would keep a hole.
  */
-static void
+static bool
 unreadable_add(const char *key, uint64_t size, int64_t mtime, const PgbkError *err)
 {
 	UnreadableObject *u;
 
 	if (err->code != PGBK_ERR_INTEGRITY && err->code != PGBK_ERR_KEY &&
 	    err->code != PGBK_ERR_FORMAT)
-		return;
+		return false;
 	if (strlen(key) >= LAYOUT_KEY_LEN)
-		return;
+		return false;
 	u = unreadable_find(key, HASH_ENTER);
 	u->size = size;
 	u->mtime = mtime;
+	return true;
 }
 
 static Datum
@@ -249,7 +300,8 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 		/* an unreadable object is reported (once), not fatal to the sync */
 		ereport(WARNING,
 		        (errmsg("pgbk: skipping repository object \"%s\": %s", obj->key, ss->err->msg)));
-		unreadable_add(obj->key, obj->size, obj->mtime, ss->err);
+		if (unreadable_add(obj->key, obj->size, obj->mtime, ss->err))
+			unreadable_record(ss, obj->key, ss->err);
 		pgbk_error_clear(ss->err);
 		return PGBK_OK;
 	}
@@ -603,7 +655,8 @@ sync_backups(SyncState *ss, PgbkContext *ctx, bool full)
 		if (st != PGBK_OK)
 		{
 			ereport(WARNING, (errmsg("pgbk: skipping backup %s: %s", id, err.msg)));
-			unreadable_add(mkey, 0, 0, &err);
+			if (unreadable_add(mkey, 0, 0, &err))
+				unreadable_record(ss, mkey, &err);
 			continue;
 		}
 		pgbk_catalog_record_backup(m);
@@ -685,6 +738,7 @@ pgbk_catalog_sync(bool full, bool backups)
 		                false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "pgbk: could not remove stale catalog rows");
 	}
+	unreadable_tidy(&ss);
 	if (ss.unreadable > 0 && !IsBackgroundWorker)
 		ereport(WARNING,
 		        (errmsg("pgbk: %" PRId64 " repository objects could not be read and are not in the "

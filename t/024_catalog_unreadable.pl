@@ -3,7 +3,8 @@
 # sync: the scheduler syncs after every upload, and a warning per object
 # per sync would flood the server log.  It is met again, unread, until it
 # changes; then it is read (and reported) again.  A sync a user asks for
-# says in one line how many such objects there are.
+# says in one line how many such objects there are.  bk_status shows them
+# (component 'repository') until they are gone or read again.
 use strict;
 use warnings;
 
@@ -54,6 +55,9 @@ like($log, qr/skipping repository object "\Q$key\E": .*(magic|header|not a pgbk)
 	'... with the reason');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pgbk.wal WHERE name = '$name'"), '0',
 	'... and it has no catalog row');
+like($node->safe_psql('postgres', "SELECT status || ': ' || detail || ' / ' || last_error FROM bk_status WHERE component = 'repository'"),
+	qr/^warning: 1 repository object cannot be read and is not in the catalog, first \Q$key\E; .* \/ .*(magic|header|not a pgbk)/i,
+	'bk_status warns about it, with the reason');
 
 # A user's sync: the first in a session reports the object (this backend has
 # not met it), the second says how many there are, in one line.
@@ -72,6 +76,13 @@ $synced = 0;
 $synced += upload_and_sync($_) for 6 .. 8;
 is($synced, 3, 'three more uploads catalogued');
 is(reports($offset), 1, 'the changed object is reported once more');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pgbk.unreadable"), '1', '... and is still one row for bk_status');
+
+# Gone from the repository: the next full sync clears the warning.
+unlink("$repo->{dir}/$key") or die;
+$node->safe_psql('postgres', 'SELECT bk_catalog_sync(true)');
+is($node->safe_psql('postgres', "SELECT count(*) FROM bk_status WHERE component = 'repository'"), '0',
+	'the object removed, a full sync clears the warning in bk_status');
 
 $node->stop;
 done_testing();

@@ -25,6 +25,17 @@ CREATE TABLE pgbk.wal (
 CREATE INDEX wal_timeline_segno_idx ON pgbk.wal (timeline, segno) INCLUDE (stored_bytes, last_stop_at);
 CREATE INDEX wal_last_stop_idx ON pgbk.wal (timeline, last_stop_at);
 
+-- Repository objects the catalog sync could not read (a damaged header, a
+-- key the key file lacks): they have no row above, so bk_status shows them
+-- here.  A row goes when the object reads again or, at the next full sync,
+-- when it is no longer in the repository.
+CREATE TABLE pgbk.unreadable (
+	key text PRIMARY KEY,
+	first_seen timestamptz NOT NULL DEFAULT now(),
+	last_seen timestamptz NOT NULL DEFAULT now(),
+	reason text NOT NULL
+);
+
 -- Named restore points (pg_create_restore_point records), from archived
 -- WAL and from bk_create_restore_point().  lsn is where the record is.
 CREATE TABLE pgbk.restore_point (
@@ -84,7 +95,7 @@ CREATE FUNCTION bk_catalog_sync(full boolean DEFAULT true) RETURNS bigint
 AS 'MODULE_PATHNAME', 'bk_catalog_sync'
 LANGUAGE C VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
-GRANT SELECT ON pgbk.wal, pgbk.restore_point, pgbk.event TO pgbk_reader;
+GRANT SELECT ON pgbk.wal, pgbk.restore_point, pgbk.event, pgbk.unreadable TO pgbk_reader;
 GRANT SELECT ON bk_events TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION pgbk.archive_state(), pgbk.database_granularity(),
 	pgbk.callback_times() TO pgbk_reader;

@@ -1,6 +1,8 @@
 -- 60_status: bk_status, the one place an operator looks: one row per
--- component (archiving, the granularity setting, base backups, the files
--- scope, scope policy), status 'ok', 'warning' or 'failing'.
+-- component (archiving, the granularity setting, base backups, unreadable
+-- repository objects, the files scope, scope policy), status 'ok',
+-- 'warning' or 'failing'.  The granularity and repository rows appear only
+-- with a warning.
 CREATE VIEW bk_status AS
 WITH a AS (SELECT * FROM pgbk.archive_state())
 SELECT 'archive'::text AS component,
@@ -45,6 +47,15 @@ FROM bk_backup_progress p,
 	 (SELECT count(*) AS n, max(stop_time) AS newest,
 			 (SELECT id FROM pgbk.backup ORDER BY stop_time DESC LIMIT 1) AS newest_id
 		FROM pgbk.backup) b
+UNION ALL
+SELECT 'repository', 'warning', NULL, NULL, NULL, NULL, NULL,
+	(SELECT reason FROM pgbk.unreadable ORDER BY first_seen, key LIMIT 1),
+	format('%s repository object%s cannot be read and %s not in the catalog, first %s; SELECT * FROM pgbk.unreadable lists them, pgbk verify checks every object',
+		   count(*), CASE WHEN count(*) = 1 THEN '' ELSE 's' END,
+		   CASE WHEN count(*) = 1 THEN 'is' ELSE 'are' END,
+		   (SELECT key FROM pgbk.unreadable ORDER BY first_seen, key LIMIT 1))
+FROM pgbk.unreadable
+HAVING count(*) > 0
 UNION ALL
 SELECT * FROM pgbk.files_status
 UNION ALL
