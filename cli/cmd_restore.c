@@ -118,6 +118,7 @@ typedef struct Restore
 
 	/* configuration files the backup lacked, written by pgbk ("" if none) */
 	char wrote_config[64];
+	int  source_config; /* source config files written under pgbk_source_config/ */
 } Restore;
 
 static void
@@ -1977,6 +1978,64 @@ write_missing_config(Restore *r, PgbkError *err)
 	return st;
 }
 
+#define SOURCE_CONFIG_DIR "pgbk_source_config"
+
+/*
+ * The source's configuration files that lived outside its data directory
+ * (the manifest keeps them, see manifest.h) go to DIR/pgbk_source_config/
+ * under their source path, for the operator to take settings from.  The
+ * copy never reads them: their paths (data_directory, hba_file, include_dir)
+ * point at the source.
+ */
+static PgbkStatus
+write_source_config(Restore *r, PgbkError *err)
+{
+	char       path[PATH_MAX];
+	PgbkStatus st = PGBK_OK;
+	int        i;
+
+	for (i = 0; i < r->m->nconfig && st == PGBK_OK; i++)
+	{
+		const ManifestConfigFile *c = &r->m->config[i];
+		char                     *p;
+		int                       fd;
+
+		if (c->path[0] != '/' || strstr(c->path, "/../") != NULL ||
+		    strstr(c->path, "/./") != NULL || strstr(c->path, "//") != NULL)
+			return pgbk_error(err, PGBK_ERR_FORMAT,
+			                  "manifest of backup %s: unexpected configuration file path \"%s\"",
+			                  r->m->id, c->path);
+		if ((size_t) snprintf(path, sizeof(path), "%s/" SOURCE_CONFIG_DIR "%s", r->datadir,
+		                      c->path) >= sizeof(path))
+			return pgbk_error(err, PGBK_ERR_USAGE, "path too long: \"%s\"", c->path);
+		/* parents, then the file (never over an existing one) */
+		for (p = path + strlen(r->datadir) + 1; (p = strchr(p, '/')) != NULL; p++)
+		{
+			*p = '\0';
+			if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			{
+				st = pgbk_error(err, PGBK_ERR_IO, "could not create directory \"%s\": %s", path,
+				                strerror(errno));
+				*p = '/';
+				return st;
+			}
+			*p = '/';
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path,
+			                  strerror(errno));
+		st = pgbk_write_all(fd, c->data, c->len, path, err);
+		if (st == PGBK_OK && fsync(fd) != 0)
+			st = pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(errno));
+		if (close(fd) != 0 && st == PGBK_OK)
+			st = pgbk_error(err, PGBK_ERR_IO, "could not close \"%s\": %s", path, strerror(errno));
+		if (st == PGBK_OK)
+			r->source_config++;
+	}
+	return st;
+}
+
 /* The files after the download: labels, settings, signal, pg_control. */
 static PgbkStatus
 finish_files(Restore *r, PgbkError *err)
@@ -2008,6 +2067,8 @@ finish_files(Restore *r, PgbkError *err)
 	if ((st = write_auto_conf(r, err)) != PGBK_OK)
 		return st;
 	if ((st = write_missing_config(r, err)) != PGBK_OK)
+		return st;
+	if ((st = write_source_config(r, err)) != PGBK_OK)
 		return st;
 	snprintf(path, sizeof(path), "%s/recovery.signal", r->datadir);
 	if ((st = write_small_file(path, "", false, 0600, err)) != PGBK_OK)
@@ -2085,6 +2146,14 @@ print_result(Restore *r, const char *log)
 		       "hot_standby = off, local connections only); copy the source's settings there as "
 		       "needed.\n",
 		       r->m->id, r->wrote_config, r->datadir);
+	if (r->source_config > 0)
+	{
+		printf("The source's configuration files from outside its data directory are in "
+		       "%s/" SOURCE_CONFIG_DIR "/ (for reference; the copy does not read them):\n",
+		       r->datadir);
+		for (i = 0; i < r->m->nconfig; i++)
+			printf("  %s\n", r->m->config[i].path);
+	}
 	if (!r->o->start)
 	{
 		if (r->recovery_buffers[0])

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <cjson/cJSON.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,12 @@ manifest_free(Manifest *m)
 		free(m->dirs[i].path);
 	for (i = 0; i < m->ntablespaces; i++)
 		free(m->tablespaces[i].location);
+	for (i = 0; i < m->nconfig; i++)
+	{
+		free(m->config[i].path);
+		free(m->config[i].data);
+	}
+	free(m->config);
 	free(m->files);
 	free(m->dirs);
 	free(m->tablespaces);
@@ -95,6 +102,28 @@ manifest_add_dir(Manifest *m, const char *path, unsigned int mode)
 	if (m->dirs[m->ndirs].path == NULL)
 		return false;
 	m->ndirs++;
+	return true;
+}
+
+bool
+manifest_add_config(Manifest *m, const char *path, const void *data, size_t len)
+{
+	ManifestConfigFile *c;
+
+	if (!grow((void **) &m->config, m->nconfig, sizeof(ManifestConfigFile)))
+		return false;
+	c = &m->config[m->nconfig];
+	c->path = strdup(path);
+	c->data = malloc(len > 0 ? len : 1);
+	c->len = len;
+	if (c->path == NULL || c->data == NULL)
+	{
+		free(c->path);
+		free(c->data);
+		return false;
+	}
+	memcpy(c->data, data, len);
+	m->nconfig++;
 	return true;
 }
 
@@ -321,6 +350,28 @@ manifest_to_json(const Manifest *m, PgbkBuf *out, PgbkError *err)
 	     add_num(root, "stored_bytes", (double) m->stored_bytes) &&
 	     add_str(root, "compression", m->compression ? m->compression : "none") &&
 	     cJSON_AddBoolToObject(root, "encrypted", m->encrypted) != NULL;
+	if (ok && m->nconfig > 0)
+	{
+		arr = cJSON_AddArrayToObject(root, "source_config");
+		ok = arr != NULL;
+	}
+	for (i = 0; ok && i < m->nconfig; i++)
+	{
+		const ManifestConfigFile *c = &m->config[i];
+		size_t b64len = sodium_base64_ENCODED_LEN(c->len, sodium_base64_VARIANT_ORIGINAL);
+		char  *b64 = malloc(b64len);
+		cJSON *o = cJSON_CreateObject();
+
+		ok = b64 != NULL && o != NULL && cJSON_AddItemToArray(arr, o);
+		if (ok)
+		{
+			sodium_bin2base64(b64, b64len, c->data, c->len, sodium_base64_VARIANT_ORIGINAL);
+			ok = add_str(o, "path", c->path) && add_str(o, "base64", b64);
+		}
+		else if (o != NULL && !ok)
+			cJSON_Delete(o);
+		free(b64);
+	}
 	if (ok)
 		text = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
@@ -441,6 +492,26 @@ manifest_from_json(const char *text, size_t len, Manifest **out, PgbkError *err)
 	{
 		if (jstr(item, "path") == NULL ||
 		    !manifest_add_dir(m, jstr(item, "path"), (unsigned) jnum(item, "mode")))
+			goto bad;
+	}
+	arr = cJSON_GetObjectItemCaseSensitive(root, "source_config");
+	cJSON_ArrayForEach(item, arr)
+	{
+		const char    *b64 = jstr(item, "base64");
+		size_t         cap, len = 0;
+		unsigned char *bin;
+		bool           added;
+
+		if (jstr(item, "path") == NULL || b64 == NULL)
+			goto bad;
+		cap = strlen(b64) / 4 * 3 + 3;
+		if ((bin = malloc(cap)) == NULL)
+			goto bad;
+		added = sodium_base642bin(bin, cap, b64, strlen(b64), NULL, &len, NULL,
+		                          sodium_base64_VARIANT_ORIGINAL) == 0 &&
+		        manifest_add_config(m, jstr(item, "path"), bin, len);
+		free(bin);
+		if (!added)
 			goto bad;
 	}
 	arr = cJSON_GetObjectItemCaseSensitive(root, "files");

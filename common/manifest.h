@@ -18,8 +18,15 @@
  *	    "directories": [{"path": "pg_wal", "mode": 448}, ...],
  *	    "files": [{"path": "base/1/1259", "size": 8192, "mtime": 1790000000,
  *	               "mode": 384, "hash": "<XXH3-128 hex>", "stored": 1234}],
- *	    "bytes": ..., "stored_bytes": ..., "compression": "zstd", "encrypted": true
+ *	    "bytes": ..., "stored_bytes": ..., "compression": "zstd", "encrypted": true,
+ *	    "source_config": [{"path": "/etc/postgresql/15/main/postgresql.conf",
+ *	                       "base64": "..."}]
  *	  }
+ *
+ *	  source_config (optional) holds the source's configuration files that
+ *	  live outside its data directory (Debian keeps postgresql.conf, conf.d/,
+ *	  pg_hba.conf and pg_ident.conf in /etc/postgresql/...), so a restore can
+ *	  hand them over; a data directory copy alone would lose them.
  *
  *	  File paths are relative to the data directory; files of a tablespace
  *	  appear under "pg_tblspc/<oid>/...".  The manifest is encrypted like
@@ -56,6 +63,16 @@ typedef struct ManifestTablespace
 	char    *location;
 } ManifestTablespace;
 
+typedef struct ManifestConfigFile
+{
+	char          *path; /* absolute path on the source */
+	unsigned char *data;
+	size_t         len;
+} ManifestConfigFile;
+
+/* Config files larger than this are not kept (a config file is small). */
+#define MANIFEST_CONFIG_MAX (1024 * 1024)
+
 typedef struct Manifest
 {
 	int                 format;
@@ -83,6 +100,8 @@ typedef struct Manifest
 	uint64_t            stored_bytes;
 	char               *compression;
 	bool                encrypted;
+	int                 nconfig;
+	ManifestConfigFile *config;
 } Manifest;
 
 Manifest *manifest_new(void);
@@ -91,6 +110,7 @@ void      manifest_free(Manifest *m);
 bool manifest_add_file(Manifest *m, const ManifestFile *f);
 bool manifest_add_dir(Manifest *m, const char *path, unsigned int mode);
 bool manifest_add_tablespace(Manifest *m, uint32_t oid, const char *location);
+bool manifest_add_config(Manifest *m, const char *path, const void *data, size_t len);
 
 PgbkStatus manifest_to_json(const Manifest *m, PgbkBuf *out, PgbkError *err);
 PgbkStatus manifest_from_json(const char *json, size_t len, Manifest **out, PgbkError *err);

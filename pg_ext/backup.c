@@ -871,6 +871,73 @@ timestamptz_to_unix_us(TimestampTz ts)
 	return (int64) ts + ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
 }
 
+/*
+ * The source's configuration files that live outside its data directory
+ * (postgresql.conf and conf.d/ included files, pg_hba.conf, pg_ident.conf,
+ * as Debian keeps them in /etc/postgresql/...) go into the manifest: a
+ * copy of the data directory alone would lose them.  Files inside the data
+ * directory are backed up as files already.  One that cannot be read is
+ * left out with a warning; it never fails the backup.
+ */
+static void
+add_source_config(Manifest *m)
+{
+	size_t  dlen = strlen(DataDir);
+	uint64  i;
+	PgbkBuf buf;
+
+	begin_tx();
+	spi_exec("SELECT DISTINCT f FROM (SELECT sourcefile AS f FROM pg_file_settings "
+	         "UNION SELECT current_setting('config_file') "
+	         "UNION SELECT current_setting('hba_file') "
+	         "UNION SELECT current_setting('ident_file')) s "
+	         "WHERE f IS NOT NULL ORDER BY 1",
+	         SPI_OK_SELECT);
+	pgbk_buf_init(&buf);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char       *path = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		FILE       *f;
+		struct stat st;
+		size_t      n;
+
+		if (path == NULL || path[0] != '/' ||
+		    (strncmp(path, DataDir, dlen) == 0 && path[dlen] == '/'))
+			continue;
+		if ((f = AllocateFile(path, "rb")) == NULL)
+		{
+			ereport(WARNING,
+			        (errcode_for_file_access(),
+			         errmsg("pgbk: base backup without configuration file \"%s\": %m", path)));
+			continue;
+		}
+		if (fstat(fileno(f), &st) != 0 || st.st_size > MANIFEST_CONFIG_MAX ||
+		    !pgbk_buf_reserve(&buf, (size_t) st.st_size + 1))
+		{
+			ereport(WARNING,
+			        (errmsg("pgbk: base backup without configuration file \"%s\": larger than "
+			                "%d bytes or unreadable",
+			                path, MANIFEST_CONFIG_MAX)));
+			FreeFile(f);
+			continue;
+		}
+		pgbk_buf_reset(&buf);
+		n = fread(buf.data, 1, (size_t) st.st_size, f);
+		FreeFile(f);
+		if (n != (size_t) st.st_size)
+		{
+			ereport(
+			    WARNING,
+			    (errmsg("pgbk: base backup without configuration file \"%s\": short read", path)));
+			continue;
+		}
+		if (!manifest_add_config(m, path, buf.data, n))
+			elog(ERROR, "out of memory");
+	}
+	pgbk_buf_free(&buf);
+	end_tx();
+}
+
 static void
 run_backup(const char *id)
 {
@@ -1042,6 +1109,7 @@ run_backup(const char *id)
 	m->tablespace_map = spcmapfile ? strdup(spcmapfile) : NULL;
 	m->compression = strdup(ctx->params.compression == PGBK_COMPRESS_ZSTD ? "zstd" : "none");
 	m->encrypted = ctx->params.keyring != NULL;
+	add_source_config(m);
 	foreach (lc, sr.tablespaces)
 	{
 		ManifestTablespace *ts = lfirst(lc);

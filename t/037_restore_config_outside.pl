@@ -24,7 +24,10 @@ for my $f (qw(postgresql.conf pg_hba.conf pg_ident.conf))
 {
 	move("$datadir/$f", "$confdir/$f") or die "move $f: $!";
 }
-PgbkTest::append_file("$confdir/postgresql.conf", "data_directory = '$datadir'\n");
+PgbkTest::append_file("$confdir/postgresql.conf",
+	"data_directory = '$datadir'\nhba_file = '$confdir/pg_hba.conf'\nident_file = '$confdir/pg_ident.conf'\ninclude_dir = 'conf.d'\n");
+make_path("$confdir/conf.d");
+PgbkTest::write_file("$confdir/conf.d/tuning.conf", "work_mem = '7MB'\n# \xe9t\xe9: not UTF-8\n");
 PostgreSQL::Test::Utils::system_or_bail('pg_ctl', '-D', $confdir, '-l', $node->logfile, '-w',
 	'start');
 $node->_update_pid(1);
@@ -61,6 +64,18 @@ if ($rc == 0)
 	like(PgbkTest::slurp($r->data_dir . '/pg_hba.conf'), qr/^local\s+all\s+all\s+peer$/m,
 		'... and a pg_hba.conf for local connections');
 	is($r->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 'f', '... promoted');
+	is($r->safe_psql('postgres', 'SHOW work_mem'), '4MB', '... and does not read the source\'s conf.d');
+}
+is($node->safe_psql('postgres', 'SHOW work_mem'), '7MB', 'the source reads conf.d/tuning.conf');
+like($out, qr/The source's configuration files from outside its data directory are in \Q${\ $r->data_dir}\E\/pgbk_source_config\//,
+	'the restore says where the source\'s configuration files are');
+for my $f (qw(postgresql.conf pg_hba.conf pg_ident.conf conf.d/tuning.conf))
+{
+	my $copy = $r->data_dir . "/pgbk_source_config$confdir/$f";
+	ok(-f $copy && PgbkTest::slurp($copy) eq PgbkTest::slurp("$confdir/$f"),
+		"... $f, byte for byte");
+	is(sprintf('%o', (stat $copy)[2] & 07777), '600', "... $f with mode 0600") if -f $copy;
+	like($out, qr/^  \Q$confdir\E\/\Q$f\E$/m, "... $f is listed");
 }
 PgbkRestore::drop($r);
 
