@@ -29,7 +29,11 @@ typedef struct WalPusher
 {
 	Repo       *repo;
 	CodecParams params;
-	PgbkBuf     raw;
+	PgbkBuf     raw;  /* small files are read into it */
+	const void *data; /* the file's bytes: raw.data or a read-only mapping */
+	size_t      len;
+	void       *map; /* the mapping of a large file while it is pushed */
+	size_t      map_len;
 	PgbkBuf     enc;
 	PgbkBuf     attrs;
 	uint64_t    checked_sysid; /* descriptor verified for this system id */

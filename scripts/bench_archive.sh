@@ -188,6 +188,9 @@ archive_library = 'pgbk'
 pgbk.config = ''
 EOF
 	pg_ctl -D "$dir/data" -l "$dir/data.log" -w start >/dev/null
+	# the setup step an operator runs first, as stanza-create is pgBackRest's
+	# (which also writes into its bucket before the clock starts)
+	pgbk check --config "$conf" >/dev/null
 	psql -X -q -c "ALTER SYSTEM SET pgbk.config = '$conf'"
 	t0=$(now)
 	psql -X -q -c "SELECT pg_reload_conf()" >/dev/null

@@ -7,6 +7,7 @@ use strict;
 use warnings;
 
 use File::Copy;
+use IPC::Run;
 use File::Path qw(make_path);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -231,6 +232,25 @@ like($err, qr/frobnicate/, '... naming the setting');
 opendir(my $bd, $badrepo->{dir}) or die;
 is(scalar(grep { !/^\./ } readdir($bd)), 0, 'nothing was written to the repository');
 closedir($bd);
+
+###########################################################################
+# 5b. A segment is mapped, not read: if it shrinks while it is read (or the
+# disk fails), the kernel's SIGBUS becomes an error, never a crash.
+{
+	my $shrink = PgbkTest::local_repo('shrink');
+	my $tmp = PostgreSQL::Test::Utils::tempdir('shrink');
+	copy("$orig/$name", "$tmp/$name") or die "copy: $!";
+	my ($sout, $serr) = ('', '');
+	local $ENV{PGBK_TEST_SHRINK_MAPPED} = 1;
+	IPC::Run::run([ PgbkTest::pgbk_bin(), 'wal-push', '--config', $shrink->{conf}, "$tmp/$name" ],
+		'>', \$sout, '2>', \$serr);
+	my $status = $?;
+	is($status & 127, 0, 'a segment shrinking under wal-push: no signal kills it');
+	is($status >> 8, 1, '... it fails with exit code 1');
+	like($serr, qr/could not read "\Q$tmp\/$name\E": it shrank or the disk failed while it was read/,
+		'... naming the file and the cause');
+	ok(!-e "$shrink->{dir}/wal/" . substr($name, 0, 16) . "/$name", '... and nothing is archived');
+}
 
 ###########################################################################
 # 6. Secrets: the key never appears in the server logs or the CLI output.
