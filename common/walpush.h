@@ -32,7 +32,8 @@ typedef struct WalPusher
 	PgbkBuf     raw;  /* small files are read into it */
 	const void *data; /* the file's bytes: raw.data or a read-only mapping */
 	size_t      len;
-	void       *map; /* the mapping of a large file while it is pushed */
+	bool        map_segments; /* map large files instead of reading them (a backlog) */
+	void       *map;          /* the mapping of a large file while it is pushed */
 	size_t      map_len;
 	PgbkBuf     enc;
 	PgbkBuf     attrs;

@@ -219,5 +219,6 @@ extern void pgbk_catalog_record_backup(const struct Manifest *m);
  * Returns true on success; on failure fills err.
  */
 extern bool pgbk_push_wal_file(const char *file, const char *path, PgbkError *err);
+extern bool pgbk_push_backlog;
 
 #endif /* PGBK_EXT_H */

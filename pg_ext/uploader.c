@@ -345,7 +345,10 @@ pgbk_uploader_main(Datum arg)
 			if (slot >= 0)
 			{
 				idle_rounds = 0;
+				/* behind by more than a couple of segments: map them */
+				pgbk_push_backlog = cand->n > 2;
 				upload_one(slot, name);
+				pgbk_push_backlog = false;
 				continue;
 			}
 			idle_rounds++;
