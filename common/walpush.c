@@ -41,28 +41,12 @@ walpush_free(WalPusher *p)
 	pgbk_buf_free(&p->attrs);
 }
 
-/* Read a whole file into buf (reset first); returns its mtime. */
+/* Read the rest of open file fd (size st_size) into buf (reset first); closes fd. */
 static PgbkStatus
-read_whole(const char *path, PgbkBuf *buf, int64_t *mtime, PgbkError *err)
+read_fd(int fd, off_t st_size, const char *path, PgbkBuf *buf, PgbkError *err)
 {
-	int         fd;
-	struct stat st;
-	size_t      got = 0;
-
 	pgbk_buf_reset(buf);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return pgbk_error(err, errno == ENOENT ? PGBK_NOT_FOUND : PGBK_ERR_IO,
-		                  "could not open \"%s\": %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0)
-	{
-		int save = errno;
-
-		close(fd);
-		return pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(save));
-	}
-	*mtime = (int64_t) st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
-	if (!pgbk_buf_reserve(buf, (size_t) st.st_size))
+	if (!pgbk_buf_reserve(buf, (size_t) st_size))
 	{
 		close(fd);
 		return pgbk_error(err, PGBK_ERR, "out of memory reading \"%s\"", path);
@@ -89,11 +73,9 @@ read_whole(const char *path, PgbkBuf *buf, int64_t *mtime, PgbkError *err)
 		if (n == 0)
 			break;
 		buf->len += (size_t) n;
-		got += (size_t) n;
 	}
 	close(fd);
 	buf->data[buf->len] = '\0';
-	(void) got;
 	return PGBK_OK;
 }
 
@@ -268,21 +250,25 @@ map_or_read(WalPusher *p, const char *path, int64_t *mtime, PgbkError *err)
 		close(fd);
 		return pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(save));
 	}
+	*mtime = (int64_t) st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
 	if (!S_ISREG(st.st_mode) || st.st_size < WALPUSH_MAP_MIN ||
 	    !(p->map_segments || getenv("PGBK_TEST_SHRINK_MAPPED") != NULL))
 	{
-		close(fd);
-		if (read_whole(path, &p->raw, mtime, err) != PGBK_OK)
+		if (read_fd(fd, st.st_size, path, &p->raw, err) != PGBK_OK)
 			return err->code;
 		p->data = p->raw.data;
 		p->len = p->raw.len;
 		return PGBK_OK;
 	}
-	*mtime = (int64_t) st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
 	m = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-	close(fd);
 	if (m == MAP_FAILED)
-		return pgbk_error(err, PGBK_ERR_IO, "could not map \"%s\": %s", path, strerror(errno));
+	{
+		int save = errno;
+
+		close(fd);
+		return pgbk_error(err, PGBK_ERR_IO, "could not map \"%s\": %s", path, strerror(save));
+	}
+	close(fd);
 	(void) madvise(m, (size_t) st.st_size, MADV_SEQUENTIAL);
 	/* test hook (t/020): the file shrinks after it was mapped */
 	if (getenv("PGBK_TEST_SHRINK_MAPPED") != NULL && truncate(path, 0) != 0)
