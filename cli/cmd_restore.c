@@ -183,20 +183,27 @@ restore_usage(FILE *out)
  */
 
 /* Write (or with append, add to) a small file and fsync it. */
+/* Write len bytes to path (open flags: O_TRUNC, O_APPEND or O_EXCL), fsync'd. */
 static PgbkStatus
-write_small_file(const char *path, const char *text, bool append, mode_t mode, PgbkError *err)
+write_bytes(const char *path, const void *data, size_t len, int flags, mode_t mode, PgbkError *err)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode);
+	int        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, mode);
 	PgbkStatus st;
 
 	if (fd < 0)
 		return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
-	st = pgbk_write_all(fd, text, strlen(text), path, err);
+	st = pgbk_write_all(fd, data, len, path, err);
 	if (st == PGBK_OK && fsync(fd) != 0)
 		st = pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(errno));
 	if (close(fd) != 0 && st == PGBK_OK)
 		st = pgbk_error(err, PGBK_ERR_IO, "could not close \"%s\": %s", path, strerror(errno));
 	return st;
+}
+
+static PgbkStatus
+write_small_file(const char *path, const char *text, bool append, mode_t mode, PgbkError *err)
+{
+	return write_bytes(path, text, strlen(text), append ? O_APPEND : O_TRUNC, mode, err);
 }
 
 /* Is path absent (*exists false) or an empty directory? */
@@ -1997,8 +2004,6 @@ write_source_config(Restore *r, PgbkError *err)
 	for (i = 0; i < r->m->nconfig && st == PGBK_OK; i++)
 	{
 		const ManifestConfigFile *c = &r->m->config[i];
-		char                     *p;
-		int                       fd;
 
 		if (c->path[0] != '/' || strstr(c->path, "/../") != NULL ||
 		    strstr(c->path, "/./") != NULL || strstr(c->path, "//") != NULL)
@@ -2009,27 +2014,9 @@ write_source_config(Restore *r, PgbkError *err)
 		                      c->path) >= sizeof(path))
 			return pgbk_error(err, PGBK_ERR_USAGE, "path too long: \"%s\"", c->path);
 		/* parents, then the file (never over an existing one) */
-		for (p = path + strlen(r->datadir) + 1; (p = strchr(p, '/')) != NULL; p++)
-		{
-			*p = '\0';
-			if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			{
-				st = pgbk_error(err, PGBK_ERR_IO, "could not create directory \"%s\": %s", path,
-				                strerror(errno));
-				*p = '/';
-				return st;
-			}
-			*p = '/';
-		}
-		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0)
-			return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path,
-			                  strerror(errno));
-		st = pgbk_write_all(fd, c->data, c->len, path, err);
-		if (st == PGBK_OK && fsync(fd) != 0)
-			st = pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(errno));
-		if (close(fd) != 0 && st == PGBK_OK)
-			st = pgbk_error(err, PGBK_ERR_IO, "could not close \"%s\": %s", path, strerror(errno));
+		st = make_parents(path, err);
+		if (st == PGBK_OK)
+			st = write_bytes(path, c->data, c->len, O_EXCL, 0600, err);
 		if (st == PGBK_OK)
 			r->source_config++;
 	}

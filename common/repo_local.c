@@ -570,34 +570,6 @@ local_list(Repo *repo, const char *prefix, const char *start_after, RepoListCall
 	return st;
 }
 
-static PgbkStatus
-local_delete(Repo *repo, const char *key, PgbkError *err)
-{
-	LocalRepo *lr = repo->impl;
-	char      *path;
-	PgbkStatus st;
-
-	if ((st = check_key(key, err)) != PGBK_OK)
-		return st;
-	path = join_path(lr->root, key);
-	if (path == NULL)
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	if (unlink(path) != 0)
-	{
-		if (errno == ENOENT || errno == ENOTDIR)
-		{
-			free(path);
-			return PGBK_OK;
-		}
-		st = pgbk_error(err, PGBK_ERR_IO, "could not remove \"%s\": %s", path, strerror(errno));
-		free(path);
-		return st;
-	}
-	st = pgbk_fsync_parent(path, err);
-	free(path);
-	return st;
-}
-
 /* Do two paths name entries of the same directory? */
 static bool
 same_parent(const char *a, const char *b)
@@ -655,6 +627,12 @@ local_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
 		free(pending);
 	}
 	return st;
+}
+
+static PgbkStatus
+local_delete(Repo *repo, const char *key, PgbkError *err)
+{
+	return local_delete_many(repo, &key, 1, err);
 }
 
 static const char *

@@ -199,8 +199,8 @@ build_attrs(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *re
 	return PGBK_OK;
 }
 
-static PgbkStatus push_loaded(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *res,
-                              PgbkError *err);
+static PgbkStatus encode_loaded(WalPusher *p, const char *fname, WalFileKind kind,
+                                WalPushResult *res, PgbkError *err);
 
 /*
  * While a backlog drains (the caller sets map_segments), a segment is
@@ -211,8 +211,8 @@ static PgbkStatus push_loaded(WalPusher *p, const char *fname, WalFileKind kind,
  * archiving into a local repository lost about 5 % (0.937-1.017 of its TPS
  * without archiving, over 16 rounds) where reading loses nothing (1.005,
  * 8 rounds); why is not understood yet, so the mapping is kept to where it
- * was measured to pay.  PostgreSQL never truncates a WAL file, and recycles one only
- * after it is archived, which waits for us.  Should the file shrink anyway,
+ * was measured to pay.  PostgreSQL never truncates a WAL file, and recycles
+ * one only after it is archived, which waits for us.  Should the file shrink anyway,
  * or the disk fail while a page is read in, the kernel raises SIGBUS where
  * read() would have returned an error: walpush_file turns that into the
  * same error (below), never a crash of the server.  Small files (history,
@@ -221,6 +221,17 @@ static PgbkStatus push_loaded(WalPusher *p, const char *fname, WalFileKind kind,
 #define WALPUSH_MAP_MIN (1024 * 1024)
 
 static sigjmp_buf *volatile bus_jump = NULL;
+
+/* Test hook (t/020): map every large file, then shrink it.  Read once. */
+static bool
+shrink_hook(void)
+{
+	static int on = -1;
+
+	if (on < 0)
+		on = getenv("PGBK_TEST_SHRINK_MAPPED") != NULL;
+	return on;
+}
 
 /* SIGBUS while a mapped file is read: back to walpush_file. */
 static void
@@ -251,8 +262,7 @@ map_or_read(WalPusher *p, const char *path, int64_t *mtime, PgbkError *err)
 		return pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(save));
 	}
 	*mtime = (int64_t) st.st_mtim.tv_sec * 1000000 + st.st_mtim.tv_nsec / 1000;
-	if (!S_ISREG(st.st_mode) || st.st_size < WALPUSH_MAP_MIN ||
-	    !(p->map_segments || getenv("PGBK_TEST_SHRINK_MAPPED") != NULL))
+	if (!S_ISREG(st.st_mode) || st.st_size < WALPUSH_MAP_MIN || !(p->map_segments || shrink_hook()))
 	{
 		if (read_fd(fd, st.st_size, path, &p->raw, err) != PGBK_OK)
 			return err->code;
@@ -270,8 +280,7 @@ map_or_read(WalPusher *p, const char *path, int64_t *mtime, PgbkError *err)
 	}
 	close(fd);
 	(void) madvise(m, (size_t) st.st_size, MADV_SEQUENTIAL);
-	/* test hook (t/020): the file shrinks after it was mapped */
-	if (getenv("PGBK_TEST_SHRINK_MAPPED") != NULL && truncate(path, 0) != 0)
+	if (shrink_hook() && truncate(path, 0) != 0)
 		pgbk_log(PGBK_LOG_WARNING, "test hook could not truncate \"%s\"", path);
 	p->map = m;
 	p->map_len = (size_t) st.st_size;
@@ -283,8 +292,9 @@ map_or_read(WalPusher *p, const char *path, int64_t *mtime, PgbkError *err)
 PgbkStatus
 walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *res, PgbkError *err)
 {
-	WalFileKind kind;
-	PgbkStatus  st;
+	WalFileKind    kind;
+	PgbkStatus     st;
+	RepoPutOptions opts;
 
 	memset(res, 0, sizeof(*res));
 	kind = walname_classify(fname, NULL);
@@ -297,8 +307,10 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 	if ((st = map_or_read(p, path, &res->source_mtime_us, err)) != PGBK_OK)
 		return st;
 	if (p->map == NULL)
-		return push_loaded(p, fname, kind, res, err);
+		st = encode_loaded(p, fname, kind, res, err);
+	else
 	{
+		/* a SIGBUS can only come from reading the mapping: the encode */
 		struct sigaction sa, old;
 		sigjmp_buf       jb;
 
@@ -309,7 +321,7 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 		if (sigsetjmp(jb, 1) == 0)
 		{
 			bus_jump = &jb;
-			st = push_loaded(p, fname, kind, res, err);
+			st = encode_loaded(p, fname, kind, res, err);
 		}
 		else
 		{
@@ -322,18 +334,29 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 		}
 		bus_jump = NULL;
 		sigaction(SIGBUS, &old, NULL);
+		munmap(p->map, p->map_len);
+		p->map = NULL;
 	}
-	munmap(p->map, p->map_len);
-	p->map = NULL;
-	return st;
+	if (st != PGBK_OK)
+		return st;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.no_overwrite = true;
+	st = repo_put(p->repo, res->key, p->enc.data, p->enc.len, &opts, err);
+	if (st == PGBK_EXISTS)
+		return compare_existing(p, res->key, fname, res, err);
+	if (st != PGBK_OK)
+		return pgbk_error_prefix(err, "could not upload \"%s\" to %s", fname,
+		                         repo_describe(p->repo));
+	return PGBK_OK;
 }
 
+/* The loaded file (p->data): its attributes, then the encoded object in p->enc. */
 static PgbkStatus
-push_loaded(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *res, PgbkError *err)
+encode_loaded(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *res, PgbkError *err)
 {
-	RepoPutOptions opts;
-	PgbkStatus     st;
-	CodecParams    wal_params = p->params;
+	PgbkStatus  st;
+	CodecParams wal_params = p->params;
 
 	res->source_mtime = res->source_mtime_us / 1000000;
 	res->raw_size = p->len;
@@ -356,15 +379,6 @@ push_loaded(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *re
 	                       res->hash, err)) != PGBK_OK)
 		return pgbk_error_prefix(err, "could not encode \"%s\"", fname);
 	res->stored_size = p->enc.len;
-
-	memset(&opts, 0, sizeof(opts));
-	opts.no_overwrite = true;
-	st = repo_put(p->repo, res->key, p->enc.data, p->enc.len, &opts, err);
-	if (st == PGBK_EXISTS)
-		return compare_existing(p, res->key, fname, res, err);
-	if (st != PGBK_OK)
-		return pgbk_error_prefix(err, "could not upload \"%s\" to %s", fname,
-		                         repo_describe(p->repo));
 	return PGBK_OK;
 }
 

@@ -241,7 +241,7 @@ archive_file_internal(const char *file, const char *path)
 	}
 
 	pgbk_error_clear(&err);
-	ok = pgbk_push_wal_file(file, path, &err);
+	ok = pgbk_push_wal_file(file, path, false, &err);
 	if (pgbk_shared != NULL)
 		release_slot(slot, ok);
 	if (!ok)

@@ -218,7 +218,6 @@ extern void pgbk_catalog_record_backup(const struct Manifest *m);
  * Push one file from pg_wal into the repository (upload + duplicate rule).
  * Returns true on success; on failure fills err.
  */
-extern bool pgbk_push_wal_file(const char *file, const char *path, PgbkError *err);
-extern bool pgbk_push_backlog;
+extern bool pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *err);
 
 #endif /* PGBK_EXT_H */

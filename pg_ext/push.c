@@ -9,11 +9,9 @@
 
 #include "utils/timestamp.h"
 
-/* Set by an uploader that is behind (see walpush.c: map_segments). */
-bool pgbk_push_backlog = false;
-
+/* backlog: the caller is behind, so large files are mapped (walpush.c). */
 bool
-pgbk_push_wal_file(const char *file, const char *path, PgbkError *err)
+pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *err)
 {
 	PgbkContext  *ctx;
 	WalPushResult res;
@@ -25,7 +23,7 @@ pgbk_push_wal_file(const char *file, const char *path, PgbkError *err)
 		pgbk_status_failure(file, err->msg, false);
 		return false;
 	}
-	ctx->pusher.map_segments = pgbk_push_backlog;
+	ctx->pusher.map_segments = backlog;
 	st = walpush_file(&ctx->pusher, path, file, &res, err);
 	if (st != PGBK_OK)
 	{

@@ -229,7 +229,7 @@ finish_slot(int idx, bool ok)
 
 /* Upload one claimed file.  Returns true if it went well. */
 static bool
-upload_one(int idx, const char *name)
+upload_one(int idx, const char *name, bool backlog)
 {
 	char        path[MAXPGPATH];
 	PgbkError   err;
@@ -252,7 +252,7 @@ upload_one(int idx, const char *name)
 	snprintf(path, sizeof(path), XLOGDIR "/%s", name);
 	pgbk_error_clear(&err);
 	start = GetCurrentTimestamp();
-	ok = pgbk_push_wal_file(name, path, &err);
+	ok = pgbk_push_wal_file(name, path, backlog, &err);
 	finish_slot(idx, ok);
 	if (ok)
 		elog(DEBUG1, "pgbk uploader: \"%s\" uploaded in %.1f ms", name,
@@ -346,9 +346,7 @@ pgbk_uploader_main(Datum arg)
 			{
 				idle_rounds = 0;
 				/* behind by more than a couple of segments: map them */
-				pgbk_push_backlog = cand->n > 2;
-				upload_one(slot, name);
-				pgbk_push_backlog = false;
+				upload_one(slot, name, cand->n > 2);
 				continue;
 			}
 			idle_rounds++;
