@@ -21,14 +21,19 @@ UNIT_BINS := $(UNIT_SRCS:.c=)
 
 OBJS = $(PGEXT_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
 
-# The extension script is assembled from pg_ext/sql/*.sql fragments (one per
-# concern).  Once a version is released its script is frozen and changes go
-# into pgbk--X--Y.sql upgrade scripts.
-EXTVERSION = 1.0
+# The current version's install script is assembled from pg_ext/sql/*.sql
+# fragments (one per concern).  Released scripts are frozen and committed
+# (pg_ext/pgbk--1.0.sql, as shipped); every change since the last release
+# goes into the fragments and, the same change, into an upgrade script
+# assembled from pg_ext/sql/upgrade/<version>/*.sql.  t/006 checks that an
+# upgraded catalog equals a fresh install, object by object.
+EXTVERSION = 1.1
+PREVVERSION = 1.0
 MODULEDIR = extension
-DATA = pg_ext/pgbk.control
-DATA_built = pg_ext/pgbk--$(EXTVERSION).sql
+DATA = pg_ext/pgbk.control pg_ext/pgbk--1.0.sql
+DATA_built = pg_ext/pgbk--$(EXTVERSION).sql pg_ext/pgbk--$(PREVVERSION)--$(EXTVERSION).sql
 SQL_FRAGMENTS := $(sort $(wildcard pg_ext/sql/*.sql))
+SQL_UPGRADE_FRAGMENTS := $(sort $(wildcard pg_ext/sql/upgrade/$(EXTVERSION)/*.sql))
 
 XML2_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 PG_CPPFLAGS = -I$(srcdir)/common $(XML2_CFLAGS)
@@ -70,6 +75,9 @@ $(COMMON_OBJS): $(wildcard common/*.h)
 $(PGEXT_SRCS:.c=.o): $(wildcard common/*.h) $(wildcard pg_ext/*.h)
 
 pg_ext/pgbk--$(EXTVERSION).sql: $(SQL_FRAGMENTS)
+	cat $^ > $@
+
+pg_ext/pgbk--$(PREVVERSION)--$(EXTVERSION).sql: $(SQL_UPGRADE_FRAGMENTS)
 	cat $^ > $@
 
 install: install-programs
