@@ -48,7 +48,7 @@ WITH member AS (
 				|| ' config=' || coalesce(p.proconfig::text, '')
 			 FROM pg_proc p WHERE p.oid = m.objid)
 		WHEN 'pg_class'::regclass THEN
-			(SELECT 'kind=' || c.relkind || ' owner=' || c.relowner::regrole
+			(SELECT 'kind=' || c.relkind::text || ' owner=' || c.relowner::regrole
 				|| ' acl=' || coalesce(c.relacl::text, '') || ' options=' || coalesce(c.reloptions::text, '')
 				|| E'\n' || coalesce(CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, '')
 				|| E'\ncolumns:' || coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
@@ -65,11 +65,11 @@ WITH member AS (
 					FROM pg_index i WHERE i.indrelid = c.oid), '')
 				|| E'\ntriggers:' || coalesce((SELECT string_agg(pg_get_triggerdef(t.oid), E'\n  ' ORDER BY 1)
 					FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal), '')
-				|| E'\npolicies:' || coalesce((SELECT string_agg(pol.polname || ' ' || pol.polcmd || ' ' || coalesce(pg_get_expr(pol.polqual, pol.polrelid), ''), E'\n  ' ORDER BY 1)
+				|| E'\npolicies:' || coalesce((SELECT string_agg(pol.polname || ' ' || pol.polcmd::text || ' ' || coalesce(pg_get_expr(pol.polqual, pol.polrelid), ''), E'\n  ' ORDER BY 1)
 					FROM pg_policy pol WHERE pol.polrelid = c.oid), '')
 			 FROM pg_class c WHERE c.oid = m.objid)
 		WHEN 'pg_type'::regclass THEN
-			(SELECT 'type=' || t.typtype || ' owner=' || t.typowner::regrole || ' acl=' || coalesce(t.typacl::text, '')
+			(SELECT 'type=' || t.typtype::text || ' owner=' || t.typowner::regrole || ' acl=' || coalesce(t.typacl::text, '')
 				|| coalesce((SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
 					FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped), '')
 				|| coalesce((SELECT string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
