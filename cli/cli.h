@@ -65,11 +65,13 @@ int  cli_open(CliContext *ctx, const char *config_path);
 void cli_close(CliContext *ctx);
 
 /*
- * Fetch an object into dest: stream, decode, verify, fsync, then rename into
- * place; on any failure no dest file is left.
+ * Fetch a WAL-area object into dest: stream, decode, verify (also that it
+ * names itself as key does, and holds no more than segsz bytes for a
+ * segment; segsz 0: not known), fsync, then rename into place; on any
+ * failure no dest file is left.
  */
-PgbkStatus cli_fetch_object(Repo *repo, const PgbkKeyring *ring, const char *key, const char *dest,
-                            PgbkError *err);
+PgbkStatus cli_fetch_object(Repo *repo, const PgbkKeyring *ring, const char *key, uint32_t segsz,
+                            const char *dest, PgbkError *err);
 
 /* Commands: each gets argv after the command name and returns an exit code. */
 int cmd_wal_push(int argc, char **argv);

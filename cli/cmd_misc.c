@@ -134,7 +134,8 @@ check_write(CliContext *ctx)
 			PgbkBuf raw;
 
 			pgbk_buf_init(&raw);
-			if (codec_decode(ctx->ring, back.data, back.len, &raw, &hdr, &err) != PGBK_OK)
+			if (codec_decode(ctx->ring, back.data, back.len, CODEC_LIMIT_SMALL, &raw, &hdr, &err) !=
+			    PGBK_OK)
 				rc = cli_fail(&err, "check: the test object cannot be decoded");
 			else if (raw.len != sizeof(content) - 1 || memcmp(raw.data, content, raw.len) != 0)
 			{

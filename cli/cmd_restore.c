@@ -436,6 +436,22 @@ typedef struct FileSink
 	uint64_t      stored;
 } FileSink;
 
+/* Decoded content into the file (the decoder hands it over in pieces too). */
+static PgbkStatus
+file_write(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	FileSink  *fs = arg;
+	PgbkStatus st;
+
+	if ((st = pgbk_write_all(fs->fd, data, len, fs->path, err)) != PGBK_OK)
+		return st;
+	fs->written += len;
+	pthread_mutex_lock(&fs->r->lock);
+	fs->r->bytes_done += len;
+	pthread_mutex_unlock(&fs->r->lock);
+	return PGBK_OK;
+}
+
 static PgbkStatus
 file_sink(void *arg, const void *data, size_t len, PgbkError *err)
 {
@@ -445,12 +461,10 @@ file_sink(void *arg, const void *data, size_t len, PgbkError *err)
 	pgbk_buf_reset(&fs->out);
 	if ((st = codec_decoder_update(fs->dec, data, len, &fs->out, err)) != PGBK_OK)
 		return st;
-	if ((st = pgbk_write_all(fs->fd, fs->out.data, fs->out.len, fs->path, err)) != PGBK_OK)
+	if ((st = file_write(fs, fs->out.data, fs->out.len, err)) != PGBK_OK)
 		return st;
-	fs->written += fs->out.len;
 	fs->stored += len;
 	pthread_mutex_lock(&fs->r->lock);
-	fs->r->bytes_done += fs->out.len;
 	fs->r->stored_done += len;
 	pthread_mutex_unlock(&fs->r->lock);
 	return PGBK_OK;
@@ -483,8 +497,10 @@ restore_file(Restore *r, Repo *repo, const ManifestFile *f, PgbkError *err)
 	fs.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fs.fd < 0)
 		return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
-	if ((st = codec_decoder_begin(r->ctx.ring, &fs.dec, err)) == PGBK_OK)
+	/* the manifest is authenticated: no more content than it records */
+	if ((st = codec_decoder_begin(r->ctx.ring, f->size, &fs.dec, err)) == PGBK_OK)
 	{
+		codec_decoder_set_sink(fs.dec, file_write, &fs);
 		st = repo_get_stream(repo, key, file_sink, &fs, err);
 		if (st == PGBK_OK)
 			st = codec_decoder_finish(fs.dec, NULL, hash, err);

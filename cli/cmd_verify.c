@@ -265,6 +265,18 @@ typedef struct CountSink
 	uint64_t      raw;
 } CountSink;
 
+/* Output the decoder hands over in pieces: counted, not kept. */
+static PgbkStatus
+count_output(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	CountSink *cs = arg;
+
+	(void) data;
+	(void) err;
+	cs->raw += len;
+	return PGBK_OK;
+}
+
 static PgbkStatus
 count_sink(void *arg, const void *data, size_t len, PgbkError *err)
 {
@@ -293,14 +305,15 @@ check_item(Verify *vr, Repo *repo, const VerifyItem *it, PgbkError *err)
 	CodecHeader   hdr;
 	unsigned char hash[CODEC_HASH_BYTES];
 	PgbkStatus    st;
-	char          attr[128];
-
 	memset(&cs, 0, sizeof(cs));
 	cs.vr = vr;
 	pgbk_buf_init(&cs.out);
 	memset(&hdr, 0, sizeof(hdr));
-	if ((st = codec_decoder_begin(vr->ctx.ring, &cs.dec, err)) != PGBK_OK)
+	if ((st = codec_decoder_begin(vr->ctx.ring,
+	                              it->check_hash ? it->size : codec_wal_limit(it->wal_name, 0),
+	                              &cs.dec, err)) != PGBK_OK)
 		return false;
+	codec_decoder_set_sink(cs.dec, count_output, &cs);
 	st = repo_get_stream(repo, it->key, count_sink, &cs, err);
 	if (st == PGBK_OK)
 		st = codec_decoder_finish(cs.dec, &hdr, hash, err);
@@ -323,10 +336,11 @@ check_item(Verify *vr, Repo *repo, const VerifyItem *it, PgbkError *err)
 		default:
 			return false;
 	}
-	if (it->wal_name != NULL &&
-	    (!codec_attr_get(hdr.attrs, "name", attr, sizeof(attr)) || strcmp(attr, it->wal_name) != 0))
-		report(vr, it->kind, it->object, "the object holds \"%s\", not \"%s\"",
-		       codec_attr_get(hdr.attrs, "name", attr, sizeof(attr)) ? attr : "?", it->wal_name);
+	if (it->wal_name != NULL && codec_check_name(&hdr, it->wal_name, err) != PGBK_OK)
+	{
+		report(vr, it->kind, it->object, "%s", err->msg);
+		pgbk_error_clear(err);
+	}
 	if (it->check_hash && (cs.raw != it->size || memcmp(hash, it->hash, CODEC_HASH_BYTES) != 0))
 		report(vr, it->kind, it->object,
 		       "content does not match the manifest (%" PRIu64 " bytes, expected %" PRIu64

@@ -177,6 +177,15 @@ typedef struct FetchSink
 	const char   *tmp_path;
 } FetchSink;
 
+/* Decoded content into the temporary file (the decoder hands it over in pieces too). */
+static PgbkStatus
+fetch_write(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	FetchSink *fs = arg;
+
+	return pgbk_write_all(fs->fd, data, len, fs->tmp_path, err);
+}
+
 static PgbkStatus
 fetch_sink(void *arg, const void *data, size_t len, PgbkError *err)
 {
@@ -187,25 +196,30 @@ fetch_sink(void *arg, const void *data, size_t len, PgbkError *err)
 	st = codec_decoder_update(fs->dec, data, len, &fs->out, err);
 	if (st != PGBK_OK)
 		return st;
-	return pgbk_write_all(fs->fd, fs->out.data, fs->out.len, fs->tmp_path, err);
+	return fetch_write(fs, fs->out.data, fs->out.len, err);
 }
 
 /*
- * Fetch key into dest through tmp: stream, decode, verify, (fsync,) rename.
- * On any failure neither tmp nor dest is left behind.
+ * Fetch key into dest through tmp: stream, decode, verify, check that the
+ * object is the one asked for (its authenticated name), (fsync,) rename.
+ * Content beyond the limit for its kind (segsz: the segment size, 0 if not
+ * known) is refused.  On any failure neither tmp nor dest is left behind.
  */
 static PgbkStatus
-fetch_via(Repo *repo, const PgbkKeyring *ring, const char *key, const char *tmp, const char *dest,
-          bool durable, PgbkError *err)
+fetch_via(Repo *repo, const PgbkKeyring *ring, const char *key, uint32_t segsz, const char *tmp,
+          const char *dest, bool durable, PgbkError *err)
 {
-	FetchSink  fs;
-	PgbkStatus st;
+	FetchSink   fs;
+	PgbkStatus  st;
+	CodecHeader hdr;
+	const char *name = layout_wal_name(key);
 
 	memset(&fs, 0, sizeof(fs));
 	fs.tmp_path = tmp;
 	pgbk_buf_init(&fs.out);
-	if ((st = codec_decoder_begin(ring, &fs.dec, err)) != PGBK_OK)
+	if ((st = codec_decoder_begin(ring, codec_wal_limit(name, segsz), &fs.dec, err)) != PGBK_OK)
 		return st;
+	codec_decoder_set_sink(fs.dec, fetch_write, &fs);
 	fs.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fs.fd < 0)
 	{
@@ -215,9 +229,11 @@ fetch_via(Repo *repo, const PgbkKeyring *ring, const char *key, const char *tmp,
 	}
 	st = repo_get_stream(repo, key, fetch_sink, &fs, err);
 	if (st == PGBK_OK)
-		st = codec_decoder_finish(fs.dec, NULL, NULL, err);
+		st = codec_decoder_finish(fs.dec, &hdr, NULL, err);
 	else
 		codec_decoder_free(fs.dec);
+	if (st == PGBK_OK)
+		st = codec_check_name(&hdr, name, err);
 	if (st == PGBK_OK && durable && fsync(fs.fd) != 0)
 		st = pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", tmp, strerror(errno));
 	if (close(fs.fd) != 0 && st == PGBK_OK)
@@ -232,8 +248,8 @@ fetch_via(Repo *repo, const PgbkKeyring *ring, const char *key, const char *tmp,
 }
 
 PgbkStatus
-cli_fetch_object(Repo *repo, const PgbkKeyring *ring, const char *key, const char *dest,
-                 PgbkError *err)
+cli_fetch_object(Repo *repo, const PgbkKeyring *ring, const char *key, uint32_t segsz,
+                 const char *dest, PgbkError *err)
 {
 	size_t     n = strlen(dest) + 32;
 	char      *tmp = malloc(n);
@@ -242,7 +258,7 @@ cli_fetch_object(Repo *repo, const PgbkKeyring *ring, const char *key, const cha
 	if (tmp == NULL)
 		return pgbk_error(err, PGBK_ERR, "out of memory");
 	snprintf(tmp, n, "%s.pgbk-tmp.%d", dest, (int) getpid());
-	st = fetch_via(repo, ring, key, tmp, dest, true, err);
+	st = fetch_via(repo, ring, key, segsz, tmp, dest, true, err);
 	free(tmp);
 	return st;
 }
@@ -567,6 +583,7 @@ typedef struct Prefetcher
 	int             nslots;
 	Slot            slots[MAX_PREFETCH];
 	bool            boot_id_ok; /* spool/boot_id written: no fsync needed */
+	uint32_t        segsz;      /* of the window's segments */
 	/* segments being downloaded, also those no longer in the window */
 	int  nrunning;
 	char running[MAX_FETCH_THREADS][WALNAME_BUFLEN];
@@ -642,6 +659,7 @@ prefetch_worker(void *arg)
 		char       name[WALNAME_BUFLEN], key[LAYOUT_KEY_LEN], tmp[PATH_MAX], dest[PATH_MAX];
 		PgbkStatus st;
 		int        i;
+		uint32_t   segsz = p->segsz;
 
 		if (s == NULL || p->nrunning >= MAX_FETCH_THREADS)
 		{
@@ -656,7 +674,7 @@ prefetch_worker(void *arg)
 		layout_wal_key(name, key, sizeof(key));
 		spool_file(p->sp, name, dest);
 		snprintf(tmp, sizeof(tmp), "%s.part", dest);
-		st = fetch_via(repo, p->ctx.ring, key, tmp, dest, !p->boot_id_ok, &err);
+		st = fetch_via(repo, p->ctx.ring, key, segsz, tmp, dest, !p->boot_id_ok, &err);
 		if (st != PGBK_OK && st != PGBK_NOT_FOUND && st != PGBK_ERR_INTERRUPTED)
 			plog("could not prefetch %s: %s", name, err.msg);
 
@@ -746,6 +764,7 @@ rebuild_window(Prefetcher *p, const char *want, uint32_t segsz)
 
 	if (walname_parse_segment(want, segsz, &tli, &segno, &err) != PGBK_OK)
 		return;
+	p->segsz = segsz;
 	have_chain = spool_chain(p->sp, tli, walname_segno_to_lsn(segno, segsz), &chain);
 	memcpy(old, p->slots, sizeof(Slot) * (size_t) nold);
 	p->nslots = 0;
@@ -1046,7 +1065,7 @@ cmd_wal_fetch(int argc, char **argv)
 	                                     {NULL, 0, NULL, 0}};
 	const char                *spool_dir = NULL;
 	const char                *name, *dest;
-	char                       key[LAYOUT_KEY_LEN];
+	char                       key[LAYOUT_KEY_LEN], want_name[WALNAME_BUFLEN];
 	CliContext                 ctx;
 	PgbkError                  err;
 	PgbkStatus                 st;
@@ -1173,7 +1192,10 @@ cmd_wal_fetch(int argc, char **argv)
 	if ((rc = cli_open(&ctx, sp.config)) != EXIT_OK)
 		return rc;
 	pgbk_error_clear(&err);
-	st = cli_fetch_object(ctx.repo, ctx.ring, key, dest, &err);
+	/* the segment size recovery uses, once a segment went through the spool */
+	if (!use_spool || !read_want(&sp, want_name, &segsz))
+		segsz = 0;
+	st = cli_fetch_object(ctx.repo, ctx.ring, key, segsz, dest, &err);
 	cli_close(&ctx);
 	if (st == PGBK_NOT_FOUND)
 	{

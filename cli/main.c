@@ -115,7 +115,7 @@ cli_open(CliContext *ctx, const char *config_path)
 		return cli_fail(&err, NULL);
 	if (config_load(config_path, &ctx->cfg, &err) != PGBK_OK)
 		return cli_fail(&err, NULL);
-	if (ctx->cfg->encryption && keyring_load(ctx->cfg->key_file, &ctx->ring, &err) != PGBK_OK)
+	if (keyring_load(ctx->cfg->key_file, &ctx->ring, &err) != PGBK_OK)
 	{
 		cli_close(ctx);
 		return cli_fail(&err, NULL);
@@ -128,6 +128,7 @@ cli_open(CliContext *ctx, const char *config_path)
 	ctx->params.compression = ctx->cfg->compression;
 	ctx->params.level = ctx->cfg->compression_level;
 	ctx->params.keyring = ctx->ring;
+	ctx->params.encrypt = ctx->cfg->encryption;
 	return EXIT_OK;
 }
 

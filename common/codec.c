@@ -29,6 +29,7 @@
  * so two live encoders in one thread simply get different contexts.
  */
 #include "codec.h"
+#include "walname.h"
 
 #include <pthread.h>
 #include <sodium.h>
@@ -52,10 +53,12 @@
 #define TAG_FINAL            crypto_secretstream_xchacha20poly1305_TAG_FINAL
 #define FLAG_ENCRYPTED       0x01
 #define FLAG_TRAILER_ONLY    0x02
+#define FLAG_AUTHENTICATED   0x04
 #define SUBKEY_BYTES         32
 #define KDF_CONTEXT          "pgbk-obj"
 #define KDF_ID_STREAM        1
 #define KDF_ID_HASH          2
+#define KDF_ID_MAC           3
 #define ZSTD_LEVEL_MIN       1
 #define ZSTD_LEVEL_MAX       19
 #define ZSTD_WINDOWLOG_LIMIT 24
@@ -153,14 +156,16 @@ codec_hash(const void *data, size_t len, unsigned char out[CODEC_HASH_BYTES])
 }
 
 /*
- * The two subkeys of a key file key (codec.h): the secretstream key and the
- * key of the header's content hash.
+ * The subkeys of a key file key (codec.h): the secretstream key (encrypted
+ * objects) or the frame MAC key (plain objects), and the key of the header's
+ * content hash.
  */
 static void
-derive_subkeys(const PgbkKey *key, unsigned char stream_key[SUBKEY_BYTES],
+derive_subkeys(const PgbkKey *key, bool encrypted, unsigned char frame_key[SUBKEY_BYTES],
                unsigned char hash_key[SUBKEY_BYTES])
 {
-	crypto_kdf_derive_from_key(stream_key, SUBKEY_BYTES, KDF_ID_STREAM, KDF_CONTEXT, key->key);
+	crypto_kdf_derive_from_key(frame_key, SUBKEY_BYTES, encrypted ? KDF_ID_STREAM : KDF_ID_MAC,
+	                           KDF_CONTEXT, key->key);
 	crypto_kdf_derive_from_key(hash_key, SUBKEY_BYTES, KDF_ID_HASH, KDF_CONTEXT, key->key);
 }
 
@@ -172,12 +177,20 @@ keyed_header_hash(const unsigned char hash_key[SUBKEY_BYTES],
 	crypto_generichash(out, CODEC_HASH_BYTES, hash, CODEC_HASH_BYTES, hash_key, SUBKEY_BYTES);
 }
 
-/* Plain frame check: BLAKE2b-128 keyed with the previous check. */
+/*
+ * Plain frame MAC: BLAKE2b-128 keyed with the object's MAC subkey over the
+ * previous frame's MAC (the header check for the first frame) and the frame.
+ */
 static void
-frame_check(const unsigned char prev[CHECK_BYTES], const unsigned char *data, size_t len,
-            unsigned char out[CHECK_BYTES])
+frame_mac(const unsigned char mac_key[SUBKEY_BYTES], const unsigned char prev[CHECK_BYTES],
+          const unsigned char *data, size_t len, unsigned char out[CHECK_BYTES])
 {
-	crypto_generichash(out, CHECK_BYTES, data, len, prev, CHECK_BYTES);
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, mac_key, SUBKEY_BYTES, CHECK_BYTES);
+	crypto_generichash_update(&st, prev, CHECK_BYTES);
+	crypto_generichash_update(&st, data, len);
+	crypto_generichash_final(&st, out, CHECK_BYTES);
 }
 
 /*
@@ -212,6 +225,37 @@ attrs_valid(const char *attrs, size_t len)
 		}
 	}
 	return line_start == len; /* last line terminated */
+}
+
+PgbkStatus
+codec_check_name(const CodecHeader *hdr, const char *want, PgbkError *err)
+{
+	char have[256];
+
+	if (!codec_attr_get(hdr->attrs, "name", have, sizeof(have)))
+		return pgbk_error(err, PGBK_ERR_INTEGRITY,
+		                  "object stored as \"%s\" has no name attribute: it is not the object "
+		                  "asked for (it was copied or renamed in the repository)",
+		                  want);
+	if (strcmp(have, want) != 0)
+		return pgbk_error(err, PGBK_ERR_INTEGRITY,
+		                  "object stored as \"%s\" holds \"%s\" (its authenticated name "
+		                  "attribute): it was copied or renamed in the repository",
+		                  want, have);
+	return PGBK_OK;
+}
+
+uint64_t
+codec_wal_limit(const char *name, uint32_t segsz)
+{
+	switch (walname_classify(name, NULL))
+	{
+		case WAL_FILE_SEGMENT:
+		case WAL_FILE_PARTIAL:
+			return walname_segsz_is_valid(segsz) ? segsz : CODEC_LIMIT_WAL_MAX;
+		default:
+			return CODEC_LIMIT_SMALL;
+	}
 }
 
 bool
@@ -432,13 +476,17 @@ codec_read_header(const void *data, size_t len, CodecHeader *hdr, size_t *needed
 	if (p[5] != PGBK_COMPRESS_NONE && p[5] != PGBK_COMPRESS_ZSTD)
 		return pgbk_error(err, PGBK_ERR_FORMAT,
 		                  "unsupported compression method %d in object header", p[5]);
-	if ((flags & ~(FLAG_ENCRYPTED | FLAG_TRAILER_ONLY)) != 0 || p[7] != 0)
+	if ((flags & ~(FLAG_ENCRYPTED | FLAG_TRAILER_ONLY | FLAG_AUTHENTICATED)) != 0 || p[7] != 0 ||
+	    (flags & (FLAG_ENCRYPTED | FLAG_AUTHENTICATED)) == (FLAG_ENCRYPTED | FLAG_AUTHENTICATED))
 		return pgbk_error(err, PGBK_ERR_FORMAT,
 		                  "unsupported flags 0x%02x or reserved byte 0x%02x in object header",
 		                  flags, p[7]);
-	if (!(flags & FLAG_ENCRYPTED) && get32(p + 8) != 0)
-		return pgbk_error(err, PGBK_ERR_FORMAT,
-		                  "object header names a key but the object is not encrypted");
+	if (!(flags & (FLAG_ENCRYPTED | FLAG_AUTHENTICATED)))
+		return pgbk_error(err, PGBK_ERR_INTEGRITY,
+		                  "object is not authenticated with a key: it was written without a key "
+		                  "file (by pgbk before 1.1, when encryption = off) or forged by someone "
+		                  "who can write to the repository; pgbk reads only objects authenticated "
+		                  "with the repository's key");
 	if (flags & FLAG_TRAILER_ONLY)
 	{
 		bool zero = get64(p + 12) == 0;
@@ -464,6 +512,7 @@ codec_read_header(const void *data, size_t len, CodecHeader *hdr, size_t *needed
 	hdr->version = p[4];
 	hdr->compression = p[5];
 	hdr->encrypted = (flags & FLAG_ENCRYPTED) != 0;
+	hdr->authenticated = (flags & FLAG_AUTHENTICATED) != 0;
 	hdr->trailer_only = (flags & FLAG_TRAILER_ONLY) != 0;
 	hdr->key_id = get32(p + 8);
 	hdr->raw_size = get64(p + 12);
@@ -488,25 +537,23 @@ codec_header_matches(const PgbkKeyring *ring, const CodecHeader *hdr,
 	if (hdr->trailer_only)
 		return pgbk_error(err, PGBK_NOT_FOUND,
 		                  "object header holds no content hash (it was written as a stream)");
-	if (!hdr->encrypted)
-	{
-		*same = hdr->raw_size == raw_size && memcmp(hdr->content_hash, hash, CODEC_HASH_BYTES) == 0;
-		return PGBK_OK;
-	}
+	if (!hdr->encrypted && !hdr->authenticated)
+		return pgbk_error(err, PGBK_ERR_INTEGRITY, "object is not authenticated with a key");
 	if (ring == NULL)
 		return pgbk_error(err, PGBK_ERR_KEY,
-		                  "object is encrypted (key id %08x) but no key file is "
-		                  "configured",
-		                  (unsigned) hdr->key_id);
+		                  "object is %s with key id %08x but no key file is configured (set "
+		                  "key_file)",
+		                  hdr->encrypted ? "encrypted" : "authenticated", (unsigned) hdr->key_id);
 	key = keyring_find(ring, hdr->key_id);
 	if (key == NULL)
 		return pgbk_error(err, PGBK_ERR_KEY,
-		                  "object is encrypted with key id %08x, which is not in key file \"%s\"; "
+		                  "object is %s with key id %08x, which is not in key file \"%s\"; "
 		                  "use the key file that wrote it, or add that key back below the "
 		                  "current one",
-		                  (unsigned) hdr->key_id, ring->path);
+		                  hdr->encrypted ? "encrypted" : "authenticated", (unsigned) hdr->key_id,
+		                  ring->path);
 	(void) pgbk_crypto_init(NULL);
-	derive_subkeys(key, stream_key, hash_key);
+	derive_subkeys(key, hdr->encrypted, stream_key, hash_key);
 	keyed_header_hash(hash_key, hash, expect);
 	*same = hdr->raw_size == raw_size &&
 	        sodium_memcmp(expect, hdr->content_hash, CODEC_HASH_BYTES) == 0;
@@ -524,7 +571,8 @@ struct CodecEncoder
 	XXH3_state_t hash; /* of the raw content; first: wants 64-byte alignment */
 	crypto_secretstream_xchacha20poly1305_state ss;
 	unsigned char                               hash_key[SUBKEY_BYTES];
-	unsigned char  chain[CHECK_BYTES]; /* plain: check of the last frame */
+	unsigned char  mac_key[SUBKEY_BYTES]; /* plain: the frame MAC key */
+	unsigned char  chain[CHECK_BYTES];    /* plain: MAC of the last frame */
 	unsigned char  header[FIXED_LEN + CODEC_MAX_ATTRS + CHECK_BYTES];
 	size_t         header_len; /* without the secretstream header: the AD */
 	int            compression;
@@ -570,7 +618,11 @@ encoder_new(const CodecParams *params, const char *attrs, CodecEncoder **out, Pg
 	    (params->level < ZSTD_LEVEL_MIN || params->level > ZSTD_LEVEL_MAX))
 		return pgbk_error(err, PGBK_ERR_USAGE, "invalid zstd compression level %d (must be %d..%d)",
 		                  params->level, ZSTD_LEVEL_MIN, ZSTD_LEVEL_MAX);
-	if (params->keyring != NULL && params->keyring->nkeys < 1)
+	if (params->keyring == NULL)
+		return pgbk_error(err, PGBK_ERR_KEY,
+		                  "no key file: every repository object is authenticated with the key, "
+		                  "also with encryption off (set key_file)");
+	if (params->keyring->nkeys < 1)
 		return pgbk_error(err, PGBK_ERR_KEY, "key file \"%s\" holds no key",
 		                  params->keyring->path ? params->keyring->path : "");
 	if (alen > CODEC_MAX_ATTRS)
@@ -587,7 +639,7 @@ encoder_new(const CodecParams *params, const char *attrs, CodecEncoder **out, Pg
 		return out_of_memory(err);
 	enc->compression = params->compression;
 	enc->level = params->level;
-	enc->encrypted = params->keyring != NULL;
+	enc->encrypted = params->encrypt;
 	enc->first_message = true;
 	enc->attrs = attrs ? attrs : "";
 	enc->attrs_len = alen;
@@ -648,14 +700,12 @@ encoder_start(CodecEncoder *enc, const PgbkKeyring *ring, bool trailer_only, uin
 	unsigned char *h = enc->header;
 	unsigned char  stream_key[SUBKEY_BYTES];
 	unsigned char  ss_header[SS_HEADER_BYTES];
-	int            flags = 0;
+	int            flags = enc->encrypted ? FLAG_ENCRYPTED : FLAG_AUTHENTICATED;
 
-	if (enc->encrypted)
-	{
-		flags |= FLAG_ENCRYPTED;
-		enc->key_id = ring->keys[0].id;
-		derive_subkeys(&ring->keys[0], stream_key, enc->hash_key);
-	}
+	enc->key_id = ring->keys[0].id;
+	derive_subkeys(&ring->keys[0], enc->encrypted, stream_key, enc->hash_key);
+	if (!enc->encrypted)
+		memcpy(enc->mac_key, stream_key, SUBKEY_BYTES);
 	if (trailer_only)
 		flags |= FLAG_TRAILER_ONLY;
 
@@ -668,10 +718,8 @@ encoder_start(CodecEncoder *enc, const PgbkKeyring *ring, bool trailer_only, uin
 	put64(h + 12, trailer_only ? 0 : raw_size);
 	if (trailer_only)
 		memset(h + 20, 0, CODEC_HASH_BYTES);
-	else if (enc->encrypted)
-		keyed_header_hash(enc->hash_key, hash, h + 20);
 	else
-		memcpy(h + 20, hash, CODEC_HASH_BYTES);
+		keyed_header_hash(enc->hash_key, hash, h + 20);
 	put16(h + ATTRLEN_OFF, (uint16_t) enc->attrs_len);
 	memcpy(h + FIXED_LEN, enc->attrs, enc->attrs_len);
 	crypto_generichash(h + FIXED_LEN + enc->attrs_len, CHECK_BYTES, h, FIXED_LEN + enc->attrs_len,
@@ -686,12 +734,10 @@ encoder_start(CodecEncoder *enc, const PgbkKeyring *ring, bool trailer_only, uin
 		return out_of_memory(err);
 	}
 	if (enc->encrypted)
-	{
 		crypto_secretstream_xchacha20poly1305_init_push(&enc->ss, ss_header, stream_key);
-		sodium_memzero(stream_key, sizeof(stream_key));
-		if (!pgbk_buf_append(out, ss_header, SS_HEADER_BYTES))
-			return out_of_memory(err);
-	}
+	sodium_memzero(stream_key, sizeof(stream_key));
+	if (enc->encrypted && !pgbk_buf_append(out, ss_header, SS_HEADER_BYTES))
+		return out_of_memory(err);
 	return PGBK_OK;
 }
 
@@ -716,7 +762,7 @@ encoder_seal(CodecEncoder *enc, PgbkBuf *out, size_t start, size_t plen, unsigne
 	else
 	{
 		frame[LEN_BYTES] = tag;
-		frame_check(enc->chain, frame + LEN_BYTES, 1 + plen, msg + plen);
+		frame_mac(enc->mac_key, enc->chain, frame + LEN_BYTES, 1 + plen, msg + plen);
 		memcpy(enc->chain, msg + plen, CHECK_BYTES);
 	}
 	enc->first_message = false;
@@ -1028,8 +1074,12 @@ struct CodecDecoder
 	XXH3_state_t hash; /* of the output; first: wants 64-byte alignment */
 	crypto_secretstream_xchacha20poly1305_state ss;
 	unsigned char                               hash_key[SUBKEY_BYTES];
+	unsigned char                               mac_key[SUBKEY_BYTES];
 	unsigned char                               chain[CHECK_BYTES];
 	unsigned char      header[FIXED_LEN + CODEC_MAX_ATTRS + CHECK_BYTES]; /* the AD */
+	uint64_t           max_raw; /* refuse content longer than this */
+	CodecSink          sink;    /* NULL: all output stays in out */
+	void              *sink_arg;
 	size_t             ad_len;
 	const PgbkKeyring *ring;
 	CodecHeader        hdr;
@@ -1065,7 +1115,8 @@ codec_decoder_free(CodecDecoder *dec)
 }
 
 PgbkStatus
-codec_decoder_begin(const PgbkKeyring *ring, CodecDecoder **dec_out, PgbkError *err)
+codec_decoder_begin(const PgbkKeyring *ring, uint64_t max_raw, CodecDecoder **dec_out,
+                    PgbkError *err)
 {
 	CodecDecoder *dec;
 	PgbkStatus    rc;
@@ -1077,6 +1128,7 @@ codec_decoder_begin(const PgbkKeyring *ring, CodecDecoder **dec_out, PgbkError *
 	if (dec == NULL)
 		return out_of_memory(err);
 	dec->ring = ring;
+	dec->max_raw = max_raw;
 	dec->state = DEC_HEADER;
 	dec->first_message = true;
 	pgbk_buf_init(&dec->pending);
@@ -1084,6 +1136,13 @@ codec_decoder_begin(const PgbkKeyring *ring, CodecDecoder **dec_out, PgbkError *
 	XXH3_128bits_reset(&dec->hash);
 	*dec_out = dec;
 	return PGBK_OK;
+}
+
+void
+codec_decoder_set_sink(CodecDecoder *dec, CodecSink sink, void *arg)
+{
+	dec->sink = sink;
+	dec->sink_arg = arg;
 }
 
 /* The header is complete at p (hdr already parsed): set up for the frames. */
@@ -1098,30 +1157,33 @@ decoder_start(CodecDecoder *dec, const unsigned char *p, PgbkError *err)
 	memcpy(dec->header, p, dec->ad_len);
 	memcpy(dec->chain, p + dec->ad_len - CHECK_BYTES, CHECK_BYTES);
 
+	/* codec_read_header refused objects that are neither */
+	if (!hdr->encrypted && !hdr->authenticated)
+		return pgbk_error(err, PGBK_ERR_INTEGRITY, "object is not authenticated with a key");
+	if (!hdr->trailer_only && hdr->raw_size > dec->max_raw)
+		return pgbk_error(err, PGBK_ERR_INTEGRITY,
+		                  "object declares %llu bytes of content, more than the %llu bytes "
+		                  "allowed for an object of its kind: refusing to decode it",
+		                  (unsigned long long) hdr->raw_size, (unsigned long long) dec->max_raw);
+	if (dec->ring == NULL)
+		return pgbk_error(err, PGBK_ERR_KEY,
+		                  "object is %s with key id %08x but no key file is configured (set "
+		                  "key_file)",
+		                  hdr->encrypted ? "encrypted" : "authenticated", (unsigned) hdr->key_id);
+	key = keyring_find(dec->ring, hdr->key_id);
+	if (key == NULL)
+		return pgbk_error(err, PGBK_ERR_KEY,
+		                  "object is %s with key id %08x, which is not in key file \"%s\"; use "
+		                  "the key file that wrote it, or add that key back below the current "
+		                  "one",
+		                  hdr->encrypted ? "encrypted" : "authenticated", (unsigned) hdr->key_id,
+		                  dec->ring->path);
+	derive_subkeys(key, hdr->encrypted, stream_key, dec->hash_key);
 	if (hdr->encrypted)
-	{
-		if (dec->ring == NULL)
-			return pgbk_error(
-			    err, PGBK_ERR_KEY,
-			    "object is encrypted (key id %08x) but no key file is configured (set "
-			    "key_file, and encryption = on)",
-			    (unsigned) hdr->key_id);
-		key = keyring_find(dec->ring, hdr->key_id);
-		if (key == NULL)
-			return pgbk_error(err, PGBK_ERR_KEY,
-			                  "object is encrypted with key id %08x, which is not in key file "
-			                  "\"%s\"; use the key file that wrote it, or add that key back "
-			                  "below the current one",
-			                  (unsigned) hdr->key_id, dec->ring->path);
-		derive_subkeys(key, stream_key, dec->hash_key);
 		crypto_secretstream_xchacha20poly1305_init_pull(&dec->ss, p + dec->ad_len, stream_key);
-		sodium_memzero(stream_key, sizeof(stream_key));
-	}
-	else if (dec->ring != NULL && !dec->ring->allow_unencrypted)
-		return pgbk_error(
-		    err, PGBK_ERR_INTEGRITY,
-		    "object is not encrypted but encryption is on: refusing it, since an "
-		    "unencrypted object in an encrypted repository may have been substituted");
+	else
+		memcpy(dec->mac_key, stream_key, SUBKEY_BYTES);
+	sodium_memzero(stream_key, sizeof(stream_key));
 
 	if (hdr->compression == PGBK_COMPRESS_ZSTD)
 	{
@@ -1151,6 +1213,11 @@ decoder_emit(CodecDecoder *dec, PgbkBuf *out, size_t n, uint64_t frame_off, Pgbk
 	if (n == 0)
 		return PGBK_OK;
 	dec->raw_size += n;
+	if (dec->raw_size > dec->max_raw)
+		return pgbk_error(err, PGBK_ERR_INTEGRITY,
+		                  "object content is longer than the %llu bytes allowed for an object of "
+		                  "its kind (frame at byte offset %llu): refusing to decode it further",
+		                  (unsigned long long) dec->max_raw, (unsigned long long) frame_off);
 	if (!dec->hdr.trailer_only && dec->raw_size > dec->hdr.raw_size)
 		return pgbk_error(err, PGBK_ERR_INTEGRITY,
 		                  "object content is longer than the %llu bytes its header records "
@@ -1159,6 +1226,15 @@ decoder_emit(CodecDecoder *dec, PgbkBuf *out, size_t n, uint64_t frame_off, Pgbk
 	XXH3_128bits_update(&dec->hash, out->data + out->len, n);
 	out->len += n;
 	out->data[out->len] = '\0';
+	if (dec->sink != NULL && out->len >= CODEC_FRAME_RAW)
+	{
+		/* hand the output on in pieces: memory stays bounded */
+		PgbkStatus rc = dec->sink(dec->sink_arg, out->data, out->len, err);
+
+		out->len = 0;
+		out->data[0] = '\0';
+		return rc;
+	}
 	return PGBK_OK;
 }
 
@@ -1172,10 +1248,11 @@ static size_t
 decoder_room(const CodecDecoder *dec)
 {
 	uint64_t left;
+	uint64_t limit = dec->hdr.trailer_only || dec->hdr.raw_size > dec->max_raw ? dec->max_raw
+	                                                                           : dec->hdr.raw_size;
 
-	if (dec->hdr.trailer_only)
-		return CODEC_FRAME_RAW;
-	left = dec->hdr.raw_size > dec->raw_size ? dec->hdr.raw_size - dec->raw_size : 0;
+	/* never more room than the limit leaves (plus the byte that detects excess) */
+	left = limit > dec->raw_size ? limit - dec->raw_size : 0;
 	if (left > CODEC_FRAME_RAW)
 		return CODEC_FRAME_RAW;
 	return left > 0 ? (size_t) left : 1;
@@ -1301,13 +1378,14 @@ decoder_frame(CodecDecoder *dec, const unsigned char *body, size_t blen, PgbkBuf
 	{
 		unsigned char check[CHECK_BYTES];
 
-		frame_check(dec->chain, body, 1 + mlen, check);
-		if (memcmp(check, body + 1 + mlen, CHECK_BYTES) != 0)
+		frame_mac(dec->mac_key, dec->chain, body, 1 + mlen, check);
+		if (sodium_memcmp(check, body + 1 + mlen, CHECK_BYTES) != 0)
 			return pgbk_error(
 			    err, PGBK_ERR_INTEGRITY,
 			    "object was modified or damaged: the frame at byte offset %llu failed "
-			    "its integrity check",
-			    (unsigned long long) frame_off);
+			    "authentication%s",
+			    (unsigned long long) frame_off,
+			    dec->first_message ? " (the header or this frame was changed)" : "");
 		memcpy(dec->chain, check, CHECK_BYTES);
 		tag = body[0];
 		msg = body + 1;
@@ -1548,10 +1626,7 @@ decoder_verify(CodecDecoder *dec, CodecHeader *hdr_out, unsigned char hash_out[C
 			                  "records %llu",
 			                  (unsigned long long) dec->raw_size,
 			                  (unsigned long long) dec->hdr.raw_size);
-		if (dec->hdr.encrypted)
-			keyed_header_hash(dec->hash_key, hash, keyed);
-		else
-			memcpy(keyed, hash, CODEC_HASH_BYTES);
+		keyed_header_hash(dec->hash_key, hash, keyed);
 		if (memcmp(keyed, dec->hdr.content_hash, CODEC_HASH_BYTES) != 0)
 			return pgbk_error(err, PGBK_ERR_INTEGRITY,
 			                  "object is corrupt: content hash mismatch (header)");
@@ -1578,7 +1653,7 @@ codec_decoder_finish(CodecDecoder *dec, CodecHeader *hdr_out,
 }
 
 PgbkStatus
-codec_decode(const PgbkKeyring *ring, const void *data, size_t len, PgbkBuf *out,
+codec_decode(const PgbkKeyring *ring, const void *data, size_t len, uint64_t max_raw, PgbkBuf *out,
              CodecHeader *hdr_out, PgbkError *err)
 {
 	CodecDecoder *dec;
@@ -1586,7 +1661,7 @@ codec_decode(const PgbkKeyring *ring, const void *data, size_t len, PgbkBuf *out
 	size_t        start = out->len;
 	CodecHeader  *hdr;
 
-	if ((rc = codec_decoder_begin(ring, &dec, err)) != PGBK_OK)
+	if ((rc = codec_decoder_begin(ring, max_raw, &dec, err)) != PGBK_OK)
 		return rc;
 
 	/*
@@ -1602,6 +1677,8 @@ codec_decode(const PgbkKeyring *ring, const void *data, size_t len, PgbkBuf *out
 		uint64_t want = hdr->raw_size;
 		uint64_t cap = (uint64_t) len * 256 + (1 << 20);
 
+		if (want > max_raw)
+			want = 0; /* refused once the header is parsed again */
 		if (want <= cap && hdr->compression == PGBK_COMPRESS_ZSTD)
 			dec->collect = true;
 		if (want > cap)

@@ -9,13 +9,15 @@
  *	 0	 4	magic "PGBK"
  *	 4	 1	format version (1)
  *	 5	 1	compression (0 none, 1 zstd)
- *	 6	 1	flags: bit 0 encrypted, bit 1 size and hash are in the trailer only
+ *	 6	 1	flags: bit 0 encrypted, bit 1 size and hash are in the trailer only,
+ *			bit 2 authenticated (plain frames carry MACs); exactly one of bits
+ *			0 and 2 is set
  *	 7	 1	reserved (0)
- *	 8	 4	key id (0 when not encrypted)
+ *	 8	 4	key id (of the key that encrypted or authenticated the object)
  *	12	 8	raw size (0 when trailer-only)
- *	20	16	content hash (zero when trailer-only): XXH3-128 of the raw content
- *			(canonical byte order); when encrypted, BLAKE2b-128 keyed with the
- *			object's hash subkey over that hash (see below)
+ *	20	16	content hash (zero when trailer-only): BLAKE2b-128 keyed with the
+ *			object's hash subkey over the XXH3-128 of the raw content
+ *			(canonical byte order; see below)
  *	36	 2	attribute length A (at most CODEC_MAX_ATTRS)
  *	38	 A	attributes: "name=value\n" lines (ASCII, no secrets)
  *	38+A 16	header check: BLAKE2b-128 of bytes [0, 38+A)
@@ -25,9 +27,10 @@
  *					byte, ciphertext, 16-byte MAC); the first message's
  *					additional data is the whole header above (bytes [0,
  *					54+A)), so a changed header fails authentication too
- *	   plain:		one tag byte, the message, then a 16-byte check:
- *					BLAKE2b-128 keyed with the previous frame's check (the
- *					header check for the first frame) over tag || message
+ *	   plain:		one tag byte, the message, then a 16-byte MAC:
+ *					BLAKE2b-128 keyed with the object's MAC subkey over the
+ *					previous frame's MAC (the header check for the first
+ *					frame) || tag || message
  *	   data messages carry compressed bytes (tag MESSAGE, 0); the last message
  *	   (tag FINAL, 3) carries the 24-byte trailer: raw size (8) + XXH3-128
  *	   of the raw content (16), never keyed and never compressed.  Nothing may
@@ -36,27 +39,35 @@
  *	   one-shot objects every 256 KiB of compressed bytes and streamed ones
  *	   after every 256 KiB of content; readers assume neither.
  *
- * Keys: the key file's key is never used directly.  Two subkeys come from it
+ * Keys: the key file's key is never used directly.  Subkeys come from it
  * with crypto_kdf (BLAKE2b), context "pgbk-obj": id 1 keys the secretstream,
- * id 2 keys the header's content hash.  Keying that hash keeps someone who
- * can read the bucket from confirming a guess about an object's content
- * (e.g. a small config file holding a password) by hashing the guess; the
- * trailer, which is encrypted, holds the plain hash.
+ * id 2 keys the header's content hash, id 3 keys the MACs of plain frames.
+ * Keying that hash keeps someone who can read the bucket from confirming a
+ * guess about an object's content (e.g. a small config file holding a
+ * password) by hashing the guess, and from writing a header that claims
+ * some content; the trailer, which is authenticated, holds the plain hash.
  *
- * Why plain frames carry a chained check: the content hash alone cannot see
- * every change to the stored bytes (zstd ignores some header bits, and a
- * larger window descriptor decodes to the same content), and it is only
- * verified at the very end.  The chain rejects any changed, dropped,
- * duplicated or reordered frame before its bytes reach the decompressor,
- * and says where, as authentication does for encrypted objects.  It is not
- * a MAC: without encryption anyone can write a valid object.
+ * Every object is authenticated with the key, encrypted or not (so a key
+ * file is always required, see config.h): without encryption (encryption =
+ * off) each frame carries a MAC chained to the previous one and to the
+ * header.  The chain rejects any changed, dropped, duplicated or reordered
+ * frame before its bytes reach the decompressor, and says where, as the
+ * secretstream does for encrypted objects; without the key nobody can write
+ * an object that reads.  Objects of pgbk before 1.1 written with encryption
+ * off carry only unkeyed checks (bit 2 clear): anyone could recompute those,
+ * so they are refused (PGBK_ERR_INTEGRITY) and must be written again (no
+ * migration: archive into a new repository and take a new base backup).
  *
- * Reading verifies: magic, version, header check, key id known, every
- * frame's authentication or check, the FINAL frame present (truncation),
- * no trailing bytes, raw size and content hash.  Each failure has its own
- * status and message (PGBK_ERR_FORMAT, PGBK_ERR_INTEGRITY, PGBK_ERR_KEY).
- * With a keyring, unencrypted objects are refused (PGBK_ERR_INTEGRITY)
- * unless ring->allow_unencrypted is set (see keys.h).
+ * Reading verifies: magic, version, header check, authenticated, key id
+ * known, every frame's authentication, the FINAL frame present
+ * (truncation), no trailing bytes, raw size and content hash, and that the
+ * content is not longer than the limit the caller gives for the object's
+ * kind (CODEC_LIMIT_*: a decompression bomb is refused once it passes the
+ * limit, or at once when its header declares more).  Each failure has its
+ * own status and message (PGBK_ERR_FORMAT, PGBK_ERR_INTEGRITY,
+ * PGBK_ERR_KEY).  codec_read_header alone checks only the header's
+ * (unkeyed) check: its attributes are authenticated once the object
+ * decodes.
  *
  * Messages never include the object's name (the codec does not know it):
  * callers add it with pgbk_error_prefix().
@@ -95,11 +106,24 @@
 #define CODEC_PROFILE_DEFAULT 0
 #define CODEC_PROFILE_WAL     1
 
+/*
+ * Limits on decoded content, per kind of object (codec_decode,
+ * codec_decoder_begin): a WAL segment at its segment size (or the largest
+ * PostgreSQL allows when it is not known), history and .backup files, the
+ * repository descriptor and other small objects at 1 MiB, a manifest at
+ * 256 MiB (about a million files); a backup data file at the size its
+ * manifest records.
+ */
+#define CODEC_LIMIT_SMALL    ((uint64_t) 1 << 20)
+#define CODEC_LIMIT_MANIFEST ((uint64_t) 256 << 20)
+#define CODEC_LIMIT_WAL_MAX  ((uint64_t) 1 << 30)
+
 typedef struct CodecParams
 {
 	int                compression; /* PGBK_COMPRESS_NONE or PGBK_COMPRESS_ZSTD */
 	int                level;       /* zstd level */
-	const PgbkKeyring *keyring;     /* NULL: not encrypted */
+	const PgbkKeyring *keyring;     /* required: authenticates (and encrypts) */
+	bool               encrypt;     /* encrypt the content too (encryption = on) */
 	int                profile;     /* CODEC_PROFILE_* */
 } CodecParams;
 
@@ -108,7 +132,8 @@ typedef struct CodecHeader
 	int           version;
 	int           compression;
 	bool          encrypted;
-	bool          trailer_only; /* raw_size/content_hash not in header */
+	bool          authenticated; /* plain, with frame MACs */
+	bool          trailer_only;  /* raw_size/content_hash not in header */
 	uint32_t      key_id;
 	uint64_t      raw_size;
 	unsigned char content_hash[CODEC_HASH_BYTES];
@@ -126,8 +151,8 @@ typedef struct CodecHeader
 
 /*
  * Content hash of raw bytes: XXH3-128.  A checksum, not a cryptographic
- * hash: authenticity comes from the encryption (every frame is
- * authenticated), and hashing at memory speed keeps WAL archiving bound by
+ * hash: authenticity comes from the key (every frame is authenticated, and
+ * the header holds the hash keyed), and hashing at memory speed keeps WAL archiving bound by
  * compression alone (BLAKE2b cost as much as zstd level 3 per segment).
  */
 void codec_hash(const void *data, size_t len, unsigned char out[CODEC_HASH_BYTES]);
@@ -146,9 +171,27 @@ PgbkStatus codec_encode(const CodecParams *params, const void *raw, size_t len, 
 /*
  * One-shot decode with full verification; raw content appended to out.  On
  * failure out is left as it was (nothing of a bad object is handed over).
+ * Content longer than max_raw bytes (CODEC_LIMIT_*) is refused
+ * (PGBK_ERR_INTEGRITY) without decoding more than that.
  */
-PgbkStatus codec_decode(const PgbkKeyring *ring, const void *data, size_t len, PgbkBuf *out,
-                        CodecHeader *hdr_out, PgbkError *err);
+PgbkStatus codec_decode(const PgbkKeyring *ring, const void *data, size_t len, uint64_t max_raw,
+                        PgbkBuf *out, CodecHeader *hdr_out, PgbkError *err);
+
+/*
+ * Is the object (hdr from a successful decode, so its attributes are
+ * authenticated) the one stored under the name want?  WAL objects name
+ * themselves ("name=" attribute); an object copied under another name is
+ * PGBK_ERR_INTEGRITY with a message naming both.  The one check every
+ * reader of WAL and history objects uses.
+ */
+PgbkStatus codec_check_name(const CodecHeader *hdr, const char *want, PgbkError *err);
+
+/*
+ * The decode limit for a WAL-area object by its file name: a segment or
+ * .partial at segsz (CODEC_LIMIT_WAL_MAX when segsz is 0 or invalid),
+ * history and .backup files at CODEC_LIMIT_SMALL.
+ */
+uint64_t codec_wal_limit(const char *name, uint32_t segsz);
 
 /*
  * Parse just the header from the first bytes of an object.  If len is too
@@ -185,7 +228,9 @@ PgbkStatus codec_encoder_finish(CodecEncoder *enc, PgbkBuf *out,
 void       codec_encoder_free(CodecEncoder *enc);
 
 /*
- * Streaming decoder: feed stored bytes, get raw bytes appended to out.  Only
+ * Streaming decoder: feed stored bytes, get raw bytes appended to out (at
+ * most a frame's worth, 256 KiB, per frame fed: hand it on and reset out
+ * to decode in bounded memory), at most max_raw bytes in all.  Only
  * authenticated (encrypted) or checked (plain) frames produce output, but the
  * object as a whole is verified only by codec_decoder_finish: until it
  * returns PGBK_OK, treat the output as untrusted (write it to a temporary
@@ -193,9 +238,18 @@ void       codec_encoder_free(CodecEncoder *enc);
  */
 typedef struct CodecDecoder CodecDecoder;
 
-PgbkStatus codec_decoder_begin(const PgbkKeyring *ring, CodecDecoder **dec_out, PgbkError *err);
+PgbkStatus codec_decoder_begin(const PgbkKeyring *ring, uint64_t max_raw, CodecDecoder **dec_out,
+                               PgbkError *err);
 PgbkStatus codec_decoder_update(CodecDecoder *dec, const void *data, size_t len, PgbkBuf *out,
                                 PgbkError *err);
+/*
+ * Output sink: once set, whenever out holds 256 KiB or more of output the
+ * decoder hands it to sink and empties out (so even a frame that inflates
+ * to a lot never sits in memory whole); what is left in out after an update
+ * is the caller's, as without a sink.  A sink's error fails the update.
+ */
+typedef PgbkStatus (*CodecSink)(void *arg, const void *data, size_t len, PgbkError *err);
+void codec_decoder_set_sink(CodecDecoder *dec, CodecSink sink, void *arg);
 /* Verifies FINAL seen, size and hash.  Frees dec whether or not it succeeds. */
 PgbkStatus codec_decoder_finish(CodecDecoder *dec, CodecHeader *hdr_out,
                                 unsigned char hash_out[CODEC_HASH_BYTES], PgbkError *err);

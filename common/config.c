@@ -966,7 +966,6 @@ validate(ParseState *ps, PgbkConfig *cfg)
 		return rc;
 	if (raw_value(ps, SET_KEY_FILE) != NULL)
 	{
-		/* checked even with encryption off: it is used to read old objects */
 		if ((rc = resolve_path(ps, SET_KEY_FILE, &cfg->key_file)) != PGBK_OK)
 			return rc;
 		if ((rc = check_secret_file(ps, SET_KEY_FILE, cfg->key_file, "key file")) != PGBK_OK)
@@ -1022,10 +1021,17 @@ validate(ParseState *ps, PgbkConfig *cfg)
 			                  ps->origin, cfg->s3_endpoint);
 		}
 	}
-	if (cfg->encryption && cfg->key_file == NULL)
-		return missing(ps, SET_KEY_FILE,
-		               " when encryption is on (create one with \"pgbk keygen\", or set encryption "
-		               "= off)");
+	/*
+	 * Always: every object is authenticated with the key, also when its
+	 * content is not encrypted, so that nobody who can merely write to the
+	 * repository can make pgbk restore what they wrote.
+	 */
+	if (cfg->key_file == NULL)
+		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
+		                  "setting \"key_file\" is required but is not set in file \"%s\": "
+		                  "every repository object is authenticated with its key, also with "
+		                  "encryption = off (create one with \"pgbk keygen\")",
+		                  ps->origin);
 	return PGBK_OK;
 }
 

@@ -35,9 +35,9 @@
  *   s3_connect_timeout    100ms..1h                         [10s]
  *   s3_max_retries        retries for 5xx/timeouts/connection errors,
  *                         0..20                             [4]
- *   key_file              key file, mode 0600 (required when encryption on;
- *                         checked whenever it is given)
- *   encryption            on | off                        [on]
+ *   key_file              key file, mode 0600 (required: every object is
+ *                         authenticated with it, also with encryption off)
+ *   encryption            on | off (encrypt content too)  [on]
  *   compression           zstd | none                     [zstd]
  *   compression_level     1..19                           [3]
  *   restic_password_file  the files scope's restic password, mode 0600 []
@@ -89,7 +89,7 @@ typedef struct PgbkConfig
 	int          s3_connect_timeout_ms;
 	int          s3_max_retries;
 
-	char *key_file; /* NULL if encryption off and not given */
+	char *key_file; /* always set (required) */
 	bool  encryption;
 	int   compression; /* PGBK_COMPRESS_* */
 	int   compression_level;

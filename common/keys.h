@@ -4,13 +4,14 @@
  *
  * A key file is text: '#' comments and one key per line, written as
  * "pgbk-key-1:" followed by 64 hex digits (32 random bytes).  The first key
- * encrypts new objects; every key listed decrypts, so old objects stay
- * readable after a rotation (add the new key on top, keep the old ones
- * below).  The file must be mode 0600 or tighter.
+ * authenticates (and, with encryption on, encrypts) new objects; every key
+ * listed reads, so old objects stay readable after a rotation (add the new
+ * key on top, keep the old ones below).  The file must be mode 0600 or
+ * tighter.  Every repository needs one, also with encryption off (codec.h).
  *
  * A key's id is the first four bytes (little endian) of
  * BLAKE2b-256("pgbk key id" || key): objects record the id of the key that
- * encrypted them, so a wrong key is reported as such instead of as
+ * authenticated them, so a wrong key is reported as such instead of as
  * tampering.  Key material lives in sodium_malloc'd memory, is zeroed on
  * free and never appears in messages.
  */
@@ -32,15 +33,6 @@ typedef struct PgbkKeyring
 	int      nkeys;
 	PgbkKey *keys; /* keys[0] encrypts; sodium_malloc'd */
 	char    *path; /* for messages */
-
-	/*
-	 * Decode policy.  With a keyring, the codec refuses unencrypted objects:
-	 * in an encrypted repository a plain object can only be a substitution
-	 * (anyone with write access to the bucket can make one).  Set this only
-	 * to read a repository that was written partly without encryption.
-	 * keyring_load sets it to false.
-	 */
-	bool allow_unencrypted;
 } PgbkKeyring;
 
 /* Load and validate (mode, syntax, at least one key). */

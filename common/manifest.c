@@ -559,7 +559,7 @@ manifest_load(Repo *repo, const PgbkKeyring *ring, const char *backup_id, Manife
 	st = repo_get(repo, key, &stored, err);
 	if (st == PGBK_OK)
 	{
-		st = codec_decode(ring, stored.data, stored.len, &raw, NULL, err);
+		st = codec_decode(ring, stored.data, stored.len, CODEC_LIMIT_MANIFEST, &raw, NULL, err);
 		if (st != PGBK_OK)
 			pgbk_error_prefix(err, "manifest of backup %s", backup_id);
 	}

@@ -2153,6 +2153,7 @@ load_histories(PlanView *v, Repo *repo, const PgbkKeyring *ring, PgbkError *err)
 	{
 		PgbkBuf     stored, raw;
 		WalFileName f;
+		CodecHeader hdr;
 		const char *name = layout_wal_name(hc.keys[i]);
 
 		walname_classify(name, &f);
@@ -2160,7 +2161,9 @@ load_histories(PlanView *v, Repo *repo, const PgbkKeyring *ring, PgbkError *err)
 		pgbk_buf_init(&raw);
 		st = repo_get(repo, hc.keys[i], &stored, err);
 		if (st == PGBK_OK)
-			st = codec_decode(ring, stored.data, stored.len, &raw, NULL, err);
+			st = codec_decode(ring, stored.data, stored.len, CODEC_LIMIT_SMALL, &raw, &hdr, err);
+		if (st == PGBK_OK)
+			st = codec_check_name(&hdr, name, err);
 		if (st == PGBK_OK)
 			st = plan_view_add_history(v, f.tli, (const char *) raw.data, raw.len, err);
 		if (st != PGBK_OK)

@@ -109,7 +109,7 @@ walpush_object_matches(Repo *repo, const PgbkKeyring *ring, const char *key,
 		pgbk_buf_init(&raw);
 		st = repo_get(repo, key, &whole, err);
 		if (st == PGBK_OK)
-			st = codec_decode(ring, whole.data, whole.len, &raw, &hdr, err);
+			st = codec_decode(ring, whole.data, whole.len, CODEC_LIMIT_WAL_MAX, &raw, &hdr, err);
 		if (st == PGBK_OK)
 		{
 			memcpy(stored, hdr.content_hash, CODEC_HASH_BYTES);
@@ -425,7 +425,8 @@ repo_descriptor_check(Repo *repo, const CodecParams *params, uint64_t sysid, Pgb
 		}
 		if (st != PGBK_OK)
 			break;
-		st = codec_decode(params->keyring, stored.data, stored.len, &raw, NULL, err);
+		st = codec_decode(params->keyring, stored.data, stored.len, CODEC_LIMIT_SMALL, &raw, NULL,
+		                  err);
 		if (st != PGBK_OK)
 		{
 			pgbk_error_prefix(err, "could not read repository descriptor \"%s\"",

@@ -156,13 +156,14 @@ pgbk_context(PgbkError *err)
 		goto fail;
 	file_stamp(ctx->cfg->key_file, &stamp_key);
 	file_stamp(ctx->cfg->s3_credentials_file, &stamp_cred);
-	if (ctx->cfg->encryption && (st = keyring_load(ctx->cfg->key_file, &ctx->ring, err)) != PGBK_OK)
+	if ((st = keyring_load(ctx->cfg->key_file, &ctx->ring, err)) != PGBK_OK)
 		goto fail;
 	if ((st = repo_open(ctx->cfg, &ctx->repo, err)) != PGBK_OK)
 		goto fail;
 	ctx->params.compression = ctx->cfg->compression;
 	ctx->params.level = ctx->cfg->compression_level;
 	ctx->params.keyring = ctx->ring;
+	ctx->params.encrypt = ctx->cfg->encryption;
 	walpush_init(&ctx->pusher, ctx->repo, &ctx->params);
 	context = ctx;
 	pgbk_context_generation++;

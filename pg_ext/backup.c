@@ -1108,7 +1108,7 @@ run_backup(const char *id)
 	m->backup_label = strdup(labelfile);
 	m->tablespace_map = spcmapfile ? strdup(spcmapfile) : NULL;
 	m->compression = strdup(ctx->params.compression == PGBK_COMPRESS_ZSTD ? "zstd" : "none");
-	m->encrypted = ctx->params.keyring != NULL;
+	m->encrypted = ctx->params.encrypt;
 	add_source_config(m);
 	foreach (lc, sr.tablespaces)
 	{

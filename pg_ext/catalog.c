@@ -214,16 +214,18 @@ static void
 catalog_add_timeline(SyncState *ss, const ListedObject *obj, uint32_t tli, Datum unused,
                      Datum created_at)
 {
-	PgbkBuf    stored, raw;
-	WalHistory hist;
-	PgbkError  err;
+	PgbkBuf     stored, raw;
+	WalHistory  hist;
+	PgbkError   err;
+	CodecHeader hdr;
 
 	pgbk_buf_init(&stored);
 	pgbk_buf_init(&raw);
 	pgbk_error_clear(&err);
 	if (repo_get(ss->ctx->repo, obj->key, &stored, &err) == PGBK_OK &&
-	    codec_decode(ss->ctx->params.keyring, stored.data, stored.len, &raw, NULL, &err) ==
-	        PGBK_OK &&
+	    codec_decode(ss->ctx->params.keyring, stored.data, stored.len, CODEC_LIMIT_SMALL, &raw,
+	                 &hdr, &err) == PGBK_OK &&
+	    codec_check_name(&hdr, layout_wal_name(obj->key), &err) == PGBK_OK &&
 	    walname_parse_history((const char *) raw.data, raw.len, tli, &hist, &err) == PGBK_OK)
 	{
 		if (hist.n >= 2)

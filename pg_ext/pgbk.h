@@ -171,7 +171,7 @@ typedef struct PgbkContext
 {
 	PgbkConfig  *cfg;
 	Repo        *repo;
-	PgbkKeyring *ring; /* NULL when encryption is off */
+	PgbkKeyring *ring; /* always loaded: authenticates every object */
 	CodecParams  params;
 	WalPusher    pusher; /* buffers reused across WAL files */
 } PgbkContext;

@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
@@ -59,34 +60,68 @@ sampled(VerifyState *vs)
 	return vs->sample >= 1.0 || pg_prng_double(&pg_global_prng_state) < vs->sample;
 }
 
+/* Streams an object through the decoder, keeping none of its content. */
+typedef struct DiscardSink
+{
+	CodecDecoder *dec;
+	PgbkBuf       out;
+} DiscardSink;
+
+static PgbkStatus
+discard_output(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	(void) arg;
+	(void) data;
+	(void) len;
+	(void) err;
+	return PGBK_OK;
+}
+
+static PgbkStatus
+discard_sink(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	DiscardSink *ds = arg;
+
+	pgbk_buf_reset(&ds->out);
+	return codec_decoder_update(ds->dec, data, len, &ds->out, err);
+}
+
 /*
- * Read and decode one object.  Returns true when it decoded; otherwise
- * reports the problem.  raw receives the content, hdr the header.
+ * Read and decode one object, in bounded memory (the content is checked,
+ * not kept; at most max_raw bytes of it are decoded).  Returns true when it
+ * decoded; otherwise reports the problem.  hdr receives the header with the
+ * verified size and content hash.
  */
 static bool
-read_object(VerifyState *vs, const char *kind, const char *object, const char *key, PgbkBuf *raw,
-            CodecHeader *hdr)
+read_object(VerifyState *vs, const char *kind, const char *object, const char *key,
+            uint64_t max_raw, CodecHeader *hdr)
 {
-	PgbkBuf    stored;
-	PgbkError  err;
-	PgbkStatus st;
+	DiscardSink ds;
+	PgbkError   err;
+	PgbkStatus  st;
 
 	CHECK_FOR_INTERRUPTS();
 	vs->checked++;
-	pgbk_buf_init(&stored);
+	pgbk_buf_init(&ds.out);
 	pgbk_error_clear(&err);
-	st = repo_get(vs->ctx->repo, key, &stored, &err);
+	st = codec_decoder_begin(vs->ctx->params.keyring, max_raw, &ds.dec, &err);
+	if (st == PGBK_OK)
+	{
+		codec_decoder_set_sink(ds.dec, discard_output, NULL);
+		st = repo_get_stream(vs->ctx->repo, key, discard_sink, &ds, &err);
+		if (st == PGBK_OK)
+			st = codec_decoder_finish(ds.dec, hdr, NULL, &err);
+		else
+			codec_decoder_free(ds.dec);
+	}
+	pgbk_buf_free(&ds.out);
 	if (st == PGBK_NOT_FOUND)
 	{
 		problem(vs, kind, object, psprintf("missing: \"%s\" is not in the repository", key));
 		if (strcmp(kind, "wal") == 0)
 			vs->missing_wal = lappend(vs->missing_wal, pstrdup(object));
-		pgbk_buf_free(&stored);
 		return false;
 	}
-	if (st == PGBK_OK)
-		st = codec_decode(vs->ctx->params.keyring, stored.data, stored.len, raw, hdr, &err);
-	pgbk_buf_free(&stored);
 	if (st != PGBK_OK)
 	{
 		if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY)
@@ -115,21 +150,17 @@ verify_wal(VerifyState *vs)
 	for (i = 0; i < n; i++)
 	{
 		char        key[LAYOUT_KEY_LEN];
-		char        attr[128];
-		PgbkBuf     raw;
 		CodecHeader hdr;
+		PgbkError   err;
 
 		if (!sampled(vs))
 			continue;
 		layout_wal_key(names[i], key, sizeof(key));
-		pgbk_buf_init(&raw);
-		if (read_object(vs, "wal", names[i], key, &raw, &hdr) &&
-		    (!codec_attr_get(hdr.attrs, "name", attr, sizeof(attr)) || strcmp(attr, names[i]) != 0))
-			problem(vs, "wal", names[i],
-			        psprintf("the object holds \"%s\", not \"%s\"",
-			                 codec_attr_get(hdr.attrs, "name", attr, sizeof(attr)) ? attr : "?",
-			                 names[i]));
-		pgbk_buf_free(&raw);
+		pgbk_error_clear(&err);
+		if (read_object(vs, "wal", names[i], key,
+		                codec_wal_limit(names[i], (uint32_t) wal_segment_size), &hdr) &&
+		    codec_check_name(&hdr, names[i], &err) != PGBK_OK)
+			problem(vs, "wal", names[i], pstrdup(err.msg));
 	}
 }
 
@@ -172,19 +203,18 @@ verify_backups(VerifyState *vs)
 			ManifestFile *mf = &m->files[f];
 			char          key[LAYOUT_KEY_LEN];
 			char          object[LAYOUT_KEY_LEN];
-			PgbkBuf       raw;
 			CodecHeader   hdr;
 
 			if (!sampled(vs))
 				continue;
 			snprintf(object, sizeof(object), "%s:%s", ids[i], mf->path);
 			layout_backup_file_key(ids[i], mf->path, key, sizeof(key));
-			pgbk_buf_init(&raw);
-			if (read_object(vs, "backup file", object, key, &raw, &hdr) &&
-			    (raw.len != mf->size || memcmp(hdr.content_hash, mf->hash, CODEC_HASH_BYTES) != 0))
+			/* the manifest is authenticated: no more content than it records */
+			if (read_object(vs, "backup file", object, key, mf->size, &hdr) &&
+			    (hdr.raw_size != mf->size ||
+			     memcmp(hdr.content_hash, mf->hash, CODEC_HASH_BYTES) != 0))
 				problem(vs, "backup file", object,
 				        "content does not match the manifest (size or checksum)");
-			pgbk_buf_free(&raw);
 		}
 		manifest_free(m);
 	}

@@ -146,7 +146,8 @@ bench_one(const char *name, const unsigned char *seg, const CodecParams *p)
 
 		pgbk_buf_reset(&back);
 		t0 = now_sec();
-		if (codec_decode(p->keyring, obj.data, obj.len, &back, NULL, &err) != PGBK_OK)
+		if (codec_decode(p->keyring, obj.data, obj.len, CODEC_LIMIT_WAL_MAX, &back, NULL, &err) !=
+		    PGBK_OK)
 		{
 			fprintf(stderr, "decode: %s\n", err.msg);
 			exit(1);
@@ -167,7 +168,7 @@ bench_one(const char *name, const unsigned char *seg, const CodecParams *p)
 
 			pgbk_buf_reset(&back);
 			t0 = now_sec();
-			codec_decoder_begin(p->keyring, &dec, &err);
+			codec_decoder_begin(p->keyring, CODEC_LIMIT_WAL_MAX, &dec, &err);
 			for (off = 0; off < obj.len; off += 65536)
 				codec_decoder_update(dec, obj.data + off,
 				                     obj.len - off < 65536 ? obj.len - off : 65536, &back, &err);
@@ -269,7 +270,7 @@ bench_segment(const char *label, const unsigned char *seg, const PgbkKeyring *ri
 	printf("%s\n", label);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 	{
-		CodecParams p = {cases[i].comp, cases[i].level, cases[i].enc ? ring : NULL};
+		CodecParams p = {cases[i].comp, cases[i].level, ring, cases[i].enc};
 
 		bench_one(cases[i].name, seg, &p);
 	}
@@ -280,7 +281,7 @@ int
 main(int argc, char **argv)
 {
 	PgbkKey        key;
-	PgbkKeyring    ring = {1, &key, "<bench>", false};
+	PgbkKeyring    ring = {1, &key, "<bench>"};
 	unsigned char *seg;
 	int            i;
 

@@ -21,6 +21,14 @@
 
 static char tmpdir[512];
 
+/* A key ring for tests of plain objects (authenticated with it too). */
+static PgbkKeyring *g_ring;
+
+/* Tests that are not about limits decode with the largest. */
+#define TEST_LIMIT                     CODEC_LIMIT_WAL_MAX
+#define codec_decode(r, d, l, o, h, e) codec_decode((r), (d), (l), TEST_LIMIT, (o), (h), (e))
+#define codec_decoder_begin(r, d, e)   codec_decoder_begin((r), TEST_LIMIT, (d), (e))
+
 /* Keys used below: distinct, fixed, so that failures are reproducible. */
 static const char *const key_a_hex =
     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -193,7 +201,10 @@ setup(void **state)
 	snprintf(tmpdir, sizeof(tmpdir), "%s/pgbk_codec_XXXXXX", base ? base : "/tmp");
 	if (mkdtemp(tmpdir) == NULL)
 		return -1;
-	return pgbk_crypto_init(NULL) == PGBK_OK ? 0 : -1;
+	if (pgbk_crypto_init(NULL) != PGBK_OK)
+		return -1;
+	g_ring = make_ring("global.key", key_a_hex, NULL);
+	return 0;
 }
 
 static int
@@ -203,6 +214,7 @@ teardown(void **state)
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	codec_release_cache();
+	keyring_free(g_ring);
 	return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -221,18 +233,16 @@ test_round_trips(void **state)
 		for (enc = 0; enc < 2; enc++)
 			for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 			{
-				CodecParams         p = {comp ? PGBK_COMPRESS_ZSTD : PGBK_COMPRESS_NONE, 3,
-                                 enc ? ring : NULL};
-				PgbkBuf             obj = encode_ok(&p, raw, sizes[i], "kind=test\n");
-				PgbkBuf             back;
-				CodecHeader         hdr;
-				PgbkError           err;
-				unsigned char       hash[CODEC_HASH_BYTES];
+				CodecParams   p = {comp ? PGBK_COMPRESS_ZSTD : PGBK_COMPRESS_NONE, 3, ring, enc};
+				PgbkBuf       obj = encode_ok(&p, raw, sizes[i], "kind=test\n");
+				PgbkBuf       back;
+				CodecHeader   hdr;
+				PgbkError     err;
+				unsigned char hash[CODEC_HASH_BYTES];
 				static const size_t chunks[] = {1, 7, 4099, 300001, 65536};
 
 				pgbk_buf_init(&back);
-				if (codec_decode(enc ? ring : NULL, obj.data, obj.len, &back, &hdr, &err) !=
-				    PGBK_OK)
+				if (codec_decode(ring, obj.data, obj.len, &back, &hdr, &err) != PGBK_OK)
 					fail_msg("decode comp=%d enc=%d size=%zu: %s", comp, enc, sizes[i], err.msg);
 				assert_int_equal(back.len, sizes[i]);
 				assert_true(sizes[i] == 0 || memcmp(back.data, raw, sizes[i]) == 0);
@@ -248,8 +258,8 @@ test_round_trips(void **state)
 
 				/* the same object through the streaming decoder */
 				pgbk_buf_reset(&back);
-				if (decode_stream(enc ? ring : NULL, obj.data, obj.len, chunks,
-				                  sizes[i] < 100000 ? 1 : 5, &back, NULL, &err) != PGBK_OK)
+				if (decode_stream(ring, obj.data, obj.len, chunks, sizes[i] < 100000 ? 1 : 5, &back,
+				                  NULL, &err) != PGBK_OK)
 					fail_msg("stream decode: %s", err.msg);
 				assert_int_equal(back.len, sizes[i]);
 				assert_true(sizes[i] == 0 || memcmp(back.data, raw, sizes[i]) == 0);
@@ -279,8 +289,7 @@ test_streaming_encoder(void **state)
 		for (enc = 0; enc < 2; enc++)
 			for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 			{
-				CodecParams   p = {comp ? PGBK_COMPRESS_ZSTD : PGBK_COMPRESS_NONE, 1,
-                                 enc ? ring : NULL};
+				CodecParams   p = {comp ? PGBK_COMPRESS_ZSTD : PGBK_COMPRESS_NONE, 1, ring, enc};
 				CodecEncoder *e;
 				PgbkBuf       obj;
 				PgbkBuf       back;
@@ -312,8 +321,7 @@ test_streaming_encoder(void **state)
 				assert_memory_equal(hash, expect, CODEC_HASH_BYTES);
 				assert_int_equal(rawsize, sizes[i]);
 
-				if (codec_decode(enc ? ring : NULL, obj.data, obj.len, &back, &hdr, &err) !=
-				    PGBK_OK)
+				if (codec_decode(ring, obj.data, obj.len, &back, &hdr, &err) != PGBK_OK)
 					fail_msg("decode: %s", err.msg);
 				assert_int_equal(back.len, sizes[i]);
 				assert_true(sizes[i] == 0 || memcmp(back.data, raw, sizes[i]) == 0);
@@ -332,7 +340,7 @@ static void
 test_streaming_encoder_drained(void **state)
 {
 	PgbkKeyring   *ring = make_ring("dr.key", key_a_hex, NULL);
-	CodecParams    p = {PGBK_COMPRESS_ZSTD, 3, ring};
+	CodecParams    p = {PGBK_COMPRESS_ZSTD, 3, ring, true};
 	unsigned char *raw = make_data(MIB + 5, 3);
 	CodecEncoder  *e;
 	PgbkBuf        piece;
@@ -371,8 +379,8 @@ test_key_rotation(void **state)
 	PgbkKeyring   *ring_a = make_ring("a.key", key_a_hex, NULL);
 	PgbkKeyring   *ring_ba = make_ring("ba.key", key_b_hex, key_a_hex);
 	unsigned char *raw = make_data(300000, 4);
-	CodecParams    pa = {PGBK_COMPRESS_ZSTD, 3, ring_a};
-	CodecParams    pba = {PGBK_COMPRESS_ZSTD, 3, ring_ba};
+	CodecParams    pa = {PGBK_COMPRESS_ZSTD, 3, ring_a, true};
+	CodecParams    pba = {PGBK_COMPRESS_ZSTD, 3, ring_ba, true};
 	PgbkBuf        old = encode_ok(&pa, raw, 300000, NULL);
 	PgbkBuf new = encode_ok(&pba, raw, 300000, NULL);
 	PgbkBuf     back;
@@ -404,7 +412,7 @@ test_wrong_key(void **state)
 	PgbkKeyring   *ring_a = make_ring("wa.key", key_a_hex, NULL);
 	PgbkKeyring   *ring_b = make_ring("wb.key", key_b_hex, NULL);
 	unsigned char *raw = make_data(1000, 5);
-	CodecParams    pa = {PGBK_COMPRESS_ZSTD, 3, ring_a};
+	CodecParams    pa = {PGBK_COMPRESS_ZSTD, 3, ring_a, true};
 	PgbkBuf        obj = encode_ok(&pa, raw, 1000, NULL);
 	PgbkBuf        back;
 	PgbkError      err;
@@ -429,26 +437,308 @@ test_wrong_key(void **state)
 	keyring_free(ring_b);
 }
 
-/* A plain object where encryption is expected is a possible substitution. */
 static void
-test_unencrypted_refused_with_keyring(void **state)
+put_le(unsigned char *p, uint64_t v, int n)
 {
-	PgbkKeyring   *ring = make_ring("dg.key", key_a_hex, NULL);
-	unsigned char *raw = make_data(1000, 6);
-	CodecParams    p = {PGBK_COMPRESS_ZSTD, 3, NULL};
-	PgbkBuf        obj = encode_ok(&p, raw, 1000, NULL);
-	PgbkBuf        back;
-	PgbkError      err;
+	int i;
 
-	expect_decode_fail(ring, obj.data, obj.len, PGBK_ERR_INTEGRITY, "not encrypted");
-	ring->allow_unencrypted = true;
+	for (i = 0; i < n; i++)
+		p[i] = (unsigned char) (v >> (8 * i));
+}
+
+/* A plain frame of the unkeyed format: check = BLAKE2b-128 keyed with the previous check. */
+static void
+append_unkeyed_frame(PgbkBuf *out, unsigned char chain[16], unsigned char tag, const void *msg,
+                     size_t mlen)
+{
+	unsigned char len[4];
+	size_t        start;
+
+	put_le(len, 1 + mlen + 16, 4);
+	assert_true(pgbk_buf_append(out, len, 4));
+	start = out->len;
+	assert_true(pgbk_buf_append(out, &tag, 1));
+	assert_true(pgbk_buf_append(out, msg, mlen));
+	crypto_generichash(chain, 16, out->data + start, 1 + mlen, chain, 16);
+	assert_true(pgbk_buf_append(out, chain, 16));
+}
+
+/*
+ * What anyone who can write to a repository could make of pgbk's plain
+ * objects before 1.1: flags 0, no key id, the plain content hash in the
+ * header, and unkeyed checks they recompute (uncompressed content).
+ */
+static PgbkBuf
+forge_unkeyed(const void *raw, size_t len, const char *attrs)
+{
+	PgbkBuf       out;
+	unsigned char h[38 + CODEC_MAX_ATTRS + 16];
+	unsigned char chain[16];
+	unsigned char trailer[24];
+	size_t        alen = strlen(attrs);
+
+	memset(h, 0, sizeof(h));
+	memcpy(h, "PGBK", 4);
+	h[4] = CODEC_FORMAT_VERSION;
+	h[5] = PGBK_COMPRESS_NONE;
+	put_le(h + 12, len, 8);
+	codec_hash(raw, len, h + 20);
+	put_le(h + 36, alen, 2);
+	memcpy(h + 38, attrs, alen);
+	crypto_generichash(h + 38 + alen, 16, h, 38 + alen, NULL, 0);
+	memcpy(chain, h + 38 + alen, 16);
+	pgbk_buf_init(&out);
+	assert_true(pgbk_buf_append(&out, h, 38 + alen + 16));
+	append_unkeyed_frame(&out, chain, 0, raw, len);
+	put_le(trailer, len, 8);
+	codec_hash(raw, len, trailer + 8);
+	append_unkeyed_frame(&out, chain, 3, trailer, 24);
+	return out;
+}
+
+/*
+ * encryption = off no longer means "unauthenticated": an object with only
+ * unkeyed checks (as pgbk before 1.1 wrote, or as a forger recomputes them)
+ * is refused by every reader, with or without the key.
+ */
+static void
+test_unkeyed_refused(void **state)
+{
+	static const char   content[] = "ssl_passphrase_command = 'touch /tmp/pwned'\n";
+	static const size_t chunks[] = {3, 50};
+	PgbkBuf             obj = forge_unkeyed(content, sizeof(content) - 1, "kind=file\n");
+	PgbkBuf             back;
+	CodecHeader         hdr;
+	PgbkError           err;
+	unsigned char       hash[CODEC_HASH_BYTES];
+	bool                same = true;
+
+	/* the forgery is well formed: only the missing key gives it away */
+	expect_decode_fail(g_ring, obj.data, obj.len, PGBK_ERR_INTEGRITY, "not authenticated");
+	expect_decode_fail(NULL, obj.data, obj.len, PGBK_ERR_INTEGRITY, "not authenticated");
 	pgbk_buf_init(&back);
-	assert_int_equal(codec_decode(ring, obj.data, obj.len, &back, NULL, &err), PGBK_OK);
-	assert_int_equal(back.len, 1000);
+	assert_int_equal(decode_stream(g_ring, obj.data, obj.len, chunks, 2, &back, &hdr, &err),
+	                 PGBK_ERR_INTEGRITY);
+	assert_int_equal(back.len, 0);
+	assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "not authenticated"));
+	/* nor can its header claim to hold some content */
+	codec_hash(content, sizeof(content) - 1, hash);
+	memset(&hdr, 0, sizeof(hdr));
+	assert_int_equal(codec_header_matches(g_ring, &hdr, hash, sizeof(content) - 1, &same, &err),
+	                 PGBK_ERR_INTEGRITY);
+	assert_false(same);
 	pgbk_buf_free(&back);
 	pgbk_buf_free(&obj);
-	free(raw);
-	keyring_free(ring);
+}
+
+/*
+ * A plain object that is authenticated: changing its content and
+ * recomputing what can be recomputed without the key (the header check, an
+ * unkeyed frame check) fails, and so does an object made with another key
+ * that claims ours.
+ */
+static void
+test_plain_forgery_refused(void **state)
+{
+	static const char content[] = "shared_buffers = 128MB\n";
+	PgbkKeyring      *other = make_ring("forger.key", key_b_hex, NULL);
+	CodecParams       p = {PGBK_COMPRESS_NONE, 3, g_ring, false};
+	CodecParams       po = {PGBK_COMPRESS_NONE, 3, other, false};
+	PgbkBuf           obj = encode_ok(&p, content, sizeof(content) - 1, "kind=file\n");
+	PgbkBuf           back;
+	CodecHeader       hdr;
+	PgbkError         err;
+	size_t            h, mlen = sizeof(content) - 1;
+	unsigned char     chain[16];
+
+	assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
+	assert_true(hdr.authenticated);
+	assert_false(hdr.encrypted);
+	assert_int_equal(hdr.key_id, g_ring->keys[0].id);
+	pgbk_buf_init(&back);
+	assert_int_equal(codec_decode(g_ring, obj.data, obj.len, &back, NULL, &err), PGBK_OK);
+	assert_int_equal(back.len, mlen);
+	/* without the key file it cannot be read (nor checked) */
+	expect_decode_fail(NULL, obj.data, obj.len, PGBK_ERR_KEY, "key_file");
+
+	/* change the content, recompute the first frame's check the unkeyed way */
+	h = hdr.header_len;
+	obj.data[h + 4 + 1] ^= 0x20;
+	memcpy(chain, obj.data + h - 16, 16);
+	crypto_generichash(obj.data + h + 4 + 1 + mlen, 16, obj.data + h + 4, 1 + mlen, chain, 16);
+	expect_decode_fail(g_ring, obj.data, obj.len, PGBK_ERR_INTEGRITY, "failed authentication");
+	pgbk_buf_free(&obj);
+
+	/* another key, made to claim our key's id (header check recomputed) */
+	obj = encode_ok(&po, content, mlen, "kind=file\n");
+	assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
+	put_le(obj.data + 8, g_ring->keys[0].id, 4);
+	crypto_generichash(obj.data + 38 + 10, 16, obj.data, 38 + 10, NULL, 0);
+	expect_decode_fail(g_ring, obj.data, obj.len, PGBK_ERR_INTEGRITY, "failed authentication");
+	pgbk_buf_free(&obj);
+	pgbk_buf_free(&back);
+	keyring_free(other);
+}
+
+/* Output handed to a sink: counted, not kept. */
+typedef struct CountOut
+{
+	uint64_t n;
+	size_t   calls;
+} CountOut;
+
+static PgbkStatus
+count_out(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	CountOut *c = arg;
+
+	(void) data;
+	(void) err;
+	c->n += len;
+	c->calls++;
+	return PGBK_OK;
+}
+
+/* A streamed (trailer-only) object of len zero bytes: tiny, inflating hugely. */
+static PgbkBuf
+zero_bomb(const CodecParams *p, uint64_t len, const char *attrs)
+{
+	static unsigned char zeros[1 << 20];
+	CodecEncoder        *enc;
+	PgbkBuf              out;
+	PgbkError            err;
+	uint64_t             done;
+
+	pgbk_buf_init(&out);
+	assert_int_equal(codec_encoder_begin(p, attrs, &enc, &out, &err), PGBK_OK);
+	for (done = 0; done < len; done += sizeof(zeros))
+		assert_int_equal(codec_encoder_update(enc, zeros, sizeof(zeros), &out, &err), PGBK_OK);
+	assert_int_equal(codec_encoder_finish(enc, &out, NULL, NULL, &err), PGBK_OK);
+	return out;
+}
+
+/*
+ * Decompression bombs: content beyond the caller's limit is refused, at
+ * once when the header declares it, else as soon as the output passes it;
+ * memory stays near the limit (one-shot) or near a frame (with a sink).
+ */
+static void
+test_decode_limits(void **state)
+{
+	CodecParams   p = {PGBK_COMPRESS_ZSTD, 3, g_ring, false};
+	CodecParams   pe = {PGBK_COMPRESS_ZSTD, 3, g_ring, true};
+	PgbkBuf       bomb = zero_bomb(&p, (uint64_t) 256 << 20, "kind=manifest\n");
+	PgbkBuf       ebomb = zero_bomb(&pe, (uint64_t) 64 << 20, "kind=manifest\n");
+	PgbkBuf       out, obj;
+	PgbkError     err;
+	CodecDecoder *dec;
+	CodecHeader   hdr;
+	CountOut      c = {0, 0};
+	unsigned char big[4096];
+
+	/* 256 MiB of content in well under 1 MiB */
+	assert_true(bomb.len < 1 << 20);
+
+	/* one-shot: refused once past the limit, out never grew far beyond it */
+	pgbk_buf_init(&out);
+#undef codec_decode
+	assert_int_equal(codec_decode(g_ring, bomb.data, bomb.len, 1 << 20, &out, NULL, &err),
+	                 PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "allowed for an object of its kind"));
+	assert_int_equal(out.len, 0);
+	assert_true(out.cap <= (2 << 20));
+	assert_int_equal(codec_decode(g_ring, ebomb.data, ebomb.len, 1 << 20, &out, NULL, &err),
+	                 PGBK_ERR_INTEGRITY);
+	assert_true(out.cap <= (2 << 20));
+	pgbk_buf_free(&out);
+
+	/* streaming with a sink: all of it decodes, in pieces, out stays small */
+	pgbk_buf_init(&out);
+#undef codec_decoder_begin
+	assert_int_equal(codec_decoder_begin(g_ring, (uint64_t) 1 << 30, &dec, &err), PGBK_OK);
+	codec_decoder_set_sink(dec, count_out, &c);
+	assert_int_equal(codec_decoder_update(dec, bomb.data, bomb.len, &out, &err), PGBK_OK);
+	c.n += out.len;
+	assert_true(out.cap <= (1 << 20));
+	assert_int_equal(codec_decoder_finish(dec, &hdr, NULL, &err), PGBK_OK);
+	assert_int_equal(c.n, (uint64_t) 256 << 20);
+	assert_true(c.calls >= 256);
+	pgbk_buf_free(&out);
+
+	/* streaming with a limit: refused past it */
+	pgbk_buf_init(&out);
+	c.n = 0;
+	assert_int_equal(codec_decoder_begin(g_ring, 16 << 20, &dec, &err), PGBK_OK);
+	codec_decoder_set_sink(dec, count_out, &c);
+	assert_int_equal(codec_decoder_update(dec, bomb.data, bomb.len, &out, &err),
+	                 PGBK_ERR_INTEGRITY);
+	assert_true(c.n <= 16 << 20);
+	codec_decoder_free(dec);
+	pgbk_buf_free(&out);
+
+	/* a header that declares a huge size is refused before any frame */
+	memset(big, 0, sizeof(big));
+	obj = encode_ok(&p, big, sizeof(big), "kind=wal\n");
+	put_le(obj.data + 12, (uint64_t) 1 << 40, 8);
+	crypto_generichash(obj.data + 38 + 9, 16, obj.data, 38 + 9, NULL, 0);
+	pgbk_buf_init(&out);
+	assert_int_equal(codec_decode(g_ring, obj.data, obj.len, 16 << 20, &out, NULL, &err),
+	                 PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "declares 1099511627776 bytes"));
+	assert_true(out.cap < (1 << 20));
+	pgbk_buf_free(&out);
+	pgbk_buf_free(&obj);
+
+	/* exactly at the limit is fine */
+	obj = encode_ok(&p, big, sizeof(big), "kind=wal\n");
+	pgbk_buf_init(&out);
+	assert_int_equal(codec_decode(g_ring, obj.data, obj.len, sizeof(big), &out, NULL, &err),
+	                 PGBK_OK);
+	assert_int_equal(out.len, sizeof(big));
+	pgbk_buf_free(&out);
+	pgbk_buf_free(&obj);
+#define codec_decode(r, d, l, o, h, e) codec_decode((r), (d), (l), TEST_LIMIT, (o), (h), (e))
+#define codec_decoder_begin(r, d, e)   codec_decoder_begin((r), TEST_LIMIT, (d), (e))
+
+	/* the limits by WAL file name */
+	assert_int_equal(codec_wal_limit("000000010000000000000001", 16 << 20), 16 << 20);
+	assert_int_equal(codec_wal_limit("000000010000000000000001", 0), CODEC_LIMIT_WAL_MAX);
+	assert_int_equal(codec_wal_limit("000000010000000000000001.partial", 1 << 24), 1 << 24);
+	assert_int_equal(codec_wal_limit("00000002.history", 16 << 20), CODEC_LIMIT_SMALL);
+	assert_int_equal(codec_wal_limit("000000010000000000000001.00000028.backup", 16 << 20),
+	                 CODEC_LIMIT_SMALL);
+	pgbk_buf_free(&bomb);
+	pgbk_buf_free(&ebomb);
+}
+
+/* A WAL object copied under another name is not the one asked for. */
+static void
+test_check_name(void **state)
+{
+	CodecParams p = {PGBK_COMPRESS_ZSTD, 3, g_ring, true};
+	PgbkBuf     obj = encode_ok(&p, "x", 1, "kind=wal\nname=000000010000000000000002\n");
+	PgbkBuf     out;
+	CodecHeader hdr;
+	PgbkError   err;
+
+	pgbk_buf_init(&out);
+	assert_int_equal(codec_decode(g_ring, obj.data, obj.len, &out, &hdr, &err), PGBK_OK);
+	assert_int_equal(codec_check_name(&hdr, "000000010000000000000002", &err), PGBK_OK);
+	assert_int_equal(codec_check_name(&hdr, "000000010000000000000003", &err), PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "\"000000010000000000000003\""));
+	assert_non_null(strstr(err.msg, "\"000000010000000000000002\""));
+	assert_int_equal(codec_check_name(&hdr, "00000002", &err), PGBK_ERR_INTEGRITY);
+	pgbk_buf_free(&obj);
+	pgbk_buf_free(&out);
+
+	obj = encode_ok(&p, "x", 1, "kind=wal\n");
+	pgbk_buf_init(&out);
+	assert_int_equal(codec_decode(g_ring, obj.data, obj.len, &out, &hdr, &err), PGBK_OK);
+	assert_int_equal(codec_check_name(&hdr, "000000010000000000000002", &err), PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "no name attribute"));
+	pgbk_buf_free(&obj);
+	pgbk_buf_free(&out);
 }
 
 /*
@@ -457,11 +747,11 @@ test_unencrypted_refused_with_keyring(void **state)
  * error.
  */
 static void
-flip_every_byte(const PgbkKeyring *ring, int comp, size_t rawlen)
+flip_every_byte(const PgbkKeyring *ring, bool encrypt, int comp, size_t rawlen)
 {
 	static const unsigned char masks[] = {0x01, 0x10, 0x80, 0xff};
 	unsigned char             *raw = make_data(rawlen, 7);
-	CodecParams                p = {comp, 3, ring};
+	CodecParams                p = {comp, 3, ring, encrypt};
 	PgbkBuf        obj = encode_ok(&p, raw, rawlen, "segment=000000010000000000000001\n");
 	unsigned char *copy = malloc(obj.len);
 	size_t         pos;
@@ -485,16 +775,16 @@ test_flip_encrypted(void **state)
 {
 	PgbkKeyring *ring = make_ring("fl.key", key_a_hex, NULL);
 
-	flip_every_byte(ring, PGBK_COMPRESS_ZSTD, 3000);
-	flip_every_byte(ring, PGBK_COMPRESS_NONE, 300);
+	flip_every_byte(ring, true, PGBK_COMPRESS_ZSTD, 3000);
+	flip_every_byte(ring, true, PGBK_COMPRESS_NONE, 300);
 	keyring_free(ring);
 }
 
 static void
 test_flip_plain(void **state)
 {
-	flip_every_byte(NULL, PGBK_COMPRESS_ZSTD, 3000);
-	flip_every_byte(NULL, PGBK_COMPRESS_NONE, 300);
+	flip_every_byte(g_ring, false, PGBK_COMPRESS_ZSTD, 3000);
+	flip_every_byte(g_ring, false, PGBK_COMPRESS_NONE, 300);
 }
 
 /* Changed bytes in a multi-frame object name the failing frame's offset. */
@@ -507,7 +797,7 @@ test_flip_reports_frame_offset(void **state)
 
 	for (enc = 0; enc < 2; enc++)
 	{
-		CodecParams p = {PGBK_COMPRESS_NONE, 3, enc ? ring : NULL};
+		CodecParams p = {PGBK_COMPRESS_NONE, 3, ring, enc};
 		PgbkBuf     obj = encode_ok(&p, raw, MIB, NULL);
 		size_t      offs[16];
 		int         n = frame_offsets(obj.data, obj.len, offs, 16);
@@ -516,7 +806,7 @@ test_flip_reports_frame_offset(void **state)
 		assert_int_equal(n, 5); /* 4 data frames and the final one */
 		obj.data[offs[2] + 100] ^= 0x20;
 		snprintf(where, sizeof(where), "byte offset %zu", offs[2]);
-		expect_decode_fail(enc ? ring : NULL, obj.data, obj.len, PGBK_ERR_INTEGRITY, where);
+		expect_decode_fail(ring, obj.data, obj.len, PGBK_ERR_INTEGRITY, where);
 		pgbk_buf_free(&obj);
 	}
 	free(raw);
@@ -533,7 +823,7 @@ test_frames_reordered_or_dropped(void **state)
 
 	for (enc = 0; enc < 2; enc++)
 	{
-		CodecParams    p = {PGBK_COMPRESS_NONE, 3, enc ? ring : NULL};
+		CodecParams    p = {PGBK_COMPRESS_NONE, 3, ring, enc};
 		PgbkBuf        obj = encode_ok(&p, raw, MIB, NULL);
 		size_t         offs[16];
 		size_t         flen;
@@ -547,17 +837,17 @@ test_frames_reordered_or_dropped(void **state)
 		memcpy(copy, obj.data, obj.len);
 		memcpy(copy + offs[1], obj.data + offs[2], flen);
 		memcpy(copy + offs[2], obj.data + offs[1], flen);
-		expect_decode_fail(enc ? ring : NULL, copy, obj.len, PGBK_ERR_INTEGRITY, NULL);
+		expect_decode_fail(ring, copy, obj.len, PGBK_ERR_INTEGRITY, NULL);
 
 		/* drop frame 1 */
 		memcpy(copy, obj.data, offs[1]);
 		memcpy(copy + offs[1], obj.data + offs[2], obj.len - offs[2]);
-		expect_decode_fail(enc ? ring : NULL, copy, obj.len - flen, PGBK_ERR_INTEGRITY, NULL);
+		expect_decode_fail(ring, copy, obj.len - flen, PGBK_ERR_INTEGRITY, NULL);
 
 		/* duplicate frame 1 in place of frame 2 */
 		memcpy(copy, obj.data, obj.len);
 		memcpy(copy + offs[2], obj.data + offs[1], flen);
-		expect_decode_fail(enc ? ring : NULL, copy, obj.len, PGBK_ERR_INTEGRITY, NULL);
+		expect_decode_fail(ring, copy, obj.len, PGBK_ERR_INTEGRITY, NULL);
 
 		free(copy);
 		pgbk_buf_free(&obj);
@@ -593,12 +883,12 @@ test_truncation_small(void **state)
 	for (enc = 0; enc < 2; enc++)
 		for (comp = 0; comp < 2; comp++)
 		{
-			CodecParams p = {comp, 3, enc ? ring : NULL};
+			CodecParams p = {comp, 3, ring, enc};
 			PgbkBuf     obj = encode_ok(&p, raw, 2000, "x=y\n");
 			size_t      cut;
 
 			for (cut = 0; cut < obj.len; cut++)
-				truncate_at(enc ? ring : NULL, obj.data, cut);
+				truncate_at(ring, obj.data, cut);
 			pgbk_buf_free(&obj);
 		}
 	free(raw);
@@ -636,8 +926,7 @@ test_truncation_big(void **state)
 	for (enc = 0; enc < 2; enc++)
 		for (kind = 0; kind < 3; kind++)
 		{
-			CodecParams p = {kind == 1 ? PGBK_COMPRESS_NONE : PGBK_COMPRESS_ZSTD, 3,
-			                 enc ? ring : NULL};
+			CodecParams p = {kind == 1 ? PGBK_COMPRESS_NONE : PGBK_COMPRESS_ZSTD, 3, ring, enc};
 			PgbkBuf     obj =
                 kind == 2 ? encode_streamed(&p, raw, 3 * MIB) : encode_ok(&p, raw, 3 * MIB, NULL);
 			size_t offs[64];
@@ -649,15 +938,15 @@ test_truncation_big(void **state)
 			/* at, just before and just after every frame boundary */
 			for (i = 0; i < n; i++)
 			{
-				truncate_at(enc ? ring : NULL, obj.data, offs[i]);
-				truncate_at(enc ? ring : NULL, obj.data, offs[i] - 1);
-				truncate_at(enc ? ring : NULL, obj.data, offs[i] + 1);
-				truncate_at(enc ? ring : NULL, obj.data, offs[i] + 4);
+				truncate_at(ring, obj.data, offs[i]);
+				truncate_at(ring, obj.data, offs[i] - 1);
+				truncate_at(ring, obj.data, offs[i] + 1);
+				truncate_at(ring, obj.data, offs[i] + 4);
 			}
 			/* and a spread of other lengths */
 			for (cut = 0; cut < obj.len; cut += obj.len / 19 + 1)
-				truncate_at(enc ? ring : NULL, obj.data, cut);
-			truncate_at(enc ? ring : NULL, obj.data, obj.len - 1);
+				truncate_at(ring, obj.data, cut);
+			truncate_at(ring, obj.data, obj.len - 1);
 			pgbk_buf_free(&obj);
 		}
 	free(raw);
@@ -673,7 +962,7 @@ test_trailing_garbage(void **state)
 
 	for (enc = 0; enc < 2; enc++)
 	{
-		CodecParams         p = {PGBK_COMPRESS_ZSTD, 3, enc ? ring : NULL};
+		CodecParams         p = {PGBK_COMPRESS_ZSTD, 3, ring, enc};
 		PgbkBuf             obj = encode_ok(&p, raw, 5000, NULL);
 		PgbkBuf             twice;
 		PgbkBuf             out;
@@ -685,14 +974,13 @@ test_trailing_garbage(void **state)
 		pgbk_buf_append(&twice, obj.data, obj.len);
 		pgbk_buf_append(&twice, obj.data, obj.len);
 		pgbk_buf_append(&obj, "\0", 1);
-		expect_decode_fail(enc ? ring : NULL, obj.data, len + 1, PGBK_ERR_INTEGRITY, "after");
-		expect_decode_fail(enc ? ring : NULL, twice.data, twice.len, PGBK_ERR_INTEGRITY, "after");
+		expect_decode_fail(ring, obj.data, len + 1, PGBK_ERR_INTEGRITY, "after");
+		expect_decode_fail(ring, twice.data, twice.len, PGBK_ERR_INTEGRITY, "after");
 
 		/* also when the extra byte comes in its own update call */
 		pgbk_buf_init(&out);
-		assert_int_equal(
-		    decode_stream(enc ? ring : NULL, obj.data, len + 1, one, 1, &out, NULL, &err),
-		    PGBK_ERR_INTEGRITY);
+		assert_int_equal(decode_stream(ring, obj.data, len + 1, one, 1, &out, NULL, &err),
+		                 PGBK_ERR_INTEGRITY);
 		pgbk_buf_free(&out);
 		pgbk_buf_free(&obj);
 		pgbk_buf_free(&twice);
@@ -705,7 +993,7 @@ static void
 test_version_and_magic(void **state)
 {
 	unsigned char *raw = make_data(100, 13);
-	CodecParams    p = {PGBK_COMPRESS_ZSTD, 3, NULL};
+	CodecParams    p = {PGBK_COMPRESS_ZSTD, 3, g_ring, false};
 	PgbkBuf        obj = encode_ok(&p, raw, 100, "k=v\n");
 	CodecHeader    hdr;
 	PgbkError      err;
@@ -716,21 +1004,21 @@ test_version_and_magic(void **state)
 	alen = strlen(hdr.attrs);
 	obj.data[4] = 2;
 	crypto_generichash(obj.data + 38 + alen, 16, obj.data, 38 + alen, NULL, 0);
-	expect_decode_fail(NULL, obj.data, obj.len, PGBK_ERR_FORMAT, "version 2");
+	expect_decode_fail(g_ring, obj.data, obj.len, PGBK_ERR_FORMAT, "version 2");
 	assert_int_equal(codec_read_header(obj.data, 5, &hdr, NULL, &err), PGBK_ERR_FORMAT);
 
 	/* bad magic, whatever follows */
-	expect_decode_fail(NULL, (const unsigned char *) "PGBX", 4, PGBK_ERR_FORMAT,
+	expect_decode_fail(g_ring, (const unsigned char *) "PGBX", 4, PGBK_ERR_FORMAT,
 	                   "not a pgbk object");
-	expect_decode_fail(NULL, (const unsigned char *) "hello, world", 12, PGBK_ERR_FORMAT,
+	expect_decode_fail(g_ring, (const unsigned char *) "hello, world", 12, PGBK_ERR_FORMAT,
 	                   "not a pgbk object");
-	expect_decode_fail(NULL, (const unsigned char *) "P", 1, PGBK_ERR_INTEGRITY, "truncated");
+	expect_decode_fail(g_ring, (const unsigned char *) "P", 1, PGBK_ERR_INTEGRITY, "truncated");
 
 	/* an unknown compression method with a valid header check */
 	obj.data[4] = 1;
 	obj.data[5] = 7;
 	crypto_generichash(obj.data + 38 + alen, 16, obj.data, 38 + alen, NULL, 0);
-	expect_decode_fail(NULL, obj.data, obj.len, PGBK_ERR_FORMAT, "compression");
+	expect_decode_fail(g_ring, obj.data, obj.len, PGBK_ERR_FORMAT, "compression");
 
 	pgbk_buf_free(&obj);
 	free(raw);
@@ -739,7 +1027,7 @@ test_version_and_magic(void **state)
 /*
  * Someone who edits the header and recomputes its (unkeyed) check still
  * fails: the header is the additional data of the first secretstream
- * message, and the plain check chain starts from the header check.
+ * message, and the plain MAC chain starts from the header check.
  */
 static void
 test_header_rewritten_with_valid_check(void **state)
@@ -750,7 +1038,7 @@ test_header_rewritten_with_valid_check(void **state)
 
 	for (enc = 0; enc < 2; enc++)
 	{
-		CodecParams p = {PGBK_COMPRESS_ZSTD, 3, enc ? ring : NULL};
+		CodecParams p = {PGBK_COMPRESS_ZSTD, 3, ring, enc};
 		PgbkBuf     obj = encode_ok(&p, raw, 5000, "kind=wal\n");
 		CodecHeader hdr;
 		PgbkError   err;
@@ -760,8 +1048,7 @@ test_header_rewritten_with_valid_check(void **state)
 		crypto_generichash(obj.data + 38 + 9, 16, obj.data, 38 + 9, NULL, 0);
 		assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
 		assert_string_equal(hdr.attrs, "kind=xal\n");
-		expect_decode_fail(enc ? ring : NULL, obj.data, obj.len, PGBK_ERR_INTEGRITY,
-		                   enc ? "failed authentication" : "failed its integrity check");
+		expect_decode_fail(ring, obj.data, obj.len, PGBK_ERR_INTEGRITY, "failed authentication");
 		pgbk_buf_free(&obj);
 	}
 	free(raw);
@@ -773,7 +1060,7 @@ test_read_header_needed(void **state)
 {
 	unsigned char *raw = make_data(100, 14);
 	PgbkKeyring   *ring = make_ring("rh.key", key_a_hex, NULL);
-	CodecParams    p = {PGBK_COMPRESS_ZSTD, 3, ring};
+	CodecParams    p = {PGBK_COMPRESS_ZSTD, 3, ring, true};
 	PgbkBuf        obj = encode_ok(&p, raw, 100, "name=value\n");
 	CodecHeader    hdr;
 	PgbkError      err;
@@ -801,7 +1088,7 @@ static void
 test_frame_length_limit(void **state)
 {
 	unsigned char *raw = make_data(1000, 15);
-	CodecParams    p = {PGBK_COMPRESS_NONE, 3, NULL};
+	CodecParams    p = {PGBK_COMPRESS_NONE, 3, g_ring, false};
 	PgbkBuf        obj = encode_ok(&p, raw, 1000, NULL);
 	CodecHeader    hdr;
 	PgbkError      err;
@@ -812,11 +1099,11 @@ test_frame_length_limit(void **state)
 	assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
 	h = hdr.header_len;
 	memset(obj.data + h, 0xff, 4); /* a 4 GiB frame */
-	expect_decode_fail(NULL, obj.data, obj.len, PGBK_ERR_INTEGRITY, "frame length");
+	expect_decode_fail(g_ring, obj.data, obj.len, PGBK_ERR_INTEGRITY, "frame length");
 
 	/* the streaming decoder refuses it at once instead of waiting for it */
 	pgbk_buf_init(&out);
-	assert_int_equal(codec_decoder_begin(NULL, &dec, &err), PGBK_OK);
+	assert_int_equal(codec_decoder_begin(g_ring, &dec, &err), PGBK_OK);
 	assert_int_equal(codec_decoder_update(dec, obj.data, h + 4, &out, &err), PGBK_ERR_INTEGRITY);
 	/* and keeps failing */
 	assert_int_equal(codec_decoder_update(dec, obj.data + h + 4, 1, &out, &err),
@@ -831,7 +1118,7 @@ static void
 test_attrs(void **state)
 {
 	const char *attrs = "kind=wal\nname=000000010000000000000001\ntli=1\nempty=\n";
-	CodecParams p = {PGBK_COMPRESS_ZSTD, 3, NULL};
+	CodecParams p = {PGBK_COMPRESS_ZSTD, 3, g_ring, false};
 	PgbkBuf     obj = encode_ok(&p, "x", 1, attrs);
 	PgbkBuf     out;
 	CodecHeader hdr;
@@ -840,7 +1127,7 @@ test_attrs(void **state)
 	char        big[CODEC_MAX_ATTRS + 2];
 
 	pgbk_buf_init(&out);
-	assert_int_equal(codec_decode(NULL, obj.data, obj.len, &out, &hdr, &err), PGBK_OK);
+	assert_int_equal(codec_decode(g_ring, obj.data, obj.len, &out, &hdr, &err), PGBK_OK);
 	assert_string_equal(hdr.attrs, attrs);
 	assert_true(codec_attr_get(hdr.attrs, "kind", buf, sizeof(buf)));
 	assert_string_equal(buf, "wal");
@@ -878,7 +1165,7 @@ test_attrs(void **state)
 static void
 test_bad_params(void **state)
 {
-	CodecParams   p = {PGBK_COMPRESS_ZSTD, 20, NULL};
+	CodecParams   p = {PGBK_COMPRESS_ZSTD, 20, g_ring, false};
 	PgbkBuf       obj;
 	PgbkError     err;
 	CodecEncoder *e;
@@ -913,7 +1200,7 @@ test_header_matches(void **state)
 	wrong[0] ^= 1;
 	for (enc = 0; enc < 2; enc++)
 	{
-		CodecParams   p = {PGBK_COMPRESS_ZSTD, 3, enc ? ring : NULL};
+		CodecParams   p = {PGBK_COMPRESS_ZSTD, 3, ring, enc};
 		PgbkBuf       obj = encode_ok(&p, raw, 70000, NULL);
 		PgbkBuf       sobj;
 		CodecEncoder *e;
@@ -922,23 +1209,16 @@ test_header_matches(void **state)
 		bool          same;
 
 		assert_int_equal(codec_read_header(obj.data, obj.len, &hdr, NULL, &err), PGBK_OK);
-		if (enc)
-			assert_memory_not_equal(hdr.content_hash, hash, CODEC_HASH_BYTES);
-		else
-			assert_memory_equal(hdr.content_hash, hash, CODEC_HASH_BYTES);
+		/* keyed, encrypted or not */
+		assert_memory_not_equal(hdr.content_hash, hash, CODEC_HASH_BYTES);
 		assert_int_equal(codec_header_matches(ring, &hdr, hash, 70000, &same, &err), PGBK_OK);
 		assert_true(same);
 		assert_int_equal(codec_header_matches(ring, &hdr, wrong, 70000, &same, &err), PGBK_OK);
 		assert_false(same);
 		assert_int_equal(codec_header_matches(ring, &hdr, hash, 69999, &same, &err), PGBK_OK);
 		assert_false(same);
-		if (enc)
-		{
-			assert_int_equal(codec_header_matches(other, &hdr, hash, 70000, &same, &err),
-			                 PGBK_ERR_KEY);
-			assert_int_equal(codec_header_matches(NULL, &hdr, hash, 70000, &same, &err),
-			                 PGBK_ERR_KEY);
-		}
+		assert_int_equal(codec_header_matches(other, &hdr, hash, 70000, &same, &err), PGBK_ERR_KEY);
+		assert_int_equal(codec_header_matches(NULL, &hdr, hash, 70000, &same, &err), PGBK_ERR_KEY);
 
 		/* streamed objects keep the hash in the trailer only */
 		pgbk_buf_init(&sobj);
@@ -961,7 +1241,7 @@ static void
 test_fresh_nonce(void **state)
 {
 	PgbkKeyring *ring = make_ring("fn.key", key_a_hex, NULL);
-	CodecParams  p = {PGBK_COMPRESS_NONE, 3, ring};
+	CodecParams  p = {PGBK_COMPRESS_NONE, 3, ring, true};
 	PgbkBuf      a = encode_ok(&p, "same content", 12, NULL);
 	PgbkBuf      b = encode_ok(&p, "same content", 12, NULL);
 
@@ -991,7 +1271,7 @@ thread_main(void *arg)
 	{
 		size_t         len = 100000 + 77777 * (size_t) i;
 		unsigned char *raw = make_data(len, job->seed + (uint32_t) i);
-		CodecParams    p = {PGBK_COMPRESS_ZSTD, 1 + i, i % 2 ? job->ring : NULL};
+		CodecParams    p = {PGBK_COMPRESS_ZSTD, 1 + i, job->ring, i % 2};
 		PgbkBuf        obj;
 		PgbkBuf        back;
 		PgbkError      err;
@@ -1043,7 +1323,10 @@ main(void)
 	    cmocka_unit_test(test_streaming_encoder_drained),
 	    cmocka_unit_test(test_key_rotation),
 	    cmocka_unit_test(test_wrong_key),
-	    cmocka_unit_test(test_unencrypted_refused_with_keyring),
+	    cmocka_unit_test(test_unkeyed_refused),
+	    cmocka_unit_test(test_plain_forgery_refused),
+	    cmocka_unit_test(test_decode_limits),
+	    cmocka_unit_test(test_check_name),
 	    cmocka_unit_test(test_flip_encrypted),
 	    cmocka_unit_test(test_flip_plain),
 	    cmocka_unit_test(test_flip_reports_frame_offset),

@@ -58,14 +58,21 @@ assert_no_secrets(const char *msg)
 	}
 }
 
+/* Parse text; a key_file line is added at the end unless it has one (always required). */
 static PgbkConfig *
 parse_ok(const char *text)
 {
 	PgbkConfig *cfg = NULL;
 	PgbkError   err;
+	PgbkBuf     full;
 
-	if (config_parse_string(text, "test.conf", tmpdir, &cfg, &err) != PGBK_OK)
+	pgbk_buf_init(&full);
+	pgbk_buf_append_str(&full, text);
+	if (strstr(text, "key_file") == NULL)
+		pgbk_buf_append_str(&full, "key_file = pgbk.key\n");
+	if (config_parse_string((const char *) full.data, "test.conf", tmpdir, &cfg, &err) != PGBK_OK)
 		fail_msg("config_parse_string: %s", err.msg);
+	pgbk_buf_free(&full);
 	return cfg;
 }
 
@@ -151,7 +158,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg->s3_timeout_ms, 60000);
 	assert_int_equal(cfg->s3_connect_timeout_ms, 10000);
 	assert_int_equal(cfg->s3_max_retries, 4);
-	assert_null(cfg->key_file);
+	assert_non_null(strstr(cfg->key_file, "/pgbk.key"));
 	assert_false(cfg->encryption);
 	assert_int_equal(cfg->compression, PGBK_COMPRESS_ZSTD);
 	assert_int_equal(cfg->compression_level, 3);
@@ -280,10 +287,11 @@ test_quoting_and_syntax(void **state)
 	            "\"compression_level\"", "line 4", "99", NULL);
 
 	/* an empty optional file setting means "not set" */
-	cfg = parse_ok("repository=/r\nencryption=off\ns3_ca_file=''\nkey_file = ''\n");
+	cfg = parse_ok("repository=/r\nencryption=off\ns3_ca_file=''\n");
 	assert_null(cfg->s3_ca_file);
-	assert_null(cfg->key_file);
 	config_free(cfg);
+	/* but key_file is never optional */
+	expect_fail("repository=/r\nencryption=off\nkey_file = ''\n", "\"key_file\"", "required", NULL);
 
 	expect_fail("repository /r\n", "syntax error", "test.conf", "line 1", "\"=\"", NULL);
 	expect_fail("encryption=off\nrepository = '/r\n", "line 2", "unterminated", NULL);
@@ -462,8 +470,10 @@ test_secret_files(void **state)
 {
 	PgbkConfig *cfg;
 
-	/* key file required when encryption is on (the default) */
-	expect_fail("repository=/r\n", "\"key_file\"", "required", "encryption", NULL);
+	/* key file required, with encryption on (the default) or off: it authenticates */
+	expect_fail("repository=/r\n", "\"key_file\"", "required", "authenticated", NULL);
+	expect_fail("repository=/r\nencryption=off\n", "\"key_file\"", "required",
+	            "also with encryption = off", NULL);
 	expect_fail("repository=/r\nkey_file=''\n", "\"key_file\"", "required", NULL);
 
 	write_file(path_of("loose.key"), "pgbk-key-1:x\n", 0644);

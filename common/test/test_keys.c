@@ -108,7 +108,6 @@ test_parse(void **state)
 		fail_msg("%s", err.msg);
 	assert_int_equal(ring->nkeys, 3);
 	assert_string_equal(ring->path, path);
-	assert_false(ring->allow_unencrypted);
 	for (i = 0; i < 32; i++)
 		seq[i] = (unsigned char) i;
 	assert_memory_equal(ring->keys[0].key, seq, 32);
