@@ -89,11 +89,15 @@ sub all_ops_are
 }
 
 my $n_conf = 0;
+my $conf_key;
 sub conf
 {
 	my (%o) = @_;
 	$n_conf++;
-	return $s3->write_pgbk_conf("$work/c$n_conf.conf", encryption => 'off', %o);
+	# every repository needs a key file, also with encryption off
+	$conf_key //= PgbkTest::keygen("$work/conf.key");
+	return $s3->write_pgbk_conf("$work/c$n_conf.conf", encryption => 'off', key_file => $conf_key,
+		%o);
 }
 
 # a port nothing listens on

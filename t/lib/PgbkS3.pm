@@ -10,7 +10,7 @@ PgbkS3 - a throwaway Ceph RadosGW (real S3, real SigV4 checks) for pgbk's TAP te
   use PgbkS3;
 
   my $s3 = PgbkS3->start();               # mon + memstore OSD + radosgw on 127.0.0.1
-  $s3->write_pgbk_conf("$dir/pgbk.conf", prefix => 'node1', encryption => 'off');
+  $s3->write_pgbk_conf("$dir/pgbk.conf", prefix => 'node1', key_file => $key, encryption => 'off');
   $s3->make_bucket('second-bucket');
 
   $s3->stop_gateway;                      # outage: radosgw down, data kept
