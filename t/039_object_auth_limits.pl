@@ -25,13 +25,14 @@ my $repo = PgbkTest::local_repo('auth', extra => 'encryption = off');
 my $conf = $repo->{conf};
 my $node = PgbkTest::new_node('auth', $conf);
 $node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION pgbk');
 my $w = PgbkRestore::workload($node, backups => [0], steps => 3);
 my $backup = $w->{backups}[0];
-for (1 .. 3)
+$node->safe_psql('postgres', 'CREATE TABLE filler (v int)');
+for (1 .. 6)
 {
 	$node->safe_psql('postgres',
-		"INSERT INTO pitr SELECT g + 1000000, 'x' FROM generate_series(1, 100) g "
-		  . "ON CONFLICT DO NOTHING; SELECT pg_switch_wal()");
+		'INSERT INTO filler SELECT generate_series(1, 100); SELECT pg_switch_wal()');
 }
 ok(PgbkTest::wait_archived($node), 'WAL archived');
 $node->safe_psql('postgres', 'SELECT bk_catalog_sync()');
@@ -79,7 +80,8 @@ PgbkTest::write_file("$work/evil.conf", "ssl_passphrase_command = 'touch $pwned'
 PgbkTest::repo_tool($conf, 'forge-unkeyed', "backup/$backup/data/postgresql.conf",
 	"$work/evil.conf");
 ($rc, $out, $err) =
-  PgbkRestore::run_pgbk('restore', '--config', $conf, '--to', "$work/restored");
+  PgbkRestore::run_pgbk('restore', '--config', $conf, '--to', "$work/restored", '--target',
+	'latest');
 isnt($rc, 0, 'pgbk restore refuses a backup file forged without the key');
 like($err, qr/backup file "postgresql\.conf"/, '... naming the file') or diag($err);
 like($err, qr/not authenticated with a key/, '... and saying it is not authenticated');
@@ -157,7 +159,7 @@ cmp_ok($rss, '<', 256 * 1024, "... in $rss KiB");
 # a manifest bomb in pgbk restore
 PgbkTest::repo_tool($conf, 'bomb', "manifest/$backup", $bomb_mib, 'kind=manifest');
 ($rc, $out, $err, $rss) =
-  pgbk_rss('restore', '--config', $conf, '--to', "$work/restored2");
+  pgbk_rss('restore', '--config', $conf, '--to', "$work/restored2", '--target', 'latest');
 isnt($rc, 0, 'pgbk restore refuses the manifest bomb');
 like($err, qr/manifest of backup \Q$backup\E.*longer than the 268435456 bytes allowed/s,
 	'... saying why') or diag($err);
