@@ -346,8 +346,19 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 	if (st == PGBK_EXISTS)
 		return compare_existing(p, res->key, fname, res, err);
 	if (st != PGBK_OK)
-		return pgbk_error_prefix(err, "could not upload \"%s\" to %s", fname,
-		                         repo_describe(p->repo));
+	{
+		char quoted[sizeof(res->key) + 2];
+
+		/*
+		 * One sentence: when the repository's message names the object
+		 * already (s3: 'could not connect ... to put "<prefix>/<key>" in
+		 * bucket ...'), a prefix naming it again only repeats it.
+		 */
+		snprintf(quoted, sizeof(quoted), "%s\"", res->key);
+		if (strstr(err->msg, quoted) == NULL)
+			pgbk_error_prefix(err, "could not upload \"%s\" to %s", fname, repo_describe(p->repo));
+		return st;
+	}
 	return PGBK_OK;
 }
 
@@ -370,7 +381,19 @@ encode_loaded(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *
 	if (res->has_summary && p->checked_sysid != res->summary.sysid)
 	{
 		if ((st = repo_descriptor_check(p->repo, &p->params, res->summary.sysid, err)) != PGBK_OK)
-			return st;
+		{
+			/*
+			 * Not yet known to be this system's repository (after a start,
+			 * or a new configuration): nothing is archived until the
+			 * descriptor can be read.  Say so, rather than only naming
+			 * pgbk.repo.  A descriptor that was read and is wrong says so
+			 * itself.
+			 */
+			if (st == PGBK_EXISTS || st == PGBK_ERR_FORMAT || st == PGBK_ERR_INTEGRITY ||
+			    st == PGBK_ERR_KEY || st == PGBK_ERR_INTERRUPTED)
+				return st;
+			return pgbk_error_prefix(err, "archiving waits for the repository descriptor");
+		}
 		p->checked_sysid = res->summary.sysid;
 	}
 

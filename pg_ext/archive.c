@@ -213,11 +213,7 @@ release_slot(int idx, bool success)
 		if (success)
 			pgbk_shared->slots[idx].state = SLOT_DONE; /* freed once .done */
 		else
-		{
-			pgbk_shared->slots[idx].state = SLOT_FAILED;
-			pgbk_shared->slots[idx].failures++;
-			pgbk_shared->slots[idx].retry_at = pgbk_retry_time(pgbk_shared->slots[idx].failures);
-		}
+			(void) pgbk_slot_failed(idx);
 		pgbk_shared->slots[idx].owner_pid = 0;
 	}
 	LWLockRelease(pgbk_shared->lock);
@@ -244,8 +240,11 @@ archive_file_internal(const char *file, const char *path)
 	ok = pgbk_push_wal_file(file, path, false, &err);
 	if (pgbk_shared != NULL)
 		release_slot(slot, ok);
+	/* the message names the file already when it comes from the upload */
 	if (!ok)
-		pgbk_report_error(WARNING, &err, psprintf("could not archive \"%s\"", file));
+		pgbk_report_error(WARNING, &err,
+		                  strstr(err.msg, file) ? NULL
+		                                        : psprintf("could not archive \"%s\"", file));
 	return ok;
 }
 

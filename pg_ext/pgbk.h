@@ -60,7 +60,16 @@ typedef struct UploadSlot
 	int             owner_pid; /* who holds the claim */
 	int             failures;  /* consecutive failures */
 	TimestampTz     retry_at;  /* FAILED: uploaders wait until then */
+	TimestampTz     failed_at; /* FAILED: when the last attempt failed */
 } UploadSlot;
+
+/*
+ * While a file fails, the uploaders back off (pgbk_retry_time, up to 30 s),
+ * but the oldest pending file is tried again every PGBK_PROBE_MS whatever its
+ * backoff: that attempt notices the repository's return without new WAL, and
+ * its success wakes everyone (pgbk_status_success).
+ */
+#define PGBK_PROBE_MS 2000
 
 #define PGBK_MAX_EVENTS    16
 #define PGBK_CALLBACK_RING 4096
@@ -153,6 +162,11 @@ extern void pgbk_status_success(const char *file, uint64 raw_bytes, uint64 store
                                 bool already_present);
 extern void pgbk_status_failure(const char *file, const char *message, bool duplicate);
 extern void pgbk_wake_uploaders(void);
+/* Wake PostgreSQL's archiver process (it sleeps up to 60 s after failures). */
+extern void pgbk_wake_archiver(void);
+/* Mark slot idx (lock held) FAILED after one more failed attempt; returns
+ * the number of consecutive failures. */
+extern int pgbk_slot_failed(int idx);
 /* Is pg_wal/archive_status/<name>.ready still there? */
 extern bool pgbk_ready_file_exists(const char *name);
 /* Free DONE/FAILED slots whose file is no longer waiting to be archived. */

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "miscadmin.h"
+#include "postmaster/pgarch.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
@@ -69,15 +70,30 @@ pgbk_shmem_available(void)
 	return pgbk_shared != NULL;
 }
 
+/*
+ * A success after failures means the repository is back.  PostgreSQL's
+ * archiver, after three failed attempts on a file, sleeps until a new
+ * segment completes or 60 s pass, and the uploaders back off too: clear
+ * the backoff of every failed file and wake them all, so a backlog drains
+ * at once rather than a minute later.
+ */
 void
 pgbk_status_success(const char *file, uint64 raw_bytes, uint64 stored_bytes, bool already_present)
 {
+	bool recovered;
+	int  i;
+
 	if (!pgbk_shared)
 		return;
 	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
 	pgbk_shared->last_success_at = GetCurrentTimestamp();
 	strlcpy(pgbk_shared->last_success_file, file, MAXFNAMELEN);
+	recovered = pgbk_shared->failing_since != 0;
 	pgbk_shared->failing_since = 0;
+	if (recovered)
+		for (i = 0; i < PGBK_MAX_SLOTS; i++)
+			if (pgbk_shared->slots[i].state == SLOT_FAILED)
+				pgbk_shared->slots[i].retry_at = 0;
 	if (already_present)
 		pgbk_shared->files_already_present++;
 	else
@@ -87,6 +103,11 @@ pgbk_status_success(const char *file, uint64 raw_bytes, uint64 stored_bytes, boo
 		pgbk_shared->stored_bytes_uploaded += stored_bytes;
 	}
 	LWLockRelease(pgbk_shared->lock);
+	if (recovered)
+	{
+		pgbk_wake_uploaders();
+		pgbk_wake_archiver();
+	}
 }
 
 void
@@ -121,6 +142,25 @@ pgbk_wake_uploaders(void)
 		if (latch)
 			SetLatch(latch);
 	}
+}
+
+void
+pgbk_wake_archiver(void)
+{
+	PgArchWakeup();
+}
+
+int
+pgbk_slot_failed(int idx)
+{
+	UploadSlot *s = &pgbk_shared->slots[idx];
+
+	s->state = SLOT_FAILED;
+	s->failures++;
+	s->failed_at = GetCurrentTimestamp();
+	s->retry_at = pgbk_retry_time(s->failures);
+	s->owner_pid = 0;
+	return s->failures;
 }
 
 void

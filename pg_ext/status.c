@@ -33,7 +33,7 @@ pgbk_archive_state(PG_FUNCTION_ARGS)
 	bool           preloaded = pgbk_shared != NULL;
 	int64          pending = 0;
 	char           oldest[MAXFNAMELEN] = "";
-	time_t         oldest_mtime = 0;
+	TimestampTz    oldest_mtime = 0;
 	DIR           *dir;
 	struct dirent *de;
 	const char    *statusdir = XLOGDIR "/archive_status";
@@ -73,8 +73,9 @@ pgbk_archive_state(PG_FUNCTION_ARGS)
 		struct stat st;
 
 		snprintf(path, sizeof(path), XLOGDIR "/%s", oldest);
+		/* to the microsecond: bk_status compares it with the last failure */
 		if (stat(path, &st) == 0)
-			oldest_mtime = st.st_mtime;
+			oldest_mtime = time_t_to_timestamptz(st.st_mtim.tv_sec) + st.st_mtim.tv_nsec / 1000;
 	}
 
 	memset(nulls, 0, sizeof(nulls));
@@ -110,7 +111,7 @@ pgbk_archive_state(PG_FUNCTION_ARGS)
 	if (oldest_mtime == 0)
 		nulls[i++] = true;
 	else
-		values[i++] = TimestampTzGetDatum(time_t_to_timestamptz(oldest_mtime));
+		values[i++] = TimestampTzGetDatum(oldest_mtime);
 	values[i++] = Int64GetDatum((int64) snap.files_uploaded);
 	values[i++] = Int64GetDatum((int64) snap.files_already_present);
 	values[i++] = Int64GetDatum((int64) snap.duplicates_refused);

@@ -179,7 +179,10 @@ claim_next(Candidates *c, char *name_out)
 		{
 			UploadSlot *s = &pgbk_shared->slots[found];
 
-			if (s->state == SLOT_FAILED && s->retry_at <= now)
+			/* the oldest pending file is probed whatever its backoff */
+			if (s->state == SLOT_FAILED &&
+			    (s->retry_at <= now ||
+			     (i == 0 && TimestampTzPlusMilliseconds(s->failed_at, PGBK_PROBE_MS) <= now)))
 			{
 				s->state = SLOT_CLAIMED;
 				s->owner_pid = MyProcPid;
@@ -202,10 +205,12 @@ claim_next(Candidates *c, char *name_out)
 	return result;
 }
 
-static void
+/* Returns the file's consecutive failures (0 after a success). */
+static int
 finish_slot(int idx, bool ok)
 {
 	UploadSlot *s = &pgbk_shared->slots[idx];
+	int         failures = 0;
 
 	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
 	if (s->owner_pid == MyProcPid && s->state == SLOT_CLAIMED)
@@ -214,18 +219,22 @@ finish_slot(int idx, bool ok)
 		{
 			s->state = SLOT_DONE;
 			s->failures = 0;
+			s->owner_pid = 0;
 		}
 		else
-		{
-			s->state = SLOT_FAILED;
-			s->failures++;
-			s->retry_at = pgbk_retry_time(s->failures);
-		}
-		s->owner_pid = 0;
+			failures = pgbk_slot_failed(idx);
 	}
 	LWLockRelease(pgbk_shared->lock);
 	ConditionVariableBroadcast(&pgbk_shared->slot_cv);
+	return failures;
 }
+
+/*
+ * Log a failed upload the first time and then about once a minute while
+ * the same file keeps failing (the oldest is probed every PGBK_PROBE_MS):
+ * bk_status shows the latest error at any time.
+ */
+#define LOG_EVERY_FAILURES (60000 / PGBK_PROBE_MS)
 
 /* Upload one claimed file.  Returns true if it went well. */
 static bool
@@ -234,6 +243,7 @@ upload_one(int idx, const char *name, bool backlog)
 	char        path[MAXPGPATH];
 	PgbkError   err;
 	bool        ok;
+	int         failures;
 	TimestampTz start;
 
 	/* The archiver may have finished it between our scan and the claim. */
@@ -253,7 +263,7 @@ upload_one(int idx, const char *name, bool backlog)
 	pgbk_error_clear(&err);
 	start = GetCurrentTimestamp();
 	ok = pgbk_push_wal_file(name, path, backlog, &err);
-	finish_slot(idx, ok);
+	failures = finish_slot(idx, ok);
 	if (ok)
 		elog(DEBUG1, "pgbk uploader: \"%s\" uploaded in %.1f ms", name,
 		     (GetCurrentTimestamp() - start) / 1000.0);
@@ -261,7 +271,9 @@ upload_one(int idx, const char *name, bool backlog)
 	{
 		if (err.code == PGBK_ERR_INTERRUPTED)
 			return false;
-		pgbk_report_error(LOG, &err, psprintf("could not upload \"%s\"", name));
+		/* the message names the file already when it comes from the upload */
+		pgbk_report_error(failures <= 1 || failures % LOG_EVERY_FAILURES == 0 ? LOG : DEBUG1, &err,
+		                  strstr(err.msg, name) ? NULL : psprintf("could not upload \"%s\"", name));
 	}
 	return ok;
 }

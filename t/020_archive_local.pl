@@ -53,6 +53,34 @@ sub check_round_trip
 	return scalar(@files);
 }
 
+# Memory of this node's uploaders, from /proc (for the README's sizing
+# note): peak (VmHWM) and current resident memory, and of it the private
+# part (RssAnon), the mapped files (RssFile) and shared memory (RssShmem).
+sub uploader_memory
+{
+	my ($node) = @_;
+	open(my $pf, '<', $node->data_dir . '/postmaster.pid') or return ();
+	my $pm = <$pf>;
+	close $pf;
+	chomp $pm;
+	my @out;
+	opendir(my $d, '/proc') or return ();
+	for my $pid (sort grep { /^\d+$/ } readdir($d))
+	{
+		open(my $fh, '<', "/proc/$pid/status") or next;
+		my %st = map { /^(\w+):\s*(.*?)\s*$/ ? ($1, $2) : () } <$fh>;
+		close $fh;
+		next unless ($st{PPid} // '') eq $pm;
+		open(my $cf, '<', "/proc/$pid/cmdline") or next;
+		my $cmd = do { local $/; <$cf> } // '';
+		close $cf;
+		next unless $cmd =~ /pgbk uploader/;
+		push @out, "uploader $pid: VmHWM $st{VmHWM}, VmRSS $st{VmRSS} (RssAnon $st{RssAnon}, RssFile $st{RssFile}, RssShmem $st{RssShmem})";
+	}
+	closedir($d);
+	return @out;
+}
+
 # No hole: timeline 1's segments in the catalog are contiguous.
 sub check_no_hole
 {
@@ -163,6 +191,78 @@ $node->poll_query_until('postgres',
 	"SELECT status = 'ok' FROM bk_status WHERE component = 'archive'")
   or die 'status did not recover';
 pass('bk_status is ok again');
+
+###########################################################################
+# 2b. The repository comes back: the backlog drains within seconds, without
+# new WAL.  After three failed attempts PostgreSQL's archiver sleeps until
+# the next segment completes or 60 s pass; the oldest pending file is tried
+# again every few seconds, and the first upload that succeeds wakes the
+# archiver.  bk_status says "catching up" while the backlog drains.
+{
+	# Watches the drain from inside the server, polling bk_status every
+	# 10 ms: created now, because once the repository is back nothing may
+	# write WAL.  Returns pending|seen catching up|seconds.
+	$node->safe_psql('postgres', q{
+		CREATE FUNCTION watch_drain(timeout_s float8) RETURNS text LANGUAGE plpgsql AS $$
+		DECLARE
+			p bigint;
+			d text;
+			seen boolean := false;
+			t0 timestamptz := clock_timestamp();
+		BEGIN
+			LOOP
+				SELECT pending, detail INTO p, d FROM bk_status WHERE component = 'archive';
+				IF p > 0 AND d LIKE 'catching up: %' THEN
+					seen := true;
+				END IF;
+				EXIT WHEN p = 0 OR clock_timestamp() - t0 > make_interval(secs => timeout_s);
+				PERFORM pg_sleep(0.01);
+			END LOOP;
+			RETURN format('%s|%s|%s', p, seen,
+						  round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1));
+		END $$});
+	my $segdir = "$repo->{dir}/wal/" . substr($next, 0, 16);
+	ok(-d $segdir, 'the segments\' directory in the repository exists');
+	chmod(0555, $segdir) or die "chmod $segdir: $!";
+	my $pos = -s $node->logfile;
+	for (1 .. 6)
+	{
+		$node->safe_psql('postgres',
+			'INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g; SELECT pg_switch_wal()');
+	}
+	# wait until PostgreSQL's archiver has given up for now (its 60 s sleep)
+	ok( $node->wait_for_log(qr/failed too many times, will try again later/, $pos),
+		'repository unwritable: the archiver gives up for now');
+	my ($failing, $pending, $error) = split /\|/, $node->safe_psql('postgres',
+		"SELECT status, pending, last_error FROM bk_status WHERE component = 'archive'");
+	is($failing, 'failing', 'bk_status says archiving is failing');
+	cmp_ok($pending, '>=', 6, "a backlog waits ($pending files)");
+	like($error, qr/Permission denied/, 'the last error says why');
+	# one sentence each in the log: the uploaders and the archive module
+	# do not stack their own "could not upload/archive X" on the message
+	my @lines = grep { /Permission denied/ }
+	  split /\n/, substr(PgbkTest::slurp($node->logfile), $pos);
+	cmp_ok(scalar(@lines), '>', 0, 'the server log says why uploads fail');
+	my @stacked = grep { /could not (upload|archive) .*could not (upload|archive)/ } @lines;
+	is(scalar(@stacked), 0, 'each upload error is one sentence, not stacked')
+	  or diag($stacked[0]);
+	like($lines[0], qr/could not upload "[0-9A-F]{24}" to \Q$repo->{dir}\E: could not create/,
+		'... naming the file, the repository and the cause');
+
+	# the repository is back; from now on no new WAL is written
+	chmod(0700, $segdir) or die "chmod $segdir: $!";
+	my ($left, $seen, $secs) = split /\|/,
+	  $node->safe_psql('postgres', 'SELECT watch_drain(20)');
+	is($left, '0', "the backlog drained without new WAL ($secs s)");
+	cmp_ok($secs, '<', 15, 'within a few seconds of the repository\'s return, not a minute');
+	is($seen, 't', 'bk_status said "catching up" while the backlog drained');
+	$node->poll_query_until('postgres',
+		"SELECT status = 'ok' AND detail NOT LIKE 'catching up%' FROM bk_status WHERE component = 'archive'")
+	  or die 'status did not settle';
+	pass('bk_status is ok, no longer catching up, once drained');
+	diag($_) for uploader_memory($node);
+	$node->safe_psql('postgres', 'DROP FUNCTION watch_drain(float8)');
+}
 
 ###########################################################################
 # 3. wal-fetch integrity: a flipped byte and a truncated object fail with an

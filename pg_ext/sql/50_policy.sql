@@ -104,6 +104,10 @@ SELECT h.name AS scope, h.mechanism, h.restore_type,
 			THEN 'violation' ELSE 'ok' END AS status,
 	   concat_ws('; ',
 		 CASE WHEN h.newest IS NULL THEN 'no backup recorded' END,
+		 CASE WHEN h.newest IS NOT NULL AND h.oldest IS NULL THEN
+			  CASE WHEN h.mechanism <> 'wal' THEN 'nothing restorable: every snapshot was forgotten'
+				   WHEN NOT EXISTS (SELECT FROM pgbk.backup) THEN 'nothing restorable yet: no base backup'
+				   ELSE 'nothing restorable yet: no base backup has its WAL archived' END END,
 		 CASE WHEN h.actual > h.granularity
 			  THEN format('granularity %s is worse than the target %s', date_trunc('second', h.actual), h.granularity) END,
 		 CASE WHEN h.mechanism = 'external' AND h.newest IS NOT NULL AND h.actual > h.granularity

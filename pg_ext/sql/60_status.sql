@@ -2,7 +2,9 @@
 -- component (archiving, the granularity setting, base backups, unreadable
 -- repository objects, the files scope, scope policy), status 'ok',
 -- 'warning' or 'failing'.  The granularity and repository rows appear only
--- with a warning.
+-- with a warning.  While archiving works but a backlog drains (more than
+-- the file being archived waits, or files that waited through a failure),
+-- the archive row stays 'ok' and its detail says it is catching up.
 CREATE VIEW bk_status AS
 WITH a AS (SELECT * FROM pgbk.archive_state())
 SELECT 'archive'::text AS component,
@@ -21,6 +23,10 @@ SELECT 'archive'::text AS component,
 		 WHEN a.failing_since IS NOT NULL THEN
 			format('archiving of %s failing since %s', a.last_failure_file, a.failing_since)
 		 WHEN NOT a.active THEN 'archiving through pgbk is not active (archive_mode, archive_library = ''pgbk'' and pgbk.config are needed)'
+		 WHEN a.pending > 1 OR (a.pending > 0 AND a.last_failure_at >= a.oldest_pending_since) THEN
+			format('catching up: %s file%s waiting, the oldest (%s) since %s; %s files uploaded, %s already present',
+				   a.pending, CASE WHEN a.pending = 1 THEN '' ELSE 's' END, a.oldest_pending_file,
+				   date_trunc('second', a.oldest_pending_since), a.files_uploaded, a.files_already_present)
 		 ELSE format('%s files uploaded, %s already present', a.files_uploaded, a.files_already_present)
 	END AS detail
 FROM a
