@@ -889,12 +889,14 @@ walk_time(Walk *w, WalkOutcome *outcome, PgbkError *err)
 			continue;
 		/*
 		 * Quiet database: WAL that provably covers T without a commit after
-		 * T.  A restore point made after T, or the segment written well after
-		 * T whose last record is not a commit it cannot describe.
+		 * T.  A restore point made at or after T, or the segment written at
+		 * or after T (its file's mtime, kept to the microsecond) whose last
+		 * record is not a commit it cannot describe.  No margin: the records
+		 * in a file were all written by its last write.
 		 */
 		for (i = 0; i < sum->nrestore_points; i++)
 		{
-			if (sum->restore_points[i].time_us >= t->time_us + PLAN_QUIET_MARGIN_US &&
+			if (sum->restore_points[i].time_us >= t->time_us &&
 			    sum->restore_points[i].lsn >= w->b->stop_lsn)
 			{
 				have_quiet = true;
@@ -905,9 +907,8 @@ walk_time(Walk *w, WalkOutcome *outcome, PgbkError *err)
 				break;
 			}
 		}
-		if (!have_quiet && seg->source_mtime_us != 0 &&
-		    seg->source_mtime_us >= t->time_us + PLAN_QUIET_MARGIN_US && sum->nrecords > 0 &&
-		    sum->last_lsn >= w->b->stop_lsn && !tail_may_commit(sum))
+		if (!have_quiet && seg->source_mtime_us != 0 && seg->source_mtime_us >= t->time_us &&
+		    sum->nrecords > 0 && sum->last_lsn >= w->b->stop_lsn && !tail_may_commit(sum))
 		{
 			have_quiet = true;
 			quiet_lsn = sum->last_lsn;
@@ -1756,9 +1757,8 @@ plan_window(PlanView *v, uint32_t tli, PlanWindow *out, PgbkError *err)
 		if (last && (st = plan_view_summary(v, last, err)) != PGBK_OK)
 			goto done;
 		if (last && last->summary_state == PLAN_SUMMARY_OK && last->source_mtime_us != 0 &&
-		    !tail_may_commit(last->summary) &&
-		    last->source_mtime_us - PLAN_QUIET_MARGIN_US > out->latest_us)
-			out->latest_us = last->source_mtime_us - PLAN_QUIET_MARGIN_US;
+		    !tail_may_commit(last->summary) && last->source_mtime_us > out->latest_us)
+			out->latest_us = last->source_mtime_us;
 	}
 	if (out->latest_us < out->earliest_us)
 		out->latest_us = out->earliest_us;

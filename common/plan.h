@@ -35,9 +35,9 @@
  *	  the first segment received after T - margin.  A segment without a
  *	  summary proves nothing; the walk goes on to one that does.
  *	  If the archived WAL holds no commit after T but provably covers T (a
- *	  restore point made after T, or a segment whose file was last written
- *	  more than PLAN_QUIET_MARGIN_US after T, with no commit it cannot
- *	  describe at its end), the database did not change between its last
+ *	  restore point made at or after T, or a segment whose file was last
+ *	  written at or after T, both to the microsecond, with no commit it
+ *	  cannot describe at its end), the database did not change between its last
  *	  commit before T and then: the plan says recoverable and stops recovery
  *	  at an LSN (the restore point, or the last complete record of that
  *	  segment) instead, because recovery_target_time would run out of WAL.
@@ -65,8 +65,6 @@
 
 /* Clock differences between the database server and the repository. */
 #define PLAN_MTIME_MARGIN_US INT64_C(60000000)
-/* Flush lag between inserting WAL and writing it (the quiet-database rule). */
-#define PLAN_QUIET_MARGIN_US INT64_C(1000000)
 
 typedef enum PlanTargetKind
 {

@@ -349,7 +349,15 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 		values[8] = CStringGetTextDatum(hexhash);
 	}
 	values[9] = TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) obj->mtime));
-	if (codec_attr_get(hdr.attrs, "source_mtime", mtime_buf, sizeof(mtime_buf)))
+	/*
+	 * When the file was last written on the server: to the microsecond
+	 * (source_mtime_us), as the quiet-database rule needs it (a moment 0.3 s
+	 * before a WAL switch is covered by it); objects from before that
+	 * attribute carry whole seconds, truncated: earlier, so stricter, never looser.
+	 */
+	if (codec_attr_get(hdr.attrs, "source_mtime_us", mtime_buf, sizeof(mtime_buf)))
+		values[10] = TimestampTzGetDatum(unix_us_to_timestamptz(strtoll(mtime_buf, NULL, 10)));
+	else if (codec_attr_get(hdr.attrs, "source_mtime", mtime_buf, sizeof(mtime_buf)))
 		values[10] =
 		    TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) strtoll(mtime_buf, NULL, 10)));
 	else

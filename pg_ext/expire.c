@@ -13,6 +13,8 @@
  *	 - external backup registrations older than their scope's depth go,
  *	   except each scope's newest; the files scope is expired by pgbk-watcher
  *	   (restic forget --keep-within depth).
+ * as_of must be a moment that has come (finite, at most 5 minutes ahead for
+ * clock skew): an infinite one deleted backups and WAL inside the depth.
  * With dry_run (the default) it only says what it would do.  Otherwise the
  * repository objects go first, then the catalog rows (a backup's manifest
  * before its data, so a half-deleted backup is never taken for a complete
@@ -310,11 +312,44 @@ expire_incomplete_backups(ExpireState *es, TimestampTz now)
 	}
 }
 
+/* How far in the future as_of may be: clock skew between hosts, no more. */
+#define EXPIRE_AS_OF_SKEW_US INT64CONST(300000000)
+
+/*
+ * The moment the depth windows are applied from must be one that has come:
+ * an infinite or future as_of would put backups and WAL that moments inside
+ * the depth still need before the window.  Refused before anything is read
+ * or deleted.
+ */
+static void
+check_as_of(FunctionCallInfo fcinfo, TimestampTz *as_of)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("as_of must not be NULL"),
+		                errhint("Leave it out to expire as of now().")));
+	*as_of = PG_GETARG_TIMESTAMPTZ(1);
+	if (TIMESTAMP_NOT_FINITE(*as_of))
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		         errmsg("as_of must be a point in time, not %s", timestamptz_to_str(*as_of)),
+		         errdetail("The depth window is counted back from as_of, and from an infinite "
+		                   "moment it has no start; nothing was deleted.")));
+	if (*as_of > now + EXPIRE_AS_OF_SKEW_US)
+		ereport(ERROR,
+		        (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+		         errmsg("as_of %s is in the future", timestamptz_to_str(*as_of)),
+		         errdetail("Expiry applies the depth windows from a moment that has come (at "
+		                   "most 5 minutes after now, %s, for clock skew); nothing was deleted.",
+		                   timestamptz_to_str(now))));
+}
+
 Datum
 bk_expire(PG_FUNCTION_ARGS)
 {
 	bool        dry_run = PG_ARGISNULL(0) ? true : PG_GETARG_BOOL(0);
-	TimestampTz as_of = PG_ARGISNULL(1) ? GetCurrentTimestamp() : PG_GETARG_TIMESTAMPTZ(1);
+	TimestampTz as_of;
 	ExpireState es;
 	PgbkError   err;
 	int         ret;
@@ -329,6 +364,7 @@ bk_expire(PG_FUNCTION_ARGS)
 	Oid         types[2] = {TIMESTAMPTZOID, TEXTOID};
 	Datum       vals[2];
 
+	check_as_of(fcinfo, &as_of);
 	InitMaterializedSRF(fcinfo, 0);
 	memset(&es, 0, sizeof(es));
 	es.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;

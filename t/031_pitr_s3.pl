@@ -52,10 +52,13 @@ is($rc, 0, 'S3: restore to a restore point') or diag("$out$err");
 is(PgbkRestore::state($r), $w->{rp}{state}, '... with the rows of that moment') if $rc == 0;
 PgbkRestore::drop($r);
 
-# Expiry on S3 (DeleteObjects, 1000 keys per request): a depth of 90 days
-# seen from 90 days after T3 keeps B2 only, so B1 and the WAL before B2 go.
-$node->safe_psql('postgres', "SELECT bk_set_policy('database', depth => '90 days')");
-my $as_of = "'$w->{moments}[2]{time}'::timestamptz + interval '90 days'";
+# Expiry on S3 (DeleteObjects, 1000 keys per request): a depth window that
+# begins at T3 (depth = now - T3, as of that now) keeps B2 only, so B1 and
+# the WAL before B2 go.
+my $now = $node->safe_psql('postgres', 'SELECT now()');
+$node->safe_psql('postgres',
+	"SELECT bk_set_policy('database', depth => '$now'::timestamptz - '$w->{moments}[2]{time}'::timestamptz)");
+my $as_of = "'$now'::timestamptz";
 my $deleted = $node->safe_psql('postgres',
 	"SELECT count(*) FILTER (WHERE kind = 'backup'), count(*) FILTER (WHERE kind = 'wal') FROM bk_expire(false, $as_of) WHERE action = 'delete'");
 like($deleted, qr/^1\|[1-9]\d*$/, "S3 expiry deletes B1 and the WAL before B2 ($deleted)");

@@ -1,6 +1,7 @@
-# Expiry by depth, with the clock moved months ahead (bk_expire's as_of):
-# three base backups B0 < B1 < B2 and WAL between them; a depth of 90 days
-# and "now" = T3 + 90 days (so the window begins at T3, after B1 ended):
+# Expiry by depth, with the depth set so that the window begins at a
+# chosen moment (bk_expire's as_of = a fixed "now", depth = now - T3):
+# three base backups B0 < B1 < B2 and WAL between them; the window begins
+# at T3, after B1 ended:
 # exactly B0 and the WAL before B1's start go (a dry run first says so and
 # changes nothing), history files and everything else stay, a restore to
 # T3 (the oldest moment inside the window) succeeds end to end with the
@@ -49,11 +50,14 @@ sub wal_objects
 my $w = PgbkRestore::workload($node, steps => 6, backups => [ 0, 2, 4 ]);
 my ($b0, $b1, $b2) = @{ $w->{backups} };
 my @t = map { $_->{time} } @{ $w->{moments} };    # $t[0] = T1 ... $t[5] = T6
-sq("SELECT bk_set_policy('database', depth => '90 days')");
+# as_of must be a moment that has come (item 9 of issue 10): a fixed "now",
+# with the depth reaching back from it to the moment the window should begin
+my $now = sq("SELECT now()");
+sq("SELECT bk_set_policy('database', depth => '$now'::timestamptz - '$t[2]'::timestamptz)");
 
 # what the rule says must go when the window begins at T3: B0, and every
 # WAL file (not history) that ends at or before B1's start
-my $as_of1 = "'$t[2]'::timestamptz + interval '90 days'";
+my $as_of1 = "'$now'::timestamptz";
 my @want_wal = split /\n/, sq(
 	"SELECT name FROM pgbk.wal WHERE kind <> 'history' AND end_lsn <= (SELECT start_lsn FROM pgbk.backup WHERE id = '$b1') ORDER BY name"
 );
@@ -82,6 +86,27 @@ like(sq("SELECT reason FROM bk_expire(true, $as_of1) WHERE object = '$b1'"),
 	qr/newest backup that ended before the depth window began/, '... B1 is kept as the anchor, with the reason');
 is_deeply(wal_objects(), $wal_before, '... and the dry run deleted nothing');
 is_deeply(listing('backup/'), $backups_before, '... not even backup data');
+
+# an as_of that is not a moment that has come is refused, and nothing
+# changes: not infinite (which deleted every backup but the newest and the
+# WAL they need), not NULL, not beyond a few minutes of clock skew ahead
+my $rows_before = sq("SELECT (SELECT count(*) FROM pgbk.backup) || '/' || (SELECT count(*) FROM pgbk.wal) || '/' || (SELECT count(*) FROM pgbk.restore_point)");
+for my $bad ([ "'infinity'", qr/as_of must be a point in time, not infinity/ ],
+	[ "'-infinity'", qr/as_of must be a point in time, not -infinity/ ],
+	[ 'NULL', qr/as_of must not be NULL/ ],
+	[ "now() + interval '1 day'", qr/as_of .* is in the future.*DETAIL:  Expiry applies the depth windows from a moment that has come/s ],
+	[ "'$t[2]'::timestamptz + interval '90 days'", qr/as_of .* is in the future/ ])
+{
+	my ($ret, $o, $e) = $node->psql('postgres', "SELECT * FROM bk_expire(false, $bad->[0])");
+	isnt($ret, 0, "bk_expire(false, $bad->[0]) is refused");
+	like($e, $bad->[1], '... saying why');
+}
+is(sq("SELECT (SELECT count(*) FROM pgbk.backup) || '/' || (SELECT count(*) FROM pgbk.wal) || '/' || (SELECT count(*) FROM pgbk.restore_point)"),
+	$rows_before, '... and the catalog keeps every backup, WAL and restore point row');
+is_deeply(wal_objects(), $wal_before, '... the repository every WAL object');
+is_deeply(listing('backup/'), $backups_before, '... and every backup object');
+like(sq("SELECT count(*) FROM bk_expire(true, now() + interval '4 minutes')"), qr/^\d+$/,
+	'an as_of a few minutes ahead (clock skew) is accepted');
 
 # the real expiry
 my $done = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(false, $as_of1) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
@@ -117,7 +142,8 @@ PgbkRestore::drop($r);
 ###########################################################################
 # An expiry stopped half-way, then run again.  Window start T5: B1 and the
 # WAL before B2 go.
-my $as_of2 = "'$t[4]'::timestamptz + interval '90 days'";
+sq("SELECT bk_set_policy('database', depth => '$now'::timestamptz - '$t[4]'::timestamptz)");
+my $as_of2 = "'$now'::timestamptz";
 my @want_wal2 = split /\n/, sq(
 	"SELECT name FROM pgbk.wal WHERE kind <> 'history' AND end_lsn <= (SELECT start_lsn FROM pgbk.backup WHERE id = '$b2') ORDER BY name"
 );

@@ -395,12 +395,13 @@ test_time_after_end(void **state)
 	(void) state;
 	add_run(v, 1, 1, 20, 0);
 	add_backup(v, "20260921T001000Z", 1, 10, 11, 550, 650);
-	/* segment 20 archived at 1140, written at 1139: T + 1 s margin is past it */
+	/* segment 20 archived at 1140, written at 1139: T = 1139.5 is past it */
 	target_time(&t, 1139);
+	t.time_us += 500000;
 	plan(v, &t, &r);
 	assert_false(r.recoverable);
 	assert_string_equal(r.reason,
-	                    "no transaction committed after 2026-09-21 14:32:19+00 has been archived "
+	                    "no transaction committed after 2026-09-21 14:32:19.5+00 has been archived "
 	                    "yet (the newest archived commit is at 2026-09-21 14:32:15+00)");
 	assert_string_equal(r.note, "The archived WAL ends with segment 000000010000000000000014.");
 	plan_view_free(v);
@@ -437,11 +438,23 @@ test_time_quiet(void **state)
 	assert_contains(r.note, "no transaction committed between 2026-09-21 14:32:15+00 and "
 	                        "2026-09-21 14:33:19+00");
 
-	/* T + 1 s must be covered: written at 1259, T = 1258.5 is too close */
-	t.time_us = at(1258) + 500000;
+	/*
+	 * Written at 1259 (to the microsecond): T = 1258.7, 0.3 s before, is
+	 * covered, and so is T = 1259 itself; 1 us later is not.
+	 */
+	t.time_us = at(1258) + 700000;
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_true(r.quiet);
+	assert_string_equal(r.last_wal, "000000010000000000000016");
+	assert_contains(r.note, "and 2026-09-21 14:34:19+00 (when that WAL was written)");
+	t.time_us = at(1259);
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	t.time_us = at(1259) + 1;
 	plan(v, &t, &r);
 	assert_false(r.recoverable);
-	assert_contains(r.reason, "no transaction committed after 2026-09-21 14:34:18.5+00");
+	assert_contains(r.reason, "no transaction committed after 2026-09-21 14:34:19.000001+00");
 	assert_contains(r.reason, "the newest archived commit is at 2026-09-21 14:32:15+00");
 
 	/* a record that may be a commit at the end of 21: not proven there, 22 is */
@@ -470,6 +483,20 @@ test_time_quiet(void **state)
 	assert_true(r.quiet);
 	assert_string_equal(r.last_wal, "000000010000000000000015");
 	assert_string_equal(r.recovery_target_value, "0/15001000");
+
+	/* ... however close after T: 0.3 s (the segment itself proves nothing) */
+	sum.end_kind = WALSCAN_END_SEGMENT;
+	sum.cont = WALSCAN_CONT_COMMIT;
+	plan_segment_set_summary(s, &sum, at(1199));
+	t.time_us = at(1160) - 300000;
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_string_equal(r.recovery_target_value, "0/15001000");
+	assert_contains(r.note, "when a restore point was made");
+	t.time_us = at(1160) + 1;
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_string_equal(r.last_wal, "000000010000000000000016");
 	plan_view_free(v);
 }
 
@@ -898,8 +925,8 @@ test_window(void **state)
 	assert_int_equal(w.gaps[0].from_us, at(13 * 60 - 5));
 	assert_int_equal(w.gaps[0].to_us, at(1250));
 	assert_int_equal(w.latest_commit_us, at(29 * 60 - 5));
-	/* segment 30 was written at 1739: the quiet rule reaches 1738 */
-	assert_int_equal(w.latest_us, at(29 * 60 - 2));
+	/* segment 30 was written at 1739: the quiet rule reaches that moment */
+	assert_int_equal(w.latest_us, at(29 * 60 - 1));
 	assert_string_equal(w.last_wal, "00000001000000000000001E");
 	plan_view_free(v);
 

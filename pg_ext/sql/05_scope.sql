@@ -108,6 +108,10 @@ BEGIN
 		RAISE EXCEPTION 'taken_at and location are required'
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	IF NOT isfinite(taken_at) THEN
+		RAISE EXCEPTION 'taken_at must be a point in time, not %', taken_at
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
 	IF taken_at > now() + interval '5 minutes' THEN
 		RAISE EXCEPTION 'taken_at is in the future'
 			USING ERRCODE = 'invalid_parameter_value',

@@ -291,10 +291,12 @@ BEGIN
 			 * after it (an archive_timeout switch, a restore point) proves the
 			 * state at the target; `pgbk restore` then stops at that WAL's
 			 * last record (common/plan.c, walk_time).  The same rule, never
-			 * looser: written_at and archived_at are whole seconds, and any
-			 * segment whose tail may be a commit counts as unknown.  The first
-			 * segment on the chain that proves it wins, unless one before it
-			 * (written within a minute of the target or later) says nothing.
+			 * looser: WAL written (written_at, to the microsecond) or a restore
+			 * point made at or after the target, no margin; archived_at (the
+			 * repository's mtime) is whole seconds; any segment whose tail may
+			 * be a commit counts as unknown.  The first segment on the chain
+			 * that proves it wins, unless one before it (archived within a
+			 * minute of the target or later) says nothing.
 			 */
 			FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
 				need_from := greatest(c.first_segno, start_seg);
@@ -303,11 +305,11 @@ BEGIN
 				 WHERE w.timeline = c.tli AND w.kind = 'segment'
 				   AND w.segno BETWEEN need_from AND c.last_segno
 				   AND w.stop_records IS NOT NULL AND NOT w.tail_may_stop
-				   AND ((w.written_at >= target_time + interval '1 second'
+				   AND ((w.written_at >= target_time
 						 AND w.last_record_lsn >= b.stop_lsn)
 						OR EXISTS (SELECT 1 FROM pgbk.restore_point r
 								    WHERE r.wal_name = w.name AND r.lsn >= b.stop_lsn
-									  AND r.at >= target_time + interval '1 second'))
+									  AND r.at >= target_time))
 				 ORDER BY w.segno LIMIT 1;
 				SELECT min(w.segno) INTO unknown_seg FROM pgbk.wal w
 				 WHERE w.timeline = c.tli AND w.kind = 'segment'
@@ -413,12 +415,14 @@ AS $$
 $$;
 
 -- An external scope's plan: the newest registered backup taken at or
--- before the target.
+-- before the target.  It is restored with the tool that made it, so there
+-- is no command; the note its registration gave is text to read, never a
+-- command, and goes in the note column.
 CREATE FUNCTION pgbk.plan_external(scope_name text, target timestamptz)
 RETURNS TABLE (
 	recoverable boolean, reason text, backup_id text, backup_time timestamptz,
 	distance interval, timeline integer, first_wal text, last_wal text, wal_segments bigint,
-	bytes_to_fetch bigint, command text)
+	bytes_to_fetch bigint, command text, note text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -432,7 +436,7 @@ AS $$
 				format('no backup of scope "%s" was registered at or before %s', scope_name,
 					   (target AT TIME ZONE 'UTC')::text || '+00') END,
 		   p.location, p.taken_at, target - p.taken_at, NULL::integer, NULL::text, NULL::text,
-		   NULL::bigint, NULL::bigint, p.note
+		   NULL::bigint, NULL::bigint, NULL::text, p.note
 	  FROM (SELECT 1) x LEFT JOIN pick p ON true
 $$;
 
@@ -451,7 +455,8 @@ CREATE TYPE pgbk.plan_row AS (
 	last_wal text,
 	wal_segments bigint,
 	bytes_to_fetch bigint,
-	command text);
+	command text,		-- the pgbk command that restores it (NULL for external scopes)
+	note text);			-- text to read: an external backup's registered note
 
 -- Every scope's plan for one target: kind 'time', 'lsn' or 'name'.
 CREATE FUNCTION pgbk.plan_all(kind text, target_time timestamptz, target_lsn pg_lsn, target_name text)
@@ -476,14 +481,56 @@ AS $$
 		SELECT db.recoverable, db.reason, db.backup_id, db.backup_stop_time,
 			   CASE WHEN db.recoverable THEN interval '0' END, db.timeline, db.first_wal,
 			   db.last_wal, db.wal_segments,
-			   coalesce(db.backup_bytes, 0) + coalesce(db.wal_bytes, 0), db.command
+			   coalesce(db.backup_bytes, 0) + coalesce(db.wal_bytes, 0), db.command, NULL::text
 		  FROM db WHERE s.mechanism = 'wal'
 		UNION ALL
-		SELECT * FROM pgbk.plan_files(m.at, target_name) WHERE s.mechanism = 'restic'
+		SELECT f.*, NULL::text FROM pgbk.plan_files(m.at, target_name) f WHERE s.mechanism = 'restic'
 		UNION ALL
 		SELECT * FROM pgbk.plan_external(s.name, m.at) WHERE s.mechanism = 'external'
 	  ) p
 	 ORDER BY CASE s.mechanism WHEN 'wal' THEN 0 WHEN 'restic' THEN 1 ELSE 2 END, s.name
+$$;
+
+-- Refuse a target no plan can be made for, naming the problem: NULL, an
+-- infinite time (no backup "ended before" it, and distances to it do not
+-- exist), LSN 0/0, an empty name.  A future moment is a fair question (the
+-- plan says what has not been archived yet).
+CREATE FUNCTION pgbk.check_target(kind text, target_time timestamptz, target_lsn pg_lsn,
+								  target_name text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF kind = 'time' THEN
+		IF target_time IS NULL THEN
+			RAISE EXCEPTION 'the target moment is NULL'
+				USING ERRCODE = 'null_value_not_allowed',
+					  HINT = 'Give a time such as ''2026-11-25 14:07+00''; bk_restore_window() lists the moments that can be restored.';
+		ELSIF NOT isfinite(target_time) THEN
+			RAISE EXCEPTION 'the target moment "%" is not a point in time', target_time
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give a finite time such as ''2026-11-25 14:07+00''; bk_restore_window() lists the moments that can be restored.';
+		END IF;
+	ELSIF kind = 'lsn' THEN
+		IF target_lsn IS NULL THEN
+			RAISE EXCEPTION 'the target LSN is NULL'
+				USING ERRCODE = 'null_value_not_allowed',
+					  HINT = 'Give a WAL position such as ''0/3000028''.';
+		ELSIF target_lsn = '0/0'::pg_lsn THEN
+			RAISE EXCEPTION 'the target LSN 0/0 is not a WAL position'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Give a WAL position such as ''0/3000028''.';
+		END IF;
+	ELSIF kind = 'name' THEN
+		IF target_name IS NULL OR target_name = '' THEN
+			RAISE EXCEPTION 'the restore point name is %', CASE WHEN target_name IS NULL THEN 'NULL' ELSE 'empty' END
+				USING ERRCODE = CASE WHEN target_name IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+					  HINT = 'pgbk.restore_point lists the restore points.';
+		END IF;
+	ELSE
+		RAISE EXCEPTION 'unknown target kind "%"', kind USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
 $$;
 
 -- The plan for `target` across every scope: for each, the backup that
@@ -491,19 +538,34 @@ $$;
 -- how far it is from the target, and for the database the WAL to replay and
 -- the pgbk restore command.
 CREATE FUNCTION bk_restore_point(target timestamptz) RETURNS SETOF pgbk.plan_row
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM pgbk.plan_all('time', target, NULL, NULL) $$;
+AS $$
+BEGIN
+	PERFORM pgbk.check_target('time', target, NULL, NULL);
+	RETURN QUERY SELECT * FROM pgbk.plan_all('time', target, NULL, NULL);
+END
+$$;
 
 CREATE FUNCTION bk_restore_point_lsn(target pg_lsn) RETURNS SETOF pgbk.plan_row
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM pgbk.plan_all('lsn', NULL, target, NULL) $$;
+AS $$
+BEGIN
+	PERFORM pgbk.check_target('lsn', NULL, target, NULL);
+	RETURN QUERY SELECT * FROM pgbk.plan_all('lsn', NULL, target, NULL);
+END
+$$;
 
 CREATE FUNCTION bk_restore_point_named(name text) RETURNS SETOF pgbk.plan_row
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM pgbk.plan_all('name', NULL, NULL, name) $$;
+AS $$
+BEGIN
+	PERFORM pgbk.check_target('name', NULL, NULL, name);
+	RETURN QUERY SELECT * FROM pgbk.plan_all('name', NULL, NULL, name);
+END
+$$;
 
 -- The recoverable window: one row per stretch of time that can be
 -- restored to, per timeline.  Several rows mean gaps between them.
@@ -520,7 +582,7 @@ AS $$
 		   greatest((SELECT max(w.last_stop_at) FROM pgbk.wal w
 					  WHERE w.timeline = r.timeline AND w.kind = 'segment'
 					    AND w.segno BETWEEN min(pgbk.lsn_segno(b.stop_lsn)) AND r.last_segno),
-					(SELECT w.written_at - interval '1 second' FROM pgbk.wal w
+					(SELECT w.written_at FROM pgbk.wal w
 					  WHERE w.timeline = r.timeline AND w.kind = 'segment' AND w.segno = r.last_segno
 					    AND w.stop_records IS NOT NULL AND NOT w.tail_may_stop
 					    AND w.last_record_lsn >= max(b.stop_lsn))),
@@ -571,5 +633,6 @@ GRANT EXECUTE ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text),
 	pgbk.first_missing(integer, bigint, bigint), pgbk.lsn_segno(pg_lsn),
 	pgbk.segment_name(integer, bigint), pgbk.wal_segment_bytes(),
 	pgbk.plan_files(timestamptz, text), pgbk.plan_external(text, timestamptz),
-	pgbk.plan_all(text, timestamptz, pg_lsn, text) TO pgbk_reader;
+	pgbk.plan_all(text, timestamptz, pg_lsn, text),
+	pgbk.check_target(text, timestamptz, pg_lsn, text) TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION bk_create_restore_point(text) TO pgbk_admin;

@@ -2,7 +2,8 @@
 -- verification.
 
 -- What retention by depth removes (dry_run, the default, only tells).
--- as_of: the moment to apply the depth windows from (default now).
+-- as_of: the moment to apply the depth windows from (default now); one
+-- that has not come (NULL, infinite, over 5 minutes ahead) is refused.
 -- SECURITY DEFINER (here and for bk_verify, bk_catalog_sync): pgbk_admin
 -- may run them but has no write grant on the catalog tables they change.
 CREATE FUNCTION bk_expire(dry_run boolean DEFAULT true, as_of timestamptz DEFAULT now())
