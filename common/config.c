@@ -55,6 +55,7 @@ typedef enum SettingId
 	SET_S3_TIMEOUT,
 	SET_S3_CONNECT_TIMEOUT,
 	SET_S3_MAX_RETRIES,
+	SET_S3_MIN_RATE,
 	SET_ENCRYPTION,
 	SET_KEY_FILE,
 	SET_COMPRESSION,
@@ -80,6 +81,7 @@ static const char *const setting_names[NUM_SETTINGS] = {
     "s3_timeout",
     "s3_connect_timeout",
     "s3_max_retries",
+    "s3_min_rate",
     "encryption",
     "key_file",
     "compression",
@@ -960,6 +962,9 @@ validate(ParseState *ps, PgbkConfig *cfg)
 	                         &cfg->s3_connect_timeout_ms)) != PGBK_OK)
 		return rc;
 	if ((rc = check_int(ps, SET_S3_MAX_RETRIES, 4, 0, 20, &cfg->s3_max_retries)) != PGBK_OK)
+		return rc;
+	if ((rc = check_size(ps, SET_S3_MIN_RATE, 1024 * 1024, 1024, (uint64_t) 1024 * 1024 * 1024,
+	                     "1kB..1GB (bytes per second)", &cfg->s3_min_rate)) != PGBK_OK)
 		return rc;
 
 	if ((rc = check_bool(ps, SET_ENCRYPTION, true, &cfg->encryption)) != PGBK_OK)

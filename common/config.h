@@ -32,9 +32,16 @@
  *   s3_multipart_threshold objects larger than this use multipart,
  *                         5MB..5GB                          [64MB]
  *   s3_timeout            per-request timeout, 1s..1d       [60s]
+ *                         (also: a transfer slower than 1kB/s for this
+ *                         long fails)
  *   s3_connect_timeout    100ms..1h                         [10s]
  *   s3_max_retries        retries for 5xx/timeouts/connection errors,
  *                         0..20                             [4]
+ *   s3_min_rate           slowest average transfer rate a request may have,
+ *                         per second, 1kB..1GB              [1MB]: each
+ *                         attempt of a request must end within
+ *                         s3_connect_timeout + s3_timeout + its size at
+ *                         this rate (its deadline)
  *   key_file              key file, mode 0600 (required when encryption on;
  *                         checked whenever it is given)
  *   encryption            on | off                        [on]
@@ -88,6 +95,7 @@ typedef struct PgbkConfig
 	int          s3_timeout_ms;
 	int          s3_connect_timeout_ms;
 	int          s3_max_retries;
+	uint64_t     s3_min_rate; /* bytes per second a transfer may not fall below on average */
 
 	char *key_file; /* NULL if encryption off and not given */
 	bool  encryption;
