@@ -1120,17 +1120,12 @@ config_load(const char *path, PgbkConfig **out, PgbkError *err)
 	else
 		*slash = '\0';
 
+	/* it names programs we run: refused if others could have written it */
 	pgbk_buf_init(&text);
-	rc = pgbk_read_file(abs, &text, err);
+	rc = pgbk_read_trusted_file(abs, "configuration file", CONFIG_FILE_MAX, &text, err);
 	if (rc == PGBK_NOT_FOUND)
 		rc = pgbk_error(err, PGBK_ERR_CONFIG, "configuration file \"%s\" does not exist", abs);
-	else if (rc != PGBK_OK)
-		pgbk_error_prefix(err, "could not read configuration file \"%s\"", abs);
-	else if (text.len > CONFIG_FILE_MAX)
-		rc = pgbk_error(err, PGBK_ERR_CONFIG,
-		                "configuration file \"%s\" is too large (over %d bytes)", abs,
-		                CONFIG_FILE_MAX);
-	else
+	else if (rc == PGBK_OK)
 		rc = parse_config(text.data ? (const char *) text.data : "", text.len, abs, dir, out, err);
 	pgbk_buf_free(&text);
 	free(abs);
