@@ -115,7 +115,10 @@ typedef struct PgbkConfig
  * checked for existence and mode (0600 or tighter).  Booleans: on/off,
  * true/false, yes/no, 1/0.  Sizes: a number with B, kB, MB, GB, TB (or K,
  * M, G, T, KiB, ...; binary multiples, any case); a bare number is bytes.
- * Durations: ms, s, min, h, d; a bare number is seconds.
+ * Durations: ms, s, min, h, d; a bare number is seconds.  The file itself
+ * is refused when group or others can write it or it belongs to neither
+ * the running user nor root (pgbk_read_trusted_file): it names programs
+ * pgbk runs.
  */
 PgbkStatus config_load(const char *path, PgbkConfig **out, PgbkError *err);
 
