@@ -505,10 +505,11 @@ sub fake_conf
 	ok($el < 5, "backoff interrupt is honoured quickly ($el s)");
 }
 
-# a server trickling a body (faster than the 1 kB/s low-speed limit, far slower
-# than s3_min_rate): each attempt fails at its deadline, s3_connect_timeout +
-# s3_timeout + size / s3_min_rate = 0.1 + 1 + 1 s here, and says so (the
-# whole megabyte takes 200 s, so a client without a deadline gets it all)
+# a server trickling a body (40 kB/s: far above the 1 kB/s low-speed limit,
+# far below s3_min_rate): each attempt fails at its deadline,
+# s3_connect_timeout + s3_timeout + size / s3_min_rate = 0.1 + 3 + 1 s here,
+# and says so (the whole megabyte takes 26 s, so a client without a deadline
+# gets it all)
 {
 	my $size = 1024 * 1024;
 	my ($port, $pid, $log) = fake_s3(
@@ -519,18 +520,18 @@ sub fake_conf
 			  ? resp(206, '', _length => $size - $from, ETag => '"t"',
 				'Content-Range' => "bytes $from-" . ($size - 1) . "/$size")
 			  : resp(200, '', _length => $size, ETag => '"t"');
-			$r->{trickle} = [ 'x' x 1024, 1000, 0.2 ];
+			$r->{trickle} = [ 'x' x 4096, 256, 0.1 ];
 			return $r;
 		});
 	my $r = probe(
-		fake_conf($port, s3_timeout => '1s', s3_connect_timeout => '100ms',
+		fake_conf($port, s3_timeout => '3s', s3_connect_timeout => '100ms',
 			s3_min_rate => '1MB', s3_max_retries => 1),
 		'get-key', 'slow');
 	fake_stop($pid);
 	my @l = fake_log($log);
 	is($r->{get}[0], 'connection', 'trickling body: the get fails as a timeout');
 	like($r->{get}[1],
-		qr{^s3 endpoint http://127\.0\.0\.1:$port: request to get "slow" in bucket "fake" exceeded its deadline: not done after \d\.\d s \(s3_connect_timeout 0\.1 s \+ s3_timeout 1\.0 s \+ \d+ bytes at s3_min_rate 1048576 bytes/s\); \d+ bytes moved \(gave up after 2 attempts\)$},
+		qr{^s3 endpoint http://127\.0\.0\.1:$port: request to get "slow" in bucket "fake" exceeded its deadline: not done after \d\.\d s \(s3_connect_timeout 0\.1 s \+ s3_timeout 3\.0 s \+ \d+ bytes at s3_min_rate 1048576 bytes/s\); \d+ bytes moved \(gave up after 2 attempts\)$},
 		'trickling body: the message names the server, the deadline and its parts')
 	  or diag($r->{_out});
 	like($r->{_out}, qr/^log: .*not done after \d\.\d s.*retrying/m,
