@@ -55,6 +55,7 @@ typedef enum SettingId
 	SET_S3_TIMEOUT,
 	SET_S3_CONNECT_TIMEOUT,
 	SET_S3_MAX_RETRIES,
+	SET_S3_MIN_RATE,
 	SET_ENCRYPTION,
 	SET_KEY_FILE,
 	SET_COMPRESSION,
@@ -80,6 +81,7 @@ static const char *const setting_names[NUM_SETTINGS] = {
     "s3_timeout",
     "s3_connect_timeout",
     "s3_max_retries",
+    "s3_min_rate",
     "encryption",
     "key_file",
     "compression",
@@ -961,6 +963,9 @@ validate(ParseState *ps, PgbkConfig *cfg)
 		return rc;
 	if ((rc = check_int(ps, SET_S3_MAX_RETRIES, 4, 0, 20, &cfg->s3_max_retries)) != PGBK_OK)
 		return rc;
+	if ((rc = check_size(ps, SET_S3_MIN_RATE, 1024 * 1024, 1024, (uint64_t) 1024 * 1024 * 1024,
+	                     "1kB..1GB (bytes per second)", &cfg->s3_min_rate)) != PGBK_OK)
+		return rc;
 
 	if ((rc = check_bool(ps, SET_ENCRYPTION, true, &cfg->encryption)) != PGBK_OK)
 		return rc;
@@ -1121,17 +1126,12 @@ config_load(const char *path, PgbkConfig **out, PgbkError *err)
 	else
 		*slash = '\0';
 
+	/* it names programs we run: refused if others could have written it */
 	pgbk_buf_init(&text);
-	rc = pgbk_read_file(abs, &text, err);
+	rc = pgbk_read_trusted_file(abs, "configuration file", CONFIG_FILE_MAX, &text, err);
 	if (rc == PGBK_NOT_FOUND)
 		rc = pgbk_error(err, PGBK_ERR_CONFIG, "configuration file \"%s\" does not exist", abs);
-	else if (rc != PGBK_OK)
-		pgbk_error_prefix(err, "could not read configuration file \"%s\"", abs);
-	else if (text.len > CONFIG_FILE_MAX)
-		rc = pgbk_error(err, PGBK_ERR_CONFIG,
-		                "configuration file \"%s\" is too large (over %d bytes)", abs,
-		                CONFIG_FILE_MAX);
-	else
+	else if (rc == PGBK_OK)
 		rc = parse_config(text.data ? (const char *) text.data : "", text.len, abs, dir, out, err);
 	pgbk_buf_free(&text);
 	free(abs);

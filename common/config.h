@@ -32,9 +32,16 @@
  *   s3_multipart_threshold objects larger than this use multipart,
  *                         5MB..5GB                          [64MB]
  *   s3_timeout            per-request timeout, 1s..1d       [60s]
+ *                         (also: a transfer slower than 1kB/s for this
+ *                         long fails)
  *   s3_connect_timeout    100ms..1h                         [10s]
  *   s3_max_retries        retries for 5xx/timeouts/connection errors,
  *                         0..20                             [4]
+ *   s3_min_rate           slowest average transfer rate a request may have,
+ *                         per second, 1kB..1GB              [1MB]: each
+ *                         attempt of a request must end within
+ *                         s3_connect_timeout + s3_timeout + its size at
+ *                         this rate (its deadline)
  *   key_file              key file, mode 0600 (required: every object is
  *                         authenticated with it, also with encryption off)
  *   encryption            on | off (encrypt content too)  [on]
@@ -88,6 +95,7 @@ typedef struct PgbkConfig
 	int          s3_timeout_ms;
 	int          s3_connect_timeout_ms;
 	int          s3_max_retries;
+	uint64_t     s3_min_rate; /* bytes per second a transfer may not fall below on average */
 
 	char *key_file; /* always set (required) */
 	bool  encryption;
@@ -107,7 +115,10 @@ typedef struct PgbkConfig
  * checked for existence and mode (0600 or tighter).  Booleans: on/off,
  * true/false, yes/no, 1/0.  Sizes: a number with B, kB, MB, GB, TB (or K,
  * M, G, T, KiB, ...; binary multiples, any case); a bare number is bytes.
- * Durations: ms, s, min, h, d; a bare number is seconds.
+ * Durations: ms, s, min, h, d; a bare number is seconds.  The file itself
+ * is refused when group or others can write it or it belongs to neither
+ * the running user nor root (pgbk_read_trusted_file): it names programs
+ * pgbk runs.
  */
 PgbkStatus config_load(const char *path, PgbkConfig **out, PgbkError *err);
 

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,6 +343,119 @@ pgbk_read_file(const char *path, PgbkBuf *out, PgbkError *err)
 		}
 		if (n == 0)
 			break;
+		if (!pgbk_buf_append(out, chunk, (size_t) n))
+		{
+			close(fd);
+			return pgbk_error(err, PGBK_ERR, "out of memory reading \"%s\"", path);
+		}
+	}
+	close(fd);
+	return PGBK_OK;
+}
+
+/* The user name of uid into buf; without one "uid N" (prose) or "N". */
+static const char *
+user_name(uid_t uid, bool prose, char *buf, size_t buflen)
+{
+	struct passwd  pw;
+	struct passwd *res = NULL;
+	char           tmp[1024];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL && res->pw_name)
+		snprintf(buf, buflen, "%s", res->pw_name);
+	else
+		snprintf(buf, buflen, prose ? "uid %u" : "%u", (unsigned) uid);
+	return buf;
+}
+
+PgbkStatus
+pgbk_check_trusted_stat(const struct stat *st, uid_t me, const char *path, const char *what,
+                        PgbkError *err)
+{
+	if (!S_ISREG(st->st_mode))
+		return pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is not a regular file", what, path);
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		return pgbk_error(
+		    err, PGBK_ERR_CONFIG,
+		    "%s \"%s\" is writable by %s (mode %04o), so it cannot be trusted (whoever "
+		    "can write it can make pgbk run their programs); run chmod go-w %s",
+		    what, path,
+		    (st->st_mode & S_IWOTH) ? ((st->st_mode & S_IWGRP) ? "group and others" : "others")
+		                            : "its group",
+		    (unsigned) (st->st_mode & 07777), path);
+	if (st->st_uid != me && st->st_uid != 0)
+	{
+		char owner[64];
+		char self[64];
+		char self_arg[64];
+
+		user_name(st->st_uid, true, owner, sizeof(owner));
+		user_name(me, true, self, sizeof(self));
+		user_name(me, false, self_arg, sizeof(self_arg));
+		return pgbk_error(err, PGBK_ERR_CONFIG,
+		                  "%s \"%s\" is owned by %s, not by %s (who runs pgbk) or root, so it "
+		                  "cannot be trusted (its owner can make pgbk run their programs); run "
+		                  "chown %s %s (or chown root)",
+		                  what, path, owner, self, self_arg, path);
+	}
+	return PGBK_OK;
+}
+
+PgbkStatus
+pgbk_read_trusted_file(const char *path, const char *what, size_t max, PgbkBuf *out, PgbkError *err)
+{
+	int           fd;
+	struct stat   st;
+	unsigned char chunk[65536];
+	PgbkStatus    rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+	{
+		if (errno == ENOENT)
+			return pgbk_error(err, PGBK_NOT_FOUND, "%s \"%s\" does not exist", what, path);
+		return pgbk_error(err, PGBK_ERR_IO, "could not open %s \"%s\": %s", what, path,
+		                  strerror(errno));
+	}
+	if (fstat(fd, &st) != 0)
+	{
+		rc = pgbk_error(err, PGBK_ERR_IO, "could not stat %s \"%s\": %s", what, path,
+		                strerror(errno));
+		close(fd);
+		return rc;
+	}
+	if ((rc = pgbk_check_trusted_stat(&st, geteuid(), path, what, err)) != PGBK_OK)
+	{
+		close(fd);
+		return rc;
+	}
+	if ((uint64_t) st.st_size > max)
+	{
+		close(fd);
+		return pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is too large (over %zu bytes)", what,
+		                  path, max);
+	}
+	for (;;)
+	{
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			rc = pgbk_error(err, PGBK_ERR_IO, "could not read %s \"%s\": %s", what, path,
+			                strerror(errno));
+			close(fd);
+			return rc;
+		}
+		if (n == 0)
+			break;
+		if (out->len + (size_t) n > max)
+		{
+			close(fd);
+			return pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is too large (over %zu bytes)", what,
+			                  path, max);
+		}
 		if (!pgbk_buf_append(out, chunk, (size_t) n))
 		{
 			close(fd);

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #define PGBK_VERSION "0.1.0"
 
@@ -141,5 +143,27 @@ PgbkStatus pgbk_check_private_file(const char *path, const char *what, PgbkError
 
 /* Read a whole (small) file.  NOT_FOUND if it does not exist. */
 PgbkStatus pgbk_read_file(const char *path, PgbkBuf *out, PgbkError *err);
+
+/*
+ * Read a whole configuration file that pgbk may trust, the way ssh treats
+ * its files: a regular file (symbolic links are followed), not writable by
+ * group or others, owned by the user running pgbk (the effective uid) or
+ * by root.  Such files name programs pgbk runs (restic_binary), so one
+ * another user could edit would let that user run code as us.  The checks
+ * apply to the opened file itself (fstat), so it cannot be swapped between
+ * check and read.  A refusal is PGBK_ERR_CONFIG with a message naming the
+ * file, what is wrong and the command that fixes it; NOT_FOUND if the file
+ * does not exist; more than max bytes is PGBK_ERR_CONFIG.  what names the
+ * file in messages ("configuration file").
+ */
+PgbkStatus pgbk_read_trusted_file(const char *path, const char *what, size_t max, PgbkBuf *out,
+                                  PgbkError *err);
+
+/*
+ * The check of pgbk_read_trusted_file on a stat result, for a running user
+ * me (exposed for unit tests, which cannot make files owned by others).
+ */
+PgbkStatus pgbk_check_trusted_stat(const struct stat *st, uid_t me, const char *path,
+                                   const char *what, PgbkError *err);
 
 #endif /* PGBK_COMMON_H */

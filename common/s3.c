@@ -46,6 +46,10 @@
 #define S3_BACKOFF_CAP_MS  20000
 #define S3_MAX_PARTS       10000
 #define S3_MAX_KEY_LEN     1024
+/* a transfer slower than this for s3_timeout fails (curl's low-speed limit) */
+#define S3_LOW_SPEED_BPS 1024
+/* a listing whose pages stay empty this many times in a row is not progressing */
+#define S3_LIST_MAX_EMPTY_PAGES 1000
 
 struct S3Client
 {
@@ -63,6 +67,8 @@ struct S3Client
 	char              *connect_host;
 	long               connect_timeout_ms;
 	long               low_speed_time_s;
+	long               timeout_ms;
+	uint64_t           min_rate; /* bytes per second, for the deadline */
 	int                max_retries;
 	char              *access_key_id;
 	char              *secret_access_key;
@@ -121,16 +127,23 @@ typedef struct S3Response
 /* State shared with the curl callbacks during one attempt. */
 typedef struct Transfer
 {
-	const S3Request *req;
-	S3Response      *resp;
-	size_t           read_pos;
-	bool             range_sent;
-	uint64_t         delivered;   /* body bytes handed to the sink */
-	PgbkStatus       sink_status; /* sink failure (err filled by the sink) */
-	PgbkError       *err;
-	bool             too_large;
-	bool             range_ignored;
-	bool             interrupted;
+	const struct S3Client *c;
+	const S3Request       *req;
+	S3Response            *resp;
+	size_t                 read_pos;
+	bool                   range_sent;
+	uint64_t               delivered;   /* body bytes handed to the sink */
+	PgbkStatus             sink_status; /* sink failure (err filled by the sink) */
+	PgbkError             *err;
+	bool                   too_large;
+	bool                   range_ignored;
+	bool                   interrupted;
+	/* the attempt's deadline (see attempt_deadline_ms) */
+	int64_t  start_us;
+	uint64_t deadline_bytes; /* the size the deadline was last computed for */
+	int64_t  deadline_ms;
+	bool     deadline_hit;
+	uint64_t bytes_moved; /* at the deadline, for the message */
 } Transfer;
 
 static bool curl_ready = false;
@@ -337,6 +350,8 @@ s3_client_new(const PgbkConfig *cfg, const PgbkCredentials *cred, S3Client **out
 		c->connect_host = pgbk_strdup(cfg->s3_connect_host);
 		c->connect_timeout_ms = cfg->s3_connect_timeout_ms > 0 ? cfg->s3_connect_timeout_ms : 10000;
 		c->low_speed_time_s = cfg->s3_timeout_ms > 0 ? (cfg->s3_timeout_ms + 999) / 1000 : 60;
+		c->timeout_ms = cfg->s3_timeout_ms > 0 ? cfg->s3_timeout_ms : 60000;
+		c->min_rate = cfg->s3_min_rate > 0 ? cfg->s3_min_rate : 1024 * 1024;
 		c->max_retries = cfg->s3_max_retries >= 0 ? cfg->s3_max_retries : 0;
 		c->access_key_id = strdup(cred->access_key_id);
 		c->secret_access_key = strdup(cred->secret_access_key);
@@ -531,18 +546,48 @@ seek_cb(void *ud, curl_off_t offset, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
+/*
+ * How long one attempt may take, in ms: s3_connect_timeout + s3_timeout +
+ * bytes at s3_min_rate.  bytes is the largest size known so far: the body
+ * sent, the Content-Length announced, or what arrived (an answer of unknown
+ * length that keeps up with s3_min_rate keeps extending its own deadline).
+ */
+static int64_t
+attempt_deadline_ms(const S3Client *c, uint64_t bytes)
+{
+	uint64_t extra = bytes / c->min_rate * 1000 + (bytes % c->min_rate) * 1000 / c->min_rate;
+
+	return (int64_t) c->connect_timeout_ms + c->timeout_ms + (int64_t) extra;
+}
+
 static int
 progress_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
 	Transfer *t = ud;
+	uint64_t  bytes = t->deadline_bytes;
+	int64_t   elapsed_ms;
 
-	(void) dltotal;
-	(void) dlnow;
-	(void) ultotal;
-	(void) ulnow;
 	if (pgbk_interrupted())
 	{
 		t->interrupted = true;
+		return 1;
+	}
+	if (dltotal > 0 && (uint64_t) dltotal > bytes)
+		bytes = (uint64_t) dltotal;
+	if (dlnow > 0 && (uint64_t) dlnow > bytes)
+		bytes = (uint64_t) dlnow;
+	if (ultotal > 0 && (uint64_t) ultotal > bytes)
+		bytes = (uint64_t) ultotal;
+	if (bytes != t->deadline_bytes)
+	{
+		t->deadline_bytes = bytes;
+		t->deadline_ms = attempt_deadline_ms(t->c, bytes);
+	}
+	elapsed_ms = (pgbk_now_us() - t->start_us) / 1000;
+	if (elapsed_ms > t->deadline_ms)
+	{
+		t->deadline_hit = true;
+		t->bytes_moved = (uint64_t) (dlnow > 0 ? dlnow : 0) + (uint64_t) (ulnow > 0 ? ulnow : 0);
 		return 1;
 	}
 	return 0;
@@ -805,7 +850,7 @@ perform_attempt(S3Client *c, const S3Request *req, const char *payload_hash, uin
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, (long) S3_LOW_SPEED_BPS);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->low_speed_time_s);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "pgbk/" PGBK_VERSION);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
@@ -848,6 +893,12 @@ perform_attempt(S3Client *c, const S3Request *req, const char *payload_hash, uin
 		curl_easy_setopt(h, CURLOPT_SEEKDATA, t);
 	}
 
+	t->c = c;
+	t->start_us = pgbk_now_us();
+	t->deadline_bytes = req->body_len;
+	if (range_len != 0 && range_len != UINT64_MAX && range_len > t->deadline_bytes)
+		t->deadline_bytes = range_len;
+	t->deadline_ms = attempt_deadline_ms(c, t->deadline_bytes);
 	*rc = curl_easy_perform(h);
 	if (t->resp->status == 0)
 	{
@@ -883,6 +934,7 @@ typedef struct Outcome
 {
 	PgbkStatus status;
 	bool       retry;
+	bool       deadline;   /* the attempt ran past its deadline */
 	char       cause[512]; /* what went wrong, without the target */
 } Outcome;
 
@@ -1074,6 +1126,10 @@ report(S3Client *c, const S3Request *req, const Outcome *o, int attempts, PgbkEr
 	if (c->connect_host)
 		snprintf(via, sizeof(via), " (connecting to %s)", c->connect_host);
 
+	if (o->deadline)
+		return pgbk_error(err, o->status,
+		                  "s3 endpoint %s%s: request to %s exceeded its deadline: %s%s",
+		                  c->endpoint, via, target, o->cause, tries);
 	switch (o->status)
 	{
 		case PGBK_NOT_FOUND:
@@ -1204,7 +1260,21 @@ s3_execute(S3Client *c, const S3Request *req, S3Response *resp, PgbkError *err)
 
 		if (t.sink_status != PGBK_OK)
 			return t.sink_status;
-		if (t.interrupted || rc == CURLE_ABORTED_BY_CALLBACK)
+		o.deadline = false;
+		if (t.deadline_hit && rc == CURLE_ABORTED_BY_CALLBACK)
+		{
+			/* a server trickling its answer (or ours) is retried like a timeout */
+			o.status = PGBK_ERR_CONNECT;
+			o.retry = true;
+			o.deadline = true;
+			snprintf(o.cause, sizeof(o.cause),
+			         "not done after %.1f s (s3_connect_timeout %.1f s + s3_timeout %.1f s + "
+			         "%llu bytes at s3_min_rate %llu bytes/s); %llu bytes moved",
+			         t.deadline_ms / 1000.0, c->connect_timeout_ms / 1000.0, c->timeout_ms / 1000.0,
+			         (unsigned long long) t.deadline_bytes, (unsigned long long) c->min_rate,
+			         (unsigned long long) t.bytes_moved);
+		}
+		else if (t.interrupted || rc == CURLE_ABORTED_BY_CALLBACK)
 		{
 			char target[1400];
 
@@ -1232,7 +1302,9 @@ s3_execute(S3Client *c, const S3Request *req, S3Response *resp, PgbkError *err)
 			return report(c, req, &o, attempt + 1, err);
 		}
 
-		if (rc != CURLE_OK)
+		if (o.deadline)
+			; /* described above */
+		else if (rc != CURLE_OK)
 			classify_curl(c, rc, &o);
 		else if (resp->status >= 200 && resp->status < 300)
 		{
@@ -1614,10 +1686,98 @@ build_query(PgbkBuf *out, const char *const *pairs, int npairs)
 	return ok;
 }
 
+/* What a listing has seen so far, to notice a server that never ends it. */
+typedef struct ListProgress
+{
+	int    pages;       /* pages done */
+	int    empty_pages; /* truncated pages without keys, in a row */
+	int    nkeys_page;  /* keys on the page being read */
+	char  *last_key;    /* the last key of the pages so far, or NULL */
+	char **tokens;      /* continuation tokens seen: open addressing */
+	size_t ntokens;
+	size_t cap; /* a power of two, or 0 */
+} ListProgress;
+
+static uint64_t
+token_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+	return h;
+}
+
+/*
+ * Remember token; false with *seen when it was seen before, false without
+ * it when out of memory.
+ */
+static bool
+token_remember(ListProgress *lp, const char *token, bool *seen)
+{
+	size_t i;
+
+	*seen = false;
+	if (lp->ntokens + 1 > lp->cap / 2)
+	{
+		size_t newcap = lp->cap ? lp->cap * 2 : 64;
+		char **nt = calloc(newcap, sizeof(char *));
+
+		if (nt == NULL)
+			return false;
+		for (i = 0; i < lp->cap; i++)
+		{
+			size_t j;
+
+			if (lp->tokens[i] == NULL)
+				continue;
+			for (j = token_hash(lp->tokens[i]) & (newcap - 1); nt[j];)
+				j = (j + 1) & (newcap - 1);
+			nt[j] = lp->tokens[i];
+		}
+		free(lp->tokens);
+		lp->tokens = nt;
+		lp->cap = newcap;
+	}
+	for (i = token_hash(token) & (lp->cap - 1); lp->tokens[i]; i = (i + 1) & (lp->cap - 1))
+	{
+		if (strcmp(lp->tokens[i], token) == 0)
+		{
+			*seen = true;
+			return false;
+		}
+	}
+	if ((lp->tokens[i] = strdup(token)) == NULL)
+		return false;
+	lp->ntokens++;
+	return true;
+}
+
+static void
+list_progress_free(ListProgress *lp)
+{
+	size_t i;
+
+	for (i = 0; i < lp->cap; i++)
+		free(lp->tokens[i]);
+	free(lp->tokens);
+	free(lp->last_key);
+}
+
+/* Another <Contents> follows n (or n itself is one). */
+static bool
+list_has_more_keys(xmlNodePtr n)
+{
+	for (; n; n = n->next)
+		if (n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, BAD_CAST "Contents") == 0)
+			return true;
+	return false;
+}
+
 /* Parse one ListObjectsV2 page; calls cb for each key. */
 static PgbkStatus
 list_page(S3Client *c, const S3Request *req, S3Response *resp, S3ListCallback cb, void *ctx,
-          char **next_token, bool *truncated, PgbkError *err)
+          char **next_token, bool *truncated, ListProgress *lp, PgbkError *err)
 {
 	xmlDocPtr  doc = parse_xml(&resp->body);
 	xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
@@ -1661,6 +1821,32 @@ list_page(S3Client *c, const S3Request *req, S3Response *resp, S3ListCallback cb
 		key = kn ? xmlNodeGetContent(kn) : NULL;
 		if (key == NULL)
 			continue;
+		/*
+		 * Keys come in byte order across pages: a key at or before the last
+		 * one of an earlier page means the server is serving pages again.
+		 */
+		if (lp->last_key != NULL && lp->nkeys_page == 0 &&
+		    strcmp((const char *) key, lp->last_key) <= 0)
+		{
+			st =
+			    pgbk_error(err, PGBK_ERR_SERVER,
+			               "s3 endpoint %s: listing of bucket \"%s\" went back to key \"%.200s\" "
+			               "after \"%.200s\" on page %d; the server repeats its pages",
+			               c->endpoint, c->bucket, (const char *) key, lp->last_key, lp->pages + 1);
+			xmlFree(key);
+			break;
+		}
+		lp->nkeys_page++;
+		if (n->next == NULL || !list_has_more_keys(n->next))
+		{
+			free(lp->last_key);
+			if ((lp->last_key = strdup((const char *) key)) == NULL)
+			{
+				xmlFree(key);
+				st = pgbk_error(err, PGBK_ERR, "out of memory");
+				break;
+			}
+		}
 		memset(&info, 0, sizeof(info));
 		child_text(n, "Size", tmp, sizeof(tmp));
 		info.size = strtoull(tmp, NULL, 10);
@@ -1678,14 +1864,15 @@ PgbkStatus
 s3_list(S3Client *c, const char *prefix, const char *start_after, S3ListCallback cb, void *ctx,
         PgbkError *err)
 {
-	S3Request  req;
-	S3Response resp;
-	PgbkBuf    query;
-	char      *token = NULL;
-	PgbkStatus st = PGBK_OK;
-	bool       truncated = true;
-	int        pages = 0;
+	S3Request    req;
+	S3Response   resp;
+	PgbkBuf      query;
+	char        *token = NULL;
+	PgbkStatus   st = PGBK_OK;
+	bool         truncated = true;
+	ListProgress lp;
 
+	memset(&lp, 0, sizeof(lp));
 	response_init(&resp);
 	pgbk_buf_init(&query);
 	while (st == PGBK_OK && truncated)
@@ -1701,6 +1888,7 @@ s3_list(S3Client *c, const char *prefix, const char *start_after, S3ListCallback
 		    token,
 		};
 		char *next = NULL;
+		bool  seen;
 
 		pgbk_buf_reset(&query);
 		if (!build_query(&query, pairs, 4))
@@ -1714,16 +1902,38 @@ s3_list(S3Client *c, const char *prefix, const char *start_after, S3ListCallback
 		st = s3_execute(c, &req, &resp, err);
 		if (st != PGBK_OK)
 			break;
-		st = list_page(c, &req, &resp, cb, ctx, &next, &truncated, err);
+		lp.nkeys_page = 0;
+		st = list_page(c, &req, &resp, cb, ctx, &next, &truncated, &lp, err);
 		free(token);
 		token = next;
-		pages++;
-		if (st == PGBK_OK && truncated && token == NULL)
+		lp.pages++;
+		if (st != PGBK_OK || !truncated)
+			break;
+		/* a server that never ends the listing must not keep us here */
+		if (token == NULL)
 			st = pgbk_error(err, PGBK_ERR_SERVER,
 			                "s3 endpoint %s: listing of bucket \"%s\" is truncated after page %d "
 			                "but has no continuation token",
-			                c->endpoint, c->bucket, pages);
+			                c->endpoint, c->bucket, lp.pages);
+		else if (!token_remember(&lp, token, &seen))
+		{
+			if (seen)
+				st = pgbk_error(err, PGBK_ERR_SERVER,
+				                "s3 endpoint %s: listing of bucket \"%s\" repeats a continuation "
+				                "token on page %d (the server would list for ever)",
+				                c->endpoint, c->bucket, lp.pages);
+			else
+				st = pgbk_error(err, PGBK_ERR, "out of memory");
+		}
+		else if (lp.nkeys_page == 0 && ++lp.empty_pages >= S3_LIST_MAX_EMPTY_PAGES)
+			st = pgbk_error(err, PGBK_ERR_SERVER,
+			                "s3 endpoint %s: listing of bucket \"%s\" returned %d truncated pages "
+			                "without keys in a row (the server would list for ever)",
+			                c->endpoint, c->bucket, lp.empty_pages);
+		else if (lp.nkeys_page > 0)
+			lp.empty_pages = 0;
 	}
+	list_progress_free(&lp);
 	free(token);
 	pgbk_buf_free(&query);
 	pgbk_buf_free(&resp.body);

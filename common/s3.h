@@ -27,6 +27,13 @@
  * PGBK_NOT_FOUND and a refused HEAD cannot name the 403's cause.
  * 5xx, 429/SlowDown, timeouts and connection/DNS errors are retried up to
  * s3_max_retries times with exponential backoff and jitter; 4xx are not.
+ *
+ * Slow servers: each attempt must end by its deadline, s3_connect_timeout +
+ * s3_timeout + its size at s3_min_rate (the size is the body sent, the
+ * Content-Length announced or the bytes received, whichever is largest),
+ * and a transfer slower than 1 kB/s for s3_timeout fails; both are
+ * PGBK_ERR_CONNECT (retried), a deadline's message says "exceeded its
+ * deadline".
  */
 #ifndef PGBK_S3_H
 #define PGBK_S3_H
@@ -103,7 +110,11 @@ PgbkStatus s3_head(S3Client *c, const char *key, S3ObjectInfo *info, PgbkError *
  * ListObjectsV2 of every key starting with prefix (NULL or "": all) and
  * sorting after start_after (NULL: from the start), all pages, in the
  * server's (byte) order.  A callback error stops the listing and is
- * returned.
+ * returned.  A server that would never end the listing is PGBK_ERR_SERVER
+ * naming the endpoint and the bucket: a truncated page without a
+ * continuation token, a token given before, a page starting at or before
+ * the last key of the previous pages, or 1000 empty truncated pages in a
+ * row.
  */
 PgbkStatus s3_list(S3Client *c, const char *prefix, const char *start_after, S3ListCallback cb,
                    void *ctx, PgbkError *err);

@@ -61,6 +61,7 @@ compression = zstd
 # the files scope (pgbk-watcher, restic): its own restic repository, $demo/repo/files
 restic_password_file = '$demo/restic.pw'
 EOF
+chmod 600 "$demo/pgbk.conf"   # pgbk refuses a pgbk.conf others could write
 cat >> "$demo/data/postgresql.conf" <<EOF
 port = $port
 unix_socket_directories = '$demo'
@@ -118,6 +119,7 @@ cache_dir = '$demo/restic-cache'
 restic_password_file = '$demo/restic.pw'
 settle_delay = 2s
 WATCHERCONF
+chmod 600 "$demo/watcher.conf"
 pgbk-watcher -c "$demo/watcher.conf" --init
 pgbk-watcher -c "$demo/watcher.conf" 2>"$demo/watcher.log" &
 watcher=$!

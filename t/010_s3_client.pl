@@ -246,7 +246,9 @@ functional('virtual host style', $vconf, 'basic');
 # Fake servers: behaviour a healthy RadosGW does not show on demand.
 
 # Start a fake S3 in a child.  $handler->($req, $n) returns a hashref:
-# { raw => bytes to send, close => 1 to close after, stall => 1 }.
+# { raw => bytes to send, close => 1 to close after, stall => 1,
+#   trickle => [bytes, count, seconds]: after raw, send bytes count times,
+#   one every seconds, then close }.
 # The child logs "conn=C req=N METHOD URI name:value..." lines.
 sub fake_s3
 {
@@ -263,6 +265,7 @@ sub fake_s3
 	if ($pid == 0)
 	{
 		my ($nconn, $nreq) = (0, 0);
+		$SIG{PIPE} = 'IGNORE';
 		open my $lf, '>', $log or POSIX::_exit(1);
 		$lf->autoflush(1);
 		while (my $c = $listen->accept)
@@ -293,6 +296,17 @@ sub fake_s3
 					POSIX::_exit(0);
 				}
 				print $c $a->{raw};
+				if (my $tr = $a->{trickle})
+				{
+					my ($bytes, $count, $every) = @$tr;
+					$c->autoflush(1);
+					for (1 .. $count)
+					{
+						Time::HiRes::sleep($every);
+						last unless print $c $bytes;
+					}
+					last;
+				}
 				last if $a->{close};
 			}
 			close $c;
@@ -494,6 +508,91 @@ sub fake_conf
 	is($r->{get}[0], 'interrupted', 'interrupt during retry backoff');
 	ok($el < 5, "backoff interrupt is honoured quickly ($el s)");
 }
+
+# a server trickling a body (40 kB/s: far above the 1 kB/s low-speed limit,
+# far below s3_min_rate): each attempt fails at its deadline,
+# s3_connect_timeout + s3_timeout + size / s3_min_rate = 0.1 + 3 + 1 s here,
+# and says so (the whole megabyte takes 26 s, so a client without a deadline
+# gets it all)
+{
+	my $size = 1024 * 1024;
+	my ($port, $pid, $log) = fake_s3(
+		sub {
+			my ($req) = @_;
+			my ($from) = ($req->{h}{range} // '') =~ /^bytes=(\d+)-$/;
+			my $r = defined $from
+			  ? resp(206, '', _length => $size - $from, ETag => '"t"',
+				'Content-Range' => "bytes $from-" . ($size - 1) . "/$size")
+			  : resp(200, '', _length => $size, ETag => '"t"');
+			$r->{trickle} = [ 'x' x 4096, 256, 0.1 ];
+			return $r;
+		});
+	my $r = probe(
+		fake_conf($port, s3_timeout => '3s', s3_connect_timeout => '100ms',
+			s3_min_rate => '1MB', s3_max_retries => 1),
+		'get-key', 'slow');
+	fake_stop($pid);
+	my @l = fake_log($log);
+	is($r->{get}[0], 'connection', 'trickling body: the get fails as a timeout');
+	like($r->{get}[1],
+		qr{^s3 endpoint http://127\.0\.0\.1:$port: request to get "slow" in bucket "fake" exceeded its deadline: not done after \d\.\d s \(s3_connect_timeout 0\.1 s \+ s3_timeout 3\.0 s \+ \d+ bytes at s3_min_rate 1048576 bytes/s\); \d+ bytes moved \(gave up after 2 attempts\)$},
+		'trickling body: the message names the server, the deadline and its parts')
+	  or diag($r->{_out});
+	like($r->{_out}, qr/^log: .*not done after \d\.\d s.*retrying/m,
+		'trickling body: the first attempt was retried');
+	is(scalar(@l), 2, 'trickling body: 1 + s3_max_retries requests');
+	like($l[1] // '', qr/range=bytes=[1-9]\d*-/, 'trickling body: the retry resumed after the bytes received');
+}
+
+# listings that would never end: each stops with an error naming the server
+# and the bucket, after a bounded number of requests
+sub list_answer
+{
+	my ($token, @keys) = @_;
+	return resp(200, '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
+		  . '<Name>fake</Name><IsTruncated>true</IsTruncated>'
+		  . (defined $token ? "<NextContinuationToken>$token</NextContinuationToken>" : '')
+		  . join('', map { "<Contents><Key>$_</Key><Size>1</Size></Contents>" } @keys)
+		  . '</ListBucketResult>', 'Content-Type' => 'application/xml');
+}
+
+sub list_probe
+{
+	my ($name, $handler, $requests, $msg) = @_;
+	# after 1100 requests the listing ends, so a client that does not notice
+	# fails these tests instead of hanging them
+	my ($port, $pid, $log) = fake_s3(
+		sub {
+			my ($req, $n) = @_;
+			return resp(200, '<?xml version="1.0"?><ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>',
+				'Content-Type' => 'application/xml') if $n > 1100;
+			return $handler->(@_);
+		});
+	my $r = probe(fake_conf($port), 'list-all');
+	fake_stop($pid);
+	my @l = fake_log($log);
+	is($r->{list}[0], 'server', "$name: the listing fails") or diag($r->{_out});
+	like($r->{list}[1], qr{^s3 endpoint http://127\.0\.0\.1:$port: listing of bucket "fake" $msg},
+		"$name: the error names the server, the bucket and what is wrong");
+	is(scalar(@l), $requests, "$name: stopped after $requests requests");
+	return;
+}
+
+list_probe('the same continuation token again',
+	sub { return list_answer('AAAA'); },
+	2, qr/repeats a continuation token on page 2 \(the server would list for ever\)$/);
+list_probe('a continuation token seen pages ago',
+	sub { my ($req, $n) = @_; return list_answer($n % 3 ? "T$n" : 'T1', "k$n"); },
+	3, qr/repeats a continuation token on page 3/);
+list_probe('the same keys under new tokens',
+	sub { my ($req, $n) = @_; return list_answer("T$n", 'a', 'b'); },
+	2, qr/went back to key "a" after "b" on page 2; the server repeats its pages$/);
+list_probe('truncated without a token',
+	sub { return list_answer(undef, 'a'); },
+	1, qr/is truncated after page 1 but has no continuation token$/);
+list_probe('empty truncated pages for ever',
+	sub { my ($req, $n) = @_; return list_answer("T$n"); },
+	1000, qr/returned 1000 truncated pages without keys in a row/);
 
 # a server that resets every connection: during the TLS handshake that is a
 # (retried) connection error, not a certificate problem

@@ -555,17 +555,20 @@ settings_parse_string(const char *text, const char *origin, const char *base_dir
 PgbkStatus
 settings_load(const char *path, WatcherSettings **out, PgbkError *err)
 {
-	PgbkBuf     b;
-	PgbkStatus  rc;
-	char       *dir;
-	char       *slash;
-	struct stat st;
+	PgbkBuf    b;
+	PgbkStatus rc;
+	char      *dir;
+	char      *slash;
 
 	*out = NULL;
-	if (stat(path, &st) == 0 && st.st_size > SETTINGS_FILE_MAX)
-		return pgbk_error(err, PGBK_ERR_CONFIG, "configuration file \"%s\" is too large", path);
+	/* it names pgbk.conf, which names programs we run: refused if others could write it */
 	pgbk_buf_init(&b);
-	rc = pgbk_read_file(path, &b, err);
+	rc = pgbk_read_trusted_file(path, "configuration file", SETTINGS_FILE_MAX, &b, err);
+	if (rc == PGBK_ERR_CONFIG)
+	{
+		pgbk_buf_free(&b);
+		return rc;
+	}
 	if (rc != PGBK_OK)
 	{
 		pgbk_buf_free(&b);

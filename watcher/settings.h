@@ -73,6 +73,11 @@ typedef struct WatcherSettings
 	int     debug_max_watches;
 } WatcherSettings;
 
+/*
+ * Read and validate the file at path.  Like pgbk.conf it is refused when
+ * group or others can write it or it belongs to neither the running user
+ * nor root (pgbk_read_trusted_file): it names restic_binary and pgbk_config.
+ */
 PgbkStatus settings_load(const char *path, WatcherSettings **out, PgbkError *err);
 /* The same from a string (tests); base_dir resolves relative paths. */
 PgbkStatus settings_parse_string(const char *text, const char *origin, const char *base_dir,

@@ -546,6 +546,19 @@ scenario_ops(Repo *repo)
 	pgbk_buf_free(&b);
 }
 
+/* one listing of everything (fake servers that misbehave while listing) */
+static void
+scenario_list_all(Repo *repo)
+{
+	PgbkError err;
+	int       n = 0;
+	int64_t   t0 = pgbk_now_us();
+
+	print_result("list", repo->ops->list(repo, "", NULL, count_cb, &n, &err), &err);
+	printf("listed=%d\n", n);
+	printf("elapsed_ms=%lld\n", (long long) ((pgbk_now_us() - t0) / 1000));
+}
+
 /* n sequential PUT+GET+HEAD of small objects (fake-server tests) */
 static void
 scenario_seq(Repo *repo, int n)
@@ -741,6 +754,8 @@ main(int argc, char **argv)
 		scenario_multipart(&repo, (size_t) (argc > 3 ? atoll(argv[3]) : 40 * 1024 * 1024));
 	else if (strcmp(scenario, "ops") == 0)
 		scenario_ops(&repo);
+	else if (strcmp(scenario, "list-all") == 0)
+		scenario_list_all(&repo);
 	else if (strcmp(scenario, "seq") == 0)
 		scenario_seq(&repo, argc > 3 ? atoi(argv[3]) : 1);
 	else if (strcmp(scenario, "put-key") == 0 && argc > 4)

@@ -158,6 +158,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg->s3_timeout_ms, 60000);
 	assert_int_equal(cfg->s3_connect_timeout_ms, 10000);
 	assert_int_equal(cfg->s3_max_retries, 4);
+	assert_true(cfg->s3_min_rate == 1024 * 1024);
 	assert_non_null(strstr(cfg->key_file, "/pgbk.key"));
 	assert_false(cfg->encryption);
 	assert_int_equal(cfg->compression, PGBK_COMPRESS_ZSTD);
@@ -193,6 +194,7 @@ test_every_setting(void **state)
 	         "s3_timeout = 2min\n"
 	         "s3_connect_timeout = 1500ms\n"
 	         "s3_max_retries = 0\n"
+	         "s3_min_rate = 64kB\n"
 	         "key_file = pgbk.key\n"
 	         "encryption = yes\n"
 	         "compression = none\n"
@@ -217,6 +219,7 @@ test_every_setting(void **state)
 	assert_int_equal(cfg->s3_timeout_ms, 120000);
 	assert_int_equal(cfg->s3_connect_timeout_ms, 1500);
 	assert_int_equal(cfg->s3_max_retries, 0);
+	assert_true(cfg->s3_min_rate == 64 * 1024);
 	assert_string_equal(cfg->key_file, path_of("pgbk.key"));
 	assert_true(cfg->encryption);
 	assert_int_equal(cfg->compression, PGBK_COMPRESS_NONE);
@@ -412,6 +415,9 @@ test_numbers(void **state)
 	expect_fail(CONF("s3_max_retries = 21\n"), "\"s3_max_retries\"", "0..20", NULL);
 	expect_fail(CONF("s3_max_retries = -1\n"), "\"s3_max_retries\"", NULL);
 	expect_fail(CONF("s3_max_retries = 3.5\n"), "\"s3_max_retries\"", NULL);
+	expect_fail(CONF("s3_min_rate = 100\n"), "\"s3_min_rate\"", "1kB..1GB", NULL);
+	expect_fail(CONF("s3_min_rate = 2GB\n"), "\"s3_min_rate\"", "1kB..1GB", NULL);
+	expect_fail(CONF("s3_min_rate = fast\n"), "\"s3_min_rate\"", "not a size", NULL);
 	expect_fail(CONF("compression = lz4\n"), "\"compression\"", "zstd, none", NULL);
 	expect_fail(CONF("compression_level = 0\n"), "\"compression_level\"", "1..19", NULL);
 	expect_fail(CONF("compression_level = 20\n"), "\"compression_level\"", NULL);
@@ -563,6 +569,91 @@ test_load_file(void **state)
 	assert_non_null(strstr(err.msg, "NUL"));
 }
 
+/* configuration files others could write are refused, as ssh does */
+static void
+test_trusted_file(void **state)
+{
+	PgbkConfig *cfg;
+	PgbkError   err;
+	char        conf[700];
+	char        link[700];
+	char        want[800];
+	const char *text = "repository = '/srv/pgbk'\nencryption = off\nrestic_binary = '/tmp/x'\n";
+	struct stat st;
+	static const struct
+	{
+		mode_t      mode;
+		const char *who;
+	} loose[] = {
+	    {0666, "writable by group and others (mode 0666)"},
+	    {0646, "writable by others (mode 0646)"},
+	    {0620, "writable by its group (mode 0620)"},
+	    {0664, "writable by its group (mode 0664)"},
+	};
+	size_t i;
+
+	(void) state;
+	snprintf(conf, sizeof(conf), "%s/trusted.conf", tmpdir);
+	snprintf(want, sizeof(want), "run chmod go-w %s", conf);
+	for (i = 0; i < sizeof(loose) / sizeof(loose[0]); i++)
+	{
+		write_file(conf, text, loose[i].mode);
+		cfg = NULL;
+		assert_int_equal(config_load(conf, &cfg, &err), PGBK_ERR_CONFIG);
+		assert_null(cfg);
+		if (strstr(err.msg, loose[i].who) == NULL || strstr(err.msg, want) == NULL ||
+		    strstr(err.msg, conf) == NULL)
+			fail_msg("mode %04o: %s", (unsigned) loose[i].mode, err.msg);
+	}
+
+	/* 0600, 0640 and 0644 by the user running us are fine */
+	write_file(conf, text, 0600);
+	if (config_load(conf, &cfg, &err) != PGBK_OK)
+		fail_msg("%s", err.msg);
+	config_free(cfg);
+	write_file(conf, text, 0644);
+	if (config_load(conf, &cfg, &err) != PGBK_OK)
+		fail_msg("%s", err.msg);
+	config_free(cfg);
+
+	/* the file a symbolic link points to is what counts */
+	snprintf(link, sizeof(link), "%s/link.conf", tmpdir);
+	unlink(link);
+	assert_int_equal(symlink(conf, link), 0);
+	if (config_load(link, &cfg, &err) != PGBK_OK)
+		fail_msg("%s", err.msg);
+	config_free(cfg);
+	assert_int_equal(chmod(conf, 0666), 0);
+	assert_int_equal(config_load(link, &cfg, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "writable by group and others"));
+	unlink(link);
+
+	/* a directory is not a configuration file */
+	assert_int_equal(config_load(tmpdir, &cfg, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "not a regular file"));
+
+	/* owners: the running user and root are trusted, anyone else is not */
+	write_file(conf, text, 0600);
+	assert_int_equal(stat(conf, &st), 0);
+	assert_int_equal(pgbk_check_trusted_stat(&st, st.st_uid, conf, "configuration file", &err),
+	                 PGBK_OK);
+	st.st_uid = 0;
+	assert_int_equal(pgbk_check_trusted_stat(&st, 4242, conf, "configuration file", &err), PGBK_OK);
+	st.st_uid = 4243;
+	assert_int_equal(pgbk_check_trusted_stat(&st, 4242, conf, "configuration file", &err),
+	                 PGBK_ERR_CONFIG);
+	snprintf(want, sizeof(want), "run chown 4242 %s (or chown root)", conf);
+	if (strstr(err.msg, "is owned by uid 4243, not by uid 4242 (who runs pgbk) or root") == NULL ||
+	    strstr(err.msg, want) == NULL)
+		fail_msg("%s", err.msg);
+	/* ownership is checked on the mode too: a group-writable root file is refused */
+	st.st_uid = 0;
+	st.st_mode = S_IFREG | 0660;
+	assert_int_equal(pgbk_check_trusted_stat(&st, 4242, conf, "configuration file", &err),
+	                 PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "writable by its group"));
+}
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -672,7 +763,7 @@ main(void)
 	    cmocka_unit_test(test_repository),   cmocka_unit_test(test_endpoint_and_style),
 	    cmocka_unit_test(test_numbers),      cmocka_unit_test(test_parse_units),
 	    cmocka_unit_test(test_secret_files), cmocka_unit_test(test_load_file),
-	    cmocka_unit_test(test_credentials),
+	    cmocka_unit_test(test_credentials),  cmocka_unit_test(test_trusted_file),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

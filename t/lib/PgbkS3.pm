@@ -318,7 +318,16 @@ sub write_pgbk_conf
 		'repository',
 		sort(grep { /^s3_/ && $_ ne 'repository' } keys %set),
 		sort(grep { !/^s3_/ && $_ ne 'repository' } keys %set));
-	open my $fh, '>', $path or croak "could not write $path: $!";
+	# mode 0600 whatever the umask: pgbk refuses a pgbk.conf others could edit
+	my $oldmask = umask 077;
+	my $fh;
+	if (!open $fh, '>', $path)
+	{
+		umask $oldmask;
+		croak "could not write $path: $!";
+	}
+	umask $oldmask;
+	chmod 0600, $path;
 	print $fh "# pgbk.conf for the test S3 server in $self->{dir}\n";
 	for my $k (@order)
 	{

@@ -54,11 +54,19 @@ sub repo_tool
 	return $out;
 }
 
-# Write a file with a mode.
+# Write a file with a mode.  Never writable by group or others unless the
+# mode says so: pgbk refuses configuration files others could edit.
 sub write_file
 {
 	my ($path, $content, $mode) = @_;
-	open(my $fh, '>', $path) or croak "could not write $path: $!";
+	my $old = umask(umask() | 022);
+	my $fh;
+	if (!open($fh, '>', $path))
+	{
+		umask $old;
+		croak "could not write $path: $!";
+	}
+	umask $old;
 	print $fh $content;
 	close($fh);
 	chmod($mode, $path) if defined $mode;
@@ -110,7 +118,7 @@ sub local_repo
 	make_path($dir);
 	my $key = keygen("$base/pgbk.key");
 	my $extra = $opts{extra} // '';
-	my $conf = write_file("$base/pgbk.conf", <<"EOF");
+	my $conf = write_file("$base/pgbk.conf", <<"EOF", 0600);
 # pgbk.conf written by PgbkTest::local_repo
 repository = '$dir'
 key_file = '$key'

@@ -42,10 +42,19 @@ sub itest
 	  // (($ENV{PGBK_SRCDIR} // getcwd()) . '/common/test/itest_files');
 }
 
+# never writable by group or others unless the mode says so (pgbk and the
+# watcher refuse configuration files others could edit)
 sub write_file
 {
 	my ($path, $content, $mode) = @_;
-	open(my $fh, '>', $path) or croak "could not write $path: $!";
+	my $old = umask(umask() | 022);
+	my $fh;
+	if (!open($fh, '>', $path))
+	{
+		umask $old;
+		croak "could not write $path: $!";
+	}
+	umask $old;
 	binmode $fh;
 	print $fh $content;
 	close($fh) or croak "could not write $path: $!";
@@ -113,7 +122,7 @@ sub write_conf
 		$v =~ s/'/''/g;
 		$text .= "$k = '$v'\n";
 	}
-	write_file($self->{conf}, $text);
+	write_file($self->{conf}, $text, 0600);
 	return;
 }
 
