@@ -96,6 +96,8 @@ PgbkTest::repo_tool($conf, 'truncate', 'pgbk.repo', 1 << 20);
 is($rc, 6, 'pgbk verify: a descriptor truncated to 0 bytes is a problem (exit 6)')
   or diag("$out\n$err");
 like($out, qr/^repository pgbk\.repo: unreadable: /m, '... naming pgbk.repo');
+like(sq("SELECT kind || ' ' || object || ': ' || problem FROM bk_verify() WHERE kind = 'repository'"),
+	qr/^repository pgbk\.repo: unreadable: /, '... and so does bk_verify()');
 my ($some_wal) = grep { m{^wal/[0-9A-F]{16}/[0-9A-F]{24}$} } map { (split / /)[0] }
   split /\n/, PgbkTest::repo_tool($conf, 'list', 'wal/');
 PgbkTest::repo_tool($conf, 'copy', $some_wal, 'pgbk.repo');
@@ -103,6 +105,9 @@ PgbkTest::repo_tool($conf, 'copy', $some_wal, 'pgbk.repo');
 is($rc, 6, 'a WAL object copied over the descriptor is a problem') or diag("$out\n$err");
 like($out, qr/^repository pgbk\.repo: the object is not a repository descriptor \(it says kind=wal\)$/m,
 	'... saying it is no descriptor');
+is(sq("SELECT kind || ' ' || object || ': ' || problem FROM bk_verify() WHERE kind = 'repository'"),
+	'repository pgbk.repo: the object is not a repository descriptor (it says kind=wal)',
+	'... and so does bk_verify()');
 PgbkTest::repo_tool($conf, 'delete', 'pgbk.repo');
 ($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
 is($rc, 6, 'a missing descriptor is a problem') or diag("$out\n$err");
