@@ -301,8 +301,8 @@ is($w->stop, 0, 'stop');
 # it still has (here a wrapper that prints such a result) changes nothing.
 {
 	my $fakebin = PostgreSQL::Test::Utils::tempdir('fakerestic');
-	my $real = `command -v restic`;
-	chomp $real;
+	my ($real) = map { "$_/restic" } grep { -x "$_/restic" } split /:/, $ENV{PATH};
+	die 'restic not found in PATH' unless defined $real;
 	PgbkTest::write_file("$fakebin/restic", <<"EOS", 0755);
 #!/bin/sh
 for a in "\$@"; do
