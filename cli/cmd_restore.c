@@ -126,15 +126,20 @@ restore_usage(FILE *out)
 {
 	fprintf(out,
 	        "Usage: pgbk restore --config FILE --to DIR TARGET [OPTIONS]\n"
-	        "       pgbk restore --config FILE --files-to DIR2 TARGET | --files-snapshot ID\n"
+	        "       pgbk restore --config FILE --to DIR TARGET --files-to DIR2 [OPTIONS]\n"
+	        "       pgbk restore --config FILE --files-to DIR2 TARGET      (files only)\n"
+	        "       pgbk restore --config FILE --files-to DIR2 --files-snapshot ID\n"
 	        "\n"
 	        "Restore a base backup into DIR (absent or empty) with recovery settings that\n"
 	        "bring it to TARGET when it starts.  Plans from the repository alone and\n"
-	        "refuses an unreachable target before writing anything.\n"
+	        "refuses an unreachable target before writing anything.  Without --to, only\n"
+	        "the files scope (pgbk-watcher's restic snapshots) is restored, into DIR2.\n"
 	        "\n"
 	        "TARGET (exactly one):\n"
-	        "  --target-time T        a moment: '2026-11-25 14:07[:SS[.ffffff]]' with an\n"
-	        "                         optional 'Z' or offset (+01, +05:30); local time\n"
+	        "  --target-time T        a moment: 'YYYY-MM-DD HH:MM[:SS[.ffffff]]' (or a 'T'\n"
+	        "                         between date and time), e.g. '2026-11-25 14:07',\n"
+	        "                         '2026-11-25T14:07:30.25Z', '2026-11-25 14:07+01:00';\n"
+	        "                         a zone is Z, +HH, +HHMM or +HH:MM (or -); local time\n"
 	        "                         without one\n"
 	        "  --target-lsn LSN       a WAL location (0/3000060)\n"
 	        "  --target-name NAME     a restore point (pg_create_restore_point)\n"
@@ -152,10 +157,13 @@ restore_usage(FILE *out)
 	        "                         DIR.tblspc/OID beside the data directory)\n"
 	        "  --port P               port = P in the restored cluster\n"
 	        "  --archive-config FILE  let the copy archive (archive_mode = on, archive_library\n"
-	        "                         = 'pgbk') into the repository FILE describes; use\n"
-	        "                         another repository or prefix than the source's\n"
+	        "                         = 'pgbk') into the repository FILE describes: the\n"
+	        "                         source's own (the copy's new timeline keeps its WAL\n"
+	        "                         apart) or another one\n"
 	        "  --start                start it (pg_ctl), wait until recovery has finished\n"
-	        "                         and it is promoted, leave it running\n"
+	        "                         and it is promoted, leave it running; PostgreSQL\n"
+	        "                         does not run as root: run pgbk restore as the user\n"
+	        "                         that is to own DIR (runuser -u postgres -- pgbk ...)\n"
 	        "  --log FILE             server log for --start (default DIR/log/pgbk-start.log)\n"
 	        "  --recovery-buffers SIZE|auto|off\n"
 	        "                         shared_buffers for the replay only (pg_ctl -o; the\n"
@@ -173,8 +181,9 @@ restore_usage(FILE *out)
 	        "\n"
 	        "The restored cluster fetches WAL with restore_command = 'pgbk wal-fetch ...',\n"
 	        "promotes at the target, and does not archive (archive_mode = off,\n"
-	        "pgbk.config = '').  Exit 8 if DIR is not empty or the target is not\n"
-	        "recoverable; 6 if a backup file fails verification.\n");
+	        "pgbk.config = '').  Exit 8 if DIR is not empty, the target is not\n"
+	        "recoverable or --start is run as root; 5 if the file snapshot to restore is not\n"
+	        "in the restic repository; 6 if a backup file fails verification.\n");
 }
 
 /* ------------------------------------------------------------------------
@@ -806,7 +815,18 @@ recovery_settings(const Restore *r, PgbkBuf *b, PgbkError *err)
 		conf_line(b, p->recovery_target_name, p->recovery_target_value);
 	if (p->recovery_target_name[0] && !p->recovery_target_inclusive)
 		conf_line(b, "recovery_target_inclusive", "off");
-	conf_line(b, "recovery_target_timeline", p->recovery_target_timeline);
+	/*
+	 * 'latest' unless the operator chose a timeline: PostgreSQL then follows
+	 * the newest timeline whose history it finds, from the backup's, as the
+	 * plan did (plan_newest_timeline() probes the same way), and the setting
+	 * says what the operator asked for rather than what was found when the
+	 * plan was made.
+	 */
+	if (r->o->target.tli_mode == PLAN_TLI_NUMBER)
+		conf_line(b, "recovery_target_timeline", p->recovery_target_timeline);
+	else
+		conf_line(b, "recovery_target_timeline",
+		          r->o->target.tli_mode == PLAN_TLI_CURRENT ? "current" : "latest");
 	conf_line(b, "recovery_target_action", "promote");
 	if (r->o->archive_config)
 	{
@@ -914,9 +934,13 @@ print_plan(const PlanView *v, const PlanTarget *t, const PlanResult *p)
  * ------------------------------------------------------------------------
  */
 
-/* Run argv, capture the first line of stdout; returns the exit status or -1. */
+/*
+ * Run argv, capture the first line of stdout (with_stderr: everything it
+ * writes to stdout and stderr, as far as out holds); returns the exit status
+ * or -1.
+ */
 static int
-run_capture(char *const argv[], char *out, size_t outlen)
+run_capture(char *const argv[], char *out, size_t outlen, bool with_stderr)
 {
 	int     pipefd[2];
 	pid_t   pid;
@@ -940,10 +964,13 @@ run_capture(char *const argv[], char *out, size_t outlen)
 		int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 		dup2(pipefd[1], STDOUT_FILENO);
+		if (with_stderr)
+			dup2(pipefd[1], STDERR_FILENO);
 		if (devnull >= 0)
 		{
 			dup2(devnull, STDIN_FILENO);
-			dup2(devnull, STDERR_FILENO);
+			if (!with_stderr)
+				dup2(devnull, STDERR_FILENO);
 		}
 		close(pipefd[0]);
 		execv(argv[0], argv);
@@ -965,7 +992,8 @@ run_capture(char *const argv[], char *out, size_t outlen)
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -1;
-	out[strcspn(out, "\n")] = '\0';
+	if (!with_stderr)
+		out[strcspn(out, "\n")] = '\0';
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -1002,7 +1030,7 @@ pg_ctl_major(const char *pg_ctl)
 	argv[0] = (char *) pg_ctl;
 	argv[1] = "--version";
 	argv[2] = NULL;
-	if (run_capture(argv, line, sizeof(line)) != 0)
+	if (run_capture(argv, line, sizeof(line), false) != 0)
 		return 0;
 	p = strstr(line, ") ");
 	return p ? atoi(p + 2) : 0;
@@ -1030,7 +1058,7 @@ find_pg_ctl(int major, char *out, size_t outlen, char *why, size_t whylen)
 	{
 		char *argv[3] = {cfg, "--bindir", NULL};
 
-		if (run_capture(argv, bindir, sizeof(bindir)) == 0 && bindir[0] &&
+		if (run_capture(argv, bindir, sizeof(bindir), false) == 0 && bindir[0] &&
 		    (size_t) snprintf(out, outlen, "%s/pg_ctl", bindir) < outlen && access(out, X_OK) == 0)
 		{
 			v2 = pg_ctl_major(out);
@@ -1112,7 +1140,7 @@ copy_setting_bytes(Restore *r, const char *postgres, const char *name, uint64_t 
 	argv[3] = "-C";
 	argv[4] = (char *) name;
 	argv[5] = NULL;
-	if (run_capture(argv, val, sizeof(val)) != 0 || val[0] == '\0')
+	if (run_capture(argv, val, sizeof(val), false) != 0 || val[0] == '\0')
 		return false;
 	/* PostgreSQL 15 prints a count of the setting's unit ("32768"); allow "256MB" too */
 	*out = strtoull(val, &end, 10);
@@ -1301,7 +1329,7 @@ static int
 start_and_wait(Restore *r, const char *log)
 {
 	char       *argv[11];
-	char        out[512], status[64], pidline[32], opt[64], own[32];
+	char        out[4096], status[64], pidline[32], opt[64], own[32];
 	int         rc;
 	int64_t     deadline_pid;
 	int64_t     started, last_said;
@@ -1342,12 +1370,24 @@ again:
 		printf("Starting: %s -D %s -l %s start\n", r->pg_ctl, r->datadir, log);
 	}
 	fflush(stdout);
-	rc = run_capture(argv, out, sizeof(out));
+	rc = run_capture(argv, out, sizeof(out), true);
 	if (rc != 0)
 	{
-		snprintf(why, sizeof(why),
-		         "could not start the restored cluster: pg_ctl exited with status %d", rc);
-		goto failed;
+		char *line, *save = NULL;
+
+		/* pg_ctl's own reason, whatever it is ("cannot be run as root", ...) */
+		if (rc < 0)
+			cli_error("could not start the restored cluster: pg_ctl did not run or was "
+			          "killed%s",
+			          out[0] ? "; it said:" : "");
+		else
+			cli_error("could not start the restored cluster: pg_ctl exited with status %d%s", rc,
+			          out[0] ? "; it said:" : " and said nothing");
+		for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			fprintf(stderr, "  %s\n", line);
+		if (stat(log, &lst) == 0 && lst.st_size > log_start)
+			print_log_tail(log);
+		return EXIT_FAIL;
 	}
 	snprintf(sig, sizeof(sig), "%s/recovery.signal", r->datadir);
 	for (;;)
@@ -2176,6 +2216,72 @@ print_result(Restore *r, const char *log)
 }
 
 /*
+ * --files-snapshot ID: the snapshot must be in the restic repository (the
+ * id usually comes from a plan, i.e. from the catalog, which the watcher's
+ * login can write to).  id_out gets its full id.  Exit 5 (not found) if it
+ * is not there, before anything is written.
+ */
+static int
+check_files_snapshot(const PgbkConfig *cfg, const char *id, char *id_out, size_t idlen)
+{
+	FilesSettings      fs;
+	FilesRepo         *frepo = NULL;
+	FilesSnapshotList *list = NULL;
+	PgbkError          err;
+	PgbkStatus         st;
+	size_t             i, len = strlen(id);
+	const char        *found = NULL;
+	int                matches = 0, rc;
+
+	if (len == 0 || len > FILES_ID_LEN || strspn(id, "0123456789abcdef") != len)
+	{
+		cli_error("restore: invalid --files-snapshot \"%s\" (a restic snapshot id: 1 to %d "
+		          "lower-case hex digits)",
+		          id, FILES_ID_LEN);
+		return EXIT_USAGE;
+	}
+	pgbk_error_clear(&err);
+	files_settings_from_config(cfg, &fs);
+	if ((st = files_repo_open(cfg, &fs, &frepo, &err)) != PGBK_OK ||
+	    (st = files_list_snapshots(frepo, NULL, NULL, &list, &err)) != PGBK_OK)
+	{
+		files_repo_free(frepo);
+		return cli_fail(&err, "restore: files");
+	}
+	for (i = 0; i < list->n; i++)
+	{
+		if (strncmp(list->items[i].id, id, len) == 0)
+		{
+			found = list->items[i].id;
+			matches++;
+		}
+	}
+	if (matches == 1)
+	{
+		snprintf(id_out, idlen, "%s", found);
+		rc = EXIT_OK;
+	}
+	else if (matches == 0)
+	{
+		cli_error("restore: file snapshot %s does not exist in restic repository \"%s\": "
+		          "restic never took it or has forgotten it (if a plan named it, the catalog "
+		          "lists a snapshot the repository does not have: see pgbk verify --catalog); "
+		          "nothing was restored",
+		          id, frepo->repository);
+		rc = EXIT_NOT_FOUND;
+	}
+	else
+	{
+		cli_error("restore: --files-snapshot %s matches %d snapshots: give more of its id", id,
+		          matches);
+		rc = EXIT_USAGE;
+	}
+	files_snapshot_list_free(list);
+	files_repo_free(frepo);
+	return rc;
+}
+
+/*
  * The files scope: which restic snapshot matches the target.  A restore
  * point name picks the snapshot tagged with it; a time (or 'latest': now)
  * the newest snapshot taken at or before it.  An LSN or 'immediate' target
@@ -2192,10 +2298,7 @@ find_files_snapshot(const RestoreOpts *o, const PgbkConfig *cfg, int64_t immedia
 	pgbk_error_clear(&err);
 	memset(&snap, 0, sizeof(snap));
 	if (o->files_snapshot)
-	{
-		snprintf(id_out, idlen, "%s", o->files_snapshot);
-		return EXIT_OK;
-	}
+		return check_files_snapshot(cfg, o->files_snapshot, id_out, idlen);
 	switch (o->target.kind)
 	{
 		case PLAN_TARGET_NAME:
@@ -2258,6 +2361,22 @@ restore_files(const PgbkConfig *cfg, const char *id, const char *dir)
 	return EXIT_OK;
 }
 
+/*
+ * Is this run root, as pg_ctl sees it (the effective uid)?
+ * PGBK_TEST_PRETEND_UID stands in for the uid in this check only, so that
+ * the tests, which cannot run as root, see the refusal; it cannot make a
+ * root run start a server (pg_ctl checks for itself).
+ */
+static bool
+running_as_root(void)
+{
+	const char *pretend = getenv("PGBK_TEST_PRETEND_UID");
+
+	if (pretend != NULL && pretend[0] != '\0')
+		return strtoul(pretend, NULL, 10) == 0;
+	return geteuid() == 0;
+}
+
 /* Files only: pgbk restore --files-to DIR2 (TARGET | --files-snapshot ID). */
 static int
 restore_files_only(const RestoreOpts *o)
@@ -2290,6 +2409,18 @@ cmd_restore(int argc, char **argv)
 
 	if ((rc = parse_options(argc, argv, &o)) != EXIT_OK)
 		return rc < 0 ? EXIT_OK : rc;
+	if (o.start && o.to != NULL && running_as_root())
+	{
+		/*
+		 * pg_ctl refuses root, and only after the whole download, which would
+		 * leave root-owned files the server could not use anyway.
+		 */
+		cli_error("restore: refusing --start as root: PostgreSQL does not run as root, and the "
+		          "restored files must belong to the user that runs it; run pgbk restore as "
+		          "the data directory's owner, e.g. runuser -u postgres -- pgbk restore ... "
+		          "(nothing was written)");
+		return EXIT_REFUSED;
+	}
 	if (o.to == NULL)
 		return restore_files_only(&o);
 	r = calloc(1, sizeof(Restore));

@@ -3,6 +3,9 @@
  *	  pgbk verify: is the repository whole, from the repository alone (the
  *	  twin of the extension's bk_verify(), which starts from the catalog)?
  *
+ *	  - the repository descriptor pgbk.repo decodes, is one, and names the
+ *	    database system every backup's manifest names (missing: a problem
+ *	    once the repository holds anything);
  *	  - every object under wal/ (segments, .partial, .backup, .history) is
  *	    read whole, decrypted, and checked against its content hash; a WAL
  *	    object must carry the name it is stored under;
@@ -18,6 +21,8 @@
  */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -29,6 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
+#include "files.h"
 #include "layout.h"
 #include "manifest.h"
 #include "plan.h"
@@ -51,10 +59,11 @@ typedef struct VerifyItem
 
 typedef struct Verify
 {
-	CliContext ctx;
-	double     sample;
-	int        parallel;
-	bool       json;
+	CliContext  ctx;
+	const char *catalog; /* --catalog: libpq conninfo of the catalog's database */
+	double      sample;
+	int         parallel;
+	bool        json;
 
 	VerifyItem *items;
 	int         nitems;
@@ -70,27 +79,41 @@ typedef struct Verify
 	uint64_t        problems;
 	bool            fatal; /* the repository could not be read at all */
 	PgbkError       fatal_err;
+
+	bool     any_object; /* the repository holds WAL or backups */
+	bool     have_sysid; /* the descriptor was read: its system identifier */
+	uint64_t sysid;
 } Verify;
 
 static void
 verify_usage(FILE *out)
 {
 	fprintf(out,
-	        "Usage: pgbk verify [--config FILE] [--sample F] [--parallel N] [--quiet]\n"
+	        "Usage: pgbk verify [--config FILE] [--sample F] [--parallel N] [--catalog CONNINFO]\n"
+	        "                   [--quiet]\n"
 	        "\n"
-	        "Read the repository and check that it is whole, without the database:\n"
-	        "every WAL, history, .partial and .backup object decrypts and matches its\n"
-	        "checksum and its name; every base backup's manifest decodes and each of its\n"
-	        "files exists and matches the manifest's size and checksum; and every backup\n"
-	        "has unbroken WAL on its timeline from its start to the newest archived\n"
-	        "segment.  Each problem is printed on stdout as one line naming the object.\n"
+	        "Read the repository and check that it is whole, without the database: the\n"
+	        "repository descriptor (pgbk.repo) decrypts and names the database system of\n"
+	        "every backup; every WAL, history, .partial and .backup object decrypts and\n"
+	        "matches its checksum and its name; every base backup's manifest decodes and\n"
+	        "each of its files exists and matches the manifest's size and checksum; and\n"
+	        "every backup has unbroken WAL on its timeline from its start to the newest\n"
+	        "archived segment.  Each problem is printed on stdout as one line naming the\n"
+	        "object.\n"
 	        "\n"
 	        "  --sample F     read only a random fraction F (0 < F <= 1) of the objects\n"
 	        "                 (default 1); manifests and WAL continuity are always checked\n"
 	        "  --parallel N   objects read at once (default 4, at most %d)\n"
+	        "  --catalog CONNINFO\n"
+	        "                 also check the catalog's file snapshots (pgbk.file_snapshot,\n"
+	        "                 readable by pgbk_reader) against the restic repository: each\n"
+	        "                 one must be there, and none marked forgotten may be (libpq\n"
+	        "                 conninfo, e.g. 'dbname=postgres', the database of\n"
+	        "                 pgbk.database)\n"
 	        "\n"
 	        "Exit codes: 0 no problem, 6 problems found, 4 repository unreachable,\n"
-	        "3 configuration error.\n",
+	        "3 configuration error, 1 the catalog or the restic repository could not be\n"
+	        "read.\n",
 	        VERIFY_MAX_PARALLEL);
 }
 
@@ -155,6 +178,7 @@ list_wal_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 
 	if (name == NULL)
 		return PGBK_OK; /* not ours (a temporary file of a local upload) */
+	vr->any_object = true;
 	vr->stored_total += info->size;
 	if (!sampled(vr))
 		return PGBK_OK;
@@ -196,6 +220,88 @@ list_manifest_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 	return PGBK_OK;
 }
 
+/*
+ * The repository descriptor (pgbk.repo): it must be there once anything is
+ * archived, decode (authenticated with the key, like every object), be a
+ * descriptor (kind=descriptor, not another object copied over it) and name
+ * a format and a database system; the backups are checked against that
+ * system in collect_backups().  Read before the listings; a missing one is
+ * reported after them (an empty repository has none yet).
+ */
+static PgbkStatus
+check_descriptor(Verify *vr, bool *missing, PgbkError *err)
+{
+	PgbkBuf      stored, raw;
+	CodecHeader  hdr;
+	PgbkStatus   st;
+	cJSON       *doc = NULL;
+	const char  *sysid;
+	const cJSON *format;
+	char         kind[64];
+	char        *end;
+
+	*missing = false;
+	pgbk_buf_init(&stored);
+	pgbk_buf_init(&raw);
+	st = repo_get(vr->ctx.repo, LAYOUT_DESCRIPTOR, &stored, err);
+	if (st == PGBK_NOT_FOUND)
+	{
+		pgbk_error_clear(err);
+		*missing = true;
+		st = PGBK_OK;
+		goto out;
+	}
+	if (st != PGBK_OK)
+		goto out;
+	st = codec_decode(vr->ctx.ring, stored.data, stored.len, &raw, &hdr, err);
+	if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY)
+	{
+		report(vr, "repository", LAYOUT_DESCRIPTOR, "unreadable: %s", err->msg);
+		pgbk_error_clear(err);
+		st = PGBK_OK;
+		goto out;
+	}
+	if (st != PGBK_OK)
+		goto out;
+	if (!codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) || strcmp(kind, "descriptor") != 0)
+	{
+		report(vr, "repository", LAYOUT_DESCRIPTOR,
+		       "the object is not a repository descriptor (it says kind=%s)",
+		       codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) ? kind : "?");
+		goto out;
+	}
+	doc = cJSON_ParseWithLength((const char *) raw.data, raw.len);
+	format = doc ? cJSON_GetObjectItemCaseSensitive(doc, "format") : NULL;
+	sysid = doc ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "system_identifier"))
+	            : NULL;
+	if (!cJSON_IsNumber(format) || sysid == NULL || sysid[0] < '1' || sysid[0] > '9')
+	{
+		report(vr, "repository", LAYOUT_DESCRIPTOR,
+		       "malformed: it must hold a format and a database system identifier");
+		goto out;
+	}
+	if (format->valuedouble != 1)
+	{
+		report(vr, "repository", LAYOUT_DESCRIPTOR,
+		       "format %g is not one this pgbk reads (format 1)", format->valuedouble);
+		goto out;
+	}
+	errno = 0;
+	vr->sysid = strtoull(sysid, &end, 10);
+	if (errno != 0 || *end != '\0')
+	{
+		report(vr, "repository", LAYOUT_DESCRIPTOR,
+		       "malformed: \"%s\" is not a database system identifier", sysid);
+		goto out;
+	}
+	vr->have_sysid = true;
+out:
+	cJSON_Delete(doc);
+	pgbk_buf_free(&stored);
+	pgbk_buf_free(&raw);
+	return st;
+}
+
 /* Manifests are read here (small); their files become items. */
 static PgbkStatus
 collect_backups(Verify *vr, PgbkError *err)
@@ -224,6 +330,12 @@ collect_backups(Verify *vr, PgbkError *err)
 			*err = merr;
 			break;
 		}
+		vr->any_object = true;
+		if (vr->have_sysid && m->system_identifier != vr->sysid)
+			report(vr, "backup", ml.ids[i],
+			       "it is of database system %" PRIu64
+			       ", but the repository descriptor %s says %" PRIu64,
+			       m->system_identifier, LAYOUT_DESCRIPTOR, vr->sysid);
 		for (f = 0; f < m->nfiles; f++)
 		{
 			const ManifestFile *mf = &m->files[f];
@@ -563,31 +675,117 @@ check_continuity(Verify *vr, PgbkError *err)
 	return st;
 }
 
+/*
+ * --catalog: every file snapshot the catalog lists must be in the restic
+ * repository (a plan or a restore would name it), and every one it marks
+ * forgotten must really be gone (else a real snapshot is hidden from the
+ * plans).  The catalog's writers include the watcher's login
+ * (pgbk_recorder), so this is where a recorded snapshot that restic never
+ * took shows up.  Done here rather than in bk_verify(): the restic password
+ * and binary belong to the files side, not to the database server, and a
+ * backend should not run restic.
+ */
+static PgbkStatus
+check_file_snapshots(Verify *vr, PgbkError *err)
+{
+	PGconn            *conn;
+	PGresult          *res = NULL;
+	FilesSettings      fs;
+	FilesRepo         *frepo = NULL;
+	FilesSnapshotList *list = NULL;
+	PgbkStatus         st = PGBK_OK;
+	int                i, n;
+	size_t             k;
+
+	conn = PQconnectdb(vr->catalog);
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		st = pgbk_error(err, PGBK_ERR, "could not connect to the catalog (--catalog): %s",
+		                PQerrorMessage(conn));
+		goto out;
+	}
+	res = PQexec(conn, "SELECT snapshot_id, forgotten_at IS NOT NULL, "
+	                   "to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
+	                   "array_to_string(restore_points, ', ') "
+	                   "FROM pgbk.file_snapshot ORDER BY taken_at, snapshot_id");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		st = pgbk_error(err, PGBK_ERR, "could not read pgbk.file_snapshot (--catalog): %s",
+		                PQerrorMessage(conn));
+		goto out;
+	}
+	n = PQntuples(res);
+	if (n == 0)
+		goto out;
+	cli_info("verify: checking %d file snapshot%s of the catalog against the restic repository", n,
+	         n == 1 ? "" : "s");
+	files_settings_from_config(vr->ctx.cfg, &fs);
+	if ((st = files_repo_open(vr->ctx.cfg, &fs, &frepo, err)) != PGBK_OK ||
+	    (st = files_list_snapshots(frepo, NULL, NULL, &list, err)) != PGBK_OK)
+	{
+		pgbk_error_prefix(err, "could not list the file snapshots");
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+	{
+		const char *id = PQgetvalue(res, i, 0);
+		bool        forgotten = strcmp(PQgetvalue(res, i, 1), "t") == 0;
+		const char *rps = PQgetvalue(res, i, 3);
+		bool        present = false;
+
+		for (k = 0; k < list->n && !present; k++)
+			present = strcmp(list->items[k].id, id) == 0;
+		if (!forgotten && !present)
+			report(vr, "file snapshot", id,
+			       "missing: the catalog records it (taken at %s%s%s) but restic repository "
+			       "\"%s\" does not hold it",
+			       PQgetvalue(res, i, 2), rps[0] ? ", for restore point " : "", rps,
+			       frepo->repository);
+		else if (forgotten && present)
+			report(vr, "file snapshot", id,
+			       "the catalog marks it forgotten, but restic repository \"%s\" still holds it",
+			       frepo->repository);
+	}
+out:
+	files_snapshot_list_free(list);
+	files_repo_free(frepo);
+	PQclear(res);
+	PQfinish(conn);
+	return st;
+}
+
 int
 cmd_verify(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},   {"sample", required_argument, NULL, 's'},
-	    {"parallel", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
-	const char *config = NULL;
-	Verify      vr;
-	PgbkError   err;
-	PgbkStatus  st;
-	int         c, rc, i;
-	char       *end;
-	char        bytes[32];
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"sample", required_argument, NULL, 's'},
+	                                     {"parallel", required_argument, NULL, 'p'},
+	                                     {"quiet", no_argument, NULL, 'q'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"catalog", required_argument, NULL, 'C'},
+	                                     {NULL, 0, NULL, 0}};
+	const char                *config = NULL;
+	Verify                     vr;
+	PgbkError                  err;
+	PgbkStatus                 st;
+	int                        c, rc, i;
+	char                      *end;
+	char                       bytes[32];
+	bool                       no_descriptor = false;
 
 	memset(&vr, 0, sizeof(vr));
 	vr.sample = 1.0;
 	vr.parallel = 4;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:s:p:qh", opts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "c:s:p:qhC:", opts, NULL)) != -1)
 	{
 		switch (c)
 		{
 			case 'c':
 				config = optarg;
+				break;
+			case 'C':
+				vr.catalog = optarg;
 				break;
 			case 's':
 				vr.sample = strtod(optarg, &end);
@@ -631,11 +829,20 @@ cmd_verify(int argc, char **argv)
 	pgbk_error_clear(&err);
 
 	cli_info("verify: listing %s", repo_describe(vr.ctx.repo));
-	st = repo_list(vr.ctx.repo, LAYOUT_WAL_PREFIX, NULL, list_wal_cb, &vr, &err);
+	st = check_descriptor(&vr, &no_descriptor, &err);
+	if (st == PGBK_OK)
+		st = repo_list(vr.ctx.repo, LAYOUT_WAL_PREFIX, NULL, list_wal_cb, &vr, &err);
 	if (st == PGBK_OK)
 		st = collect_backups(&vr, &err);
+	if (st == PGBK_OK && no_descriptor && vr.any_object)
+		report(&vr, "repository", LAYOUT_DESCRIPTOR,
+		       "missing: the repository holds WAL or backups but no descriptor \"%s\" (which "
+		       "names the database system it belongs to)",
+		       LAYOUT_DESCRIPTOR);
 	if (st == PGBK_OK)
 		st = check_continuity(&vr, &err);
+	if (st == PGBK_OK && vr.catalog != NULL)
+		st = check_file_snapshots(&vr, &err);
 	if (st == PGBK_OK)
 	{
 		plan_format_bytes(vr.stored_total, bytes, sizeof(bytes));

@@ -156,6 +156,14 @@ usage(FILE *out)
 	        "wal-fetch %%f %%p')\n"
 	        "  restore --to DIR ...   restore a base backup to a point in time into a new "
 	        "data directory\n"
+	        "                         (add --files-to DIR2 for the files scope too)\n"
+	        "  restore --files-to DIR2 TARGET | --files-snapshot ID\n"
+	        "                         restore only the files scope (pgbk-watcher's "
+	        "snapshots)\n"
+	        "                         TARGET: --target-time '2026-11-25 14:07[:SS[.ffffff]]"
+	        "[Z|+HH[:MM]]',\n"
+	        "                         --target-lsn, --target-name, --target "
+	        "latest|immediate\n"
 	        "  info [--json]          backups, archived WAL and the recoverable window\n"
 	        "  verify [--sample F]    check that every object decrypts and matches its "
 	        "checksum,\n"
@@ -174,7 +182,8 @@ usage(FILE *out)
 	        "Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 repository "
 	        "unreachable or refused,\n"
 	        "5 not found, 6 integrity, 7 key, 8 refused (would overwrite, target not empty, "
-	        "not recoverable).\n",
+	        "not recoverable,\n"
+	        "restore --start as root).\n",
 	        PGBK_VERSION, DEFAULT_CONFIG);
 }
 

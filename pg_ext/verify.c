@@ -6,11 +6,15 @@
  *	  must carry the name they are catalogued under; every backup's files
  *	  must match the sizes and hashes of its manifest; and every backup must
  *	  have unbroken WAL on its timeline from its start to the newest
- *	  archived segment.  Problems come back as rows naming the object.
+ *	  archived segment; the repository descriptor (pgbk.repo) must be there
+ *	  and name this database system.  Problems come back as rows naming the
+ *	  object.
  */
 #include "pgbk.h"
 
 #include <math.h>
+
+#include <cjson/cJSON.h>
 
 #include "access/htup_details.h"
 #include "access/xlog.h"
@@ -131,6 +135,52 @@ read_object(VerifyState *vs, const char *kind, const char *object, const char *k
 		return false;
 	}
 	return true;
+}
+
+/*
+ * The repository descriptor: there (once anything is archived), readable
+ * with the key, a descriptor, and naming this database system.
+ */
+static void
+verify_descriptor(VerifyState *vs)
+{
+	PgbkBuf     raw;
+	CodecHeader hdr;
+	char        kind[64];
+	cJSON      *doc;
+	const char *sysid;
+	char        want[32];
+
+	/* nothing archived yet: the first archived file writes it */
+	if (SPI_execute("SELECT 1 FROM pgbk.wal UNION ALL SELECT 1 FROM pgbk.backup LIMIT 1", true,
+	                1) != SPI_OK_SELECT)
+		elog(ERROR, "pgbk: could not read pgbk.wal");
+	if (SPI_processed == 0)
+		return;
+	pgbk_buf_init(&raw);
+	if (!read_object(vs, "repository", LAYOUT_DESCRIPTOR, LAYOUT_DESCRIPTOR, &raw, &hdr))
+		return;
+	if (!codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) || strcmp(kind, "descriptor") != 0)
+	{
+		problem(vs, "repository", LAYOUT_DESCRIPTOR,
+		        psprintf("the object is not a repository descriptor (it says kind=%s)",
+		                 codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) ? kind : "?"));
+		pgbk_buf_free(&raw);
+		return;
+	}
+	snprintf(want, sizeof(want), UINT64_FORMAT, GetSystemIdentifier());
+	doc = cJSON_ParseWithLength((const char *) raw.data, raw.len);
+	sysid = doc ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "system_identifier"))
+	            : NULL;
+	if (sysid == NULL)
+		problem(vs, "repository", LAYOUT_DESCRIPTOR,
+		        "malformed: it must hold a format and a database system identifier");
+	else if (strcmp(sysid, want) != 0)
+		problem(vs, "repository", LAYOUT_DESCRIPTOR,
+		        psprintf("it names database system %s, but this server is database system %s",
+		                 sysid, want));
+	cJSON_Delete(doc);
+	pgbk_buf_free(&raw);
 }
 
 static void
@@ -301,6 +351,7 @@ bk_verify(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	/* the catalog first catches up, so WAL archived a moment ago is no gap */
 	(void) pgbk_catalog_sync(false, true);
+	verify_descriptor(&vs);
 	verify_wal(&vs);
 	verify_backups(&vs);
 	verify_continuity(&vs);

@@ -3,7 +3,9 @@
 # end, after the newest archived commit, or inside a gap (a WAL object
 # deleted from the repository); a non-empty target directory.  A corrupted
 # backup file fails with an integrity error naming the file and leaves
-# nothing behind.  Bad options are usage errors.
+# nothing behind.  Bad options are usage errors.  --start as root is refused
+# before anything is written; a failing pg_ctl's own message is shown.  The
+# help says what is true.
 use strict;
 use warnings;
 
@@ -148,6 +150,68 @@ like($err, qr/invalid --target-time "yesterday"/, '... naming the value');
 is($rc, 0, 'a dry run of a reachable target succeeds');
 like($out, qr/recoverable: yes/, '... saying it is recoverable');
 ok(!-e $dest, '... and writes nothing');
+
+# 7. --start as root is refused before anything is written (the tests run
+# as postgres: PGBK_TEST_PRETEND_UID stands in for root in that check only)
+my $asroot = "$base/asroot";
+{
+	local $ENV{PGBK_TEST_PRETEND_UID} = '0';
+	($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $asroot,
+		'--target', 'latest', '--start');
+}
+is($rc, 8, '--start as root: refused (exit 8)') or diag("$out$err");
+like($err, qr/refusing --start as root: PostgreSQL does not run as root.*run pgbk restore as the data directory's owner, e\.g\. runuser -u postgres -- pgbk restore/,
+	"... saying to run it as the data directory's owner");
+ok(!-e $asroot, '... before writing anything');
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $asroot,
+	'--target', 'latest', '--start', '--dry-run');
+is($rc, 0, '... and as postgres the same command goes on (a dry run here)') or diag("$out$err");
+
+# 8. pg_ctl failing: its own message is shown (a pg_ctl of the right
+# version that refuses, first in PATH)
+my $fakebin = "$base/fakebin";
+make_path($fakebin);
+PgbkTest::write_file("$fakebin/pg_ctl", <<'EOS', 0755);
+#!/bin/sh
+if [ "$1" = "--version" ]; then echo "pg_ctl (PostgreSQL) 15.99"; exit 0; fi
+echo "pg_ctl: could not start server: a reason only pg_ctl knows" >&2
+echo "Examine the log output." >&2
+exit 1
+EOS
+my $ctl_dest = "$base/ctlfail";
+{
+	local $ENV{PATH} = "$fakebin:$ENV{PATH}";
+	($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $ctl_dest,
+		'--target', 'latest', '--start', '--port', PostgreSQL::Test::Cluster::get_free_port());
+}
+is($rc, 1, 'pg_ctl fails: exit 1') or diag("$out$err");
+like($err, qr/pg_ctl exited with status 1; it said:\n  pg_ctl: could not start server: a reason only pg_ctl knows\n  Examine the log output\./,
+	"... showing pg_ctl's own message");
+File::Path::rmtree($ctl_dest);
+
+# 9. the help says what is true
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--help');
+is($rc, 0, 'pgbk restore --help');
+unlike($out, qr/another repository or prefix than/, '... no longer asks for another repository');
+like($out, qr/--archive-config FILE .*\n.*the\n\s+source's own \(the copy's new timeline keeps its WAL\n\s+apart\) or another one/,
+	"... --archive-config may name the source's own repository");
+like($out, qr/^\s+pgbk restore --config FILE --files-to DIR2 TARGET\s+\(files only\)$/m,
+	'... the files-only form is in the synopsis');
+like($out, qr/--target-time T .*YYYY-MM-DD HH:MM\[:SS\[\.ffffff\]\]/, '... with the time format');
+like($out, qr/a zone is Z, \+HH, \+HHMM or \+HH:MM/, '... and the zones it accepts');
+($rc, $out, $err) = PgbkTest::pgbk('--help');
+like($out, qr/restore --files-to DIR2 TARGET \| --files-snapshot ID/,
+	'pgbk --help lists the files-only restore');
+like($out, qr/--target-time '2026-11-25 14:07\[:SS\[\.ffffff\]\]\[Z\|\+HH\[:MM\]\]'/,
+	'... and the time format');
+# the formats the help names are accepted
+for my $tt ('2026-11-25 14:07', '2026-11-25T14:07:30.25Z', '2026-11-25 14:07+01:00',
+	'2026-11-25 14:07:00-0530')
+{
+	($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--to', $dest,
+		'--target-time', $tt, '--dry-run');
+	unlike($err, qr/invalid --target-time/, "--target-time '$tt' is accepted");
+}
 
 $node->stop;
 done_testing();

@@ -51,12 +51,17 @@ my $r;
 is($rc, 0, 'restore to a moment after the promotion (latest timeline)') or diag("$out$err");
 like($out, qr/timeline:\s+2/, '... on timeline 2');
 is(PgbkRestore::state($r), $sc, "... gives C's rows at that moment") if $rc == 0;
+like(PgbkTest::slurp($r->data_dir . '/postgresql.auto.conf'),
+	qr/^recovery_target_timeline = 'latest'$/m,
+	"... with recovery_target_timeline = 'latest' (no timeline was asked for)");
 PgbkRestore::drop($r);
 
 ($r, $rc, $out, $err) =
   PgbkRestore::restore('rb', $repo->{conf}, '--target-time', $tc, '--target-timeline', '1');
 is($rc, 0, 'the same moment on timeline 1') or diag("$out$err");
 is(PgbkRestore::state($r), $w->{final}, "... gives the source's rows at that moment") if $rc == 0;
+like(PgbkTest::slurp($r->data_dir . '/postgresql.auto.conf'), qr/^recovery_target_timeline = '1'$/m,
+	"... with recovery_target_timeline = '1', as asked");
 PgbkRestore::drop($r);
 
 ($rc, $out, $err) = PgbkTest::pgbk('info', '--config', $repo->{conf});

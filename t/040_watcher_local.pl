@@ -6,6 +6,8 @@
 # moment byte for byte, without the excluded directories.  Changes only in
 # excluded directories cause no snapshot.  A named request (NOTIFY) gives a
 # snapshot tagged with the name.  SIGHUP reloads, SIGTERM stops cleanly.
+# A snapshot recorded by the watcher's role that restic does not have is
+# refused by pgbk restore and reported by pgbk verify --catalog.
 use strict;
 use warnings;
 
@@ -288,6 +290,44 @@ is($w->stop, 0, 'SIGTERM: the watcher exits with code 0');
 like($w->log_contents, qr/LOG: stopped/, '... after saying so');
 is(scalar($w->spool_files), 0, 'nothing is left in the spool');
 unlike($w->log_contents, qr/restic test password/, 'the restic password is not in the log');
+
+# The watcher's role (pgbk_recorder) can record a snapshot restic never
+# took, tagged for a restore point, and mark a real one forgotten.  A
+# restore of the invented one refuses before writing anything, with its own
+# exit code; pgbk verify --catalog reports both.
+my $catalog = $node->connstr('postgres');
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf}, '--catalog', $catalog);
+is($rc, 0, 'pgbk verify --catalog: the catalog and the restic repository agree') or diag("$out$err");
+like($err, qr/checking \d+ file snapshots of the catalog against the restic repository/,
+	'... having checked the file snapshots');
+my $invented = 'e' x 64;
+$node->safe_psql('postgres', qq{
+	SELECT bk_record_file_snapshot('$invented', now(), 'test-host', ARRAY['$root'],
+		ARRAY['pgbk', 'rp:invented'], ARRAY['invented'], 'complete', 'request',
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0.1)}, extra_params => [ '-U', 'pgbk_watcher' ]);
+$node->safe_psql('postgres', "SELECT bk_record_file_snapshots_forgotten(ARRAY['$ids[1]'])",
+	extra_params => [ '-U', 'pgbk_watcher' ]);
+my $fdir = PostgreSQL::Test::Utils::tempdir('invented') . '/files';
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--files-to', $fdir,
+	'--files-snapshot', $invented);
+is($rc, 5, 'pgbk restore of a snapshot the restic repository lacks: exit 5 (not found)')
+  or diag("$out$err");
+like($err, qr/file snapshot \Q$invented\E does not exist in restic repository ".*files"/,
+	'... saying it does not exist');
+ok(!-e $fdir, '... before writing anything');
+($rc, $out, $err) = PgbkTest::pgbk('restore', '--config', $repo->{conf}, '--files-to', $fdir,
+	'--files-snapshot', substr($ids[2], 0, 12));
+is($rc, 0, 'a snapshot that exists restores by id prefix') or diag("$out$err");
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf}, '--catalog', $catalog);
+is($rc, 6, 'pgbk verify --catalog: problems (exit 6)') or diag("$out$err");
+like($out, qr/^file snapshot \Q$invented\E: missing: the catalog records it \(taken at .*, for restore point invented\) but restic repository ".*" does not hold it$/m,
+	'... the invented snapshot is reported missing');
+like($out, qr/^file snapshot \Q$ids[1]\E: the catalog marks it forgotten, but restic repository ".*" still holds it$/m,
+	'... the hidden real one is reported');
+unlike($out, qr/^file snapshot (?!\Q$invented\E|\Q$ids[1]\E)/m, '... and no other');
+$node->safe_psql('postgres', qq{
+	DELETE FROM pgbk.file_snapshot WHERE snapshot_id = '$invented';
+	UPDATE pgbk.file_snapshot SET forgotten_at = NULL WHERE snapshot_id = '$ids[1]'});
 
 $node->stop;
 done_testing();

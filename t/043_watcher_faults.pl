@@ -173,6 +173,9 @@ for my $i (1 .. $files)
 $w->signal('CONT');
 ok($w->wait_for_log(qr/WARNING: the inotify event queue overflowed/, $pos),
 	"more than max_queued_events ($maxq) events: the overflow is logged");
+like(substr($w->log_contents, $pos),
+	qr/overflowed \(more than \Q$maxq\E events were pending, the limit of this watcher's queue: \/proc\/sys\/fs\/inotify\/max_queued_events when it started; a new value applies after a restart\)/,
+	"... naming the limit of this watcher's queue ($maxq)");
 $n++;
 $node->poll_query_until('postgres', "SELECT count(*) = $n FROM pgbk.file_snapshot")
   or die 'no snapshot after the overflow';
@@ -292,6 +295,40 @@ $node->poll_query_until('postgres', "SELECT count(*) = $n FROM pgbk.file_snapsho
 unlike(substr($w->log_contents, $pos), qr/forgetting snapshots/,
 	'a restart within forget_interval does not forget again');
 is($w->stop, 0, 'stop');
+
+# The catalog marks a snapshot forgotten only once the restic repository
+# no longer has it: a restic whose forget claims to have removed a snapshot
+# it still has (here a wrapper that prints such a result) changes nothing.
+{
+	my $fakebin = PostgreSQL::Test::Utils::tempdir('fakerestic');
+	my ($real) = map { "$_/restic" } grep { -x "$_/restic" } split /:/, $ENV{PATH};
+	die 'restic not found in PATH' unless defined $real;
+	PgbkTest::write_file("$fakebin/restic", <<"EOS", 0755);
+#!/bin/sh
+for a in "\$@"; do
+	if [ "\$a" = forget ]; then
+		echo '[{"tags":null,"host":"test-host","paths":["$root"],"keep":[],"remove":[{"id":"$overflow_id","short_id":"x"}],"reasons":[]}]'
+		exit 0
+	fi
+done
+exec $real "\$@"
+EOS
+	unlink("$w->{spool}/forget.stamp");
+	$w->set(restic_binary => "$fakebin/restic");
+	$pos = $w->log_size;
+	$n = rows() + 1;
+	$w->start;
+	ok($w->wait_for_log(qr/restic forget reported snapshot \Q$overflow_id\E removed, but the repository still has it; it stays in the catalog/,
+			$pos),
+		'a snapshot restic forget claims to have removed but still holds: the watcher says so');
+	$node->poll_query_until('postgres', "SELECT count(*) = $n FROM pgbk.file_snapshot")
+	  or die 'no start snapshot';
+	is($w->stop, 0, 'stop');
+	is( $node->safe_psql('postgres',
+			"SELECT forgotten_at IS NULL FROM pgbk.file_snapshot WHERE snapshot_id = '$overflow_id'"),
+		't', '... and the catalog does not mark it forgotten');
+	$w->set(restic_binary => undef);
+}
 
 ###########################################################################
 # SIGTERM during a long backup with stop_timeout = 0: restic is stopped,

@@ -87,6 +87,35 @@ like($err, qr/verify: \d+ objects read .*, 0 problems/, '... and says how much i
 ($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf, '--sample', '1.5');
 is($rc, 2, 'pgbk verify --sample 1.5 is a usage error');
 like($err, qr/--sample must be a number in \(0, 1\], not "1.5"/, '... naming the option');
+
+# the repository descriptor (pgbk.repo) is read and authenticated too:
+# truncated, replaced by another (authentic) object, or missing
+PgbkTest::repo_tool($conf, 'copy', 'pgbk.repo', 'saved-pgbk.repo');
+PgbkTest::repo_tool($conf, 'truncate', 'pgbk.repo', 1 << 20);
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+is($rc, 6, 'pgbk verify: a descriptor truncated to 0 bytes is a problem (exit 6)')
+  or diag("$out\n$err");
+like($out, qr/^repository pgbk\.repo: unreadable: /m, '... naming pgbk.repo');
+like(sq("SELECT kind || ' ' || object || ': ' || problem FROM bk_verify() WHERE kind = 'repository'"),
+	qr/^repository pgbk\.repo: unreadable: /, '... and so does bk_verify()');
+my ($some_wal) = grep { m{^wal/[0-9A-F]{16}/[0-9A-F]{24}$} } map { (split / /)[0] }
+  split /\n/, PgbkTest::repo_tool($conf, 'list', 'wal/');
+PgbkTest::repo_tool($conf, 'copy', $some_wal, 'pgbk.repo');
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+is($rc, 6, 'a WAL object copied over the descriptor is a problem') or diag("$out\n$err");
+like($out, qr/^repository pgbk\.repo: the object is not a repository descriptor \(it says kind=wal\)$/m,
+	'... saying it is no descriptor');
+is(sq("SELECT kind || ' ' || object || ': ' || problem FROM bk_verify() WHERE kind = 'repository'"),
+	'repository pgbk.repo: the object is not a repository descriptor (it says kind=wal)',
+	'... and so does bk_verify()');
+PgbkTest::repo_tool($conf, 'delete', 'pgbk.repo');
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+is($rc, 6, 'a missing descriptor is a problem') or diag("$out\n$err");
+like($out, qr/^repository pgbk\.repo: missing: /m, '... saying it is missing');
+PgbkTest::repo_tool($conf, 'copy', 'saved-pgbk.repo', 'pgbk.repo');
+PgbkTest::repo_tool($conf, 'delete', 'saved-pgbk.repo');
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+is($rc, 0, '... and with it back, the repository verifies clean') or diag("$out\n$err");
 my @names = split /\n/, sq("SELECT name FROM pgbk.wal WHERE kind = 'segment' ORDER BY name DESC LIMIT 4");
 my ($deleted, $flipped) = @names[1, 2];
 # damage the repository through the S3 API

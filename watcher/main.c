@@ -901,6 +901,93 @@ lookup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 	}
 }
 
+typedef struct PresentIds
+{
+	char **ids;
+	size_t n;
+	bool  *present;
+} PresentIds;
+
+static PgbkStatus
+present_cb(void *ctx, const RepoObjectInfo *info, PgbkError *err)
+{
+	PresentIds *p = ctx;
+	const char *name = strrchr(info->key, '/');
+	size_t      i;
+
+	(void) err;
+	name = name ? name + 1 : info->key;
+	for (i = 0; i < p->n; i++)
+		if (strcmp(p->ids[i], name) == 0)
+			p->present[i] = true;
+	return PGBK_OK;
+}
+
+/*
+ * Keep only the ids the restic repository no longer has: the catalog marks
+ * a snapshot forgotten (and plans stop naming it) only once it is gone.
+ * One listing of files/snapshots/ in pgbk's repository, else `restic
+ * snapshots` (once per forget_interval).  On failure nothing is recorded:
+ * the next forget tries again.
+ */
+static bool
+keep_gone_ids(Watcher *w, char **ids, size_t *n_ids)
+{
+	PresentIds p;
+	PgbkError  err;
+	PgbkStatus rc;
+	size_t     i, kept = 0;
+
+	p.ids = ids;
+	p.n = *n_ids;
+	p.present = calloc(*n_ids + 1, sizeof(bool));
+	if (p.present == NULL)
+		return false;
+	pgbk_error_clear(&err);
+	if (w->prepo != NULL)
+	{
+		char prefix[64];
+
+		snprintf(prefix, sizeof(prefix), "%ssnapshots/", LAYOUT_FILES_PREFIX);
+		rc = repo_list(w->prepo, prefix, NULL, present_cb, &p, &err);
+	}
+	else
+	{
+		FilesSnapshotList *list = NULL;
+		size_t             k;
+
+		rc = files_list_snapshots(w->repo, NULL, NULL, &list, &err);
+		for (k = 0; rc == PGBK_OK && k < list->n; k++)
+			for (i = 0; i < p.n; i++)
+				if (strcmp(list->items[k].id, ids[i]) == 0)
+					p.present[i] = true;
+		files_snapshot_list_free(list);
+	}
+	if (rc != PGBK_OK)
+	{
+		log_warning("could not check which snapshots restic forget removed (%s); the catalog "
+		            "still lists them until the next forget",
+		            err.msg);
+		free(p.present);
+		return false;
+	}
+	for (i = 0; i < p.n; i++)
+	{
+		if (p.present[i])
+		{
+			log_warning("restic forget reported snapshot %s removed, but the repository still "
+			            "has it; it stays in the catalog",
+			            ids[i]);
+			free(ids[i]);
+		}
+		else
+			ids[kept++] = ids[i];
+	}
+	*n_ids = kept;
+	free(p.present);
+	return true;
+}
+
 static void
 forget_finished(Watcher *w, const FilesExit *ex, int64_t now)
 {
@@ -935,6 +1022,12 @@ forget_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		return;
 	}
 	log_info("restic forget removed %zu snapshot(s) older than the files depth", n_ids);
+	if (n_ids > 0 && !keep_gone_ids(w, ids, &n_ids))
+	{
+		for (i = 0; i < n_ids; i++)
+			free(ids[i]);
+		n_ids = 0;
+	}
 	if (n_ids > 0)
 	{
 		memset(&rec, 0, sizeof(rec));

@@ -61,6 +61,13 @@
 	 IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 
 #define EVENT_BUF_SIZE (64 * 1024)
+
+/*
+ * The kernel gives an inotify instance the queue limit this file holds when
+ * the instance is created; a later change applies to new instances only.
+ * (A variable so that the unit test can stand in for the sysctl.)
+ */
+static const char *queued_events_path = "/proc/sys/fs/inotify/max_queued_events";
 #define READS_PER_CALL 64
 #define HASH_EMPTY     0
 #define HASH_TOMBSTONE (-1)
@@ -101,6 +108,7 @@ struct WatchTable
 	bool     degraded;
 	bool     warned_enospc;
 	char    *buf;
+	long     queue_limit; /* this instance's max_queued_events; -1 unknown */
 };
 
 /* ----------------------------------------------------------------------
@@ -712,19 +720,17 @@ watch_process(WatchTable *w)
 	}
 	if (overflow)
 	{
-		FILE *f = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
-		long  maxq = -1;
-
-		if (f)
-		{
-			if (fscanf(f, "%ld", &maxq) != 1)
-				maxq = -1;
-			fclose(f);
-		}
-		log_warning("the inotify event queue overflowed (more than %ld events were pending; "
-		            "/proc/sys/fs/inotify/max_queued_events): treating everything as changed "
-		            "and rescanning the trees",
-		            maxq);
+		if (w->queue_limit > 0)
+			log_warning("the inotify event queue overflowed (more than %ld events were "
+			            "pending, the limit of this watcher's queue: "
+			            "/proc/sys/fs/inotify/max_queued_events when it started; a new value "
+			            "applies after a restart): treating everything as changed and "
+			            "rescanning the trees",
+			            w->queue_limit);
+		else
+			log_warning("the inotify event queue overflowed "
+			            "(/proc/sys/fs/inotify/max_queued_events): treating everything as "
+			            "changed and rescanning the trees");
 		watch_rescan(w);
 		flags |= WATCH_CHANGED | WATCH_OVERFLOW;
 	}
@@ -781,6 +787,17 @@ watch_open(char *const *roots, int n_roots, char *const *excludes, int n_exclude
 	{
 		watch_close(w);
 		return pgbk_error(err, PGBK_ERR, "out of memory");
+	}
+	w->queue_limit = -1;
+	{
+		FILE *f = fopen(queued_events_path, "r");
+
+		if (f)
+		{
+			if (fscanf(f, "%ld", &w->queue_limit) != 1)
+				w->queue_limit = -1;
+			fclose(f);
+		}
 	}
 	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->fd < 0)

@@ -585,6 +585,22 @@ test_watch_tree(void **state)
 	watch_close(w);
 }
 
+/* A small file's content (malloc'd, NUL-terminated). */
+static char *
+slurp(const char *path)
+{
+	FILE  *f = fopen(path, "r");
+	char  *buf = calloc(1, 65536);
+	size_t n;
+
+	assert_non_null(f);
+	assert_non_null(buf);
+	n = fread(buf, 1, 65535, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
 static void
 test_watch_overflow(void **state)
 {
@@ -595,9 +611,12 @@ test_watch_overflow(void **state)
 	int         i;
 	int         n;
 
+	char  sysctl[PATH_MAX], logpath[PATH_MAX], want[128];
+	char *logged;
+	int   saved, fd, flags;
+
 	(void) state;
 	mkpath("root/burst");
-	w = open_watch(0);
 	f = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
 	if (f)
 	{
@@ -605,6 +624,24 @@ test_watch_overflow(void **state)
 			maxq = 16384;
 		fclose(f);
 	}
+	/*
+	 * The queue gets the sysctl's value when the watch opens; someone then
+	 * changes the sysctl (a stand-in file here: the tests cannot write
+	 * /proc/sys).  The warning must name this queue's limit, not the new
+	 * value.
+	 */
+	snprintf(sysctl, sizeof(sysctl), "%s/max_queued_events", test_dir);
+	f = fopen(sysctl, "w");
+	assert_non_null(f);
+	fprintf(f, "%ld\n", maxq);
+	fclose(f);
+	queued_events_path = sysctl;
+	w = open_watch(0);
+	queued_events_path = "/proc/sys/fs/inotify/max_queued_events";
+	f = fopen(sysctl, "w");
+	assert_non_null(f);
+	fprintf(f, "%ld\n", maxq * 4 + 7);
+	fclose(f);
 	/* two events per file (create, close-write) and nobody reading */
 	n = (int) (maxq / 2 + 500);
 	if (n > 200000)
@@ -616,8 +653,24 @@ test_watch_overflow(void **state)
 	}
 	/* a directory created while events are being lost */
 	mkpath("root/burst/late/later");
-	assert_int_equal(watch_process(w) & (WATCH_CHANGED | WATCH_OVERFLOW),
-	                 WATCH_CHANGED | WATCH_OVERFLOW);
+	snprintf(logpath, sizeof(logpath), "%s/overflow.log", test_dir);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+	flags = watch_process(w);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	assert_int_equal(flags & (WATCH_CHANGED | WATCH_OVERFLOW), WATCH_CHANGED | WATCH_OVERFLOW);
+	logged = slurp(logpath);
+	snprintf(want, sizeof(want), "more than %ld events were pending, the limit of this watcher's",
+	         maxq);
+	if (strstr(logged, want) == NULL)
+		fail_msg("the overflow warning does not name the queue's limit %ld: %s", maxq, logged);
+	free(logged);
 	/* the rescan found it */
 	assert_true(watched(w, "burst/late/later"));
 	touch("root/burst/late/later/f");
