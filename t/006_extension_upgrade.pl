@@ -144,7 +144,8 @@ is($upgraded_rows, $fresh_rows, 'upgraded catalog rows equal a fresh install');
 # so they are checked through has_function_privilege in each database).
 my $privs = q{
 SELECT string_agg(r || ' ' || p.oid::regprocedure::text || ' ' ||
-	has_function_privilege(r, p.oid, 'EXECUTE'), E'\n' ORDER BY 1)
+	has_function_privilege(r, p.oid, 'EXECUTE'), E'\n'
+	ORDER BY r, p.oid::regprocedure::text)
 FROM pg_proc p
 JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgbk',
