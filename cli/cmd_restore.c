@@ -2308,7 +2308,7 @@ find_files_snapshot(const RestoreOpts *o, const PgbkConfig *cfg, int64_t immedia
 			st = files_find(cfg, NULL, o->target.time_us, NULL, &snap, &err);
 			break;
 		case PLAN_TARGET_LATEST:
-			st = files_find(cfg, NULL, pgbk_now_us(), NULL, &snap, &err);
+			st = files_find(cfg, NULL, INT64_MAX, NULL, &snap, &err); /* the newest */
 			break;
 		case PLAN_TARGET_IMMEDIATE:
 			if (immediate_us == 0)
@@ -2325,6 +2325,20 @@ find_files_snapshot(const RestoreOpts *o, const PgbkConfig *cfg, int64_t immedia
 	}
 	if (st != PGBK_OK)
 		return cli_fail(&err, "restore: files");
+	if (o->target.kind == PLAN_TARGET_TIME && !snap.exact && !cli_quiet)
+	{
+		time_t    t = (time_t) (snap.as_of_us / 1000000);
+		struct tm tm;
+		char      buf[32];
+
+		gmtime_r(&t, &tm);
+		strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+		printf("Files as of %s.%06lld+00 (snapshot %.8s), %.3f s before the target: no file "
+		       "snapshot holds them exactly as they were at the target (files were changing "
+		       "continuously)\n",
+		       buf, (long long) (snap.as_of_us % 1000000), snap.id,
+		       (double) (o->target.time_us - snap.as_of_us) / 1e6);
+	}
 	snprintf(id_out, idlen, "%s", snap.id);
 	files_snapshot_free(&snap);
 	return EXIT_OK;

@@ -1328,6 +1328,99 @@ same_paths(const FilesSnapshot *a, const FilesSnapshot *b)
 	return true;
 }
 
+static int
+by_time(const void *a, const void *b)
+{
+	const FilesSnapshot *x = a;
+	const FilesSnapshot *y = b;
+
+	return x->time_us < y->time_us ? -1 : x->time_us > y->time_us;
+}
+
+static const char *
+tag_value(const FilesSnapshot *s, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	int    i;
+
+	for (i = 0; i < s->n_tags; i++)
+	{
+		if (strncmp(s->tags[i], prefix, n) == 0)
+			return s->tags[i] + n;
+	}
+	return NULL;
+}
+
+static int64_t
+tag_time(const FilesSnapshot *s, const char *prefix)
+{
+	const char *v = tag_value(s, prefix);
+	int64_t     us = 0;
+
+	if (v == NULL || !files_parse_time(v, &us) || us == 0)
+		return 0;
+	return us;
+}
+
+/* What the span tags say about snapshot i (0: unknown). */
+typedef struct Span
+{
+	int64_t from;
+	int64_t end;
+	int64_t until;
+} Span;
+
+static Span
+span_of(const FilesSnapshotList *list, size_t i)
+{
+	Span        sp = {0, 0, 0};
+	const char *prev;
+
+	sp.from = tag_time(&list->items[i], FILES_TAG_FROM);
+	if (i + 1 < list->n && (prev = tag_value(&list->items[i + 1], FILES_TAG_PREV)) != NULL &&
+	    strcmp(prev, list->items[i].short_id) == 0)
+	{
+		size_t j = i + 1;
+
+		sp.end = tag_time(&list->items[j], FILES_TAG_PREV_END);
+		/*
+		 * No change before the next snapshot began: the first change after
+		 * this one began is the next one's (and so on); at least the newest
+		 * one's start.
+		 */
+		while ((sp.until = tag_time(&list->items[j], FILES_TAG_PREV_UNTIL)) == 0)
+		{
+			if (j + 1 >= list->n ||
+			    (prev = tag_value(&list->items[j + 1], FILES_TAG_PREV)) == NULL ||
+			    strcmp(prev, list->items[j].short_id) != 0)
+			{
+				sp.until = list->items[j].time_us;
+				break;
+			}
+			j++;
+		}
+	}
+	else if (sp.from == 0 && i + 1 < list->n &&
+	         tag_value(&list->items[i + 1], FILES_TAG_FROM) == NULL &&
+	         strcmp(list->items[i].hostname, list->items[i + 1].hostname) == 0)
+	{
+		/*
+		 * Taken by an older watcher or by --once (no span tags): a watcher
+		 * runs one restic at a time per host, so the scan had ended when
+		 * the next one began.
+		 */
+		sp.end = list->items[i + 1].time_us;
+	}
+	return sp;
+}
+
+static bool
+span_exact(const Span *sp, int64_t t)
+{
+	return sp->from != 0 && sp->from <= t && sp->end != 0 && sp->until != 0 &&
+	       sp->until >= sp->end && t < sp->until;
+}
+
 PgbkStatus
 files_find_snapshot(const FilesRepo *repo, const char *host, int64_t target_us,
                     const char *restore_point, FilesSnapshot *out, PgbkError *err)
@@ -1337,6 +1430,9 @@ files_find_snapshot(const FilesRepo *repo, const char *host, int64_t target_us,
 	char                 tag[FILES_TAG_MAX];
 	PgbkStatus           rc;
 	size_t               i;
+	bool                 exact = true;
+	int64_t              as_of = 0;
+	int64_t              best_end = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (restore_point && !files_restore_point_tag(restore_point, tag, sizeof(tag)))
@@ -1345,14 +1441,58 @@ files_find_snapshot(const FilesRepo *repo, const char *host, int64_t target_us,
 		                  restore_point, FILES_RP_NAME_MAX);
 	if ((rc = files_list_snapshots(repo, host, NULL, &list, err)) != PGBK_OK)
 		return rc;
-	for (i = 0; i < list->n; i++)
+	if (list->n > 1)
+		qsort(list->items, list->n, sizeof(list->items[0]), by_time);
+	if (restore_point)
 	{
-		const FilesSnapshot *s = &list->items[i];
+		for (i = 0; i < list->n; i++)
+		{
+			const FilesSnapshot *s = &list->items[i];
 
-		if (restore_point ? !has_tag(s, tag) : s->time_us > target_us)
-			continue;
-		if (best == NULL || s->time_us >= best->time_us)
-			best = s;
+			if (has_tag(s, tag) && (best == NULL || s->time_us < best->time_us))
+				best = s;
+		}
+	}
+	else if (target_us == INT64_MAX)
+	{
+		for (i = 0; i < list->n; i++)
+		{
+			if (best == NULL || list->items[i].time_us >= best->time_us)
+				best = &list->items[i];
+		}
+	}
+	else
+	{
+		/* exactly the files of target_us: one taken at or before it if there are several */
+		for (i = 0; i < list->n; i++)
+		{
+			const FilesSnapshot *s = &list->items[i];
+			Span                 sp = span_of(list, i);
+
+			if (!span_exact(&sp, target_us))
+				continue;
+			if (best == NULL || (s->time_us <= target_us && best->time_us > target_us) ||
+			    ((s->time_us <= target_us) == (best->time_us <= target_us) &&
+			     (s->time_us <= target_us ? s->time_us > best->time_us
+			                              : s->time_us < best->time_us)))
+				best = s;
+		}
+		if (best == NULL)
+		{
+			/* files changing all the while: the newest scan that had ended by then */
+			exact = false;
+			for (i = 0; i < list->n; i++)
+			{
+				Span sp = span_of(list, i);
+
+				if (sp.end != 0 && sp.end <= target_us && (best == NULL || sp.end > best_end))
+				{
+					best = &list->items[i];
+					best_end = sp.end;
+				}
+			}
+			as_of = best_end;
+		}
 	}
 	if (best == NULL)
 	{
@@ -1366,10 +1506,12 @@ files_find_snapshot(const FilesRepo *repo, const char *host, int64_t target_us,
 			                "restic repository \"%s\" holds no file snapshot%s%s", repo->repository,
 			                host ? " of host " : "", host ? host : "");
 		else
-			rc = pgbk_error(err, PGBK_NOT_FOUND,
-			                "no file snapshot was taken at or before the target time; the "
-			                "earliest one was taken at %s",
-			                list->items[0].time);
+			rc =
+			    pgbk_error(err, PGBK_NOT_FOUND,
+			               "no file snapshot is known to hold the files as they were at the target "
+			               "time, nor only files written before it (a snapshot's scan end is "
+			               "recorded by the next snapshot; the earliest one was taken at %s)",
+			               list->items[0].time);
 		files_snapshot_list_free(list);
 		return rc;
 	}
@@ -1394,6 +1536,8 @@ files_find_snapshot(const FilesRepo *repo, const char *host, int64_t target_us,
 	}
 	if (!files_snapshot_copy(best, out))
 		rc = pgbk_error(err, PGBK_ERR, "out of memory");
+	out->exact = exact;
+	out->as_of_us = as_of;
 	files_snapshot_list_free(list);
 	return rc;
 }

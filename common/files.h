@@ -29,8 +29,20 @@
 
 #include <sys/types.h>
 
-#define FILES_TAG_PGBK        "pgbk"
-#define FILES_TAG_RP_PREFIX   "rp:"
+#define FILES_TAG_PGBK      "pgbk"
+#define FILES_TAG_RP_PREFIX "rp:"
+/*
+ * The exact span, in RFC 3339 UTC (see pgbk.file_snapshot and
+ * watcher/main.c, build_span_tags): pgbk-from:<last change before the
+ * scan>, and about the previous snapshot of the same watcher:
+ * pgbk-prev:<its short id>, pgbk-prev-end:<when its scan ended>,
+ * pgbk-prev-until:<first change after its scan began> (absent: none before
+ * this snapshot began).
+ */
+#define FILES_TAG_FROM        "pgbk-from:"
+#define FILES_TAG_PREV        "pgbk-prev:"
+#define FILES_TAG_PREV_END    "pgbk-prev-end:"
+#define FILES_TAG_PREV_UNTIL  "pgbk-prev-until:"
 #define FILES_ID_LEN          64 /* hex digits of a full snapshot id */
 #define FILES_SHORT_ID_LEN    8
 #define FILES_EXIT_OK         0
@@ -176,6 +188,10 @@ typedef struct FilesSnapshot
 	int     n_paths;
 	char  **tags;
 	int     n_tags;
+	/* files_find_snapshot by time: whether it holds the files exactly as
+	 * they were at the target, else the moment they are from (its scan end) */
+	bool    exact;
+	int64_t as_of_us;
 } FilesSnapshot;
 
 typedef struct FilesSnapshotList
@@ -219,8 +235,15 @@ PgbkStatus files_list_snapshots(const FilesRepo *repo, const char *host, const c
                                 FilesSnapshotList **out, PgbkError *err);
 
 /*
- * The snapshot to restore: with restore_point, the newest one tagged with
- * it; otherwise the newest one taken at or before target_us.  host NULL
+ * The snapshot to restore: with restore_point, the earliest one tagged with
+ * it (the one taken for it; a later one with the same tag holds later
+ * files).  For a time, the catalog's rule (pgbk.file_snapshot_at) from the
+ * span tags: a snapshot that holds the files exactly as they were at
+ * target_us, else the newest whose scan had ended by then (out->exact
+ * false, out->as_of_us its scan end), never one that may hold later writes.
+ * A snapshot's scan end and the end of its span are told by its successor's
+ * tags, so the newest snapshot qualifies only for target_us == INT64_MAX
+ * (the newest, for 'latest').  host NULL
  * means any host, but snapshots of several hosts (or several sets of roots)
  * before the target are refused as ambiguous.  PGBK_NOT_FOUND when there is
  * none; the error then names the earliest snapshot there is.

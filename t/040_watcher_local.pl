@@ -75,8 +75,8 @@ is($status0, 'complete', '... complete');
 $state_of{$id0} = PgbkWatcher::tree_state($root);
 push @ids, $id0;
 my $row0 = $node->safe_psql('postgres',
-	"SELECT host, paths = ARRAY['$root'], tags, restore_points, files_new > 50, bytes_added > 0 FROM pgbk.file_snapshot");
-is($row0, "test-host|t|{pgbk}|{}|t|t", 'row: host, roots, tags, counters');
+	"SELECT host, paths = ARRAY['$root'], tags[1], tags[2] LIKE 'pgbk-from:%Z', cardinality(tags), restore_points, files_new > 50, bytes_added > 0 FROM pgbk.file_snapshot");
+is($row0, "test-host|t|pgbk|t|2|{}|t|t", 'row: host, roots, tags (pgbk, the exact span\'s start), counters');
 
 # Bursts of changes; each must end in one snapshot of exactly that tree.
 my @bursts = (

@@ -63,14 +63,16 @@ burst('down1');
 ok($w->wait_for_log(qr/WARNING: (?:could not connect to|lost the connection to) the catalog database: .*record\(s\) wait in the spool/, 0),
 	'the outage is logged, saying records wait in the spool');
 burst('down2');
-is(scalar($w->spool_files), 2, 'two records wait in the spool');
-my $saved_record = PgbkWatcher::slurp("$w->{spool}/" . ($w->spool_files)[0]);
+is(scalar($w->spool_snapshots), 2, 'two snapshot records wait in the spool');
+my $saved_record = PgbkWatcher::slurp("$w->{spool}/" . ($w->spool_snapshots)[0]);
 like($saved_record, qr/"kind":"snapshot"/, 'a spool record is a JSON snapshot record');
 
 # The watcher restarts while the database is still down: nothing is lost.
 $pos = $w->log_size;
 is($w->stop, 0, 'the watcher stops cleanly with the database down');
-like(substr($w->log_contents, $pos), qr/2 record\(s\) stay in the spool/, '... keeping its records');
+my $n_spooled = scalar($w->spool_files);
+like(substr($w->log_contents, $pos), qr/\b$n_spooled record\(s\) stay in the spool/, '... keeping its records');
+is(scalar($w->spool_snapshots), 2, '... the two snapshot records among them');
 $pos = $w->log_size;
 $w->start;
 my $sid = $w->wait_for_log(qr/snapshot ([0-9a-f]{64}) \(taken at [^,]+, trigger startup\) is queued/,
@@ -78,10 +80,10 @@ my $sid = $w->wait_for_log(qr/snapshot ([0-9a-f]{64}) \(taken at [^,]+, trigger 
   or die 'no start snapshot after the restart';
 $state_of{$sid} = PgbkWatcher::tree_state($root);
 push @queued, $sid;
-like(substr($w->log_contents, $pos), qr/2 record\(s\) in the spool/,
+like(substr($w->log_contents, $pos), qr/\b$n_spooled record\(s\) in the spool/,
 	'after the restart the watcher finds the spooled records');
 burst('down3');
-is(scalar($w->spool_files), 4, 'four records wait in the spool');
+is(scalar($w->spool_snapshots), 4, 'four snapshot records wait in the spool');
 
 # The database is back: everything arrives, in order, once.
 $node->start;

@@ -15,8 +15,10 @@
  *              a snapshot (what changed while we were down is unknown)
  *   changes    a snapshot after settle_delay of quiet, at most max_wait
  *              after the first change (debounce.c)
- *   request    NOTIFY pgbk_snapshot, 'name': a snapshot tagged rp:name as
- *              soon as restic is free
+ *   request    a row in pgbk.file_snapshot_request (bk_create_restore_point),
+ *              read at connection and whenever NOTIFY pgbk_snapshot wakes us
+ *              (the payload is ignored): a snapshot tagged rp:name as soon
+ *              as restic is free, bound to the request in the catalog
  *   safety     a snapshot every safety_interval regardless
  *   forget     restic unlock + restic forget --keep-within files_depth
  *              --prune every forget_interval
@@ -69,6 +71,10 @@
 #define DELIVER_GRACE_MS 5000  /* on stop, time to deliver what is spooled */
 #define FORGET_STAMP     "forget.stamp"
 #define MAX_REQUESTS     64
+#define SERVED_RING      256
+#define WAKE_SLACK_US    50000 /* how long after a change the watcher is surely woken */
+#define SPAN_TAG_MAX     80
+#define MAX_SPAN_TAGS    4
 
 typedef struct Watcher
 {
@@ -87,9 +93,13 @@ typedef struct Watcher
 
 	/* restore points asked for, waiting for / in the running snapshot */
 	char   *requests[MAX_REQUESTS];
+	int64_t request_ids[MAX_REQUESTS];
 	int     n_requests;
 	char   *running_requests[MAX_REQUESTS];
+	int64_t running_request_ids[MAX_REQUESTS];
 	int     n_running_requests;
+	int64_t served[SERVED_RING]; /* request ids a spooled snapshot serves */
+	int     n_served;
 	Trigger running_trigger;
 	char    running_time[40]; /* the snapshot's time (restic --time), RFC 3339 */
 
@@ -100,9 +110,39 @@ typedef struct Watcher
 	Trigger            lookup_trigger;
 	char               lookup_time[40];
 	char              *lookup_requests[MAX_REQUESTS];
+	int64_t            lookup_request_ids[MAX_REQUESTS];
 	int                n_lookup_requests;
-	int                lookup_failures;
-	int64_t            lookup_retry_at;
+	char               lookup_tags[MAX_SPAN_TAGS][SPAN_TAG_MAX];
+	int                n_lookup_tags;
+	int64_t            lookup_from_us;
+	int64_t            lookup_end_us;
+	int64_t            lookup_first_us;
+
+	/*
+	 * The exact span of each snapshot (issue 10, item 11; see
+	 * pgbk.file_snapshot).  Change events are stamped conservatively: a
+	 * change read now happened after ino_checked_us (just before the last
+	 * read that emptied the inotify queue) and before now.  All Unix
+	 * microseconds, 0: none / unknown.
+	 */
+	int64_t ino_checked_us;
+	int64_t last_event_us;  /* latest possible time of the last change seen */
+	int64_t watch_start_us; /* since when every directory is watched (0: not all are) */
+	int64_t run_start_us;   /* the running snapshot's time */
+	int64_t run_from_us;    /* its exact_from */
+	int64_t run_first_us;   /* earliest possible time of the first change since it began */
+	char    run_tags[MAX_SPAN_TAGS][SPAN_TAG_MAX];
+	int     n_run_tags;
+	/* the newest snapshot whose span is still open (no change since its scan began) */
+	bool    open_span;
+	char    open_id[FILES_ID_LEN + 1]; /* "" until spooled */
+	int64_t open_until_us;
+	/* the previous snapshot, described in the next one's tags (for pgbk restore) */
+	char    prev_short[FILES_SHORT_ID_LEN + 1];
+	int64_t prev_end_us;
+	int64_t prev_first_us; /* first change since it began */
+	int     lookup_failures;
+	int64_t lookup_retry_at;
 
 	/* unsaved changes, for bk_scope_health (record_changes) */
 	int64_t changes_since_us;      /* first change not covered by a snapshot, 0: none */
@@ -140,6 +180,76 @@ note_change(Watcher *w)
 		w->changes_since_us = now_us;
 		record_changes(w->rec, now_us);
 	}
+}
+
+static void
+spool_until(Watcher *w, const char *id, int64_t until_us)
+{
+	SpoolRecord rec;
+	PgbkError   err;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.kind = SPOOL_UNTIL;
+	snprintf(rec.id, sizeof(rec.id), "%s", id);
+	rec.exact_until_us = until_us;
+	pgbk_error_clear(&err);
+	if (spool_append(w->spool, &rec, &err) != PGBK_OK)
+		log_error("%s", err.msg);
+	else
+		record_kick(w->rec);
+}
+
+/*
+ * A change happened between earliest_us and latest_us: it ends the open
+ * span, makes the running snapshot inexact, and is the previous snapshot's
+ * first change if it had none yet.
+ */
+static void
+span_event(Watcher *w, int64_t earliest_us, int64_t latest_us)
+{
+	if (w->deb.running && (w->run_first_us == 0 || earliest_us < w->run_first_us))
+		w->run_first_us = earliest_us;
+	if (w->lookup_pending && w->lookup_first_us == 0)
+		w->lookup_first_us = earliest_us;
+	if (w->prev_short[0] && w->prev_first_us == 0)
+		w->prev_first_us = earliest_us;
+	if (w->open_span && w->open_until_us == 0)
+	{
+		w->open_until_us = earliest_us;
+		if (w->open_id[0])
+		{
+			spool_until(w, w->open_id, earliest_us);
+			w->open_span = false;
+		}
+	}
+	if (latest_us > w->last_event_us)
+		w->last_event_us = latest_us;
+}
+
+static int64_t mono_ms(void);
+
+/* Read the inotify queue; a change restarts the debounce and is stamped. */
+static void
+process_inotify(Watcher *w)
+{
+	int64_t before_us = pgbk_now_us();
+	int     flags;
+
+	if (w->watch == NULL)
+		return;
+	flags = watch_process(w->watch);
+	if (flags & WATCH_CHANGED)
+	{
+		debounce_change(&w->deb, mono_ms());
+		note_change(w);
+		span_event(w, w->ino_checked_us, pgbk_now_us());
+	}
+
+	if (!(flags & WATCH_MORE))
+		w->ino_checked_us = before_us;
+	if (watch_degraded(w->watch))
+		w->watch_start_us = 0;
+	debounce_set_degraded(&w->deb, watch_degraded(w->watch));
 }
 
 static int64_t
@@ -319,6 +429,9 @@ reload(Watcher *w, int64_t now)
 		w->watch = watch;
 		log_info("watching %zu directories under %d root(s)", watch_count(watch), set->n_roots);
 		debounce_change(&w->deb, now);
+		span_event(w, w->ino_checked_us, pgbk_now_us());
+		w->ino_checked_us = pgbk_now_us();
+		w->watch_start_us = watch_degraded(watch) ? 0 : w->ino_checked_us;
 	}
 	if (strcmp(set->host, w->set->host) != 0)
 		log_warning("host changed from \"%s\" to \"%s\": the next snapshot has no parent and "
@@ -353,31 +466,51 @@ reload(Watcher *w, int64_t now)
  * Requests
  * ---------------------------------------------------------------------- */
 
+static bool
+request_known(const Watcher *w, int64_t id)
+{
+	int i;
+
+	for (i = 0; i < w->n_requests; i++)
+		if (w->request_ids[i] == id)
+			return true;
+	for (i = 0; i < w->n_running_requests; i++)
+		if (w->running_request_ids[i] == id)
+			return true;
+	for (i = 0; w->lookup_pending && i < w->n_lookup_requests; i++)
+		if (w->lookup_request_ids[i] == id)
+			return true;
+	for (i = 0; i < w->n_served && i < SERVED_RING; i++)
+		if (w->served[i] == id)
+			return true;
+	return false;
+}
+
+/* An unserved request in the catalog (record.c reads them). */
 static void
-on_request(const char *name, void *arg)
+on_request(int64_t id, const char *name, void *arg)
 {
 	Watcher *w = arg;
 	char     tag[FILES_TAG_MAX];
-	int      i;
 
+	if (request_known(w, id))
+		return;
 	if (!files_restore_point_tag(name, tag, sizeof(tag)))
 	{
-		log_warning("ignoring a snapshot request with an invalid name (1 to %d bytes needed)",
-		            FILES_RP_NAME_MAX);
+		log_warning("ignoring snapshot request %lld with an invalid name (1 to %d bytes needed)",
+		            (long long) id, FILES_RP_NAME_MAX);
 		return;
-	}
-	for (i = 0; i < w->n_requests; i++)
-	{
-		if (strcmp(w->requests[i], name) == 0)
-			return;
 	}
 	if (w->n_requests == MAX_REQUESTS)
 	{
-		log_warning("too many snapshot requests waiting; ignoring \"%s\"", name);
+		log_warning("too many snapshot requests waiting; request %lld (\"%s\") waits for the "
+		            "next reading",
+		            (long long) id, name);
 		return;
 	}
 	if ((w->requests[w->n_requests] = strdup(name)) == NULL)
 		return;
+	w->request_ids[w->n_requests] = id;
 	w->n_requests++;
 	log_info("snapshot requested for restore point \"%s\"", name);
 	debounce_request(&w->deb);
@@ -401,7 +534,10 @@ requeue_requests(Watcher *w)
 		if (w->n_requests < MAX_REQUESTS)
 		{
 			memmove(&w->requests[1], &w->requests[0], (size_t) w->n_requests * sizeof(char *));
+			memmove(&w->request_ids[1], &w->request_ids[0],
+			        (size_t) w->n_requests * sizeof(int64_t));
 			w->requests[0] = w->running_requests[i];
+			w->request_ids[0] = w->running_request_ids[i];
 			w->n_requests++;
 		}
 		else
@@ -466,6 +602,51 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 }
 
 static void
+fmt_rfc3339(int64_t us, char *buf, size_t len)
+{
+	time_t    t = (time_t) (us / 1000000);
+	struct tm tm;
+	char      sec[32];
+
+	gmtime_r(&t, &tm);
+	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%06lldZ", sec, (long long) (us % 1000000));
+}
+
+/*
+ * The span tags a snapshot carries, so that `pgbk restore` can apply the
+ * catalog's rule with the repository alone (common/files.c): its own
+ * exact_from (pgbk-from), and for the previous snapshot of this watcher
+ * (pgbk-prev, its short id) when its scan ended (pgbk-prev-end) and the
+ * first change after its scan began (pgbk-prev-until; absent: none before
+ * this snapshot began).  Tags are fixed when restic starts, so what comes
+ * later is told by the next snapshot.
+ */
+static void
+build_span_tags(Watcher *w)
+{
+	char t[40];
+
+	w->n_run_tags = 0;
+	if (w->run_from_us != 0)
+	{
+		fmt_rfc3339(w->run_from_us, t, sizeof(t));
+		snprintf(w->run_tags[w->n_run_tags++], SPAN_TAG_MAX, "%s%s", FILES_TAG_FROM, t);
+	}
+	if (w->prev_short[0])
+	{
+		snprintf(w->run_tags[w->n_run_tags++], SPAN_TAG_MAX, "%s%s", FILES_TAG_PREV, w->prev_short);
+		fmt_rfc3339(w->prev_end_us, t, sizeof(t));
+		snprintf(w->run_tags[w->n_run_tags++], SPAN_TAG_MAX, "%s%s", FILES_TAG_PREV_END, t);
+		if (w->prev_first_us != 0)
+		{
+			fmt_rfc3339(w->prev_first_us, t, sizeof(t));
+			snprintf(w->run_tags[w->n_run_tags++], SPAN_TAG_MAX, "%s%s", FILES_TAG_PREV_UNTIL, t);
+		}
+	}
+}
+
+static void
 start_backup(Watcher *w, Trigger why, int64_t now)
 {
 	const char **args;
@@ -476,7 +657,7 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 	int          n = 0;
 	int          i;
 	int          j;
-	size_t       max = 10 + 2 * (size_t) MAX_REQUESTS +
+	size_t       max = 10 + 2 * (size_t) MAX_SPAN_TAGS + 2 * (size_t) MAX_REQUESTS +
 	             2 * (size_t) w->set->n_roots * (size_t) (w->set->n_excludes + 1);
 
 	args = calloc(max, sizeof(char *));
@@ -490,7 +671,10 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 	}
 	/* this snapshot covers the requests made so far */
 	for (i = 0; i < w->n_requests; i++)
+	{
 		w->running_requests[i] = w->requests[i];
+		w->running_request_ids[i] = w->request_ids[i];
+	}
 	w->n_running_requests = w->n_requests;
 	w->n_requests = 0;
 	w->running_trigger = why;
@@ -501,12 +685,33 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 	 * fractional second), so the record needs nothing more from restic than
 	 * the snapshot id.
 	 */
+	/* changes read before the scan began are before it */
+	process_inotify(w);
+	if (w->watch && watch_degraded(w->watch) && watch_rescan(w->watch) >= 0 &&
+	    !watch_degraded(w->watch))
+	{
+		/* every directory is watched again: what changed before is unknown */
+		w->watch_start_us = pgbk_now_us();
+		debounce_set_degraded(&w->deb, false);
+	}
 	{
 		struct timespec ts;
 		struct tm       tm;
 		char            sec[32];
 
 		clock_gettime(CLOCK_REALTIME, &ts);
+		w->run_start_us = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+		/*
+		 * The exact span begins at the last change before the scan (or when
+		 * every directory began to be watched); unknown while some are not
+		 * and for --once, which does not watch.
+		 */
+		w->run_from_us = 0;
+		if (w->watch && !watch_degraded(w->watch) && w->watch_start_us != 0)
+			w->run_from_us =
+			    w->last_event_us > w->watch_start_us ? w->last_event_us : w->watch_start_us;
+		w->run_first_us = 0;
+		build_span_tags(w);
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(sec, sizeof(sec), "%Y-%m-%d %H:%M:%S", &tm);
 		snprintf(restic_time, sizeof(restic_time), "%s.%06ld", sec, ts.tv_nsec / 1000);
@@ -521,6 +726,11 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 	args[n++] = w->set->host;
 	args[n++] = "--tag";
 	args[n++] = FILES_TAG_PGBK;
+	for (i = 0; i < w->n_run_tags; i++)
+	{
+		args[n++] = "--tag";
+		args[n++] = w->run_tags[i];
+	}
 	for (i = 0; i < w->n_running_requests; i++)
 	{
 		files_restore_point_tag(w->running_requests[i], tags[i], sizeof(tags[i]));
@@ -544,8 +754,6 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 		args[n++] = w->set->roots[i];
 	args[n] = NULL;
 
-	if (w->watch && watch_degraded(w->watch))
-		watch_rescan(w->watch);
 	debounce_started(&w->deb, why, now);
 	w->changes_during_run_us = 0;
 	if (w->n_running_requests > 0)
@@ -682,9 +890,43 @@ spool_snapshot(Watcher *w, const char *id, const char *time, const char *host, c
 	rec.complete = w->lookup_complete;
 	rec.trigger = (char *) trigger_name(w->lookup_trigger);
 	rec.sum = w->lookup_sum;
+	rec.exact_from_us = w->lookup_from_us;
+	rec.scan_end_us = w->lookup_end_us;
+	rec.request_ids = w->lookup_request_ids;
+	rec.n_request_ids = w->n_lookup_requests;
+	if (w->lookup_from_us != 0)
+	{
+		/* a change since the scan began ends the span (during the scan: empty) */
+		rec.exact_until_us = w->lookup_first_us;
+		if (rec.exact_until_us == 0 && w->stop_signals > 0)
+			rec.exact_until_us = pgbk_now_us(); /* nobody watches after this */
+	}
 	rc = spool_append(w->spool, &rec, err);
 	if (rc != PGBK_OK)
 		return rc;
+	{
+		int i;
+
+		for (i = 0; i < w->n_lookup_requests; i++)
+			w->served[w->n_served++ % SERVED_RING] = w->lookup_request_ids[i];
+	}
+	if (w->lookup_from_us != 0 && rec.exact_until_us == 0)
+	{
+		/*
+		 * The newest snapshot, exact until the next change.  One taken
+		 * before it with no change since (a request, a safety snapshot)
+		 * holds the same files: its span ends where no change was seen
+		 * yet, and this one's goes on.
+		 */
+		if (w->open_span && w->open_id[0] && w->open_until_us == 0)
+			spool_until(w, w->open_id, w->ino_checked_us);
+		w->open_span = true;
+		w->open_until_us = 0;
+		snprintf(w->open_id, sizeof(w->open_id), "%s", id);
+	}
+	snprintf(w->prev_short, sizeof(w->prev_short), "%.8s", id);
+	w->prev_end_us = w->lookup_end_us;
+	w->prev_first_us = w->lookup_first_us;
 	record_kick(w->rec);
 	log_info("snapshot %s (taken at %s, trigger %s%s) is queued for the catalog", id, time,
 	         rec.trigger, w->lookup_complete ? "" : ", incomplete");
@@ -733,7 +975,7 @@ direct_lookup(Watcher *w)
 	char       prefix[128];
 	FindId     f;
 	PgbkError  err;
-	char      *tags[MAX_REQUESTS + 1];
+	char      *tags[MAX_REQUESTS + MAX_SPAN_TAGS + 1];
 	char       tagbuf[MAX_REQUESTS][FILES_TAG_MAX];
 	int        n_tags = 0;
 	int        i;
@@ -753,6 +995,8 @@ direct_lookup(Watcher *w)
 	if (f.n != 1)
 		return false;
 	tags[n_tags++] = FILES_TAG_PGBK;
+	for (i = 0; i < w->n_lookup_tags; i++)
+		tags[n_tags++] = w->lookup_tags[i];
 	for (i = 0; i < w->n_lookup_requests; i++)
 	{
 		files_restore_point_tag(w->lookup_requests[i], tagbuf[i], sizeof(tagbuf[i]));
@@ -780,6 +1024,18 @@ backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 
 	if (wrote)
 	{
+		/*
+		 * restic has exited: its scan ended by now.  Changes still queued
+		 * may have happened during it.
+		 */
+		w->lookup_end_us = pgbk_now_us();
+		process_inotify(w);
+		if (w->watch == NULL || watch_degraded(w->watch))
+			w->run_from_us = 0;
+		w->lookup_from_us = w->run_from_us;
+		w->lookup_first_us = w->run_first_us;
+		memcpy(w->lookup_tags, w->run_tags, sizeof(w->lookup_tags));
+		w->n_lookup_tags = w->n_run_tags;
 		debounce_finished(&w->deb, true, now);
 		/* the snapshot covers every change made before it began */
 		w->changes_since_us = w->changes_during_run_us;
@@ -792,7 +1048,10 @@ backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		w->lookup_failures = 0;
 		w->lookup_retry_at = 0;
 		for (i = 0; i < w->n_running_requests; i++)
+		{
 			w->lookup_requests[i] = w->running_requests[i];
+			w->lookup_request_ids[i] = w->running_request_ids[i];
+		}
 		w->n_lookup_requests = w->n_running_requests;
 		w->n_running_requests = 0;
 		human_bytes(job->summary.data_added, added, sizeof(added));
@@ -1104,6 +1363,12 @@ handle_signals(Watcher *w, int64_t now)
 				w->stop_signals++;
 				if (w->stop_signals == 1)
 				{
+					/* nobody watches after this: the open span ends now */
+					if (w->open_span && w->open_id[0])
+					{
+						spool_until(w, w->open_id, pgbk_now_us());
+						w->open_span = false;
+					}
 					w->stop_deadline = now + w->set->stop_timeout_ms;
 					w->exit_deadline = w->stop_deadline + DELIVER_GRACE_MS;
 					if (job_active(&w->job))
@@ -1200,6 +1465,8 @@ run(Watcher *w)
 		int           i_job = -1;
 		int           n_job;
 		int64_t       now = mono_ms();
+		int64_t       poll_enter_us;
+		int64_t       poll_return_us;
 		int64_t       wake = DEBOUNCE_NEVER;
 		Trigger       why;
 		short         db_events = 0;
@@ -1252,26 +1519,33 @@ run(Watcher *w)
 		else
 			timeout = (int) min64(wake - now, INT_MAX);
 
+		poll_enter_us = pgbk_now_us();
 		if (poll(pfd, (nfds_t) n, timeout) < 0 && errno != EINTR)
 		{
 			log_fatal("poll failed: %s", strerror(errno));
 			break;
 		}
 		now = mono_ms();
+		poll_return_us = pgbk_now_us();
+		if (i_ino >= 0 && !pfd[i_ino].revents)
+		{
+			/* the inotify queue was empty until now */
+			w->ino_checked_us = poll_return_us;
+		}
+		else if (i_ino >= 0 && poll_return_us - poll_enter_us > 2 * WAKE_SLACK_US &&
+		         poll_return_us - WAKE_SLACK_US > w->ino_checked_us)
+		{
+			/*
+			 * poll slept and a change woke it: the kernel wakes us as the
+			 * event is queued, so it happened at most WAKE_SLACK_US ago
+			 */
+			w->ino_checked_us = poll_return_us - WAKE_SLACK_US;
+		}
 
 		if (pfd[0].revents)
 			handle_signals(w, now);
 		if (i_ino >= 0 && pfd[i_ino].revents && w->watch)
-		{
-			int flags = watch_process(w->watch);
-
-			if (flags & WATCH_CHANGED)
-			{
-				debounce_change(&w->deb, now);
-				note_change(w);
-			}
-			debounce_set_degraded(&w->deb, watch_degraded(w->watch));
-		}
+			process_inotify(w);
 		for (k = 0; k < n_job; k++)
 		{
 			if (pfd[i_job + k].revents)
@@ -1474,6 +1748,8 @@ main(int argc, char **argv)
 		}
 		log_info("watching %zu directories under %d root(s) in %lld ms", watch_count(w.watch),
 		         w.set->n_roots, (long long) (mono_ms() - now));
+		w.ino_checked_us = pgbk_now_us();
+		w.watch_start_us = watch_degraded(w.watch) ? 0 : w.ino_checked_us;
 	}
 	w.rec = record_new(w.set->conninfo, w.set->host, w.spool, on_request, &w);
 	if (w.rec == NULL)
@@ -1492,6 +1768,20 @@ main(int argc, char **argv)
 	log_info("started%s: host \"%s\", files repository \"%s\", %zu record(s) in the spool",
 	         w.once ? " for one snapshot" : "", w.set->host, w.repo->repository,
 	         spool_pending(w.spool));
+	if (!w.once)
+	{
+		SpoolRecord close_rec;
+
+		/*
+		 * Spans a previous run left open end where their scan ended: when it
+		 * stopped watching is unknown.  After its spooled records, in order.
+		 */
+		memset(&close_rec, 0, sizeof(close_rec));
+		close_rec.kind = SPOOL_CLOSE;
+		close_rec.host = w.set->host;
+		if (spool_append(w.spool, &close_rec, &err) != PGBK_OK)
+			log_error("%s", err.msg);
+	}
 
 	run(&w);
 

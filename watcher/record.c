@@ -46,7 +46,8 @@ typedef enum BusyKind
 	BUSY_RECORD,
 	BUSY_FAILURE,
 	BUSY_DEPTH,
-	BUSY_CHANGES
+	BUSY_CHANGES,
+	BUSY_REQUESTS
 } BusyKind;
 
 struct Recorder
@@ -75,6 +76,7 @@ struct Recorder
 	bool     busy_ok;
 	bool     busy_inserted;
 	bool     busy_forgotten; /* the record was a SPOOL_FORGOTTEN one */
+	bool     busy_span;      /* a SPOOL_UNTIL or SPOOL_CLOSE one */
 	char     busy_value[24];
 	char     busy_error[512];
 	char     busy_sqlstate[6];
@@ -86,8 +88,9 @@ struct Recorder
 	int64_t changes_since_us; /* latest unsaved-changes state (0: none) */
 	bool    changes_unsent;
 
-	bool    want_depth;  /* ask for bk_files_depth() when idle */
-	bool    depth_known; /* depth_ms came from the catalog */
+	bool    want_requests; /* read bk_file_snapshot_requests() when the spool is empty */
+	bool    want_depth;    /* ask for bk_files_depth() when idle */
+	bool    depth_known;   /* depth_ms came from the catalog */
 	int64_t depth_ms;
 	bool    depth_missing_logged;
 };
@@ -277,8 +280,9 @@ handle_notifies(Recorder *r)
 
 	while ((n = PQnotifies(r->conn)) != NULL)
 	{
-		if (strcmp(n->relname, LISTEN_CHANNEL) == 0 && r->fn)
-			r->fn(n->extra, r->fn_arg);
+		/* only a wake-up call: the requests themselves are in the catalog */
+		if (strcmp(n->relname, LISTEN_CHANNEL) == 0)
+			r->want_requests = true;
 		PQfreemem(n);
 	}
 }
@@ -335,7 +339,24 @@ finish_setup(Recorder *r, bool ok, int64_t now)
 	r->backoff_ms = BACKOFF_MIN_MS;
 	r->state = R_IDLE;
 	r->want_depth = true;
+	r->want_requests = true;  /* those made while we were away */
 	r->changes_unsent = true; /* (re)state unsaved changes, clearing stale ones */
+}
+
+/* Unix microseconds as a timestamptz literal; NULL for 0 (unknown). */
+static const char *
+fmt_us(int64_t us, char *buf, size_t len)
+{
+	time_t    t;
+	struct tm tm;
+
+	if (us == 0)
+		return NULL;
+	t = (time_t) (us / 1000000);
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long) (us % 1000000));
+	return buf;
 }
 
 static void
@@ -376,7 +397,26 @@ send_record(Recorder *r, const SpoolRecord *rec)
 	pgbk_buf_init(&paths);
 	pgbk_buf_init(&tags);
 	pgbk_buf_init(&rps);
-	if (rec->kind == SPOOL_FORGOTTEN)
+	if (rec->kind == SPOOL_UNTIL)
+	{
+		char        until[64];
+		const char *params[2] = {rec->id, fmt_us(rec->exact_until_us, until, sizeof(until))};
+
+		snprintf(sql, sizeof(sql),
+		         "SELECT %s.bk_record_file_snapshot_until($1::text, $2::timestamptz)", r->schema);
+		ok = PQsendQueryParams(r->conn, sql, 2, NULL, params, NULL, NULL, 0) == 1;
+		snprintf(r->busy_what, sizeof(r->busy_what), "the end of snapshot %.8s's exact span",
+		         rec->id);
+	}
+	else if (rec->kind == SPOOL_CLOSE)
+	{
+		const char *params[1] = {rec->host};
+
+		snprintf(sql, sizeof(sql), "SELECT %s.bk_close_file_snapshot_spans($1::text)", r->schema);
+		ok = PQsendQueryParams(r->conn, sql, 1, NULL, params, NULL, NULL, 0) == 1;
+		snprintf(r->busy_what, sizeof(r->busy_what), "the start of this watcher");
+	}
+	else if (rec->kind == SPOOL_FORGOTTEN)
 	{
 		const char *params[1];
 
@@ -389,7 +429,11 @@ send_record(Recorder *r, const SpoolRecord *rec)
 	}
 	else
 	{
-		const char *params[18];
+		const char *params[22];
+		char        from[64];
+		char        until[64];
+		char        end[64];
+		PgbkBuf     reqs;
 		int64_t     v[10] = {rec->sum.files_new,
 		                     rec->sum.files_changed,
 		                     rec->sum.files_unmodified,
@@ -419,13 +463,29 @@ send_record(Recorder *r, const SpoolRecord *rec)
 		for (i = 0; i < 9; i++)
 			params[8 + i] = num[i];
 		params[17] = dur;
+		params[18] = fmt_us(rec->exact_from_us, from, sizeof(from));
+		params[19] = fmt_us(rec->exact_until_us, until, sizeof(until));
+		params[20] = fmt_us(rec->scan_end_us, end, sizeof(end));
+		pgbk_buf_init(&reqs);
+		pgbk_buf_append_str(&reqs, "{");
+		for (i = 0; i < rec->n_request_ids; i++)
+		{
+			char one[32];
+
+			snprintf(one, sizeof(one), "%s%lld", i > 0 ? "," : "", (long long) rec->request_ids[i]);
+			pgbk_buf_append_str(&reqs, one);
+		}
+		pgbk_buf_append_str(&reqs, "}");
+		params[21] = (const char *) reqs.data;
 		snprintf(sql, sizeof(sql),
 		         "SELECT %s.bk_record_file_snapshot($1::text, $2::timestamptz, $3::text, "
 		         "$4::text[], $5::text[], $6::text[], $7::text, $8::text, $9::bigint, "
 		         "$10::bigint, $11::bigint, $12::bigint, $13::bigint, $14::bigint, $15::bigint, "
-		         "$16::bigint, $17::bigint, $18::float8)",
+		         "$16::bigint, $17::bigint, $18::float8, $19::timestamptz, $20::timestamptz, "
+		         "$21::timestamptz, $22::bigint[])",
 		         r->schema);
-		ok = PQsendQueryParams(r->conn, sql, 18, NULL, params, NULL, NULL, 0) == 1;
+		ok = PQsendQueryParams(r->conn, sql, 22, NULL, params, NULL, NULL, 0) == 1;
+		pgbk_buf_free(&reqs);
 		snprintf(r->busy_what, sizeof(r->busy_what), "snapshot %s", rec->sum.short_id);
 	}
 	pgbk_buf_free(&paths);
@@ -475,17 +535,7 @@ send_next(Recorder *r, int64_t now)
 		const char *params[2] = {r->host, NULL};
 		char        sql[256];
 
-		if (r->changes_since_us != 0)
-		{
-			time_t    t = (time_t) (r->changes_since_us / 1000000);
-			struct tm tm;
-
-			gmtime_r(&t, &tm);
-			snprintf(since, sizeof(since), "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00",
-			         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-			         (long long) (r->changes_since_us % 1000000));
-			params[1] = since;
-		}
+		params[1] = fmt_us(r->changes_since_us, since, sizeof(since));
 		snprintf(sql, sizeof(sql), "SELECT %s.bk_record_file_changes($1::text, $2::timestamptz)",
 		         r->schema);
 		if (PQsendQueryParams(r->conn, sql, 2, NULL, params, NULL, NULL, 0) != 1)
@@ -495,6 +545,21 @@ send_next(Recorder *r, int64_t now)
 		}
 		r->changes_unsent = false;
 		r->busy = BUSY_CHANGES;
+	}
+	else if (r->want_requests && (spool_pending(r->spool) == 0 || now < r->retry_sql_at))
+	{
+		char sql[256];
+
+		/* after the spool: a request a spooled snapshot serves is marked served then */
+		r->want_requests = false;
+		snprintf(sql, sizeof(sql), "SELECT id, name FROM %s.bk_file_snapshot_requests()",
+		         r->schema);
+		if (!PQsendQuery(r->conn, sql))
+		{
+			went_down(r, now, "lost the connection to");
+			return;
+		}
+		r->busy = BUSY_REQUESTS;
 	}
 	else
 	{
@@ -528,6 +593,7 @@ send_next(Recorder *r, int64_t now)
 			return;
 		}
 		r->busy_forgotten = rec.kind == SPOOL_FORGOTTEN;
+		r->busy_span = rec.kind == SPOOL_UNTIL || rec.kind == SPOOL_CLOSE;
 		spool_record_free(&rec);
 		r->busy = BUSY_RECORD;
 		r->busy_seq = seq;
@@ -544,6 +610,18 @@ send_next(Recorder *r, int64_t now)
 static void
 busy_result(Recorder *r, PGresult *res)
 {
+	if (r->busy == BUSY_REQUESTS && PQresultStatus(res) == PGRES_TUPLES_OK)
+	{
+		int i;
+
+		r->busy_ok = true;
+		for (i = 0; i < PQntuples(res) && PQnfields(res) == 2; i++)
+		{
+			if (r->fn)
+				r->fn(strtoll(PQgetvalue(res, i, 0), NULL, 10), PQgetvalue(res, i, 1), r->fn_arg);
+		}
+		return;
+	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK)
 	{
 		r->busy_ok = true;
@@ -587,6 +665,15 @@ finish_busy(Recorder *r, int64_t now)
 		if (!r->busy_ok)
 			log_warning("could not record the failure in the catalog: %s", r->busy_error);
 	}
+	else if (r->busy == BUSY_REQUESTS)
+	{
+		if (!r->busy_ok)
+			log_error("could not read the snapshot requests from the catalog: %s%s", r->busy_error,
+			          strcmp(r->busy_sqlstate, "42883") == 0
+			              ? "; the pgbk extension in the catalog database is too old for this "
+			                "watcher (ALTER EXTENSION pgbk UPDATE)"
+			              : "");
+	}
 	else if (r->busy == BUSY_CHANGES)
 	{
 		if (!r->busy_ok)
@@ -597,6 +684,8 @@ finish_busy(Recorder *r, int64_t now)
 		if (r->busy_forgotten)
 			log_info("recorded %s in the catalog (%s newly marked forgotten)", r->busy_what,
 			         r->busy_value);
+		else if (r->busy_span)
+			log_debug("recorded %s in the catalog", r->busy_what);
 		else if (r->busy_inserted)
 			log_info("recorded %s in the catalog", r->busy_what);
 		else

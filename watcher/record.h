@@ -20,8 +20,13 @@
 
 typedef struct Recorder Recorder;
 
-/* Called for each NOTIFY pgbk_snapshot, with its payload. */
-typedef void (*RecordRequestFn)(const char *name, void *arg);
+/*
+ * Called for each unserved snapshot request in the catalog
+ * (bk_file_snapshot_requests), read at each connection and after each
+ * NOTIFY pgbk_snapshot (whose payload is ignored: anyone may NOTIFY).  The
+ * same request comes again until a snapshot recorded for it is delivered.
+ */
+typedef void (*RecordRequestFn)(int64_t id, const char *name, void *arg);
 
 Recorder *record_new(const char *conninfo, const char *host, Spool *spool, RecordRequestFn fn,
                      void *arg);

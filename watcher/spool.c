@@ -89,6 +89,31 @@ spool_encode(const SpoolRecord *rec)
 		                        (double) rec->sum.total_bytes_processed);
 		cJSON_AddNumberToObject(s, "total_duration", rec->sum.total_duration);
 		cJSON_AddItemToObject(o, "summary", s);
+		if (rec->exact_from_us)
+			cJSON_AddNumberToObject(o, "exact_from_us", (double) rec->exact_from_us);
+		if (rec->exact_until_us)
+			cJSON_AddNumberToObject(o, "exact_until_us", (double) rec->exact_until_us);
+		if (rec->scan_end_us)
+			cJSON_AddNumberToObject(o, "scan_end_us", (double) rec->scan_end_us);
+		if (rec->n_request_ids > 0)
+		{
+			cJSON *a = cJSON_AddArrayToObject(o, "request_ids");
+			int    i;
+
+			for (i = 0; a && i < rec->n_request_ids; i++)
+				cJSON_AddItemToArray(a, cJSON_CreateNumber((double) rec->request_ids[i]));
+		}
+	}
+	else if (rec->kind == SPOOL_UNTIL)
+	{
+		cJSON_AddStringToObject(o, "kind", "until");
+		cJSON_AddStringToObject(o, "id", rec->id);
+		cJSON_AddNumberToObject(o, "exact_until_us", (double) rec->exact_until_us);
+	}
+	else if (rec->kind == SPOOL_CLOSE)
+	{
+		cJSON_AddStringToObject(o, "kind", "close");
+		cJSON_AddStringToObject(o, "host", rec->host ? rec->host : "");
 	}
 	else
 	{
@@ -148,6 +173,53 @@ get_int(const cJSON *o, const char *key, int64_t *out)
 	return true;
 }
 
+/* an optional integral number (absent: 0) */
+static bool
+get_opt_int(const cJSON *o, const char *key, int64_t *out)
+{
+	*out = 0;
+	return cJSON_GetObjectItemCaseSensitive(o, key) == NULL || get_int(o, key, out);
+}
+
+/* an optional array of integral numbers */
+static bool
+get_opt_ints(const cJSON *o, const char *key, int64_t **out, int *n)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+	int          i;
+
+	*out = NULL;
+	*n = 0;
+	if (a == NULL)
+		return true;
+	if (!cJSON_IsArray(a) ||
+	    (*out = calloc((size_t) cJSON_GetArraySize(a) + 1, sizeof(int64_t))) == NULL)
+		return false;
+	for (i = 0; i < cJSON_GetArraySize(a); i++)
+	{
+		const cJSON *v = cJSON_GetArrayItem(a, i);
+
+		if (!cJSON_IsNumber(v) || v->valuedouble != (double) (int64_t) v->valuedouble)
+			return false;
+		(*out)[i] = (int64_t) v->valuedouble;
+		*n = i + 1;
+	}
+	return true;
+}
+
+static bool
+get_id(const cJSON *o, char *out)
+{
+	char *id = NULL;
+	bool  ok = get_string(o, "id", &id) && strlen(id) == FILES_ID_LEN &&
+	          strspn(id, "0123456789abcdef") == FILES_ID_LEN;
+
+	if (ok)
+		memcpy(out, id, FILES_ID_LEN + 1);
+	free(id);
+	return ok;
+}
+
 PgbkStatus
 spool_decode(const char *json, size_t len, SpoolRecord *rec, PgbkError *err)
 {
@@ -192,7 +264,10 @@ spool_decode(const char *json, size_t len, SpoolRecord *rec, PgbkError *err)
 		     get_int(s, "data_added", &rec->sum.data_added) &&
 		     get_int(s, "total_files_processed", &rec->sum.total_files_processed) &&
 		     get_int(s, "total_bytes_processed", &rec->sum.total_bytes_processed) &&
-		     cJSON_IsNumber(d);
+		     cJSON_IsNumber(d) && get_opt_int(o, "exact_from_us", &rec->exact_from_us) &&
+		     get_opt_int(o, "exact_until_us", &rec->exact_until_us) &&
+		     get_opt_int(o, "scan_end_us", &rec->scan_end_us) &&
+		     get_opt_ints(o, "request_ids", &rec->request_ids, &rec->n_request_ids);
 		if (ok)
 		{
 			memcpy(rec->id, id, FILES_ID_LEN + 1);
@@ -207,6 +282,16 @@ spool_decode(const char *json, size_t len, SpoolRecord *rec, PgbkError *err)
 	{
 		rec->kind = SPOOL_FORGOTTEN;
 		ok = get_strings(o, "ids", &rec->ids, &rec->n_ids);
+	}
+	else if (strcmp(kind, "until") == 0)
+	{
+		rec->kind = SPOOL_UNTIL;
+		ok = get_id(o, rec->id) && get_int(o, "exact_until_us", &rec->exact_until_us);
+	}
+	else if (strcmp(kind, "close") == 0)
+	{
+		rec->kind = SPOOL_CLOSE;
+		ok = get_string(o, "host", &rec->host);
 	}
 	cJSON_Delete(o);
 	if (!ok)
@@ -237,6 +322,7 @@ spool_record_free(SpoolRecord *rec)
 	free_strings(rec->restore_points, rec->n_restore_points);
 	free(rec->trigger);
 	free_strings(rec->ids, rec->n_ids);
+	free(rec->request_ids);
 	memset(rec, 0, sizeof(*rec));
 }
 

@@ -26,8 +26,10 @@
 
 typedef enum SpoolKind
 {
-	SPOOL_SNAPSHOT = 1, /* bk_record_file_snapshot */
-	SPOOL_FORGOTTEN = 2 /* bk_record_file_snapshots_forgotten */
+	SPOOL_SNAPSHOT = 1,  /* bk_record_file_snapshot */
+	SPOOL_FORGOTTEN = 2, /* bk_record_file_snapshots_forgotten */
+	SPOOL_UNTIL = 3,     /* bk_record_file_snapshot_until: id, exact_until_us */
+	SPOOL_CLOSE = 4      /* bk_close_file_snapshot_spans: host */
 } SpoolKind;
 
 typedef struct SpoolRecord
@@ -47,6 +49,12 @@ typedef struct SpoolRecord
 	bool               complete;
 	char              *trigger;
 	FilesBackupSummary sum;
+	/* the exact span (Unix microseconds, 0: unknown / none yet), see main.c */
+	int64_t  exact_from_us;
+	int64_t  exact_until_us; /* also SPOOL_UNTIL */
+	int64_t  scan_end_us;
+	int64_t *request_ids; /* the requests it serves (bk_file_snapshot_requests) */
+	int      n_request_ids;
 
 	/* SPOOL_FORGOTTEN */
 	char **ids;

@@ -734,6 +734,8 @@ watch_process(WatchTable *w)
 		watch_rescan(w);
 		flags |= WATCH_CHANGED | WATCH_OVERFLOW;
 	}
+	if (reads == READS_PER_CALL)
+		flags |= WATCH_MORE;
 	return flags;
 }
 

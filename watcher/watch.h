@@ -16,6 +16,7 @@
 
 #define WATCH_CHANGED  0x01 /* something under the roots changed */
 #define WATCH_OVERFLOW 0x02 /* the event queue overflowed: assume everything changed */
+#define WATCH_MORE     0x04 /* events may remain queued (read limit per call reached) */
 
 typedef struct WatchTable WatchTable;
 

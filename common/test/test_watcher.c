@@ -380,8 +380,52 @@ test_spool_codec(void **state)
 	assert_string_equal(out.trigger, "request");
 	assert_true(out.sum.data_added == INT64_C(5000000000));
 	assert_true(out.sum.total_duration == 1.25);
+	assert_true(out.exact_from_us == 0 && out.exact_until_us == 0 && out.n_request_ids == 0);
 	spool_record_free(&out);
 	free(json);
+
+	/* the exact span and the requests served */
+	{
+		int64_t reqs[] = {7, INT64_C(9000000000)};
+
+		in.exact_from_us = INT64_C(1764900000123456);
+		in.scan_end_us = INT64_C(1764900002000001);
+		in.request_ids = reqs;
+		in.n_request_ids = 2;
+		json = spool_encode(&in);
+		assert_int_equal(spool_decode(json, strlen(json), &out, &err), PGBK_OK);
+		assert_true(out.exact_from_us == INT64_C(1764900000123456));
+		assert_true(out.exact_until_us == 0);
+		assert_true(out.scan_end_us == INT64_C(1764900002000001));
+		assert_int_equal(out.n_request_ids, 2);
+		assert_true(out.request_ids[1] == INT64_C(9000000000));
+		spool_record_free(&out);
+		free(json);
+	}
+
+	memset(&in, 0, sizeof(in));
+	in.kind = SPOOL_UNTIL;
+	memset(in.id, 'b', FILES_ID_LEN);
+	in.exact_until_us = INT64_C(1764900003000000);
+	json = spool_encode(&in);
+	assert_int_equal(spool_decode(json, strlen(json), &out, &err), PGBK_OK);
+	assert_int_equal(out.kind, SPOOL_UNTIL);
+	assert_string_equal(out.id, in.id);
+	assert_true(out.exact_until_us == INT64_C(1764900003000000));
+	spool_record_free(&out);
+	free(json);
+
+	memset(&in, 0, sizeof(in));
+	in.kind = SPOOL_CLOSE;
+	in.host = "web-1";
+	json = spool_encode(&in);
+	assert_int_equal(spool_decode(json, strlen(json), &out, &err), PGBK_OK);
+	assert_int_equal(out.kind, SPOOL_CLOSE);
+	assert_string_equal(out.host, "web-1");
+	spool_record_free(&out);
+	free(json);
+	assert_int_equal(spool_decode("{\"v\":1,\"kind\":\"until\",\"id\":\"xyz\"}", 33, &out, &err),
+	                 PGBK_ERR_FORMAT);
 
 	memset(&in, 0, sizeof(in));
 	in.kind = SPOOL_FORGOTTEN;

@@ -381,8 +381,12 @@ BEGIN
 END
 $$;
 
--- The files scope's plan: the newest complete file snapshot taken at or
--- before the target (with a restore point name: the snapshot taken for it).
+-- The files scope's plan.  For a time: a snapshot that holds the files
+-- exactly as they were then (pgbk.file_snapshot_at), or, when they were
+-- changing all the while, the newest whose scan had ended by then, whose
+-- reason says how long before the target its files are.  For a restore
+-- point name: the snapshot taken for it (pgbk.file_snapshot_for_restore_point),
+-- whose reason says how long after the restore point it was taken.
 CREATE FUNCTION pgbk.plan_files(target timestamptz, rp_name text)
 RETURNS TABLE (
 	recoverable boolean, reason text, backup_id text, backup_time timestamptz,
@@ -392,11 +396,13 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 	WITH pick AS (
-		SELECT s.* FROM pgbk.file_snapshot s
-		 WHERE s.status = 'complete' AND s.forgotten_at IS NULL
-		   AND ((rp_name IS NOT NULL AND rp_name = ANY (s.restore_points))
-				OR (rp_name IS NULL AND s.taken_at <= target))
-		 ORDER BY s.taken_at DESC LIMIT 1
+		SELECT s.* FROM pgbk.file_snapshot_for_restore_point(rp_name) s WHERE rp_name IS NOT NULL
+		UNION ALL
+		SELECT s.* FROM pgbk.file_snapshot_at(target) s WHERE rp_name IS NULL
+	), p AS (
+		SELECT pick.*, pgbk.file_snapshot_exact_at(pick, target) AS exact,
+			   coalesce(pick.scan_ended_at, pick.taken_at + pick.duration) AS ended
+		  FROM pick
 	)
 	SELECT p.snapshot_id IS NOT NULL,
 		   CASE WHEN p.snapshot_id IS NULL THEN
@@ -404,13 +410,25 @@ AS $$
 					 THEN format('no complete file snapshot was taken for restore point "%s"', rp_name)
 					 ELSE format('no complete file snapshot was taken at or before %s',
 								 (target AT TIME ZONE 'UTC')::text || '+00') END
+				WHEN rp_name IS NOT NULL AND target IS NOT NULL THEN
+				format('file snapshot taken %s s %s the restore point%s',
+					   round(abs(extract(epoch FROM p.taken_at - target)), 3),
+					   CASE WHEN p.taken_at >= target THEN 'after' ELSE 'before' END,
+					   CASE WHEN p.exact THEN '; no file changed between the two' ELSE '' END)
+				WHEN rp_name IS NULL AND NOT p.exact THEN
+				format('files as of %s, %s s before the target: no file snapshot holds them exactly as they were at the target (files were changing continuously)',
+					   to_char(p.ended AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00',
+					   round(extract(epoch FROM target - p.ended), 3))
 		   END,
-		   p.snapshot_id, p.taken_at, target - p.taken_at, NULL::integer, NULL::text, NULL::text,
+		   p.snapshot_id, p.taken_at,
+		   CASE WHEN rp_name IS NOT NULL THEN target - p.taken_at
+				WHEN p.exact THEN interval '0' ELSE target - p.ended END,
+		   NULL::integer, NULL::text, NULL::text,
 		   NULL::bigint, p.bytes_total,
 		   CASE WHEN p.snapshot_id IS NOT NULL THEN
 				format('pgbk restore --config %s --files-to /path/to/new/files --files-snapshot %s',
 					   pgbk.config_path(), p.snapshot_id) END
-	  FROM (SELECT 1) x LEFT JOIN pick p ON true
+	  FROM (SELECT 1) x LEFT JOIN p ON true
 	 WHERE target IS NOT NULL OR rp_name IS NOT NULL
 $$;
 
@@ -599,7 +617,7 @@ $$;
 -- A named restore point that both the database and the watcher honour:
 -- pg_create_restore_point + a WAL switch so it is archived promptly, a
 -- catalog row, and a request to pgbk-watcher for a file snapshot tagged
--- with the same name.
+-- with the same name, bound to this restore point (30_files.sql).
 CREATE FUNCTION bk_create_restore_point(name text) RETURNS pg_lsn
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -619,7 +637,7 @@ BEGIN
 			('x' || substr(pg_walfile_name(lsn), 1, 8))::bit(32)::integer,
 			pg_walfile_name(lsn))
 	ON CONFLICT DO NOTHING;
-	PERFORM @extschema@.bk_request_file_snapshot(name);
+	PERFORM pgbk.add_file_snapshot_request(name, lsn);
 	RETURN lsn;
 END
 $$;

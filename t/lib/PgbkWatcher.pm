@@ -273,6 +273,14 @@ sub spool_files
 	return @f;
 }
 
+# The spool's snapshot records (the spool also holds span records: the end
+# of a snapshot's exact span, a start closing the spans left open)
+sub spool_snapshots
+{
+	my ($self) = @_;
+	return grep { slurp("$self->{spool}/$_") =~ /"kind":"snapshot"/ } $self->spool_files;
+}
+
 # Restore with itest_files (files_restore_repo, as `pgbk restore
 # --files-to` does).  @sel: (id => X) or (time => T) or (restore_point => N).
 # Returns ($rc, $stdout, $stderr).
