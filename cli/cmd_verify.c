@@ -253,7 +253,7 @@ check_descriptor(Verify *vr, bool *missing, PgbkError *err)
 	}
 	if (st != PGBK_OK)
 		goto out;
-	st = codec_decode(vr->ctx.ring, stored.data, stored.len, &raw, &hdr, err);
+	st = codec_decode(vr->ctx.ring, stored.data, stored.len, CODEC_LIMIT_SMALL, &raw, &hdr, err);
 	if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY)
 	{
 		report(vr, "repository", LAYOUT_DESCRIPTOR, "unreadable: %s", err->msg);

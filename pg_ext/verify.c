@@ -81,6 +81,15 @@ discard_output(void *arg, const void *data, size_t len, PgbkError *err)
 	return PGBK_OK;
 }
 
+/* Keeps the content (small objects only: the descriptor). */
+static PgbkStatus
+keep_output(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	(void) err;
+	pgbk_buf_append(arg, data, len);
+	return PGBK_OK;
+}
+
 static PgbkStatus
 discard_sink(void *arg, const void *data, size_t len, PgbkError *err)
 {
@@ -98,7 +107,7 @@ discard_sink(void *arg, const void *data, size_t len, PgbkError *err)
  */
 static bool
 read_object(VerifyState *vs, const char *kind, const char *object, const char *key,
-            uint64_t max_raw, CodecHeader *hdr)
+            uint64_t max_raw, CodecHeader *hdr, PgbkBuf *keep)
 {
 	DiscardSink ds;
 	PgbkError   err;
@@ -111,7 +120,7 @@ read_object(VerifyState *vs, const char *kind, const char *object, const char *k
 	st = codec_decoder_begin(vs->ctx->params.keyring, max_raw, &ds.dec, &err);
 	if (st == PGBK_OK)
 	{
-		codec_decoder_set_sink(ds.dec, discard_output, NULL);
+		codec_decoder_set_sink(ds.dec, keep ? keep_output : discard_output, keep);
 		st = repo_get_stream(vs->ctx->repo, key, discard_sink, &ds, &err);
 		if (st == PGBK_OK)
 			st = codec_decoder_finish(ds.dec, hdr, NULL, &err);
@@ -158,7 +167,8 @@ verify_descriptor(VerifyState *vs)
 	if (SPI_processed == 0)
 		return;
 	pgbk_buf_init(&raw);
-	if (!read_object(vs, "repository", LAYOUT_DESCRIPTOR, LAYOUT_DESCRIPTOR, &raw, &hdr))
+	if (!read_object(vs, "repository", LAYOUT_DESCRIPTOR, LAYOUT_DESCRIPTOR, CODEC_LIMIT_SMALL,
+	                 &hdr, &raw))
 		return;
 	if (!codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) || strcmp(kind, "descriptor") != 0)
 	{
@@ -208,7 +218,7 @@ verify_wal(VerifyState *vs)
 		layout_wal_key(names[i], key, sizeof(key));
 		pgbk_error_clear(&err);
 		if (read_object(vs, "wal", names[i], key,
-		                codec_wal_limit(names[i], (uint32_t) wal_segment_size), &hdr) &&
+		                codec_wal_limit(names[i], (uint32_t) wal_segment_size), &hdr, NULL) &&
 		    codec_check_name(&hdr, names[i], &err) != PGBK_OK)
 			problem(vs, "wal", names[i], pstrdup(err.msg));
 	}
@@ -260,7 +270,7 @@ verify_backups(VerifyState *vs)
 			snprintf(object, sizeof(object), "%s:%s", ids[i], mf->path);
 			layout_backup_file_key(ids[i], mf->path, key, sizeof(key));
 			/* the manifest is authenticated: no more content than it records */
-			if (read_object(vs, "backup file", object, key, mf->size, &hdr) &&
+			if (read_object(vs, "backup file", object, key, mf->size, &hdr, NULL) &&
 			    (hdr.raw_size != mf->size ||
 			     memcmp(hdr.content_hash, mf->hash, CODEC_HASH_BYTES) != 0))
 				problem(vs, "backup file", object,
