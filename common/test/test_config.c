@@ -578,7 +578,8 @@ test_trusted_file(void **state)
 	char        conf[700];
 	char        link[700];
 	char        want[800];
-	const char *text = "repository = '/srv/pgbk'\nencryption = off\nkey_file = pgbk.key\nrestic_binary = '/tmp/x'\n";
+	const char *text = "repository = '/srv/pgbk'\nencryption = off\nkey_file = "
+	                   "pgbk.key\nrestic_binary = '/tmp/x'\n";
 	struct stat st;
 	static const struct
 	{
