@@ -64,11 +64,12 @@ sampled(VerifyState *vs)
 	return vs->sample >= 1.0 || pg_prng_double(&pg_global_prng_state) < vs->sample;
 }
 
-/* Streams an object through the decoder, keeping none of its content. */
+/* Streams an object through the decoder, keeping its content only when asked (the descriptor). */
 typedef struct DiscardSink
 {
 	CodecDecoder *dec;
 	PgbkBuf       out;
+	PgbkBuf      *keep; /* NULL: discard the content */
 } DiscardSink;
 
 static PgbkStatus
@@ -81,22 +82,18 @@ discard_output(void *arg, const void *data, size_t len, PgbkError *err)
 	return PGBK_OK;
 }
 
-/* Keeps the content (small objects only: the descriptor). */
-static PgbkStatus
-keep_output(void *arg, const void *data, size_t len, PgbkError *err)
-{
-	(void) err;
-	pgbk_buf_append(arg, data, len);
-	return PGBK_OK;
-}
-
 static PgbkStatus
 discard_sink(void *arg, const void *data, size_t len, PgbkError *err)
 {
 	DiscardSink *ds = arg;
 
+	PgbkStatus st;
+
 	pgbk_buf_reset(&ds->out);
-	return codec_decoder_update(ds->dec, data, len, &ds->out, err);
+	st = codec_decoder_update(ds->dec, data, len, &ds->out, err);
+	if (st == PGBK_OK && ds->keep != NULL && ds->out.len > 0)
+		pgbk_buf_append(ds->keep, ds->out.data, ds->out.len);
+	return st;
 }
 
 /*
@@ -116,11 +113,13 @@ read_object(VerifyState *vs, const char *kind, const char *object, const char *k
 	CHECK_FOR_INTERRUPTS();
 	vs->checked++;
 	pgbk_buf_init(&ds.out);
+	ds.keep = keep;
 	pgbk_error_clear(&err);
 	st = codec_decoder_begin(vs->ctx->params.keyring, max_raw, &ds.dec, &err);
 	if (st == PGBK_OK)
 	{
-		codec_decoder_set_sink(ds.dec, keep ? keep_output : discard_output, keep);
+		if (keep == NULL)
+			codec_decoder_set_sink(ds.dec, discard_output, NULL);
 		st = repo_get_stream(vs->ctx->repo, key, discard_sink, &ds, &err);
 		if (st == PGBK_OK)
 			st = codec_decoder_finish(ds.dec, hdr, NULL, &err);
