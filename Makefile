@@ -12,14 +12,20 @@ PG_CONFIG ?= pg_config
 BINDIR ?= /usr/local/bin
 
 MODULE_big = pgbk
-COMMON_SRCS := $(sort $(wildcard common/*.c))
+# common/ is divided into rooms (ARCHITECTURE.md): base, repo, format, wal,
+# plan, config, files.  files/ (restic) is linked into the programs only,
+# never into pgbk.so: the backend does not run restic.
+COMMON_SRCS := $(sort $(wildcard common/*/*.c))
+COMMON_SRCS := $(filter-out common/test/%,$(COMMON_SRCS))
+BACKEND_COMMON_SRCS := $(filter-out common/files/%,$(COMMON_SRCS))
+COMMON_HDRS := $(filter-out common/test/%,$(wildcard common/*/*.h))
 PGEXT_SRCS := $(sort $(wildcard pg_ext/*.c))
 CLI_SRCS := $(sort $(wildcard cli/*.c))
 WATCHER_SRCS := $(sort $(wildcard watcher/*.c))
 UNIT_SRCS := $(sort $(wildcard common/test/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:.c=)
 
-OBJS = $(PGEXT_SRCS:.c=.o) $(COMMON_SRCS:.c=.o)
+OBJS = $(PGEXT_SRCS:.c=.o) $(BACKEND_COMMON_SRCS:.c=.o)
 
 # The current version's install script is assembled from pg_ext/sql/*.sql
 # fragments (one per concern).  Released scripts are frozen and committed
@@ -40,7 +46,7 @@ PG_CPPFLAGS = -I$(srcdir)/common $(XML2_CFLAGS)
 COMMON_LIBS = -lcurl -lcrypto -lsodium -lzstd -lxxhash -lxml2 -lcjson -ljansson
 SHLIB_LINK = $(COMMON_LIBS)
 
-EXTRA_CLEAN = cli/*.o watcher/*.o cli/pgbk watcher/pgbk-watcher $(UNIT_BINS) \
+EXTRA_CLEAN = common/*/*.bc cli/*.o watcher/*.o cli/pgbk watcher/pgbk-watcher $(UNIT_BINS) \
 	tmp_check results regression.diffs regression.out log
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -59,10 +65,10 @@ PROGRAMS = cli/pgbk $(if $(WATCHER_SRCS),watcher/pgbk-watcher)
 
 all: $(PROGRAMS)
 
-cli/%.o: cli/%.c $(wildcard cli/*.h) $(wildcard common/*.h)
+cli/%.o: cli/%.c $(wildcard cli/*.h) $(COMMON_HDRS)
 	$(CC) $(CFLAGS) $(FRONTEND_CPPFLAGS) -c -o $@ $<
 
-watcher/%.o: watcher/%.c $(wildcard watcher/*.h) $(wildcard common/*.h)
+watcher/%.o: watcher/%.c $(wildcard watcher/*.h) $(COMMON_HDRS)
 	$(CC) $(CFLAGS) $(FRONTEND_CPPFLAGS) -c -o $@ $<
 
 cli/pgbk: $(CLI_SRCS:.c=.o) $(COMMON_OBJS)
@@ -71,8 +77,8 @@ cli/pgbk: $(CLI_SRCS:.c=.o) $(COMMON_OBJS)
 watcher/pgbk-watcher: $(WATCHER_SRCS:.c=.o) $(COMMON_OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(COMMON_LIBS) $(LIBPQ)
 
-$(COMMON_OBJS): $(wildcard common/*.h)
-$(PGEXT_SRCS:.c=.o): $(wildcard common/*.h) $(wildcard pg_ext/*.h)
+$(COMMON_OBJS): $(COMMON_HDRS)
+$(PGEXT_SRCS:.c=.o): $(COMMON_HDRS) $(wildcard pg_ext/*.h)
 
 pg_ext/pgbk--$(EXTVERSION).sql: $(SQL_FRAGMENTS)
 	cat $^ > $@
@@ -134,7 +140,7 @@ check-tap: $(ITEST_BINS)
 		PGBK_SRCDIR='$(CURDIR)' PGBK_ITEST_WALSCAN='$(CURDIR)/common/test/itest_walscan' \
 		$(PROVE) -I $(pgxsdir)/src/test/perl -I t/lib $(PROVE_FLAGS) $(PROVE_TESTS)
 
-C_SOURCES = $(wildcard common/*.[ch] common/test/*.[ch] pg_ext/*.[ch] cli/*.[ch] watcher/*.[ch])
+C_SOURCES = $(wildcard common/*/*.[ch] pg_ext/*.[ch] cli/*.[ch] watcher/*.[ch])
 format:
 	clang-format -i $(C_SOURCES)
 

@@ -19,10 +19,10 @@
 #ifndef PGBK_CLI_H
 #define PGBK_CLI_H
 
-#include "codec.h"
-#include "config.h"
-#include "keys.h"
-#include "repo.h"
+#include "format/codec.h"
+#include "config/config.h"
+#include "format/keys.h"
+#include "repo/repo.h"
 
 #define EXIT_OK        0
 #define EXIT_FAIL      1

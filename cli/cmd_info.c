@@ -3,7 +3,7 @@
  *	  pgbk info: what the repository holds (base backups, WAL per timeline
  *	  with its gaps, timeline history files) and the recoverable window,
  *	  computed from the repository alone with the restore planner's rules
- *	  (common/plan.c), as text or JSON.
+ *	  (common/plan/plan.c), as text or JSON.
  */
 #include "cli.h"
 
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan.h"
+#include "plan/plan.h"
 
 /* Gaps listed per timeline; more are only counted. */
 #define MAX_LISTED_GAPS 20

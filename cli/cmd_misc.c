@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "layout.h"
+#include "format/layout.h"
 
 static const struct option common_opts[] = {{"config", required_argument, NULL, 'c'},
                                             {"quiet", no_argument, NULL, 'q'},

@@ -6,7 +6,7 @@
  * Order of work, so that bad input changes nothing (DESIGN.md invariant 6):
  *	 1. check the options, the target directory (absent or empty) and the
  *		tablespace directories, find pg_ctl for --start;
- *	 2. plan from the repository alone (common/plan.c): refuse an unreachable
+ *	 2. plan from the repository alone (common/plan/plan.c): refuse an unreachable
  *		target with the planner's reason, exit 8;
  *	 3. only then create directories and download the files in parallel
  *		(one repository connection per thread), each decoded, checked against
@@ -41,10 +41,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "layout.h"
-#include "manifest.h"
-#include "files.h"
-#include "plan.h"
+#include "format/layout.h"
+#include "format/manifest.h"
+#include "files/files.h"
+#include "plan/plan.h"
 
 #define MAX_PARALLEL      64
 #define MAX_TABLESPACES   256

@@ -36,11 +36,11 @@
 
 #include <libpq-fe.h>
 
-#include "files.h"
-#include "layout.h"
-#include "manifest.h"
-#include "plan.h"
-#include "walname.h"
+#include "files/files.h"
+#include "format/layout.h"
+#include "format/manifest.h"
+#include "plan/plan.h"
+#include "wal/walname.h"
 
 #define VERIFY_MAX_PARALLEL 32
 #define VERIFY_PROGRESS_MS  250

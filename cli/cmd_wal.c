@@ -2,7 +2,7 @@
  * cmd_wal.c
  *	  pgbk wal-push (archive_command) and pgbk wal-fetch (restore_command).
  *
- * wal-push follows the same rules as the archive module (common/walpush.c):
+ * wal-push follows the same rules as the archive module (common/wal/walpush.c):
  * exit 0 only once the repository durably holds the file; an identical
  * object already there is success; different content under the same name
  * is refused (exit 8) and left untouched.
@@ -53,10 +53,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "layout.h"
-#include "manifest.h"
-#include "plan.h"
-#include "walpush.h"
+#include "format/layout.h"
+#include "format/manifest.h"
+#include "plan/plan.h"
+#include "wal/walpush.h"
 
 static const struct option common_opts[] = {{"config", required_argument, NULL, 'c'},
                                             {"quiet", no_argument, NULL, 'q'},

@@ -58,9 +58,9 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "layout.h"
-#include "manifest.h"
-#include "walname.h"
+#include "format/layout.h"
+#include "format/manifest.h"
+#include "wal/walname.h"
 
 PG_FUNCTION_INFO_V1(bk_base_backup);
 PG_FUNCTION_INFO_V1(pgbk_backup_progress);

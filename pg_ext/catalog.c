@@ -29,10 +29,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "layout.h"
-#include "manifest.h"
-#include "walname.h"
-#include "walscan.h"
+#include "format/layout.h"
+#include "format/manifest.h"
+#include "wal/walname.h"
+#include "wal/walscan.h"
 
 PG_FUNCTION_INFO_V1(bk_catalog_sync);
 

@@ -16,11 +16,11 @@
 #include "storage/lwlock.h"
 #include "postmaster/bgworker.h"
 
-#include "codec.h"
-#include "config.h"
-#include "keys.h"
-#include "repo.h"
-#include "walpush.h"
+#include "format/codec.h"
+#include "config/config.h"
+#include "format/keys.h"
+#include "repo/repo.h"
+#include "wal/walpush.h"
 
 /* ---- settings (pgbk.c) ---- */
 extern char *pgbk_config_path;

@@ -1,7 +1,7 @@
 /*
  * push.c
  *	  pgbk_push_wal_file(): one WAL-area file into the repository, for the
- *	  archive module and the uploader workers.  Wraps common/walpush.c with
+ *	  archive module and the uploader workers.  Wraps common/wal/walpush.c with
  *	  this process's repository context and records the outcome for
  *	  bk_status (and, for refused duplicates, a catalog event).
  */

@@ -19,7 +19,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
-#include "layout.h"
+#include "format/layout.h"
 
 PgbkShared *pgbk_shared = NULL;
 

@@ -27,8 +27,8 @@
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
-#include "layout.h"
-#include "manifest.h"
+#include "format/layout.h"
+#include "format/manifest.h"
 
 PG_FUNCTION_INFO_V1(bk_verify);
 

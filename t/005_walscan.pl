@@ -1,5 +1,5 @@
 # t/005_walscan.pl
-#	walscan (common/walscan.c) against WAL written by a real PostgreSQL 15:
+#	walscan (common/wal/walscan.c) against WAL written by a real PostgreSQL 15:
 #	for every segment in pg_wal, the summary must agree with pg_waldump on
 #	records, commits, aborts, their times, restore points, XLOG_SWITCH and
 #	where the WAL ends; records spanning segment boundaries (a big commit, a

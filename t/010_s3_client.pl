@@ -1,6 +1,6 @@
 # Copyright: see LICENSE
 #
-# 010_s3_client.pl: the S3 client (common/s3.c, sigv4.c, repo_s3.c) against a
+# 010_s3_client.pl: the S3 client (common/repo/s3.c, sigv4.c, repo_s3.c) against a
 # real RadosGW that checks every signature, and against tiny fake servers for
 # what a healthy server never does (503s, cut transfers, stalls).
 #

@@ -4,7 +4,7 @@
  */
 #include "log.h"
 
-#include "pgbk_common.h"
+#include "base/pgbk_common.h"
 
 #include <stdarg.h>
 #include <stdio.h>

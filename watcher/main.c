@@ -31,12 +31,12 @@
 #define _GNU_SOURCE
 #endif
 
-#include "config.h"
+#include "config/config.h"
 #include "debounce.h"
-#include "keys.h"
-#include "layout.h"
-#include "repo.h"
-#include "files.h"
+#include "format/keys.h"
+#include "format/layout.h"
+#include "repo/repo.h"
+#include "files/files.h"
 #include "log.h"
 #include "record.h"
 #include "restic.h"
@@ -615,7 +615,7 @@ fmt_rfc3339(int64_t us, char *buf, size_t len)
 
 /*
  * The span tags a snapshot carries, so that `pgbk restore` can apply the
- * catalog's rule with the repository alone (common/files.c): its own
+ * catalog's rule with the repository alone (common/files/files.c): its own
  * exact_from (pgbk-from), and for the previous snapshot of this watcher
  * (pgbk-prev, its short id) when its scan ended (pgbk-prev-end) and the
  * first change after its scan began (pgbk-prev-until; absent: none before

@@ -14,7 +14,7 @@
 #ifndef WATCHER_RESTIC_H
 #define WATCHER_RESTIC_H
 
-#include "files.h"
+#include "files/files.h"
 
 #include <poll.h>
 

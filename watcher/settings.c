@@ -11,7 +11,7 @@
  */
 #include "settings.h"
 
-#include "config.h"
+#include "config/config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -42,7 +42,7 @@
 #ifndef WATCHER_SETTINGS_H
 #define WATCHER_SETTINGS_H
 
-#include "pgbk_common.h"
+#include "base/pgbk_common.h"
 
 #define WATCHER_DEFAULT_CONFIG "/etc/pgbk/watcher.conf"
 

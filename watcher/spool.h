@@ -19,8 +19,8 @@
 #ifndef WATCHER_SPOOL_H
 #define WATCHER_SPOOL_H
 
-#include "files.h"
-#include "pgbk_common.h"
+#include "files/files.h"
+#include "base/pgbk_common.h"
 
 #define SPOOL_FORMAT_VERSION 1
 

@@ -12,7 +12,7 @@
 #ifndef WATCHER_WATCH_H
 #define WATCHER_WATCH_H
 
-#include "pgbk_common.h"
+#include "base/pgbk_common.h"
 
 #define WATCH_CHANGED  0x01 /* something under the roots changed */
 #define WATCH_OVERFLOW 0x02 /* the event queue overflowed: assume everything changed */

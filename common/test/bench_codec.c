@@ -6,7 +6,7 @@
  *	  goes.  Not a test: build and run it by hand, e.g.
  *
  *	    gcc -O2 -I common -o /tmp/bench_codec common/test/bench_codec.c \
- *	        common/codec.c common/keys.c common/pgbk_common.c -lsodium -lzstd
+ *	        common/format/codec.c common/format/keys.c common/base/pgbk_common.c -lsodium -lzstd
  *	    /tmp/bench_codec [WAL-SEGMENT...]
  *
  * Without arguments it uses the first WAL segment it can read under
@@ -17,7 +17,7 @@
  * runs; output buffers are reused between runs, as a worker would (a fresh
  * 16 MiB buffer adds a few milliseconds of page faults).
  */
-#include "codec.h"
+#include "format/codec.h"
 
 #include <dirent.h>
 #include <sodium.h>

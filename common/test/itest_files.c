@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "files.h"
+#include "config/config.h"
+#include "files/files.h"
 
 static int
 fail(const PgbkError *err)

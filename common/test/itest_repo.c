@@ -29,10 +29,10 @@
 
 #include <sodium.h>
 
-#include "codec.h"
-#include "config.h"
-#include "keys.h"
-#include "repo.h"
+#include "format/codec.h"
+#include "config/config.h"
+#include "format/keys.h"
+#include "repo/repo.h"
 
 static void
 put_le(unsigned char *p, uint64_t v, int n)

@@ -21,9 +21,9 @@
 
 #include <sodium.h>
 
-#include "config.h"
-#include "repo.h"
-#include "s3.h"
+#include "config/config.h"
+#include "repo/repo.h"
+#include "repo/s3.h"
 
 static int     failures = 0;
 static int64_t interrupt_at_us = 0;

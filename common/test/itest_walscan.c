@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "walscan.h"
+#include "wal/walscan.h"
 
 static double
 now_us(void)

@@ -9,7 +9,7 @@
 #define _GNU_SOURCE /* memmem */
 #include "unit.h"
 
-#include "codec.h"
+#include "format/codec.h"
 
 #include <pthread.h>
 #include <sodium.h>

@@ -7,7 +7,7 @@
  */
 #include "unit.h"
 
-#include "config.h"
+#include "config/config.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -7,8 +7,8 @@
  */
 #include "unit.h"
 
-#include "config.h"
-#include "files.h"
+#include "config/config.h"
+#include "files/files.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

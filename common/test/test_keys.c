@@ -6,7 +6,7 @@
  */
 #include "unit.h"
 
-#include "keys.h"
+#include "format/keys.h"
 
 #include <errno.h>
 #include <sys/stat.h>

@@ -6,7 +6,7 @@
  */
 #include "unit.h"
 
-#include "manifest.h"
+#include "format/manifest.h"
 
 static Manifest *
 sample(void)

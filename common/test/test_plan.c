@@ -6,7 +6,7 @@
  */
 #include "unit.h"
 
-#include "plan.h"
+#include "plan/plan.h"
 
 #define SEGSZ (16U * 1024U * 1024U)
 /* 2026-09-21 ... : any fixed moment */

@@ -1,6 +1,6 @@
 /*
  * test_sigv4.c
- *	  Unit tests of the SigV4 signer (common/sigv4.c): the four published S3
+ *	  Unit tests of the SigV4 signer (common/repo/sigv4.c): the four published S3
  *	  examples in t/vectors/sigv4-s3.json reproduced exactly, and the edge
  *	  cases of URI encoding, query and header canonicalisation.
  */
@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "sigv4.h"
+#include "repo/sigv4.h"
 
 /* the vector file, loaded once by the group setup */
 static json_t *vectors = NULL;

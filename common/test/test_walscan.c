@@ -13,7 +13,7 @@
 
 #include <time.h>
 
-#include "walscan.h"
+#include "wal/walscan.h"
 
 #define MB     (1024U * 1024U)
 #define SEG    (1 * MB)

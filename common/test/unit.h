@@ -18,7 +18,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pgbk_common.h"
+#include "base/pgbk_common.h"
 
 static inline const char *
 unit_vectors_dir(void)

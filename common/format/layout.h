@@ -1,0 +1,55 @@
+/*
+ * layout.h
+ *	  Where each kind of object lives in a repository.  Keys are relative to
+ *	  the repository root (repo.h):
+ *
+ *	  pgbk.repo							repository descriptor (format, system id)
+ *	  pgbk.check-<random>				a test object `pgbk check` writes, reads
+ *										back and removes at once
+ *	  wal/TTTTTTTTLLLLLLLL/<name>		segments, .partial and .backup files,
+ *										grouped like pgBackRest by timeline and
+ *										"log id" (256 segments of 16 MiB each)
+ *	  wal/history/TTTTTTTT.history		timeline history files (listable on
+ *										their own; they sort after every
+ *										segment directory)
+ *	  backup/<id>/data/<path>			base backup files (data directory paths)
+ *	  manifest/<id>						base backup manifests, written last: a
+ *										manifest marks a complete backup, and
+ *										listing manifest/ lists the backups
+ *										without listing their files
+ *	  files/							the watcher's restic repository
+ *
+ *	  A listing of wal/ in key order is WAL order within each timeline, and
+ *	  the same order as the file names' (history files come last).
+ */
+#ifndef PGBK_LAYOUT_H
+#define PGBK_LAYOUT_H
+
+#include "base/pgbk_common.h"
+
+#define LAYOUT_DESCRIPTOR      "pgbk.repo"
+#define LAYOUT_CHECK_PREFIX    "pgbk.check-"
+#define LAYOUT_WAL_PREFIX      "wal/"
+#define LAYOUT_HISTORY_PREFIX  "wal/history/"
+#define LAYOUT_BACKUP_PREFIX   "backup/"
+#define LAYOUT_MANIFEST_PREFIX "manifest/"
+#define LAYOUT_FILES_PREFIX    "files/"
+#define LAYOUT_KEY_LEN         1024
+
+/*
+ * Key of an archived WAL-area file (segment, .partial, .backup, .history)
+ * given its bare file name.  False if the name is not one of those.
+ */
+bool layout_wal_key(const char *fname, char *key, size_t keylen);
+
+/* The file name part of a wal/ key (pointer into key); NULL if not one. */
+const char *layout_wal_name(const char *key);
+
+/* Key of a base backup's manifest, and of one of its files. */
+bool layout_backup_manifest_key(const char *backup_id, char *key, size_t keylen);
+bool layout_backup_file_key(const char *backup_id, const char *path, char *key, size_t keylen);
+
+/* The backup id of a manifest/<id> key; false if key is not one. */
+bool layout_backup_id_of_manifest(const char *key, char *id, size_t idlen);
+
+#endif /* PGBK_LAYOUT_H */
