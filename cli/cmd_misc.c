@@ -90,6 +90,7 @@ check_write(CliContext *ctx)
 	RepoPutOptions    opts = {.no_overwrite = true};
 	unsigned char     rnd[8], hash[CODEC_HASH_BYTES];
 	char              hex[17], key[64];
+	const char       *test_key = key;
 	PgbkBuf           enc, back;
 	CodecHeader       hdr;
 	PgbkError         err;
@@ -151,7 +152,7 @@ check_write(CliContext *ctx)
 		printf("overwrite:   %s\n", repo_overwrite_guard(ctx->repo));
 	}
 	pgbk_error_clear(&err);
-	if (repo_delete(ctx->repo, key, &err) != PGBK_OK)
+	if (repo_delete(ctx->repo, &test_key, 1, &err) != PGBK_OK)
 	{
 		int drc = cli_fail(&err, "check: the repository refuses deletes, so bk_expire cannot "
 		                         "remove what is past its depth (fine only if the bucket's own "

@@ -56,11 +56,14 @@ typedef struct ExpireState
 	PgbkContext   *ctx;
 	int            deletions;
 	TimestampTz    started;
-	char         **pending; /* keys queued for one repo_delete_many */
+	char         **pending; /* keys queued for one repo_delete */
 	int            npending;
 } ExpireState;
 
-/* Keys per repo_delete_many: S3's DeleteObjects takes at most 1000. */
+/*
+ * Keys per repo_delete: the unit of the progress report and of the test
+ * hook (the S3 backend batches them itself, one DeleteObjects per 1000).
+ */
 #define EXPIRE_BATCH 1000
 
 static void
@@ -97,8 +100,7 @@ flush_deletes(ExpireState *es)
 		stop = true;
 	}
 	pgbk_error_clear(&err);
-	if (n > 0 &&
-	    repo_delete_many(es->ctx->repo, (const char *const *) es->pending, n, &err) != PGBK_OK)
+	if (n > 0 && repo_delete(es->ctx->repo, (const char *const *) es->pending, n, &err) != PGBK_OK)
 		pgbk_report_error(ERROR, &err,
 		                  n == 1 ? psprintf("could not delete \"%s\"", es->pending[0])
 		                         : psprintf("could not delete %d objects (from \"%s\" to \"%s\")",

@@ -1,12 +1,12 @@
 /*
  * repo.c
  *	  Repository front: opens the backend named by the configuration and
- *	  dispatches every operation through its RepoOps table (repo.h).
+ *	  dispatches every operation through its RepoOps table (repo_intern.h).
  *
  * Helpers that every backend would otherwise repeat (whole-object get into a
  * buffer, ranged get) are built here on the backend's streaming get.
  */
-#include "repo/repo.h"
+#include "repo/repo_intern.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -59,12 +59,6 @@ const char *
 repo_describe(const Repo *repo)
 {
 	return repo->description ? repo->description : "(repository)";
-}
-
-PgbkStatus
-repo_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
-{
-	return repo->ops->delete_many(repo, keys, n, err);
 }
 
 const char *
@@ -156,7 +150,9 @@ repo_list(Repo *repo, const char *prefix, const char *start_after, RepoListCallb
 }
 
 PgbkStatus
-repo_delete(Repo *repo, const char *key, PgbkError *err)
+repo_delete(Repo *repo, const char *const *keys, int n, PgbkError *err)
 {
-	return repo->ops->delete (repo, key, err);
+	if (n <= 0)
+		return PGBK_OK;
+	return repo->ops->delete (repo, keys, n, err);
 }

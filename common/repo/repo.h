@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 
+/* Opaque to callers; the backends see inside through repo_intern.h. */
 typedef struct Repo       Repo;
 typedef struct RepoWriter RepoWriter;
 
@@ -96,17 +97,15 @@ typedef PgbkStatus (*RepoListCallback)(void *ctx, const RepoObjectInfo *info, Pg
 PgbkStatus repo_list(Repo *repo, const char *prefix, const char *start_after, RepoListCallback cb,
                      void *ctx, PgbkError *err);
 
-/* Remove an object; PGBK_OK if it did not exist. */
-PgbkStatus repo_delete(Repo *repo, const char *key, PgbkError *err);
-
 /*
- * Remove n objects (any number): S3 sends one DeleteObjects request per
- * 1000 keys, the local backend syncs each directory once instead of once
- * per file.  Absent objects count as removed.  The order in which they go
- * is not defined: a caller that needs one object gone before another
- * (a manifest before its backup's data) makes two calls.
+ * Remove n objects (n == 0: nothing; absent objects count as removed).
+ * Callers hand over any number: the S3 backend sends one DELETE for a single key and one
+ * DeleteObjects request per 1000 keys otherwise, the local backend unlinks
+ * each and syncs each directory once instead of once per file.  The order in
+ * which they go is not defined: a caller that needs one object gone before
+ * another (a manifest before its backup's data) makes two calls.
  */
-PgbkStatus repo_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err);
+PgbkStatus repo_delete(Repo *repo, const char *const *keys, int n, PgbkError *err);
 
 /*
  * How this repository refuses to overwrite (RepoPutOptions.no_overwrite),
@@ -114,51 +113,5 @@ PgbkStatus repo_delete_many(Repo *repo, const char *const *keys, int n, PgbkErro
  * (see repo_s3.c), so call it after a put has worked.
  */
 const char *repo_overwrite_guard(Repo *repo);
-
-/*
- * Backend interface (repo.c dispatches to these; see repo_local.c and
- * repo_s3.c).  Not for callers.
- */
-typedef struct RepoOps
-{
-	PgbkStatus (*check)(Repo *repo, PgbkError *err);
-	PgbkStatus (*put)(Repo *repo, const char *key, const void *data, size_t len,
-	                  const RepoPutOptions *opts, PgbkError *err);
-	PgbkStatus (*writer_open)(Repo *repo, const char *key, const RepoPutOptions *opts,
-	                          RepoWriter **out, PgbkError *err);
-	PgbkStatus (*writer_write)(RepoWriter *w, const void *data, size_t len, PgbkError *err);
-	PgbkStatus (*writer_commit)(RepoWriter *w, PgbkError *err);
-	void (*writer_abort)(RepoWriter *w);
-	/* range_len == UINT64_MAX: whole object */
-	PgbkStatus (*get_stream)(Repo *repo, const char *key, uint64_t offset, uint64_t range_len,
-	                         RepoSink sink, void *ctx, PgbkError *err);
-	PgbkStatus (*head)(Repo *repo, const char *key, RepoObjectInfo *info, PgbkError *err);
-	PgbkStatus (*list)(Repo *repo, const char *prefix, const char *start_after, RepoListCallback cb,
-	                   void *ctx, PgbkError *err);
-	PgbkStatus (*delete)(Repo *repo, const char *key, PgbkError *err);
-	PgbkStatus (*delete_many)(Repo *repo, const char *const *keys, int n, PgbkError *err);
-	const char *(*overwrite_guard)(Repo *repo);
-	void (*close)(Repo *repo);
-} RepoOps;
-
-struct Repo
-{
-	const RepoOps *ops;
-	char          *description;
-	void          *impl; /* backend state */
-};
-
-/*
- * Every backend's writer struct embeds this as its FIRST member, so the
- * front can find the backend's ops from a RepoWriter pointer.
- */
-struct RepoWriter
-{
-	Repo *repo;
-};
-
-/* Backend constructors; fill repo->ops, repo->impl, repo->description. */
-PgbkStatus repo_local_open(const PgbkConfig *cfg, Repo *repo, PgbkError *err);
-PgbkStatus repo_s3_open(const PgbkConfig *cfg, Repo *repo, PgbkError *err);
 
 #endif /* PGBK_REPO_H */

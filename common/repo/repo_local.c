@@ -14,7 +14,7 @@
  * '.', so a crash between write and link leaves only invisible debris that
  * a later put of the same key ignores.
  */
-#include "repo/repo.h"
+#include "repo/repo_intern.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -584,7 +584,7 @@ same_parent(const char *a, const char *b)
  * callers, so the objects of one directory are next to each other.
  */
 static PgbkStatus
-local_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
+local_delete(Repo *repo, const char *const *keys, int n, PgbkError *err)
 {
 	LocalRepo *lr = repo->impl;
 	char      *pending = NULL; /* a path whose directory still needs a sync */
@@ -627,12 +627,6 @@ local_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
 		free(pending);
 	}
 	return st;
-}
-
-static PgbkStatus
-local_delete(Repo *repo, const char *key, PgbkError *err)
-{
-	return local_delete_many(repo, &key, 1, err);
 }
 
 static const char *
@@ -690,7 +684,6 @@ static const RepoOps local_ops = {
     .head = local_head,
     .list = local_list,
     .delete = local_delete,
-    .delete_many = local_delete_many,
     .overwrite_guard = local_overwrite_guard,
     .close = local_close,
 };

@@ -10,7 +10,7 @@
  * nothing visible behind (DESIGN.md invariant 1).  "No overwrite" is a HEAD
  * before the upload, which is enough for pgbk's one-writer-per-key layout.
  */
-#include "repo/repo.h"
+#include "repo/repo_intern.h"
 
 #include <sodium.h>
 
@@ -490,23 +490,13 @@ s3r_list(Repo *repo, const char *prefix, const char *start_after, RepoListCallba
 	return st;
 }
 
+/*
+ * Batching lives here: one DeleteObjects request per S3_DELETE_BATCH keys
+ * (s3_delete_many sends a plain DELETE for a batch of one, and falls back
+ * to one DELETE per key on a server without DeleteObjects).
+ */
 static PgbkStatus
-s3r_delete(Repo *repo, const char *key, PgbkError *err)
-{
-	S3Repo    *r = repo->impl;
-	char      *full;
-	PgbkStatus st;
-
-	full = object_key(r, key, err);
-	if (full == NULL)
-		return err ? err->code : PGBK_ERR;
-	st = s3_delete(r->client, full, err);
-	free(full);
-	return st;
-}
-
-static PgbkStatus
-s3r_delete_many(Repo *repo, const char *const *keys, int n, PgbkError *err)
+s3r_delete(Repo *repo, const char *const *keys, int n, PgbkError *err)
 {
 	S3Repo    *r = repo->impl;
 	char     **full;
@@ -564,7 +554,6 @@ static const RepoOps s3_ops = {
     .head = s3r_head,
     .list = s3r_list,
     .delete = s3r_delete,
-    .delete_many = s3r_delete_many,
     .overwrite_guard = s3r_overwrite_guard,
     .close = s3r_close,
 };

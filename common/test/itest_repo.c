@@ -139,7 +139,7 @@ main(int argc, char **argv)
 	}
 	else if (strcmp(op, "delete") == 0)
 	{
-		if (repo_delete(repo, argv[3], &err) != PGBK_OK)
+		if (repo_delete(repo, (const char *const *) &argv[3], 1, &err) != PGBK_OK)
 			return fail(&err);
 	}
 	else if ((strcmp(op, "flip") == 0 || strcmp(op, "truncate") == 0) && argc == 5)

@@ -2,7 +2,8 @@
  * itest_s3.c
  *	  Integration test driver of the S3 repository backend (repo_s3.c, s3.c,
  *	  sigv4.c) against a real S3 server; t/010_s3_client.pl runs it against
- *	  RadosGW and against small fake servers.
+ *	  RadosGW and against small fake servers.  It goes through the public
+ *	  interface (repo.h), as every caller does.
  *
  *	  itest_s3 PGBK_CONF SCENARIO [ARG]
  *
@@ -105,14 +106,20 @@ static PgbkStatus
 get_all(Repo *repo, const char *key, PgbkBuf *out, PgbkError *err)
 {
 	pgbk_buf_reset(out);
-	return repo->ops->get_stream(repo, key, 0, UINT64_MAX, buf_sink, out, err);
+	return repo_get(repo, key, out, err);
+}
+
+static PgbkStatus
+delete_one(Repo *repo, const char *key, PgbkError *err)
+{
+	return repo_delete(repo, &key, 1, err);
 }
 
 static PgbkStatus
 get_range(Repo *repo, const char *key, uint64_t off, uint64_t len, PgbkBuf *out, PgbkError *err)
 {
 	pgbk_buf_reset(out);
-	return repo->ops->get_stream(repo, key, off, len, buf_sink, out, err);
+	return repo_get_range(repo, key, off, len, out, err);
 }
 
 typedef struct Collect
@@ -202,18 +209,18 @@ scenario_basic(Repo *repo)
 	memset(&col, 0, sizeof(col));
 	col.order_ok = true;
 
-	st = repo->ops->check(repo, &err);
+	st = repo_check(repo, &err);
 	check(st == PGBK_OK, "check: %s", st ? err.msg : "ok");
 
 	key_for(key, sizeof(key), "hello.txt");
 	opts.meta_hash = hash;
-	st = repo->ops->put(repo, key, hello, strlen(hello), &opts, &err);
+	st = repo_put(repo, key, hello, strlen(hello), &opts, &err);
 	check(st == PGBK_OK, "put small object: %s", st ? err.msg : "ok");
 	st = get_all(repo, key, &b, &err);
 	check(st == PGBK_OK && b.len == strlen(hello) && memcmp(b.data, hello, b.len) == 0,
 	      "get returns the bytes put: %s", st ? err.msg : "ok");
 	memset(&info, 0, sizeof(info));
-	st = repo->ops->head(repo, key, &info, &err);
+	st = repo_head(repo, key, &info, &err);
 	check(st == PGBK_OK && info.size == strlen(hello), "head size %llu: %s",
 	      (unsigned long long) info.size, st ? err.msg : "ok");
 	check(strcmp(info.meta_hash, hash) == 0, "head returns the metadata hash \"%s\"",
@@ -237,19 +244,19 @@ scenario_basic(Repo *repo)
 	/* no_overwrite */
 	opts.no_overwrite = true;
 	opts.meta_hash = NULL;
-	st = repo->ops->put(repo, key, "other", 5, &opts, &err);
+	st = repo_put(repo, key, "other", 5, &opts, &err);
 	check(st == PGBK_EXISTS, "no_overwrite put of an existing key is refused (%s): %s",
 	      pgbk_status_name(st), err.msg);
 	st = get_all(repo, key, &b, &err);
 	check(st == PGBK_OK && b.len == strlen(hello) && memcmp(b.data, hello, b.len) == 0,
 	      "the refused put left the original in place");
 	key_for(key2, sizeof(key2), "fresh.txt");
-	st = repo->ops->put(repo, key2, "new", 3, &opts, &err);
+	st = repo_put(repo, key2, "new", 3, &opts, &err);
 	check(st == PGBK_OK, "no_overwrite put of a new key: %s", st ? err.msg : "ok");
 	{
 		RepoWriter *w;
 
-		st = repo->ops->writer_open(repo, key2, &opts, &w, &err);
+		st = repo_writer_open(repo, key2, &opts, &w, &err);
 		check(st == PGBK_EXISTS, "no_overwrite writer on an existing key is refused (%s)",
 		      pgbk_status_name(st));
 	}
@@ -258,39 +265,39 @@ scenario_basic(Repo *repo)
 	key_for(key2, sizeof(key2), "missing");
 	st = get_all(repo, key2, &b, &err);
 	check(st == PGBK_NOT_FOUND, "get of a missing key: %s (%s)", pgbk_status_name(st), err.msg);
-	st = repo->ops->head(repo, key2, &info, &err);
+	st = repo_head(repo, key2, &info, &err);
 	check(st == PGBK_NOT_FOUND, "head of a missing key: %s", pgbk_status_name(st));
 
 	/* empty object */
 	key_for(key2, sizeof(key2), "empty");
 	opts.no_overwrite = false;
-	st = repo->ops->put(repo, key2, "", 0, &opts, &err);
+	st = repo_put(repo, key2, "", 0, &opts, &err);
 	check(st == PGBK_OK, "put empty object: %s", st ? err.msg : "ok");
 	st = get_all(repo, key2, &b, &err);
 	check(st == PGBK_OK && b.len == 0, "get empty object: %s", st ? err.msg : "ok");
-	st = repo->ops->head(repo, key2, &info, &err);
+	st = repo_head(repo, key2, &info, &err);
 	check(st == PGBK_OK && info.size == 0, "head empty object");
 
 	/* delete */
-	st = repo->ops->delete (repo, key2, &err);
+	st = delete_one(repo, key2, &err);
 	check(st == PGBK_OK, "delete: %s", st ? err.msg : "ok");
-	st = repo->ops->head(repo, key2, &info, &err);
+	st = repo_head(repo, key2, &info, &err);
 	check(st == PGBK_NOT_FOUND, "deleted object is gone (%s)", pgbk_status_name(st));
-	st = repo->ops->delete (repo, key2, &err);
+	st = delete_one(repo, key2, &err);
 	check(st == PGBK_OK, "delete of an absent key is ok: %s", st ? err.msg : "ok");
 
 	/* keys that need encoding in the path, the query and the XML listing */
 	for (i = 0; i < (int) (sizeof(odd) / sizeof(odd[0])); i++)
 	{
 		key_for(key2, sizeof(key2), odd[i]);
-		st = repo->ops->put(repo, key2, odd[i], strlen(odd[i]), &opts, &err);
+		st = repo_put(repo, key2, odd[i], strlen(odd[i]), &opts, &err);
 		check(st == PGBK_OK, "put odd key \"%s\": %s", odd[i], st ? err.msg : "ok");
 		st = get_all(repo, key2, &b, &err);
 		check(st == PGBK_OK && b.len == strlen(odd[i]) && memcmp(b.data, odd[i], b.len) == 0,
 		      "get odd key \"%s\": %s", odd[i], st ? err.msg : "ok");
 	}
 	key_for(key2, sizeof(key2), "odd/");
-	st = repo->ops->list(repo, key2, NULL, collect_cb, &col, &err);
+	st = repo_list(repo, key2, NULL, collect_cb, &col, &err);
 	check(st == PGBK_OK && col.n == (int) (sizeof(odd) / sizeof(odd[0])) && col.order_ok,
 	      "list of odd keys: %d keys, %s", col.n, st ? err.msg : "in order");
 	for (i = 0; i < (int) (sizeof(odd) / sizeof(odd[0])); i++)
@@ -323,16 +330,16 @@ scenario_list(Repo *repo, int nkeys)
 	for (i = 0; i < nkeys && st == PGBK_OK; i++)
 	{
 		snprintf(key, sizeof(key), "%s/many/%05d", run_tag, i);
-		st = repo->ops->put(repo, key, key, strlen(key), &opts, &err);
+		st = repo_put(repo, key, key, strlen(key), &opts, &err);
 	}
 	check(st == PGBK_OK, "put %d small objects in %.1f s: %s", i, (pgbk_now_us() - t0) / 1e6,
 	      st ? err.msg : "ok");
 	/* a neighbour that must not show up under "many/" */
 	snprintf(key, sizeof(key), "%s/manyx", run_tag);
-	st = repo->ops->put(repo, key, "x", 1, &opts, &err);
+	st = repo_put(repo, key, "x", 1, &opts, &err);
 
 	snprintf(prefix, sizeof(prefix), "%s/many/", run_tag);
-	st = repo->ops->list(repo, prefix, NULL, collect_cb, &col, &err);
+	st = repo_list(repo, prefix, NULL, collect_cb, &col, &err);
 	check(st == PGBK_OK && col.n == nkeys, "list finds all %d keys (got %d): %s", nkeys, col.n,
 	      st ? err.msg : "ok");
 	check(col.order_ok, "listed in byte order");
@@ -342,7 +349,7 @@ scenario_list(Repo *repo, int nkeys)
 	collect_reset(&col);
 
 	snprintf(key, sizeof(key), "%s/many/%05d", run_tag, 949);
-	st = repo->ops->list(repo, prefix, key, collect_cb, &col, &err);
+	st = repo_list(repo, prefix, key, collect_cb, &col, &err);
 	check(st == PGBK_OK && col.n == nkeys - 950, "start_after lists the %d keys after it (got %d)",
 	      nkeys - 950, col.n);
 	snprintf(key, sizeof(key), "%s/many/%05d", run_tag, 950);
@@ -351,12 +358,12 @@ scenario_list(Repo *repo, int nkeys)
 	collect_reset(&col);
 
 	snprintf(prefix, sizeof(prefix), "%s/many/0100", run_tag);
-	st = repo->ops->list(repo, prefix, NULL, collect_cb, &col, &err);
+	st = repo_list(repo, prefix, NULL, collect_cb, &col, &err);
 	check(st == PGBK_OK && col.n == 10, "prefix \"many/0100\" lists 10 keys (got %d)", col.n);
 	collect_reset(&col);
 
 	snprintf(prefix, sizeof(prefix), "%s/nothing-here/", run_tag);
-	st = repo->ops->list(repo, prefix, NULL, collect_cb, &col, &err);
+	st = repo_list(repo, prefix, NULL, collect_cb, &col, &err);
 	check(st == PGBK_OK && col.n == 0, "empty prefix lists nothing");
 	collect_reset(&col);
 
@@ -373,16 +380,16 @@ scenario_list(Repo *repo, int nkeys)
 		keys[nkeys] = malloc(256);
 		snprintf(keys[nkeys], 256, "%s/many/never-was", run_tag);
 		t0 = pgbk_now_us();
-		st = repo->ops->delete_many(repo, (const char *const *) keys, nkeys + 1, &err);
+		st = repo_delete(repo, (const char *const *) keys, nkeys + 1, &err);
 		check(st == PGBK_OK, "delete_many of %d keys (one absent) in %.2f s: %s", nkeys + 1,
 		      (pgbk_now_us() - t0) / 1e6, st ? err.msg : "ok");
 		snprintf(prefix, sizeof(prefix), "%s/many/", run_tag);
-		st = repo->ops->list(repo, prefix, NULL, collect_cb, &col, &err);
+		st = repo_list(repo, prefix, NULL, collect_cb, &col, &err);
 		check(st == PGBK_OK && col.n == 0, "after delete_many nothing is left under many/ (%d)",
 		      col.n);
 		collect_reset(&col);
 		snprintf(prefix, sizeof(prefix), "%s/manyx", run_tag);
-		st = repo->ops->list(repo, prefix, NULL, count_cb, &nexist, &err);
+		st = repo_list(repo, prefix, NULL, count_cb, &nexist, &err);
 		check(st == PGBK_OK && nexist == 1, "the neighbour not named is still there");
 		for (i = 0; i <= nkeys; i++)
 			free(keys[i]);
@@ -427,20 +434,19 @@ scenario_multipart(Repo *repo, size_t total)
 	key_for(key, sizeof(key), "big/writer.bin");
 	t0 = pgbk_now_us();
 	opts.meta_hash = want;
-	st = repo->ops->writer_open(repo, key, &opts, &w, &err);
+	st = repo_writer_open(repo, key, &opts, &w, &err);
 	check(st == PGBK_OK, "writer open: %s", st ? err.msg : "ok");
 	for (off = 0; st == PGBK_OK && off < total; off += chunk)
-		st =
-		    repo->ops->writer_write(w, data + off, total - off < chunk ? total - off : chunk, &err);
+		st = repo_writer_write(w, data + off, total - off < chunk ? total - off : chunk, &err);
 	check(st == PGBK_OK, "writer writes %zu bytes: %s", total, st ? err.msg : "ok");
 	if (st == PGBK_OK)
-		st = repo->ops->writer_commit(w, &err);
+		st = repo_writer_commit(w, &err);
 	else
-		repo->ops->writer_abort(w);
+		repo_writer_abort(w);
 	check(st == PGBK_OK, "writer commit (multipart) in %.1f s: %s", (pgbk_now_us() - t0) / 1e6,
 	      st ? err.msg : "ok");
 
-	st = repo->ops->head(repo, key, &info, &err);
+	st = repo_head(repo, key, &info, &err);
 	check(st == PGBK_OK && info.size == total, "head size %llu", (unsigned long long) info.size);
 	check(strcmp(info.meta_hash, want) == 0, "multipart object keeps the metadata hash");
 
@@ -448,7 +454,7 @@ scenario_multipart(Repo *repo, size_t total)
 	hs.len = 0;
 	hs.calls = 0;
 	t0 = pgbk_now_us();
-	st = repo->ops->get_stream(repo, key, 0, UINT64_MAX, hash_sink, &hs, &err);
+	st = repo_get_stream(repo, key, hash_sink, &hs, &err);
 	crypto_hash_sha256_final(&hs.st, d);
 	pgbk_hex_encode(d, 32, got);
 	check(st == PGBK_OK && hs.len == total && strcmp(got, want) == 0,
@@ -461,11 +467,11 @@ scenario_multipart(Repo *repo, size_t total)
 
 	/* one big write: whole parts go straight from the caller's memory */
 	key_for(key, sizeof(key), "big/one-write.bin");
-	st = repo->ops->writer_open(repo, key, &opts, &w, &err);
+	st = repo_writer_open(repo, key, &opts, &w, &err);
 	if (st == PGBK_OK)
-		st = repo->ops->writer_write(w, data, total, &err);
+		st = repo_writer_write(w, data, total, &err);
 	if (st == PGBK_OK)
-		st = repo->ops->writer_commit(w, &err);
+		st = repo_writer_commit(w, &err);
 	check(st == PGBK_OK, "writer with one %zu-byte write: %s", total, st ? err.msg : "ok");
 	st = get_all(repo, key, &b, &err);
 	check(st == PGBK_OK && b.len == total && memcmp(b.data, data, total) == 0,
@@ -474,7 +480,7 @@ scenario_multipart(Repo *repo, size_t total)
 	/* put of a buffer above the threshold goes multipart from memory */
 	key_for(key, sizeof(key), "big/put.bin");
 	opts.meta_hash = NULL;
-	st = repo->ops->put(repo, key, data, total / 3, &opts, &err);
+	st = repo_put(repo, key, data, total / 3, &opts, &err);
 	check(st == PGBK_OK, "put of %zu bytes: %s", total / 3, st ? err.msg : "ok");
 	st = get_all(repo, key, &b, &err);
 	check(st == PGBK_OK && b.len == total / 3 && memcmp(b.data, data, b.len) == 0,
@@ -482,21 +488,21 @@ scenario_multipart(Repo *repo, size_t total)
 
 	/* abort: nothing visible afterwards */
 	key_for(key, sizeof(key), "big/aborted.bin");
-	st = repo->ops->writer_open(repo, key, &opts, &w, &err);
+	st = repo_writer_open(repo, key, &opts, &w, &err);
 	for (off = 0; st == PGBK_OK && off < total / 2; off += chunk)
-		st = repo->ops->writer_write(w, data + off, chunk, &err);
+		st = repo_writer_write(w, data + off, chunk, &err);
 	check(st == PGBK_OK, "writer before abort: %s", st ? err.msg : "ok");
-	repo->ops->writer_abort(w);
-	st = repo->ops->head(repo, key, &info, &err);
+	repo_writer_abort(w);
+	st = repo_head(repo, key, &info, &err);
 	check(st == PGBK_NOT_FOUND, "aborted upload left no object (%s)", pgbk_status_name(st));
 
 	/* small writer: one PUT */
 	key_for(key, sizeof(key), "big/small-writer.bin");
-	st = repo->ops->writer_open(repo, key, &opts, &w, &err);
+	st = repo_writer_open(repo, key, &opts, &w, &err);
 	if (st == PGBK_OK)
-		st = repo->ops->writer_write(w, data, 1000, &err);
+		st = repo_writer_write(w, data, 1000, &err);
 	if (st == PGBK_OK)
-		st = repo->ops->writer_commit(w, &err);
+		st = repo_writer_commit(w, &err);
 	check(st == PGBK_OK, "small writer commit: %s", st ? err.msg : "ok");
 	st = get_all(repo, key, &b, &err);
 	check(st == PGBK_OK && b.len == 1000 && memcmp(b.data, data, 1000) == 0,
@@ -536,12 +542,12 @@ scenario_ops(Repo *repo)
 
 	pgbk_buf_init(&b);
 	key_for(key, sizeof(key), "ops/object");
-	print_result("check", repo->ops->check(repo, &err), &err);
-	print_result("put", repo->ops->put(repo, key, "data", 4, &opts, &err), &err);
+	print_result("check", repo_check(repo, &err), &err);
+	print_result("put", repo_put(repo, key, "data", 4, &opts, &err), &err);
 	print_result("get", get_all(repo, key, &b, &err), &err);
-	print_result("head", repo->ops->head(repo, key, &info, &err), &err);
-	print_result("list", repo->ops->list(repo, "", NULL, count_cb, &n, &err), &err);
-	print_result("delete", repo->ops->delete (repo, key, &err), &err);
+	print_result("head", repo_head(repo, key, &info, &err), &err);
+	print_result("list", repo_list(repo, "", NULL, count_cb, &n, &err), &err);
+	print_result("delete", delete_one(repo, key, &err), &err);
 	printf("elapsed_ms=%lld\n", (long long) ((pgbk_now_us() - t0) / 1000));
 	pgbk_buf_free(&b);
 }
@@ -554,7 +560,7 @@ scenario_list_all(Repo *repo)
 	int       n = 0;
 	int64_t   t0 = pgbk_now_us();
 
-	print_result("list", repo->ops->list(repo, "", NULL, count_cb, &n, &err), &err);
+	print_result("list", repo_list(repo, "", NULL, count_cb, &n, &err), &err);
 	printf("listed=%d\n", n);
 	printf("elapsed_ms=%lld\n", (long long) ((pgbk_now_us() - t0) / 1000));
 }
@@ -574,10 +580,10 @@ scenario_seq(Repo *repo, int n)
 	for (i = 0; i < n; i++)
 	{
 		snprintf(key, sizeof(key), "seq/%d", i);
-		print_result("put", repo->ops->put(repo, key, "payload", 7, &opts, &err), &err);
+		print_result("put", repo_put(repo, key, "payload", 7, &opts, &err), &err);
 		print_result("get", get_all(repo, key, &b, &err), &err);
 		printf("got=%.*s\n", (int) b.len, b.data ? (char *) b.data : "");
-		print_result("head", repo->ops->head(repo, key, &info, &err), &err);
+		print_result("head", repo_head(repo, key, &info, &err), &err);
 	}
 	pgbk_buf_free(&b);
 }
@@ -595,7 +601,7 @@ scenario_get_hash(Repo *repo, const char *key)
 	crypto_hash_sha256_init(&hs.st);
 	hs.len = 0;
 	hs.calls = 0;
-	st = repo->ops->get_stream(repo, key, 0, UINT64_MAX, hash_sink, &hs, &err);
+	st = repo_get_stream(repo, key, hash_sink, &hs, &err);
 	crypto_hash_sha256_final(&hs.st, d);
 	pgbk_hex_encode(d, 32, hex);
 	print_result("get", st, &err);
@@ -609,7 +615,7 @@ scenario_put_key(Repo *repo, const char *key, const char *value)
 	PgbkError      err;
 	RepoPutOptions opts = {false, NULL};
 
-	print_result("put", repo->ops->put(repo, key, value, strlen(value), &opts, &err), &err);
+	print_result("put", repo_put(repo, key, value, strlen(value), &opts, &err), &err);
 }
 
 static void
@@ -619,7 +625,7 @@ scenario_delete_keys(Repo *repo, int n, char **keys)
 	PgbkStatus st;
 
 	pgbk_error_clear(&err);
-	st = repo->ops->delete_many(repo, (const char *const *) keys, n, &err);
+	st = repo_delete(repo, (const char *const *) keys, n, &err);
 	print_result("delete", st, &err);
 }
 
@@ -710,7 +716,7 @@ int
 main(int argc, char **argv)
 {
 	PgbkConfig *cfg = NULL;
-	Repo        repo;
+	Repo       *repo = NULL;
 	PgbkError   err;
 	PgbkStatus  st;
 	const char *scenario;
@@ -736,46 +742,50 @@ main(int argc, char **argv)
 		print_result("config", st, &err);
 		return 1;
 	}
-	memset(&repo, 0, sizeof(repo));
-	st = repo_s3_open(cfg, &repo, &err);
+	if (cfg->repo_kind != PGBK_REPO_S3)
+	{
+		fprintf(stderr, "itest_s3: %s does not configure an S3 repository\n", argv[1]);
+		config_free(cfg);
+		return 2;
+	}
+	st = repo_open(cfg, &repo, &err);
 	if (st != PGBK_OK)
 	{
 		print_result("open", st, &err);
 		config_free(cfg);
 		return 1;
 	}
-	printf("repository %s\n", repo.description);
+	printf("repository %s\n", repo_describe(repo));
 
 	if (strcmp(scenario, "basic") == 0)
-		scenario_basic(&repo);
+		scenario_basic(repo);
 	else if (strcmp(scenario, "list") == 0)
-		scenario_list(&repo, argc > 3 ? atoi(argv[3]) : 1100);
+		scenario_list(repo, argc > 3 ? atoi(argv[3]) : 1100);
 	else if (strcmp(scenario, "multipart") == 0)
-		scenario_multipart(&repo, (size_t) (argc > 3 ? atoll(argv[3]) : 40 * 1024 * 1024));
+		scenario_multipart(repo, (size_t) (argc > 3 ? atoll(argv[3]) : 40 * 1024 * 1024));
 	else if (strcmp(scenario, "ops") == 0)
-		scenario_ops(&repo);
+		scenario_ops(repo);
 	else if (strcmp(scenario, "list-all") == 0)
-		scenario_list_all(&repo);
+		scenario_list_all(repo);
 	else if (strcmp(scenario, "seq") == 0)
-		scenario_seq(&repo, argc > 3 ? atoi(argv[3]) : 1);
+		scenario_seq(repo, argc > 3 ? atoi(argv[3]) : 1);
 	else if (strcmp(scenario, "put-key") == 0 && argc > 4)
-		scenario_put_key(&repo, argv[3], argv[4]);
+		scenario_put_key(repo, argv[3], argv[4]);
 	else if (strcmp(scenario, "delete-keys") == 0 && argc > 3)
-		scenario_delete_keys(&repo, argc - 3, argv + 3);
+		scenario_delete_keys(repo, argc - 3, argv + 3);
 	else if (strcmp(scenario, "get-key") == 0 && argc > 3)
-		scenario_get_key(&repo, argv[3]);
+		scenario_get_key(repo, argv[3]);
 	else if (strcmp(scenario, "client") == 0)
 		scenario_client(cfg);
 	else if (strcmp(scenario, "get-hash") == 0)
-		scenario_get_hash(&repo, argc > 3 ? argv[3] : "object");
+		scenario_get_hash(repo, argc > 3 ? argv[3] : "object");
 	else
 	{
 		fprintf(stderr, "itest_s3: unknown scenario \"%s\"\n", scenario);
 		failures++;
 	}
 
-	repo.ops->close(&repo);
-	free(repo.description);
+	repo_close(repo);
 	config_free(cfg);
 	printf("done failures=%d\n", failures);
 	return failures > 0 ? 1 : 0;
