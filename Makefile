@@ -43,7 +43,7 @@ SQL_UPGRADE_FRAGMENTS := $(sort $(wildcard pg_ext/sql/upgrade/$(EXTVERSION)/*.sq
 
 XML2_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 PG_CPPFLAGS = -I$(srcdir)/common $(XML2_CFLAGS)
-COMMON_LIBS = -lcurl -lcrypto -lsodium -lzstd -lxxhash -lxml2 -lcjson -ljansson
+COMMON_LIBS = -lcurl -lcrypto -lsodium -lzstd -lxxhash -lxml2 -lcjson
 SHLIB_LINK = $(COMMON_LIBS)
 
 EXTRA_CLEAN = common/*/*.bc cli/*.o watcher/*.o cli/pgbk watcher/pgbk-watcher $(UNIT_BINS) \

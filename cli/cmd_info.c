@@ -9,10 +9,11 @@
 
 #include <getopt.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "plan/plan.h"
 
@@ -30,23 +31,144 @@ info_usage(FILE *out)
 	             "commit, minus gaps), read from the repository alone.\n");
 }
 
-static json_t *
+/*
+ * The JSON document is built with cJSON and printed by put_json() below in
+ * the layout `pgbk info --json` has always had: two-space indent, "key":
+ * value (cJSON's own printer indents with tabs).  Integers are raw items,
+ * exact for any 64-bit value (cJSON numbers are doubles).
+ */
+static cJSON *
+jint(int64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%" PRId64, v);
+	return cJSON_CreateRaw(buf);
+}
+
+static cJSON *
 jtime(int64_t us)
 {
 	char buf[40];
 
 	if (us == 0)
-		return json_null();
+		return cJSON_CreateNull();
 	pgbk_format_time_us(us, buf, sizeof(buf));
-	return json_string(buf);
+	return cJSON_CreateString(buf);
 }
 
-static json_t *
+static cJSON *
 jlsn(WalLsn lsn)
 {
 	char buf[WALNAME_LSN_BUFLEN];
 
-	return json_string(walname_format_lsn(buf, lsn));
+	return cJSON_CreateString(walname_format_lsn(buf, lsn));
+}
+
+/* obj[key] = v; a NULL v (out of memory) leaves the key out */
+static void
+jset(cJSON *obj, const char *key, cJSON *v)
+{
+	if (obj == NULL || !cJSON_AddItemToObject(obj, key, v))
+		cJSON_Delete(v);
+}
+
+static void
+jpush(cJSON *arr, cJSON *v)
+{
+	if (arr == NULL || !cJSON_AddItemToArray(arr, v))
+		cJSON_Delete(v);
+}
+
+static bool
+put_str(PgbkBuf *out, const char *s)
+{
+	return pgbk_buf_append_str(out, s);
+}
+
+/* A JSON string: '"', '\\' and control characters escaped, the rest as is. */
+static bool
+put_quoted(PgbkBuf *out, const char *s)
+{
+	bool ok = put_str(out, "\"");
+
+	for (; ok && *s; s++)
+	{
+		unsigned char ch = (unsigned char) *s;
+		char          esc[8];
+
+		switch (ch)
+		{
+			case '"':
+				ok = put_str(out, "\\\"");
+				break;
+			case '\\':
+				ok = put_str(out, "\\\\");
+				break;
+			case '\b':
+				ok = put_str(out, "\\b");
+				break;
+			case '\f':
+				ok = put_str(out, "\\f");
+				break;
+			case '\n':
+				ok = put_str(out, "\\n");
+				break;
+			case '\r':
+				ok = put_str(out, "\\r");
+				break;
+			case '\t':
+				ok = put_str(out, "\\t");
+				break;
+			default:
+				if (ch < 0x20)
+				{
+					snprintf(esc, sizeof(esc), "\\u%04X", ch);
+					ok = put_str(out, esc);
+				}
+				else
+					ok = pgbk_buf_append(out, s, 1);
+		}
+	}
+	return ok && put_str(out, "\"");
+}
+
+static bool
+put_newline(PgbkBuf *out, int depth)
+{
+	bool ok = put_str(out, "\n");
+	int  i;
+
+	for (i = 0; ok && i < depth; i++)
+		ok = put_str(out, "  ");
+	return ok;
+}
+
+static bool
+put_json(PgbkBuf *out, const cJSON *item, int depth)
+{
+	const cJSON *c;
+	bool         obj = cJSON_IsObject(item);
+	bool         ok;
+
+	if (cJSON_IsNull(item))
+		return put_str(out, "null");
+	if (cJSON_IsBool(item))
+		return put_str(out, cJSON_IsTrue(item) ? "true" : "false");
+	if (cJSON_IsRaw(item))
+		return put_str(out, item->valuestring);
+	if (cJSON_IsString(item))
+		return put_quoted(out, item->valuestring);
+	if (!obj && !cJSON_IsArray(item))
+		return false; /* numbers are raw items here */
+	if (item->child == NULL)
+		return put_str(out, obj ? "{}" : "[]");
+	ok = put_str(out, obj ? "{" : "[");
+	for (c = item->child; ok && c != NULL; c = c->next)
+		ok = put_newline(out, depth + 1) &&
+		     (!obj || (put_quoted(out, c->string) && put_str(out, ": "))) &&
+		     put_json(out, c, depth + 1) && (c->next == NULL || put_str(out, ","));
+	return ok && put_newline(out, depth) && put_str(out, obj ? "}" : "]");
 }
 
 /* One timeline's segments: runs and the gaps between them. */
@@ -223,114 +345,123 @@ print_text(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w
 static int
 print_json(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w)
 {
-	json_t *root = json_object();
-	json_t *backups = json_array(), *wal = json_array(), *hist = json_array();
-	json_t *extra = json_array(), *win = json_object(), *wgaps = json_array();
+	cJSON  *root = cJSON_CreateObject();
+	cJSON  *backups = cJSON_CreateArray(), *wal = cJSON_CreateArray(), *hist = cJSON_CreateArray();
+	cJSON  *extra = cJSON_CreateArray(), *win = cJSON_CreateObject(), *wgaps = cJSON_CreateArray();
 	char    a[WALNAME_BUFLEN], b[WALNAME_BUFLEN];
-	char   *text;
+	PgbkBuf text;
+	bool    ok;
 	int     i, j;
 
-	json_object_set_new(root, "repository", json_string(v->description));
+	jset(root, "repository", cJSON_CreateString(v->description));
 	for (i = 0; i < v->nbackups; i++)
 	{
 		const PlanBackup *bk = &v->backups[i];
-		json_t           *o = json_object();
+		cJSON            *o = cJSON_CreateObject();
 
-		json_object_set_new(o, "id", json_string(bk->id));
+		jset(o, "id", cJSON_CreateString(bk->id));
 		if (!bk->loaded)
 		{
-			json_object_set_new(o, "usable", json_false());
-			json_object_set_new(o, "error",
-			                    json_string(bk->broken_reason ? bk->broken_reason : "unreadable"));
+			jset(o, "usable", cJSON_CreateFalse());
+			jset(o, "error",
+			     cJSON_CreateString(bk->broken_reason ? bk->broken_reason : "unreadable"));
 		}
 		else
 		{
-			json_object_set_new(o, "usable", json_true());
-			json_object_set_new(o, "timeline", json_integer(bk->timeline));
-			json_object_set_new(o, "start_time", jtime(bk->start_time_us));
-			json_object_set_new(o, "stop_time", jtime(bk->stop_time_us));
-			json_object_set_new(o, "start_lsn", jlsn(bk->start_lsn));
-			json_object_set_new(o, "stop_lsn", jlsn(bk->stop_lsn));
-			json_object_set_new(o, "bytes", json_integer((json_int_t) bk->bytes));
-			json_object_set_new(o, "stored_bytes", json_integer((json_int_t) bk->stored_bytes));
-			json_object_set_new(o, "pg_version_num", json_integer(bk->pg_version_num));
+			jset(o, "usable", cJSON_CreateTrue());
+			jset(o, "timeline", jint(bk->timeline));
+			jset(o, "start_time", jtime(bk->start_time_us));
+			jset(o, "stop_time", jtime(bk->stop_time_us));
+			jset(o, "start_lsn", jlsn(bk->start_lsn));
+			jset(o, "stop_lsn", jlsn(bk->stop_lsn));
+			jset(o, "bytes", jint((int64_t) bk->bytes));
+			jset(o, "stored_bytes", jint((int64_t) bk->stored_bytes));
+			jset(o, "pg_version_num", jint(bk->pg_version_num));
 		}
-		json_array_append_new(backups, o);
+		jpush(backups, o);
 	}
-	json_object_set_new(root, "backups", backups);
+	jset(root, "backups", backups);
 	for (i = 0; i < nts; i++)
 	{
-		json_t *o = json_object(), *gaps = json_array();
+		cJSON *o = cJSON_CreateObject(), *gaps = cJSON_CreateArray();
 
-		json_object_set_new(o, "timeline", json_integer(ts[i].tli));
-		json_object_set_new(
-		    o, "first", json_string(walname_format_segment(a, ts[i].tli, ts[i].first, v->segsz)));
-		json_object_set_new(
-		    o, "last", json_string(walname_format_segment(a, ts[i].tli, ts[i].last, v->segsz)));
-		json_object_set_new(o, "segments", json_integer((json_int_t) ts[i].count));
-		json_object_set_new(o, "stored_bytes", json_integer((json_int_t) ts[i].stored));
+		jset(o, "timeline", jint(ts[i].tli));
+		jset(o, "first",
+		     cJSON_CreateString(walname_format_segment(a, ts[i].tli, ts[i].first, v->segsz)));
+		jset(o, "last",
+		     cJSON_CreateString(walname_format_segment(a, ts[i].tli, ts[i].last, v->segsz)));
+		jset(o, "segments", jint((int64_t) ts[i].count));
+		jset(o, "stored_bytes", jint((int64_t) ts[i].stored));
 		for (j = 0; j < ts[i].ngaps && j < MAX_LISTED_GAPS; j++)
-			json_array_append_new(
-			    gaps, json_pack("{s:s,s:s,s:I}", "first_missing",
-			                    walname_format_segment(a, ts[i].tli, ts[i].gap_from[j], v->segsz),
-			                    "last_missing",
-			                    walname_format_segment(b, ts[i].tli, ts[i].gap_to[j], v->segsz),
-			                    "missing", (json_int_t) (ts[i].gap_to[j] - ts[i].gap_from[j] + 1)));
-		json_object_set_new(o, "gap_count", json_integer(ts[i].ngaps));
-		json_object_set_new(o, "gaps", gaps);
-		json_array_append_new(wal, o);
+		{
+			cJSON *g = cJSON_CreateObject();
+
+			jset(g, "first_missing",
+			     cJSON_CreateString(
+			         walname_format_segment(a, ts[i].tli, ts[i].gap_from[j], v->segsz)));
+			jset(g, "last_missing",
+			     cJSON_CreateString(
+			         walname_format_segment(b, ts[i].tli, ts[i].gap_to[j], v->segsz)));
+			jset(g, "missing", jint((int64_t) (ts[i].gap_to[j] - ts[i].gap_from[j] + 1)));
+			jpush(gaps, g);
+		}
+		jset(o, "gap_count", jint(ts[i].ngaps));
+		jset(o, "gaps", gaps);
+		jpush(wal, o);
 	}
-	json_object_set_new(root, "wal", wal);
+	jset(root, "wal", wal);
 	for (i = 0; i < v->nextra; i++)
-		json_array_append_new(extra, json_string(v->extra[i]));
-	json_object_set_new(root, "other_wal_files", extra);
+		jpush(extra, cJSON_CreateString(v->extra[i]));
+	jset(root, "other_wal_files", extra);
 	for (i = 0; i < v->nhistories; i++)
 	{
 		const WalHistory *h = &v->histories[i].history;
-		json_t           *o = json_object();
+		cJSON            *o = cJSON_CreateObject();
 
-		json_object_set_new(o, "timeline", json_integer(v->histories[i].tli));
+		jset(o, "timeline", jint(v->histories[i].tli));
 		if (h->n >= 2)
 		{
-			json_object_set_new(o, "parent", json_integer(h->entries[h->n - 2].tli));
-			json_object_set_new(o, "switch_lsn", jlsn(h->entries[h->n - 2].end));
-			json_object_set_new(o, "reason", json_string(h->entries[h->n - 2].reason));
+			jset(o, "parent", jint(h->entries[h->n - 2].tli));
+			jset(o, "switch_lsn", jlsn(h->entries[h->n - 2].end));
+			jset(o, "reason", cJSON_CreateString(h->entries[h->n - 2].reason));
 		}
-		json_array_append_new(hist, o);
+		jpush(hist, o);
 	}
-	json_object_set_new(root, "history", hist);
+	jset(root, "history", hist);
 
-	json_object_set_new(win, "timeline", json_integer(w->timeline));
-	json_object_set_new(win, "recoverable", json_boolean(w->any));
-	json_object_set_new(win, "reason", w->any ? json_null() : json_string(w->reason));
-	json_object_set_new(win, "earliest", w->any ? jtime(w->earliest_us) : json_null());
-	json_object_set_new(win, "earliest_backup",
-	                    w->any ? json_string(w->earliest_backup) : json_null());
-	json_object_set_new(win, "latest", w->any ? jtime(w->latest_us) : json_null());
-	json_object_set_new(win, "latest_commit", w->any ? jtime(w->latest_commit_us) : json_null());
-	json_object_set_new(win, "last_wal", w->any ? json_string(w->last_wal) : json_null());
+	jset(win, "timeline", jint(w->timeline));
+	jset(win, "recoverable", cJSON_CreateBool(w->any));
+	jset(win, "reason", w->any ? cJSON_CreateNull() : cJSON_CreateString(w->reason));
+	jset(win, "earliest", w->any ? jtime(w->earliest_us) : cJSON_CreateNull());
+	jset(win, "earliest_backup",
+	     w->any ? cJSON_CreateString(w->earliest_backup) : cJSON_CreateNull());
+	jset(win, "latest", w->any ? jtime(w->latest_us) : cJSON_CreateNull());
+	jset(win, "latest_commit", w->any ? jtime(w->latest_commit_us) : cJSON_CreateNull());
+	jset(win, "last_wal", w->any ? cJSON_CreateString(w->last_wal) : cJSON_CreateNull());
 	for (i = 0; i < w->ngaps; i++)
 	{
-		json_t *g = json_object();
+		cJSON *g = cJSON_CreateObject();
 
-		json_object_set_new(g, "from", jtime(w->gaps[i].from_us));
-		json_object_set_new(g, "to", jtime(w->gaps[i].to_us));
-		json_object_set_new(g, "first_missing", json_string(w->gaps[i].first_missing));
-		json_object_set_new(g, "last_missing", json_string(w->gaps[i].last_missing));
-		json_array_append_new(wgaps, g);
+		jset(g, "from", jtime(w->gaps[i].from_us));
+		jset(g, "to", jtime(w->gaps[i].to_us));
+		jset(g, "first_missing", cJSON_CreateString(w->gaps[i].first_missing));
+		jset(g, "last_missing", cJSON_CreateString(w->gaps[i].last_missing));
+		jpush(wgaps, g);
 	}
-	json_object_set_new(win, "gaps", wgaps);
-	json_object_set_new(root, "window", win);
+	jset(win, "gaps", wgaps);
+	jset(root, "window", win);
 
-	text = json_dumps(root, JSON_INDENT(2));
-	json_decref(root);
-	if (text == NULL)
+	pgbk_buf_init(&text);
+	ok = root != NULL && put_json(&text, root, 0) && put_str(&text, "\n");
+	cJSON_Delete(root);
+	if (!ok)
 	{
+		pgbk_buf_free(&text);
 		cli_error("info: out of memory");
 		return EXIT_FAIL;
 	}
-	printf("%s\n", text);
-	free(text);
+	fwrite(text.data, 1, text.len, stdout);
+	pgbk_buf_free(&text);
 	return EXIT_OK;
 }
 

@@ -3,7 +3,9 @@
 # postgres executable also exports.  The dynamic linker binds such calls to
 # the server's function, not the library's (this is how jansson's
 # json_object() turned into PostgreSQL's SQL function json_object() and
-# crashed the backup worker).
+# crashed the backup worker).  pgbk now uses one JSON library, cJSON, whose
+# names are all prefixed; this check stays as the guard against any library
+# added later (or a cJSON release) bringing such a name back.
 set -euo pipefail
 so=${1:-pgbk.so}
 postgres=$(pg_config --bindir)/postgres

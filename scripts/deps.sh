@@ -11,7 +11,7 @@ set -euo pipefail
 declare -A groups=(
   [build]="build-essential pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev
            libcurl4-openssl-dev libssl-dev libsodium-dev libzstd-dev libxxhash-dev libxml2-dev libcjson-dev
-           libjansson-dev clang-format"
+           clang-format"
   [test]="libipc-run-perl libcmocka-dev radosgw ceph-mon ceph-osd restic openssl
           inotify-tools curl procps"
   [demo]="restic openssl procps"

@@ -1,6 +1,6 @@
 /*
  * manifest.c
- *	  Base backup manifests: building, JSON (jansson) round trip, and
+ *	  Base backup manifests: building, JSON (cJSON) round trip, and
  *	  storing/loading them in the repository (see manifest.h).
  */
 #include "format/manifest.h"

@@ -6,25 +6,41 @@
  */
 #include "unit.h"
 
-#include <jansson.h>
+#include <errno.h>
+
+#include <cjson/cJSON.h>
 
 #include "repo/sigv4.h"
 
 /* the vector file, loaded once by the group setup */
-static json_t *vectors = NULL;
+static cJSON *vectors = NULL;
 
 static int
 load_vectors(void **state)
 {
-	char         path[4096];
-	json_error_t jerr;
+	char    path[4096];
+	FILE   *f;
+	PgbkBuf text;
+	char    chunk[4096];
+	size_t  n;
 
 	(void) state;
 	snprintf(path, sizeof(path), "%s/sigv4-s3.json", unit_vectors_dir());
-	vectors = json_load_file(path, 0, &jerr);
+	if ((f = fopen(path, "r")) == NULL)
+	{
+		fprintf(stderr, "could not open \"%s\": %s\n", path, strerror(errno));
+		return -1;
+	}
+	pgbk_buf_init(&text);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (!pgbk_buf_append(&text, chunk, n))
+			break;
+	fclose(f);
+	vectors = cJSON_ParseWithLength((const char *) text.data, text.len);
+	pgbk_buf_free(&text);
 	if (vectors == NULL)
 	{
-		fprintf(stderr, "could not load \"%s\": %s (line %d)\n", path, jerr.text, jerr.line);
+		fprintf(stderr, "could not parse \"%s\" near \"%.20s\"\n", path, cJSON_GetErrorPtr());
 		return -1;
 	}
 	return 0;
@@ -34,27 +50,24 @@ static int
 free_vectors(void **state)
 {
 	(void) state;
-	json_decref(vectors);
+	cJSON_Delete(vectors);
 	vectors = NULL;
 	return 0;
 }
 
 static const char *
-jstr(json_t *obj, const char *name)
+jstr(const cJSON *obj, const char *name)
 {
-	json_t *v = json_object_get(obj, name);
-
-	return json_is_string(v) ? json_string_value(v) : NULL;
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, name));
 }
 
-static json_t *
+static const cJSON *
 find_case(const char *name)
 {
-	json_t *cases = json_object_get(vectors, "cases");
-	size_t  i;
-	json_t *c;
+	const cJSON *cases = cJSON_GetObjectItemCaseSensitive(vectors, "cases");
+	const cJSON *c;
 
-	json_array_foreach(cases, i, c)
+	cJSON_ArrayForEach(c, cases)
 	{
 		const char *n = jstr(c, "name");
 
@@ -69,12 +82,11 @@ static void
 test_vector(void **state)
 {
 	const char    *name = *state;
-	json_t        *c = find_case(name);
-	json_t        *hobj;
+	const cJSON   *c = find_case(name);
+	const cJSON   *hobj;
 	SigV4Header    headers[16];
 	int            nheaders = 0;
-	const char    *hname;
-	json_t        *hval;
+	const cJSON   *hval;
 	SigV4Request   req;
 	SigV4Key       key;
 	SigV4Signature sig;
@@ -87,12 +99,12 @@ test_vector(void **state)
 	char           expect_auth[512];
 
 	assert_non_null(c);
-	hobj = json_object_get(c, "headers");
-	json_object_foreach(hobj, hname, hval)
+	hobj = cJSON_GetObjectItemCaseSensitive(c, "headers");
+	cJSON_ArrayForEach(hval, hobj)
 	{
 		assert_true(nheaders < 16);
-		headers[nheaders].name = hname;
-		headers[nheaders].value = json_string_value(hval);
+		headers[nheaders].name = hval->string;
+		headers[nheaders].value = cJSON_GetStringValue(hval);
 		nheaders++;
 	}
 
@@ -342,7 +354,7 @@ static void
 test_vector_count(void **state)
 {
 	(void) state;
-	assert_int_equal(json_array_size(json_object_get(vectors, "cases")), 4);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(vectors, "cases")), 4);
 }
 
 /* one named test per vector case; the case name is the initial state */
