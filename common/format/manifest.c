@@ -15,7 +15,6 @@
 #include <time.h>
 
 #include "format/layout.h"
-#include "plan/plan.h"
 #include "wal/walname.h"
 
 Manifest *
@@ -575,6 +574,24 @@ manifest_load(Repo *repo, const PgbkKeyring *ring, const char *backup_id, Manife
 }
 
 PgbkStatus
+manifest_backup_attrs(const Manifest *m, PgbkBuf *out, PgbkError *err)
+{
+	char l1[WALNAME_LSN_BUFLEN], l2[WALNAME_LSN_BUFLEN];
+
+	if (!pgbk_buf_printf(out,
+	                     "backup.v=%d\nbackup.tli=%u\nbackup.start_lsn=%s\nbackup.stop_lsn=%s\n"
+	                     "backup.start_time=%" PRId64 "\nbackup.stop_time=%" PRId64
+	                     "\nbackup.segsz=%u\nbackup.bytes=%" PRIu64 "\nbackup.stored=%" PRIu64
+	                     "\nbackup.sysid=%" PRIu64 "\nbackup.pg_version=%d\n",
+	                     MANIFEST_BACKUP_ATTRS_VERSION, m->timeline,
+	                     walname_format_lsn(l1, m->start_lsn), walname_format_lsn(l2, m->stop_lsn),
+	                     m->start_time_us, m->stop_time_us, m->wal_segment_size, m->bytes,
+	                     m->stored_bytes, m->system_identifier, m->pg_version_num))
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	return PGBK_OK;
+}
+
+PgbkStatus
 manifest_store(Repo *repo, const CodecParams *params, const Manifest *m, PgbkError *err)
 {
 	char           key[LAYOUT_KEY_LEN];
@@ -594,7 +611,7 @@ manifest_store(Repo *repo, const CodecParams *params, const Manifest *m, PgbkErr
 		/* backup.* attributes: planners read them from the header alone */
 		pgbk_buf_init(&attrs);
 		pgbk_buf_append_str(&attrs, "kind=manifest\n");
-		st = plan_backup_attrs(m, &attrs, err);
+		st = manifest_backup_attrs(m, &attrs, err);
 		if (st == PGBK_OK)
 			st = codec_encode(params, json.data, json.len, (const char *) attrs.data, &enc, NULL,
 			                  err);

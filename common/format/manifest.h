@@ -121,6 +121,19 @@ PgbkStatus manifest_load(Repo *repo, const PgbkKeyring *ring, const char *backup
 /* Write a backup's manifest (never overwrites). */
 PgbkStatus manifest_store(Repo *repo, const CodecParams *params, const Manifest *m, PgbkError *err);
 
+/*
+ * The backup's metadata as "backup.*" attributes of the manifest object's
+ * header, appended to out (name=value lines, codec.h):
+ *   backup.v=MANIFEST_BACKUP_ATTRS_VERSION  backup.tli  backup.start_lsn
+ *   backup.stop_lsn  backup.start_time  backup.stop_time (Unix microseconds)
+ *   backup.segsz  backup.bytes  backup.stored  backup.sysid  backup.pg_version
+ * manifest_store writes them, so planners (plan.c) read a few kB per backup
+ * instead of whole manifests; a manifest without them (or with another
+ * backup.v) is loaded whole.
+ */
+#define MANIFEST_BACKUP_ATTRS_VERSION 1
+PgbkStatus manifest_backup_attrs(const Manifest *m, PgbkBuf *out, PgbkError *err);
+
 /* "2026-11-27T14:30:00.123456Z" <-> Unix microseconds. */
 void pgbk_format_time_us(int64_t us, char *buf, size_t len);
 bool pgbk_parse_time_us(const char *s, int64_t *us);

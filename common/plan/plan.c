@@ -1780,26 +1780,8 @@ typedef struct RepoView
 	const PgbkKeyring *ring;
 } RepoView;
 
-/* Attribute names of a manifest object's header (plan_backup_attrs). */
-#define BATTR_VERSION 1
-
-PgbkStatus
-plan_backup_attrs(const Manifest *m, PgbkBuf *out, PgbkError *err)
-{
-	char l1[WALNAME_LSN_BUFLEN], l2[WALNAME_LSN_BUFLEN];
-
-	if (!pgbk_buf_printf(out,
-	                     "backup.v=%d\nbackup.tli=%u\nbackup.start_lsn=%s\nbackup.stop_lsn=%s\n"
-	                     "backup.start_time=%" PRId64 "\nbackup.stop_time=%" PRId64
-	                     "\nbackup.segsz=%u\nbackup.bytes=%" PRIu64 "\nbackup.stored=%" PRIu64
-	                     "\nbackup.sysid=%" PRIu64 "\nbackup.pg_version=%d\n",
-	                     BATTR_VERSION, m->timeline, walname_format_lsn(l1, m->start_lsn),
-	                     walname_format_lsn(l2, m->stop_lsn), m->start_time_us, m->stop_time_us,
-	                     m->wal_segment_size, m->bytes, m->stored_bytes, m->system_identifier,
-	                     m->pg_version_num))
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	return PGBK_OK;
-}
+/* Version of the "backup.*" header attributes (manifest_backup_attrs). */
+#define BATTR_VERSION MANIFEST_BACKUP_ATTRS_VERSION
 
 static bool
 attr_i64(const char *attrs, const char *name, int64_t *out)

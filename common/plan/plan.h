@@ -302,13 +302,11 @@ typedef struct PlanWindow
 PgbkStatus plan_window(PlanView *v, uint32_t tli, PlanWindow *w, PgbkError *err);
 
 /*
- * Backup metadata in the manifest object's header ("backup.*" attributes),
- * so planning reads a few kB per backup instead of whole manifests.
- * manifest_store should append these to the object's attributes; without
- * them the planner loads the whole manifest.
+ * Backup metadata from a loaded manifest.  (The same metadata in the
+ * manifest object's header, the "backup.*" attributes, is a format rule:
+ * manifest_backup_attrs in format/manifest.h.)
  */
-PgbkStatus plan_backup_attrs(const Manifest *m, PgbkBuf *out, PgbkError *err);
-void       plan_backup_from_manifest(PlanBackup *b, const Manifest *m);
+void plan_backup_from_manifest(PlanBackup *b, const Manifest *m);
 
 /* "2026-11-25 14:07:00+00" (UTC; fractions only when not zero). */
 char *plan_format_time(int64_t us, char *buf, size_t len);
