@@ -123,6 +123,7 @@ demo:
 check-all: check-unit check-regress check-tap
 
 check-unit: $(UNIT_BINS) pgbk.so
+	scripts/check-includes.sh
 	scripts/check-symbols.sh pgbk.so
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; PGBK_VECTORS=$(CURDIR)/t/vectors $$t; done
 
