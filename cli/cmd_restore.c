@@ -2321,6 +2321,7 @@ find_files_snapshot(const RestoreOpts *o, const PgbkConfig *cfg, int64_t immedia
 	if (st == PGBK_NOT_FOUND)
 	{
 		cli_error("restore: no file snapshot matches the target: %s", err.msg);
+		cli_error_detail(&err);
 		return EXIT_REFUSED;
 	}
 	if (st != PGBK_OK)
@@ -2366,6 +2367,7 @@ restore_files(const PgbkConfig *cfg, const char *id, const char *dir)
 	if (st == PGBK_EXISTS)
 	{
 		cli_error("restore: refusing to restore files into \"%s\": %s", dir, err.msg);
+		cli_error_detail(&err);
 		return EXIT_REFUSED;
 	}
 	if (st != PGBK_OK)

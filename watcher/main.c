@@ -348,6 +348,7 @@ open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out
 	if (cfg != NULL && fs.repository == NULL && repo_open(cfg, prepo_out, err) != PGBK_OK)
 	{
 		log_warning("%s; new snapshots are looked up with restic instead", err->msg);
+		log_error_detail(LOG_LEVEL_WARNING, err);
 		*prepo_out = NULL;
 	}
 	*cfg_out = cfg;
@@ -402,11 +403,13 @@ reload(Watcher *w, int64_t now)
 	if (settings_load(w->set->config_path, &set, &err) != PGBK_OK)
 	{
 		log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		return;
 	}
 	if (open_repo(set, &cfg, &repo, &prepo, &err) != PGBK_OK)
 	{
 		log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		settings_free(set);
 		return;
 	}
@@ -419,6 +422,7 @@ reload(Watcher *w, int64_t now)
 		               set->debug_max_watches, &watch, &err) != PGBK_OK)
 		{
 			log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+			log_error_detail(LOG_LEVEL_ERROR, &err);
 			repo_close(prepo);
 			files_repo_free(repo);
 			config_free(cfg);
@@ -581,6 +585,7 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 	if (job_start(&w->job, kind, w->repo, args, now, &err) != PGBK_OK)
 	{
 		log_error("could not start restic %s: %s", job_name(kind), err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		job_reset(&w->job);
 		if (kind == JOB_BACKUP)
 		{
@@ -1006,6 +1011,7 @@ direct_lookup(Watcher *w)
 	                   n_tags, &err) != PGBK_OK)
 	{
 		log_error("%s", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		return false;
 	}
 	return true;
@@ -1092,6 +1098,7 @@ backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 	if (w->once)
 	{
 		log_error("%s", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		w->once_done = true;
 		w->once_exit = EXIT_RESTIC;
 		debounce_finished(&w->deb, false, now);
@@ -1099,6 +1106,7 @@ backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		return;
 	}
 	log_error("%s; retrying in %lld s", err.msg, (long long) (debounce_backoff(&w->deb) / 1000));
+	log_error_detail(LOG_LEVEL_ERROR, &err);
 	debounce_finished(&w->deb, false, now);
 	requeue_requests(w);
 	record_failure(w->rec, err.msg);
@@ -1152,6 +1160,7 @@ lookup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 	w->lookup_retry_at = now + delay;
 	log_error("could not record snapshot %s: %s; retrying in %lld s", w->lookup_sum.short_id,
 	          err.msg, (long long) (delay / 1000));
+	log_error_detail(LOG_LEVEL_ERROR, &err);
 	if (w->once)
 	{
 		w->once_done = true;
@@ -1267,6 +1276,7 @@ forget_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		    now + (w->set->forget_interval_ms < 3600000 ? w->set->forget_interval_ms : 3600000);
 		log_error("%s; trying again in %lld min", err.msg,
 		          (long long) ((w->next_forget - now) / 60000));
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		if (w->stop_signals == 0)
 			record_failure(w->rec, err.msg);
 		return;
@@ -1693,11 +1703,13 @@ main(int argc, char **argv)
 	if (pgbk_crypto_init(&err) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
+		log_error_detail(LOG_LEVEL_FATAL, &err);
 		return EXIT_FAIL;
 	}
 	if ((rc = settings_load(config_path, &w.set, &err)) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
+		log_error_detail(LOG_LEVEL_FATAL, &err);
 		return exit_code_for(rc);
 	}
 	w.verbose = verbose;
@@ -1705,6 +1717,7 @@ main(int argc, char **argv)
 	if ((rc = open_repo(w.set, &w.pgbk, &w.repo, &w.prepo, &err)) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
+		log_error_detail(LOG_LEVEL_FATAL, &err);
 		settings_free(w.set);
 		return exit_code_for(rc);
 	}
@@ -1716,6 +1729,7 @@ main(int argc, char **argv)
 	if ((rc = spool_open(w.set->spool_dir, &w.spool, &err)) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
+		log_error_detail(LOG_LEVEL_FATAL, &err);
 		code = exit_code_for(rc);
 		goto done;
 	}
@@ -1743,6 +1757,7 @@ main(int argc, char **argv)
 		                     w.set->debug_max_watches, &w.watch, &err)) != PGBK_OK)
 		{
 			log_fatal("%s", err.msg);
+			log_error_detail(LOG_LEVEL_FATAL, &err);
 			code = exit_code_for(rc);
 			goto done;
 		}

@@ -76,10 +76,38 @@ pgbk_error(PgbkError *err, PgbkStatus code, const char *fmt, ...)
 	if (err == NULL)
 		return code;
 	err->code = code;
+	err->detail[0] = '\0';
+	err->hint[0] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+PgbkStatus
+pgbk_error_detail(PgbkError *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return PGBK_ERR;
+	va_start(ap, fmt);
+	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
+	va_end(ap);
+	return err->code;
+}
+
+PgbkStatus
+pgbk_error_hint(PgbkError *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return PGBK_ERR;
+	va_start(ap, fmt);
+	vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
+	va_end(ap);
+	return err->code;
 }
 
 PgbkStatus
@@ -106,6 +134,8 @@ pgbk_error_clear(PgbkError *err)
 	{
 		err->code = PGBK_OK;
 		err->msg[0] = '\0';
+		err->detail[0] = '\0';
+		err->hint[0] = '\0';
 	}
 }
 
