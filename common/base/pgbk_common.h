@@ -153,7 +153,17 @@ PgbkStatus pgbk_fsync_parent(const char *path, PgbkError *err);
 
 /* Lower-case hex encoding; out must hold 2*len+1 bytes. */
 void pgbk_hex_encode(const unsigned char *in, size_t len, char *out);
-/* Returns false unless hex is exactly 2*len valid hex digits. */
+/* The value of one hexadecimal digit (either case), or -1: the one hex decoder. */
+int pgbk_hex_digit(char c);
+/*
+ * Decode hex, exactly 2*len hexadecimal digits (either case), into out.
+ * Otherwise PGBK_ERR_FORMAT, "invalid hexadecimal <what>" with a detail
+ * saying what is wrong (odd number of digits, too few or too many, which
+ * character is no digit); out may then be partly written.
+ */
+PgbkStatus pgbk_hex_parse(const char *hex, unsigned char *out, size_t len, const char *what,
+                          PgbkError *err);
+/* pgbk_hex_parse() without the error: false unless hex is exactly 2*len hex digits. */
 bool pgbk_hex_decode(const char *hex, unsigned char *out, size_t len);
 
 /*
