@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pgbk_time.h"
 #include "plan/plan.h"
 
 /* Gaps listed per timeline; more are only counted. */
@@ -37,7 +38,7 @@ jtime(int64_t us)
 
 	if (us == 0)
 		return json_null();
-	pgbk_format_time_us(us, buf, sizeof(buf));
+	pgbk_time_format(us, PGBK_TIME_ISO, buf, sizeof(buf));
 	return json_string(buf);
 }
 

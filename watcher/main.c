@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "base/pgbk_time.h"
 #include "config/config.h"
 #include "debounce.h"
 #include "format/keys.h"
@@ -609,13 +610,7 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 static void
 fmt_rfc3339(int64_t us, char *buf, size_t len)
 {
-	time_t    t = (time_t) (us / 1000000);
-	struct tm tm;
-	char      sec[32];
-
-	gmtime_r(&t, &tm);
-	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%06lldZ", sec, (long long) (us % 1000000));
+	pgbk_time_format(us, PGBK_TIME_ISO, buf, len);
 }
 
 /*
@@ -700,12 +695,7 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 		debounce_set_degraded(&w->deb, false);
 	}
 	{
-		struct timespec ts;
-		struct tm       tm;
-		char            sec[32];
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		w->run_start_us = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+		w->run_start_us = pgbk_now_us();
 		/*
 		 * The exact span begins at the last change before the scan (or when
 		 * every directory began to be watched); unknown while some are not
@@ -717,11 +707,8 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 			    w->last_event_us > w->watch_start_us ? w->last_event_us : w->watch_start_us;
 		w->run_first_us = 0;
 		build_span_tags(w);
-		gmtime_r(&ts.tv_sec, &tm);
-		strftime(sec, sizeof(sec), "%Y-%m-%d %H:%M:%S", &tm);
-		snprintf(restic_time, sizeof(restic_time), "%s.%06ld", sec, ts.tv_nsec / 1000);
-		strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(w->running_time, sizeof(w->running_time), "%s.%06ldZ", sec, ts.tv_nsec / 1000);
+		pgbk_time_format(w->run_start_us, PGBK_TIME_PLAIN, restic_time, sizeof(restic_time));
+		pgbk_time_format(w->run_start_us, PGBK_TIME_ISO, w->running_time, sizeof(w->running_time));
 	}
 	args[n++] = "backup";
 	args[n++] = "--json";

@@ -121,8 +121,4 @@ PgbkStatus manifest_load(Repo *repo, const PgbkKeyring *ring, const char *backup
 /* Write a backup's manifest (never overwrites). */
 PgbkStatus manifest_store(Repo *repo, const CodecParams *params, const Manifest *m, PgbkError *err);
 
-/* "2026-11-27T14:30:00.123456Z" <-> Unix microseconds. */
-void pgbk_format_time_us(int64_t us, char *buf, size_t len);
-bool pgbk_parse_time_us(const char *s, int64_t *us);
-
 #endif /* PGBK_MANIFEST_H */
