@@ -60,13 +60,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_OK         0
-#define EXIT_FAIL       1
-#define EXIT_USAGE      2
-#define EXIT_CONFIG     3
-#define EXIT_RESTIC     4
-#define EXIT_INCOMPLETE 5
-#define EXIT_SPOOLED    6
+/*
+ * pgbk-watcher's exit codes (in --help and README.md).  They are the
+ * watcher's own, not the pgbk CLI's (cli/cli.h): 0 to 3 mean the same
+ * there, 4 to 6 do not (for pgbk, 4 is an unreachable repository, 5 not
+ * found, 6 an integrity error).  Tests assert the numbers (t/04*.pl).
+ */
+#define WATCHER_EXIT_OK         0 /* stopped cleanly; --once, --init done */
+#define WATCHER_EXIT_FAIL       1 /* failure not covered below */
+#define WATCHER_EXIT_USAGE      2 /* bad option */
+#define WATCHER_EXIT_CONFIG     3 /* configuration error */
+#define WATCHER_EXIT_RESTIC     4 /* restic failed (--once, --init) */
+#define WATCHER_EXIT_INCOMPLETE 5 /* --once: snapshot incomplete, recorded so */
+#define WATCHER_EXIT_SPOOLED    6 /* --once: snapshot taken, its record spooled */
 
 #define KILL_GRACE_MS    10000 /* SIGTERM to SIGKILL for restic */
 #define DELIVER_GRACE_MS 5000  /* on stop, time to deliver what is spooled */
@@ -296,7 +302,9 @@ usage(void)
 	       "  5  --once: the snapshot is incomplete (restic could not read some files);\n"
 	       "     it is recorded as incomplete\n"
 	       "  6  --once: snapshot taken, but the catalog is unreachable: its record\n"
-	       "     waits in the spool and is delivered by the next run\n");
+	       "     waits in the spool and is delivered by the next run\n"
+	       "\n"
+	       "These are the watcher's own codes: 4 to 6 do not mean what they mean for pgbk.\n");
 }
 
 /* ----------------------------------------------------------------------
@@ -595,7 +603,7 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 			if (w->once)
 			{
 				w->once_done = true;
-				w->once_exit = EXIT_RESTIC;
+				w->once_exit = WATCHER_EXIT_RESTIC;
 			}
 		}
 		else if (kind == JOB_UNLOCK)
@@ -927,7 +935,7 @@ spool_snapshot(Watcher *w, const char *id, const char *time, const char *host, c
 	if (w->once)
 	{
 		w->once_done = true;
-		w->once_exit = w->lookup_complete ? EXIT_OK : EXIT_INCOMPLETE;
+		w->once_exit = w->lookup_complete ? WATCHER_EXIT_OK : WATCHER_EXIT_INCOMPLETE;
 	}
 	return PGBK_OK;
 }
@@ -1087,7 +1095,7 @@ backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		log_error("%s", err.msg);
 		log_error_detail(LOG_LEVEL_ERROR, &err);
 		w->once_done = true;
-		w->once_exit = EXIT_RESTIC;
+		w->once_exit = WATCHER_EXIT_RESTIC;
 		debounce_finished(&w->deb, false, now);
 		requeue_requests(w);
 		return;
@@ -1151,7 +1159,7 @@ lookup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 	if (w->once)
 	{
 		w->once_done = true;
-		w->once_exit = EXIT_RESTIC;
+		w->once_exit = WATCHER_EXIT_RESTIC;
 		w->lookup_pending = false;
 	}
 }
@@ -1431,8 +1439,8 @@ should_exit(Watcher *w, int64_t now)
 			return true;
 		if (record_unreachable(w->rec))
 		{
-			if (w->once_exit == EXIT_OK || w->once_exit == EXIT_INCOMPLETE)
-				w->once_exit = EXIT_SPOOLED;
+			if (w->once_exit == WATCHER_EXIT_OK || w->once_exit == WATCHER_EXIT_INCOMPLETE)
+				w->once_exit = WATCHER_EXIT_SPOOLED;
 			return true;
 		}
 		return false;
@@ -1583,7 +1591,7 @@ stop_pending(void)
 static int
 exit_code_for(PgbkStatus st)
 {
-	return st == PGBK_ERR_CONFIG || st == PGBK_ERR_USAGE ? EXIT_CONFIG : EXIT_FAIL;
+	return st == PGBK_ERR_CONFIG || st == PGBK_ERR_USAGE ? WATCHER_EXIT_CONFIG : WATCHER_EXIT_FAIL;
 }
 
 static int
@@ -1593,14 +1601,14 @@ do_init(Watcher *w)
 	PgbkBuf     tail;
 	FilesExit   ex;
 	PgbkError   err;
-	int         rc = EXIT_OK;
+	int         rc = WATCHER_EXIT_OK;
 
 	pgbk_buf_init(&tail);
 	pgbk_error_clear(&err);
 	if (files_run(w->repo, args, NULL, &tail, &ex, &err) != PGBK_OK)
 	{
 		log_error("could not run restic init: %s", err.msg);
-		rc = EXIT_RESTIC;
+		rc = WATCHER_EXIT_RESTIC;
 	}
 	else if (!ex.signaled && ex.code == 0)
 		log_info("created restic repository \"%s\"", w->repo->repository);
@@ -1611,7 +1619,7 @@ do_init(Watcher *w)
 	{
 		files_fail(w->repo, "create the repository", &ex, (const char *) tail.data, &err);
 		log_error("%s", err.msg);
-		rc = EXIT_RESTIC;
+		rc = WATCHER_EXIT_RESTIC;
 	}
 	pgbk_buf_free(&tail);
 	return rc;
@@ -1637,7 +1645,7 @@ main(int argc, char **argv)
 	PgbkStatus  rc;
 	sigset_t    mask;
 	int         c;
-	int         code = EXIT_OK;
+	int         code = WATCHER_EXIT_OK;
 	int64_t     now;
 
 	memset(&w, 0, sizeof(w));
@@ -1663,25 +1671,25 @@ main(int argc, char **argv)
 				break;
 			case 'V':
 				printf("pgbk-watcher %s\n", PGBK_VERSION);
-				return EXIT_OK;
+				return WATCHER_EXIT_OK;
 			case 'h':
 				usage();
-				return EXIT_OK;
+				return WATCHER_EXIT_OK;
 			default:
 				fprintf(stderr, "Try \"pgbk-watcher --help\" for more information.\n");
-				return EXIT_USAGE;
+				return WATCHER_EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
 	{
 		fprintf(stderr, "pgbk-watcher: unexpected argument \"%s\"\n", argv[optind]);
 		fprintf(stderr, "Try \"pgbk-watcher --help\" for more information.\n");
-		return EXIT_USAGE;
+		return WATCHER_EXIT_USAGE;
 	}
 	if (init && w.once)
 	{
 		fprintf(stderr, "pgbk-watcher: --init and --once cannot be combined\n");
-		return EXIT_USAGE;
+		return WATCHER_EXIT_USAGE;
 	}
 	if (config_path == NULL)
 		config_path = WATCHER_DEFAULT_CONFIG;
@@ -1691,7 +1699,7 @@ main(int argc, char **argv)
 	{
 		log_fatal("%s", err.msg);
 		log_error_detail(LOG_LEVEL_FATAL, &err);
-		return EXIT_FAIL;
+		return WATCHER_EXIT_FAIL;
 	}
 	if ((rc = settings_load(config_path, &w.set, &err)) != PGBK_OK)
 	{
@@ -1733,7 +1741,7 @@ main(int argc, char **argv)
 	    (w.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
 	{
 		log_fatal("could not set up signal handling: %s", strerror(errno));
-		code = EXIT_FAIL;
+		code = WATCHER_EXIT_FAIL;
 		goto done;
 	}
 
@@ -1757,7 +1765,7 @@ main(int argc, char **argv)
 	if (w.rec == NULL)
 	{
 		log_fatal("out of memory");
-		code = EXIT_FAIL;
+		code = WATCHER_EXIT_FAIL;
 		goto done;
 	}
 	now = mono_ms();
