@@ -365,10 +365,12 @@ pgbk_check_private_file(const char *path, const char *what, PgbkError *err)
 	if (!S_ISREG(st.st_mode))
 		return pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is not a regular file", what, path);
 	if ((st.st_mode & 077) != 0)
-		return pgbk_error(
-		    err, PGBK_ERR_CONFIG,
-		    "%s \"%s\" is accessible by group or others (mode %04o); run chmod 600 on it", what,
-		    path, (unsigned) (st.st_mode & 07777));
+	{
+		pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is accessible by group or others (mode %04o)",
+		           what, path, (unsigned) (st.st_mode & 07777));
+		pgbk_error_hint(err, "Run chmod 600 on it.");
+		return PGBK_ERR_CONFIG;
+	}
 	return PGBK_OK;
 }
 

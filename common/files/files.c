@@ -236,9 +236,12 @@ files_repo_open(const PgbkConfig *cfg, const FilesSettings *fs, FilesRepo **out,
 
 	*out = NULL;
 	if (fs->password_file == NULL || fs->password_file[0] == '\0')
-		return pgbk_error(err, PGBK_ERR_CONFIG,
-		                  "restic_password_file is not set; the files scope needs a file holding "
-		                  "the restic repository's password (mode 0600)");
+	{
+		pgbk_error(err, PGBK_ERR_CONFIG, "restic_password_file is not set");
+		pgbk_error_detail(err, "The files scope needs a file holding the restic repository's "
+		                       "password (mode 0600).");
+		return PGBK_ERR_CONFIG;
+	}
 	if ((rc = pgbk_check_private_file(fs->password_file, "restic password file", err)) != PGBK_OK)
 		return rc;
 
