@@ -16,6 +16,8 @@
 
 #include <sodium.h>
 
+#include "base/pgbk_time.h"
+
 /* one header prepared for signing */
 typedef struct CanonHeader
 {
@@ -171,10 +173,7 @@ sigv4_canonical_query(PgbkBuf *out, const char *query)
 void
 sigv4_amz_date(time_t t, char out[17])
 {
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+	pgbk_time_format((int64_t) t * 1000000, PGBK_TIME_ID, out, 17);
 }
 
 void
