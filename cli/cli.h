@@ -47,6 +47,8 @@ typedef struct CliContext
 
 /* "pgbk: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The "DETAIL: ..." and "HINT: ..." lines of err (if any) on stderr, after its cli_error(). */
+void cli_error_detail(const PgbkError *err);
 /* "pgbk: <message>" on stderr, unless --quiet. */
 void        cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern bool cli_quiet;

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/pgbk_time.h"
 #include "plan/plan.h"
 
 /* Gaps listed per timeline; more are only counted. */
@@ -53,7 +54,7 @@ jtime(int64_t us)
 
 	if (us == 0)
 		return cJSON_CreateNull();
-	pgbk_format_time_us(us, buf, sizeof(buf));
+	pgbk_time_format(us, PGBK_TIME_ISO, buf, sizeof(buf));
 	return cJSON_CreateString(buf);
 }
 

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/pgbk_time.h"
 #include "format/layout.h"
 #include "format/manifest.h"
 #include "files/files.h"
@@ -1519,9 +1520,10 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
-	int   c;
-	char *end;
-	long  n;
+	int       c;
+	char     *end;
+	PgbkError err;
+	long      n;
 
 	memset(o, 0, sizeof(*o));
 	o->parallel = 4;
@@ -1545,12 +1547,10 @@ parse_options(int argc, char **argv, RestoreOpts *o)
 			case OPT_TTIME:
 				o->ntargets++;
 				o->target.kind = PLAN_TARGET_TIME;
-				if (!pgbk_parse_time_us(optarg, &o->target.time_us))
+				if (pgbk_time_parse(optarg, PGBK_TIME_INPUT, &o->target.time_us, &err) != PGBK_OK)
 				{
-					cli_error("restore: invalid --target-time \"%s\" (expected "
-					          "'YYYY-MM-DD HH:MM[:SS[.ffffff]]' with an optional zone such as Z "
-					          "or +01:00)",
-					          optarg);
+					cli_error("restore: invalid --target-time \"%s\"", optarg);
+					cli_error_detail(&err);
 					return EXIT_USAGE;
 				}
 				break;
@@ -2321,22 +2321,19 @@ find_files_snapshot(const RestoreOpts *o, const PgbkConfig *cfg, int64_t immedia
 	if (st == PGBK_NOT_FOUND)
 	{
 		cli_error("restore: no file snapshot matches the target: %s", err.msg);
+		cli_error_detail(&err);
 		return EXIT_REFUSED;
 	}
 	if (st != PGBK_OK)
 		return cli_fail(&err, "restore: files");
 	if (o->target.kind == PLAN_TARGET_TIME && !snap.exact && !cli_quiet)
 	{
-		time_t    t = (time_t) (snap.as_of_us / 1000000);
-		struct tm tm;
-		char      buf[32];
+		char buf[PGBK_TIME_LEN];
 
-		gmtime_r(&t, &tm);
-		strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-		printf("Files as of %s.%06lld+00 (snapshot %.8s), %.3f s before the target: no file "
+		printf("Files as of %s+00 (snapshot %.8s), %.3f s before the target: no file "
 		       "snapshot holds them exactly as they were at the target (files were changing "
 		       "continuously)\n",
-		       buf, (long long) (snap.as_of_us % 1000000), snap.id,
+		       pgbk_time_format(snap.as_of_us, PGBK_TIME_PLAIN, buf, sizeof(buf)), snap.id,
 		       (double) (o->target.time_us - snap.as_of_us) / 1e6);
 	}
 	snprintf(id_out, idlen, "%s", snap.id);
@@ -2366,6 +2363,7 @@ restore_files(const PgbkConfig *cfg, const char *id, const char *dir)
 	if (st == PGBK_EXISTS)
 	{
 		cli_error("restore: refusing to restore files into \"%s\": %s", dir, err.msg);
+		cli_error_detail(&err);
 		return EXIT_REFUSED;
 	}
 	if (st != PGBK_OK)

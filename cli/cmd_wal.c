@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/pgbk_time.h"
 #include "format/layout.h"
 #include "format/manifest.h"
 #include "plan/plan.h"
@@ -598,7 +599,7 @@ plog(const char *fmt, ...)
 	va_list ap;
 	char    now[40];
 
-	pgbk_format_time_us(pgbk_now_us(), now, sizeof(now));
+	pgbk_time_format(pgbk_now_us(), PGBK_TIME_ISO, now, sizeof(now));
 	fprintf(stderr, "%s pgbk prefetch[%d]: ", now, (int) getpid());
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);

@@ -41,6 +41,15 @@ cli_error(const char *fmt, ...)
 }
 
 void
+cli_error_detail(const PgbkError *err)
+{
+	if (err->detail[0])
+		fprintf(stderr, "DETAIL: %s\n", err->detail);
+	if (err->hint[0])
+		fprintf(stderr, "HINT: %s\n", err->hint);
+}
+
+void
 cli_info(const char *fmt, ...)
 {
 	va_list ap;
@@ -96,6 +105,7 @@ cli_fail(const PgbkError *err, const char *context)
 		cli_error("%s: %s", context, err->msg);
 	else
 		cli_error("%s", err->msg);
+	cli_error_detail(err);
 	return cli_exit_code(err->code);
 }
 

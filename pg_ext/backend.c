@@ -226,8 +226,11 @@ void
 pgbk_report_error(int elevel, const PgbkError *err, const char *context_msg)
 {
 	if (context_msg)
-		ereport(elevel,
-		        (errcode(pgbk_errcode(err->code)), errmsg("%s: %s", context_msg, err->msg)));
+		ereport(elevel, (errcode(pgbk_errcode(err->code)), errmsg("%s: %s", context_msg, err->msg),
+		                 err->detail[0] ? errdetail("%s", err->detail) : 0,
+		                 err->hint[0] ? errhint("%s", err->hint) : 0));
 	else
-		ereport(elevel, (errcode(pgbk_errcode(err->code)), errmsg("%s", err->msg)));
+		ereport(elevel, (errcode(pgbk_errcode(err->code)), errmsg("%s", err->msg),
+		                 err->detail[0] ? errdetail("%s", err->detail) : 0,
+		                 err->hint[0] ? errhint("%s", err->hint) : 0));
 }

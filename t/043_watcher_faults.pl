@@ -78,7 +78,7 @@ $w->set(settle_delay => '1s');
 chmod(0644, $w->{settings}{restic_password_file});
 ($rc, $out, $err) = $w->run('--once');
 is($rc, 3, 'a password file readable by others: exit 3');
-like($err, qr/restic password file .* run chmod 600/, '... saying what to do');
+like($err, qr/restic password file .*\(mode 0644\)\n.*HINT: Run chmod 600 on it/, '... saying what to do');
 chmod(0600, $w->{settings}{restic_password_file});
 $w->set(restic_binary => 'no-such-restic');
 ($rc, $out, $err) = $w->run('--once');

@@ -31,21 +31,16 @@ log_set_debug(bool debug)
 	log_debug_on = debug;
 }
 
-void
-log_msg(LogLevel level, const char *fmt, ...)
-{
-	static const char *const names[] = {"DEBUG", "LOG", "WARNING", "ERROR", "FATAL"};
-	static const int         prio[] = {7, 6, 4, 3, 2};
-	char                     line[4096];
-	char                     stamp[64] = "";
-	va_list                  ap;
-	int                      n;
+static const char *const level_names[] = {"DEBUG", "LOG", "WARNING", "ERROR", "FATAL"};
+static const int         level_prio[] = {7, 6, 4, 3, 2};
 
-	if (level == LOG_LEVEL_DEBUG && !log_debug_on)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
+/* One line "<name>: <text>" at the priority of level. */
+static void
+emit(LogLevel level, const char *name, char *line)
+{
+	char stamp[64] = "";
+	int  n;
+
 	/* one message, one line: the journal and log scrapers split at '\n' */
 	for (n = 0; line[n] != '\0'; n++)
 	{
@@ -53,7 +48,7 @@ log_msg(LogLevel level, const char *fmt, ...)
 			line[n] = ' ';
 	}
 	if (log_journal)
-		fprintf(stderr, "<%d>pgbk-watcher: %s: %s\n", prio[level], names[level], line);
+		fprintf(stderr, "<%d>pgbk-watcher: %s: %s\n", level_prio[level], name, line);
 	else
 	{
 		struct timeval tv;
@@ -63,9 +58,42 @@ log_msg(LogLevel level, const char *fmt, ...)
 		localtime_r(&tv.tv_sec, &tm);
 		n = (int) strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
 		snprintf(stamp + n, sizeof(stamp) - (size_t) n, ".%03d", (int) (tv.tv_usec / 1000));
-		fprintf(stderr, "%s pgbk-watcher[%d]: %s: %s\n", stamp, (int) getpid(), names[level], line);
+		fprintf(stderr, "%s pgbk-watcher[%d]: %s: %s\n", stamp, (int) getpid(), name, line);
 	}
 	fflush(stderr);
+}
+
+void
+log_msg(LogLevel level, const char *fmt, ...)
+{
+	char    line[4096];
+	va_list ap;
+
+	if (level == LOG_LEVEL_DEBUG && !log_debug_on)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	emit(level, level_names[level], line);
+}
+
+void
+log_error_detail(LogLevel level, const struct PgbkError *err)
+{
+	char line[PGBK_ERRMSG_LEN];
+
+	if (level == LOG_LEVEL_DEBUG && !log_debug_on)
+		return;
+	if (err->detail[0])
+	{
+		snprintf(line, sizeof(line), "%s", err->detail);
+		emit(level, "DETAIL", line);
+	}
+	if (err->hint[0])
+	{
+		snprintf(line, sizeof(line), "%s", err->hint);
+		emit(level, "HINT", line);
+	}
 }
 
 void

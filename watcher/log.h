@@ -25,6 +25,14 @@ void log_init(bool debug);
 void log_set_debug(bool debug);
 void log_msg(LogLevel level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * The detail and hint of err (if any) as lines "DETAIL: ..." and
+ * "HINT: ...", at level's priority: call it after the line that logged
+ * err's message, as PostgreSQL's log does.
+ */
+struct PgbkError;
+void log_error_detail(LogLevel level, const struct PgbkError *err);
+
 #define log_debug(...)   log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
 #define log_info(...)    log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)

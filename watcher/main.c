@@ -31,6 +31,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include "base/pgbk_time.h"
 #include "config/config.h"
 #include "debounce.h"
 #include "format/keys.h"
@@ -59,13 +60,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define EXIT_OK         0
-#define EXIT_FAIL       1
-#define EXIT_USAGE      2
-#define EXIT_CONFIG     3
-#define EXIT_RESTIC     4
-#define EXIT_INCOMPLETE 5
-#define EXIT_SPOOLED    6
+/*
+ * pgbk-watcher's exit codes (in --help and README.md).  They are the
+ * watcher's own, not the pgbk CLI's (cli/cli.h): 0 to 3 mean the same
+ * there, 4 to 6 do not (for pgbk, 4 is an unreachable repository, 5 not
+ * found, 6 an integrity error).  Tests assert the numbers (t/04*.pl).
+ */
+#define WATCHER_EXIT_OK         0 /* stopped cleanly; --once, --init done */
+#define WATCHER_EXIT_FAIL       1 /* failure not covered below */
+#define WATCHER_EXIT_USAGE      2 /* bad option */
+#define WATCHER_EXIT_CONFIG     3 /* configuration error */
+#define WATCHER_EXIT_RESTIC     4 /* restic failed (--once, --init) */
+#define WATCHER_EXIT_INCOMPLETE 5 /* --once: snapshot incomplete, recorded so */
+#define WATCHER_EXIT_SPOOLED    6 /* --once: snapshot taken, its record spooled */
 
 #define KILL_GRACE_MS    10000 /* SIGTERM to SIGKILL for restic */
 #define DELIVER_GRACE_MS 5000  /* on stop, time to deliver what is spooled */
@@ -295,7 +302,9 @@ usage(void)
 	       "  5  --once: the snapshot is incomplete (restic could not read some files);\n"
 	       "     it is recorded as incomplete\n"
 	       "  6  --once: snapshot taken, but the catalog is unreachable: its record\n"
-	       "     waits in the spool and is delivered by the next run\n");
+	       "     waits in the spool and is delivered by the next run\n"
+	       "\n"
+	       "These are the watcher's own codes: 4 to 6 do not mean what they mean for pgbk.\n");
 }
 
 /* ----------------------------------------------------------------------
@@ -348,6 +357,7 @@ open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out
 	if (cfg != NULL && fs.repository == NULL && repo_open(cfg, prepo_out, err) != PGBK_OK)
 	{
 		log_warning("%s; new snapshots are looked up with restic instead", err->msg);
+		log_error_detail(LOG_LEVEL_WARNING, err);
 		*prepo_out = NULL;
 	}
 	*cfg_out = cfg;
@@ -402,11 +412,13 @@ reload(Watcher *w, int64_t now)
 	if (settings_load(w->set->config_path, &set, &err) != PGBK_OK)
 	{
 		log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		return;
 	}
 	if (open_repo(set, &cfg, &repo, &prepo, &err) != PGBK_OK)
 	{
 		log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		settings_free(set);
 		return;
 	}
@@ -419,6 +431,7 @@ reload(Watcher *w, int64_t now)
 		               set->debug_max_watches, &watch, &err) != PGBK_OK)
 		{
 			log_error("could not reload the configuration: %s; keeping the current one", err.msg);
+			log_error_detail(LOG_LEVEL_ERROR, &err);
 			repo_close(prepo);
 			files_repo_free(repo);
 			config_free(cfg);
@@ -581,6 +594,7 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 	if (job_start(&w->job, kind, w->repo, args, now, &err) != PGBK_OK)
 	{
 		log_error("could not start restic %s: %s", job_name(kind), err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		job_reset(&w->job);
 		if (kind == JOB_BACKUP)
 		{
@@ -589,7 +603,7 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 			if (w->once)
 			{
 				w->once_done = true;
-				w->once_exit = EXIT_RESTIC;
+				w->once_exit = WATCHER_EXIT_RESTIC;
 			}
 		}
 		else if (kind == JOB_UNLOCK)
@@ -604,13 +618,7 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 static void
 fmt_rfc3339(int64_t us, char *buf, size_t len)
 {
-	time_t    t = (time_t) (us / 1000000);
-	struct tm tm;
-	char      sec[32];
-
-	gmtime_r(&t, &tm);
-	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%06lldZ", sec, (long long) (us % 1000000));
+	pgbk_time_format(us, PGBK_TIME_ISO, buf, len);
 }
 
 /*
@@ -695,12 +703,7 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 		debounce_set_degraded(&w->deb, false);
 	}
 	{
-		struct timespec ts;
-		struct tm       tm;
-		char            sec[32];
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		w->run_start_us = (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+		w->run_start_us = pgbk_now_us();
 		/*
 		 * The exact span begins at the last change before the scan (or when
 		 * every directory began to be watched); unknown while some are not
@@ -712,11 +715,8 @@ start_backup(Watcher *w, Trigger why, int64_t now)
 			    w->last_event_us > w->watch_start_us ? w->last_event_us : w->watch_start_us;
 		w->run_first_us = 0;
 		build_span_tags(w);
-		gmtime_r(&ts.tv_sec, &tm);
-		strftime(sec, sizeof(sec), "%Y-%m-%d %H:%M:%S", &tm);
-		snprintf(restic_time, sizeof(restic_time), "%s.%06ld", sec, ts.tv_nsec / 1000);
-		strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-		snprintf(w->running_time, sizeof(w->running_time), "%s.%06ldZ", sec, ts.tv_nsec / 1000);
+		pgbk_time_format(w->run_start_us, PGBK_TIME_PLAIN, restic_time, sizeof(restic_time));
+		pgbk_time_format(w->run_start_us, PGBK_TIME_ISO, w->running_time, sizeof(w->running_time));
 	}
 	args[n++] = "backup";
 	args[n++] = "--json";
@@ -935,7 +935,7 @@ spool_snapshot(Watcher *w, const char *id, const char *time, const char *host, c
 	if (w->once)
 	{
 		w->once_done = true;
-		w->once_exit = w->lookup_complete ? EXIT_OK : EXIT_INCOMPLETE;
+		w->once_exit = w->lookup_complete ? WATCHER_EXIT_OK : WATCHER_EXIT_INCOMPLETE;
 	}
 	return PGBK_OK;
 }
@@ -1006,6 +1006,7 @@ direct_lookup(Watcher *w)
 	                   n_tags, &err) != PGBK_OK)
 	{
 		log_error("%s", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		return false;
 	}
 	return true;
@@ -1092,13 +1093,15 @@ backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 	if (w->once)
 	{
 		log_error("%s", err.msg);
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		w->once_done = true;
-		w->once_exit = EXIT_RESTIC;
+		w->once_exit = WATCHER_EXIT_RESTIC;
 		debounce_finished(&w->deb, false, now);
 		requeue_requests(w);
 		return;
 	}
 	log_error("%s; retrying in %lld s", err.msg, (long long) (debounce_backoff(&w->deb) / 1000));
+	log_error_detail(LOG_LEVEL_ERROR, &err);
 	debounce_finished(&w->deb, false, now);
 	requeue_requests(w);
 	record_failure(w->rec, err.msg);
@@ -1152,10 +1155,11 @@ lookup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 	w->lookup_retry_at = now + delay;
 	log_error("could not record snapshot %s: %s; retrying in %lld s", w->lookup_sum.short_id,
 	          err.msg, (long long) (delay / 1000));
+	log_error_detail(LOG_LEVEL_ERROR, &err);
 	if (w->once)
 	{
 		w->once_done = true;
-		w->once_exit = EXIT_RESTIC;
+		w->once_exit = WATCHER_EXIT_RESTIC;
 		w->lookup_pending = false;
 	}
 }
@@ -1267,6 +1271,7 @@ forget_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		    now + (w->set->forget_interval_ms < 3600000 ? w->set->forget_interval_ms : 3600000);
 		log_error("%s; trying again in %lld min", err.msg,
 		          (long long) ((w->next_forget - now) / 60000));
+		log_error_detail(LOG_LEVEL_ERROR, &err);
 		if (w->stop_signals == 0)
 			record_failure(w->rec, err.msg);
 		return;
@@ -1434,8 +1439,8 @@ should_exit(Watcher *w, int64_t now)
 			return true;
 		if (record_unreachable(w->rec))
 		{
-			if (w->once_exit == EXIT_OK || w->once_exit == EXIT_INCOMPLETE)
-				w->once_exit = EXIT_SPOOLED;
+			if (w->once_exit == WATCHER_EXIT_OK || w->once_exit == WATCHER_EXIT_INCOMPLETE)
+				w->once_exit = WATCHER_EXIT_SPOOLED;
 			return true;
 		}
 		return false;
@@ -1586,7 +1591,7 @@ stop_pending(void)
 static int
 exit_code_for(PgbkStatus st)
 {
-	return st == PGBK_ERR_CONFIG || st == PGBK_ERR_USAGE ? EXIT_CONFIG : EXIT_FAIL;
+	return st == PGBK_ERR_CONFIG || st == PGBK_ERR_USAGE ? WATCHER_EXIT_CONFIG : WATCHER_EXIT_FAIL;
 }
 
 static int
@@ -1596,14 +1601,14 @@ do_init(Watcher *w)
 	PgbkBuf     tail;
 	FilesExit   ex;
 	PgbkError   err;
-	int         rc = EXIT_OK;
+	int         rc = WATCHER_EXIT_OK;
 
 	pgbk_buf_init(&tail);
 	pgbk_error_clear(&err);
 	if (files_run(w->repo, args, NULL, &tail, &ex, &err) != PGBK_OK)
 	{
 		log_error("could not run restic init: %s", err.msg);
-		rc = EXIT_RESTIC;
+		rc = WATCHER_EXIT_RESTIC;
 	}
 	else if (!ex.signaled && ex.code == 0)
 		log_info("created restic repository \"%s\"", w->repo->repository);
@@ -1614,7 +1619,7 @@ do_init(Watcher *w)
 	{
 		files_fail(w->repo, "create the repository", &ex, (const char *) tail.data, &err);
 		log_error("%s", err.msg);
-		rc = EXIT_RESTIC;
+		rc = WATCHER_EXIT_RESTIC;
 	}
 	pgbk_buf_free(&tail);
 	return rc;
@@ -1640,7 +1645,7 @@ main(int argc, char **argv)
 	PgbkStatus  rc;
 	sigset_t    mask;
 	int         c;
-	int         code = EXIT_OK;
+	int         code = WATCHER_EXIT_OK;
 	int64_t     now;
 
 	memset(&w, 0, sizeof(w));
@@ -1666,25 +1671,25 @@ main(int argc, char **argv)
 				break;
 			case 'V':
 				printf("pgbk-watcher %s\n", PGBK_VERSION);
-				return EXIT_OK;
+				return WATCHER_EXIT_OK;
 			case 'h':
 				usage();
-				return EXIT_OK;
+				return WATCHER_EXIT_OK;
 			default:
 				fprintf(stderr, "Try \"pgbk-watcher --help\" for more information.\n");
-				return EXIT_USAGE;
+				return WATCHER_EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
 	{
 		fprintf(stderr, "pgbk-watcher: unexpected argument \"%s\"\n", argv[optind]);
 		fprintf(stderr, "Try \"pgbk-watcher --help\" for more information.\n");
-		return EXIT_USAGE;
+		return WATCHER_EXIT_USAGE;
 	}
 	if (init && w.once)
 	{
 		fprintf(stderr, "pgbk-watcher: --init and --once cannot be combined\n");
-		return EXIT_USAGE;
+		return WATCHER_EXIT_USAGE;
 	}
 	if (config_path == NULL)
 		config_path = WATCHER_DEFAULT_CONFIG;
@@ -1693,11 +1698,13 @@ main(int argc, char **argv)
 	if (pgbk_crypto_init(&err) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
-		return EXIT_FAIL;
+		log_error_detail(LOG_LEVEL_FATAL, &err);
+		return WATCHER_EXIT_FAIL;
 	}
 	if ((rc = settings_load(config_path, &w.set, &err)) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
+		log_error_detail(LOG_LEVEL_FATAL, &err);
 		return exit_code_for(rc);
 	}
 	w.verbose = verbose;
@@ -1705,6 +1712,7 @@ main(int argc, char **argv)
 	if ((rc = open_repo(w.set, &w.pgbk, &w.repo, &w.prepo, &err)) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
+		log_error_detail(LOG_LEVEL_FATAL, &err);
 		settings_free(w.set);
 		return exit_code_for(rc);
 	}
@@ -1716,6 +1724,7 @@ main(int argc, char **argv)
 	if ((rc = spool_open(w.set->spool_dir, &w.spool, &err)) != PGBK_OK)
 	{
 		log_fatal("%s", err.msg);
+		log_error_detail(LOG_LEVEL_FATAL, &err);
 		code = exit_code_for(rc);
 		goto done;
 	}
@@ -1732,7 +1741,7 @@ main(int argc, char **argv)
 	    (w.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
 	{
 		log_fatal("could not set up signal handling: %s", strerror(errno));
-		code = EXIT_FAIL;
+		code = WATCHER_EXIT_FAIL;
 		goto done;
 	}
 
@@ -1743,6 +1752,7 @@ main(int argc, char **argv)
 		                     w.set->debug_max_watches, &w.watch, &err)) != PGBK_OK)
 		{
 			log_fatal("%s", err.msg);
+			log_error_detail(LOG_LEVEL_FATAL, &err);
 			code = exit_code_for(rc);
 			goto done;
 		}
@@ -1755,7 +1765,7 @@ main(int argc, char **argv)
 	if (w.rec == NULL)
 	{
 		log_fatal("out of memory");
-		code = EXIT_FAIL;
+		code = WATCHER_EXIT_FAIL;
 		goto done;
 	}
 	now = mono_ms();

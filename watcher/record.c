@@ -13,6 +13,7 @@
  */
 #include "record.h"
 
+#include "base/pgbk_time.h"
 #include "debounce.h"
 #include "log.h"
 
@@ -347,16 +348,9 @@ finish_setup(Recorder *r, bool ok, int64_t now)
 static const char *
 fmt_us(int64_t us, char *buf, size_t len)
 {
-	time_t    t;
-	struct tm tm;
-
 	if (us == 0)
 		return NULL;
-	t = (time_t) (us / 1000000);
-	gmtime_r(&t, &tm);
-	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d.%06lld+00", tm.tm_year + 1900, tm.tm_mon + 1,
-	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long) (us % 1000000));
-	return buf;
+	return pgbk_time_format(us, PGBK_TIME_SQL, buf, len);
 }
 
 static void

@@ -76,10 +76,38 @@ pgbk_error(PgbkError *err, PgbkStatus code, const char *fmt, ...)
 	if (err == NULL)
 		return code;
 	err->code = code;
+	err->detail[0] = '\0';
+	err->hint[0] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+PgbkStatus
+pgbk_error_detail(PgbkError *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return PGBK_ERR;
+	va_start(ap, fmt);
+	vsnprintf(err->detail, sizeof(err->detail), fmt, ap);
+	va_end(ap);
+	return err->code;
+}
+
+PgbkStatus
+pgbk_error_hint(PgbkError *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return PGBK_ERR;
+	va_start(ap, fmt);
+	vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
+	va_end(ap);
+	return err->code;
 }
 
 PgbkStatus
@@ -106,6 +134,8 @@ pgbk_error_clear(PgbkError *err)
 	{
 		err->code = PGBK_OK;
 		err->msg[0] = '\0';
+		err->detail[0] = '\0';
+		err->hint[0] = '\0';
 	}
 }
 
@@ -263,8 +293,8 @@ pgbk_hex_encode(const unsigned char *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int
-hexval(char c)
+int
+pgbk_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -275,23 +305,49 @@ hexval(char c)
 	return -1;
 }
 
+PgbkStatus
+pgbk_hex_parse(const char *hex, unsigned char *out, size_t len, const char *what, PgbkError *err)
+{
+	size_t n = strlen(hex);
+	size_t i;
+
+	if (n != 2 * len)
+	{
+		pgbk_error(err, PGBK_ERR_FORMAT, "invalid hexadecimal %s", what);
+		if (n % 2 != 0)
+			pgbk_error_detail(err, "It has an odd number of digits (%zu); %zu are expected.", n,
+			                  2 * len);
+		else
+			pgbk_error_detail(err, "It has %zu digits; %zu are expected.", n, 2 * len);
+		return PGBK_ERR_FORMAT;
+	}
+	for (i = 0; i < n; i++)
+	{
+		int v = pgbk_hex_digit(hex[i]);
+
+		if (v < 0)
+		{
+			pgbk_error(err, PGBK_ERR_FORMAT, "invalid hexadecimal %s", what);
+			if (hex[i] > ' ' && hex[i] < 127)
+				pgbk_error_detail(err, "Character %zu ('%c') is not a hexadecimal digit.", i + 1,
+				                  hex[i]);
+			else
+				pgbk_error_detail(err, "Character %zu (byte 0x%02x) is not a hexadecimal digit.",
+				                  i + 1, (unsigned char) hex[i]);
+			return PGBK_ERR_FORMAT;
+		}
+		if (i % 2 == 0)
+			out[i / 2] = (unsigned char) (v << 4);
+		else
+			out[i / 2] |= (unsigned char) v;
+	}
+	return PGBK_OK;
+}
+
 bool
 pgbk_hex_decode(const char *hex, unsigned char *out, size_t len)
 {
-	size_t i;
-
-	if (strlen(hex) != 2 * len)
-		return false;
-	for (i = 0; i < len; i++)
-	{
-		int hi = hexval(hex[2 * i]);
-		int lo = hexval(hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = (unsigned char) (hi << 4 | lo);
-	}
-	return true;
+	return pgbk_hex_parse(hex, out, len, "value", NULL) == PGBK_OK;
 }
 
 PgbkStatus
@@ -309,10 +365,12 @@ pgbk_check_private_file(const char *path, const char *what, PgbkError *err)
 	if (!S_ISREG(st.st_mode))
 		return pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is not a regular file", what, path);
 	if ((st.st_mode & 077) != 0)
-		return pgbk_error(
-		    err, PGBK_ERR_CONFIG,
-		    "%s \"%s\" is accessible by group or others (mode %04o); run chmod 600 on it", what,
-		    path, (unsigned) (st.st_mode & 07777));
+	{
+		pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is accessible by group or others (mode %04o)",
+		           what, path, (unsigned) (st.st_mode & 07777));
+		pgbk_error_hint(err, "Run chmod 600 on it.");
+		return PGBK_ERR_CONFIG;
+	}
 	return PGBK_OK;
 }
 

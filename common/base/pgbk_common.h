@@ -7,8 +7,11 @@
  * the frontend programs (pgbk, pgbk-watcher), so it must not include backend
  * headers, call ereport() or exit().  Every fallible function returns a
  * PgbkStatus and, on failure, fills a PgbkError whose message names what
- * failed and why.  Thin wrappers turn that into ereport() in the backend and
- * into "pgbk: ..." plus an exit code in the CLI.
+ * failed, with an optional detail (why, the facts around it) and hint (what
+ * to do about it).  Thin wrappers turn that into ereport(errmsg, errdetail,
+ * errhint) in the backend, into "pgbk: ..." plus "DETAIL: ..." and
+ * "HINT: ..." lines and an exit code in the CLI, and into log lines of the
+ * same names in the watcher.
  *
  * Memory is plain malloc/free.  Backend callers must make sure every object
  * they get from common/ is freed on their error paths too (PG_TRY or
@@ -52,19 +55,37 @@ typedef enum PgbkStatus
 	PGBK_ERR_USAGE        /* bad argument from the caller/user */
 } PgbkStatus;
 
-#define PGBK_ERRMSG_LEN 1024
+#define PGBK_ERRMSG_LEN  1024
+#define PGBK_ERRHINT_LEN 512
 
+/*
+ * An error: the message is one short sentence naming what failed (it is
+ * what callers prefix with their context); detail and hint are "" unless
+ * set, full sentences, never folded into the message.
+ */
 typedef struct PgbkError
 {
 	PgbkStatus code;
 	char       msg[PGBK_ERRMSG_LEN];
+	char       detail[PGBK_ERRMSG_LEN];
+	char       hint[PGBK_ERRHINT_LEN];
 } PgbkError;
 
-/* Set *err (if not NULL) and return code. */
+/* Set *err (if not NULL), clearing any detail and hint, and return code. */
 PgbkStatus pgbk_error(PgbkError *err, PgbkStatus code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prepend context: "context: previous message". Returns err->code. */
+/*
+ * Set the detail or the hint of an error already set by pgbk_error()
+ * (replacing any earlier one).  Return err->code, so that a caller can end
+ * with: return pgbk_error_hint(err, "...").
+ */
+PgbkStatus pgbk_error_detail(PgbkError *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+PgbkStatus pgbk_error_hint(PgbkError *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prepend context: "context: previous message" (detail and hint stay). Returns err->code. */
 PgbkStatus pgbk_error_prefix(PgbkError *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -132,7 +153,17 @@ PgbkStatus pgbk_fsync_parent(const char *path, PgbkError *err);
 
 /* Lower-case hex encoding; out must hold 2*len+1 bytes. */
 void pgbk_hex_encode(const unsigned char *in, size_t len, char *out);
-/* Returns false unless hex is exactly 2*len valid hex digits. */
+/* The value of one hexadecimal digit (either case), or -1: the one hex decoder. */
+int pgbk_hex_digit(char c);
+/*
+ * Decode hex, exactly 2*len hexadecimal digits (either case), into out.
+ * Otherwise PGBK_ERR_FORMAT, "invalid hexadecimal <what>" with a detail
+ * saying what is wrong (odd number of digits, too few or too many, which
+ * character is no digit); out may then be partly written.
+ */
+PgbkStatus pgbk_hex_parse(const char *hex, unsigned char *out, size_t len, const char *what,
+                          PgbkError *err);
+/* pgbk_hex_parse() without the error: false unless hex is exactly 2*len hex digits. */
 bool pgbk_hex_decode(const char *hex, unsigned char *out, size_t len);
 
 /*

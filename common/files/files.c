@@ -38,6 +38,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/pgbk_time.h"
+
 extern char **environ;
 
 #define STDERR_TAIL_MAX 8192
@@ -234,9 +236,12 @@ files_repo_open(const PgbkConfig *cfg, const FilesSettings *fs, FilesRepo **out,
 
 	*out = NULL;
 	if (fs->password_file == NULL || fs->password_file[0] == '\0')
-		return pgbk_error(err, PGBK_ERR_CONFIG,
-		                  "restic_password_file is not set; the files scope needs a file holding "
-		                  "the restic repository's password (mode 0600)");
+	{
+		pgbk_error(err, PGBK_ERR_CONFIG, "restic_password_file is not set");
+		pgbk_error_detail(err, "The files scope needs a file holding the restic repository's "
+		                       "password (mode 0600).");
+		return PGBK_ERR_CONFIG;
+	}
 	if ((rc = pgbk_check_private_file(fs->password_file, "restic password file", err)) != PGBK_OK)
 		return rc;
 
@@ -1089,97 +1094,10 @@ oom:
  * Times and tags
  * ---------------------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era;
-	int64_t yoe;
-	int64_t doy;
-	int64_t doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static bool
-digits(const char **p, int n, int *v)
-{
-	int i;
-
-	*v = 0;
-	for (i = 0; i < n; i++)
-	{
-		if (!isdigit((unsigned char) (*p)[i]))
-			return false;
-		*v = *v * 10 + ((*p)[i] - '0');
-	}
-	*p += n;
-	return true;
-}
-
 bool
 files_parse_time(const char *s, int64_t *us)
 {
-	const char *p = s;
-	int         y, mo, d, h, mi, sec;
-	int64_t     frac = 0;
-	int         fdigits = 0;
-	int64_t     offset_s = 0;
-	int64_t     t;
-
-	if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
-	    !digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
-		return false;
-	p++;
-	if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
-	    !digits(&p, 2, &sec))
-		return false;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return false;
-	if (*p == '.')
-	{
-		p++;
-		if (!isdigit((unsigned char) *p))
-			return false;
-		while (isdigit((unsigned char) *p))
-		{
-			if (fdigits < 6)
-			{
-				frac = frac * 10 + (*p - '0');
-				fdigits++;
-			}
-			p++;
-		}
-		while (fdigits < 6)
-		{
-			frac *= 10;
-			fdigits++;
-		}
-	}
-	if (*p == 'Z' || *p == 'z')
-		p++;
-	else if (*p == '+' || *p == '-')
-	{
-		int sign = *p == '-' ? -1 : 1;
-		int oh, om;
-
-		p++;
-		if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 || om > 59)
-			return false;
-		offset_s = sign * (oh * 3600 + om * 60);
-	}
-	else
-		return false;
-	if (*p != '\0')
-		return false;
-	t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_s;
-	*us = t * 1000000 + frac;
-	return true;
+	return pgbk_time_parse(s, PGBK_TIME_RFC3339, us, NULL) == PGBK_OK;
 }
 
 static bool
@@ -1217,18 +1135,6 @@ files_restore_point_tag(const char *name, char *tag, size_t taglen)
 	return true;
 }
 
-static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 bool
 files_tag_restore_point(const char *tag, char *name, size_t namelen)
 {
@@ -1244,8 +1150,8 @@ files_tag_restore_point(const char *tag, char *name, size_t namelen)
 
 		if (c == '%')
 		{
-			int hi = hexdigit(p[1]);
-			int lo = hi >= 0 ? hexdigit(p[2]) : -1;
+			int hi = pgbk_hex_digit(p[1]);
+			int lo = hi >= 0 ? pgbk_hex_digit(p[2]) : -1;
 
 			if (lo < 0)
 				return false;

@@ -247,11 +247,12 @@ parse_keys(PgbkKeyring *ring, char *text, size_t len, int maxkeys, PgbkError *er
 				int first = key_lines[i];
 
 				free(key_lines);
-				return pgbk_error(
+				pgbk_error(
 				    err, PGBK_ERR_KEY,
-				    "key file \"%s\" line %d: key id %08x is also the id of the key on line %d; "
-				    "replace one of them with a newly generated key",
+				    "key file \"%s\" line %d: key id %08x is also the id of the key on line %d",
 				    ring->path, lineno, (unsigned) k->id, first);
+				pgbk_error_hint(err, "Replace one of them with a newly generated key.");
+				return PGBK_ERR_KEY;
 			}
 		}
 		key_lines[ring->nkeys] = lineno;
@@ -260,9 +261,13 @@ parse_keys(PgbkKeyring *ring, char *text, size_t len, int maxkeys, PgbkError *er
 	free(key_lines);
 
 	if (ring->nkeys == 0)
-		return pgbk_error(err, PGBK_ERR_KEY,
-		                  "key file \"%s\" contains no keys (expected lines \"%s<%d hex digits>\")",
-		                  ring->path, KEY_PREFIX, (int) KEY_HEX_LEN);
+	{
+		pgbk_error(err, PGBK_ERR_KEY, "key file \"%s\" contains no keys", ring->path);
+		pgbk_error_hint(
+		    err, "A key is a line \"%s<%d hex digits>\"; pgbk keygen FILE creates a key file.",
+		    KEY_PREFIX, (int) KEY_HEX_LEN);
+		return PGBK_ERR_KEY;
+	}
 	return PGBK_OK;
 }
 

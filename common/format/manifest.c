@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/pgbk_time.h"
 #include "format/layout.h"
 #include "wal/walname.h"
 
@@ -139,121 +140,6 @@ manifest_add_tablespace(Manifest *m, uint32_t oid, const char *location)
 	return true;
 }
 
-void
-pgbk_format_time_us(int64_t us, char *buf, size_t len)
-{
-	time_t    secs = (time_t) (us >= 0 ? us / 1000000 : (us - 999999) / 1000000);
-	int64_t   frac = us - (int64_t) secs * 1000000;
-	struct tm tm;
-
-	gmtime_r(&secs, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z", tm.tm_year + 1900,
-	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-}
-
-/*
- * Parse "YYYY-MM-DD[T ]HH:MM[:SS[.ffffff]][Z|+HH[:MM]|-HH[:MM]]".  Without a
- * zone the time is local (TZ), as psql users expect for '2026-11-25 14:07'.
- */
-bool
-pgbk_parse_time_us(const char *s, int64_t *us)
-{
-	struct tm   tm;
-	int         year, mon, day, hour, min, sec = 0;
-	int64_t     frac = 0;
-	int         n = 0;
-	const char *p;
-	time_t      t;
-	bool        have_zone = false;
-	int         zone_sec = 0;
-
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%4d-%2d-%2d%n", &year, &mon, &day, &n) != 3)
-		return false;
-	p = s + n;
-	if (*p != 'T' && *p != ' ')
-		return false;
-	p++;
-	if (sscanf(p, "%2d:%2d%n", &hour, &min, &n) != 2)
-		return false;
-	p += n;
-	if (*p == ':')
-	{
-		p++;
-		if (!isdigit((unsigned char) p[0]) || !isdigit((unsigned char) p[1]))
-			return false;
-		sec = (p[0] - '0') * 10 + (p[1] - '0');
-		p += 2;
-		if (*p == '.')
-		{
-			int digits = 0;
-
-			p++;
-			while (isdigit((unsigned char) *p))
-			{
-				if (digits < 6)
-				{
-					frac = frac * 10 + (*p - '0');
-					digits++;
-				}
-				p++;
-			}
-			if (digits == 0)
-				return false;
-			while (digits++ < 6)
-				frac *= 10;
-		}
-	}
-	while (*p == ' ')
-		p++;
-	if (*p == 'Z' || *p == 'z')
-	{
-		have_zone = true;
-		p++;
-	}
-	else if (*p == '+' || *p == '-')
-	{
-		int sign = *p == '-' ? -1 : 1;
-		int zh = 0, zm = 0;
-
-		p++;
-		if (!isdigit((unsigned char) p[0]) || !isdigit((unsigned char) p[1]))
-			return false;
-		zh = (p[0] - '0') * 10 + (p[1] - '0');
-		p += 2;
-		if (*p == ':')
-			p++;
-		if (isdigit((unsigned char) p[0]) && isdigit((unsigned char) p[1]))
-		{
-			zm = (p[0] - '0') * 10 + (p[1] - '0');
-			p += 2;
-		}
-		have_zone = true;
-		zone_sec = sign * (zh * 3600 + zm * 60);
-	}
-	if (*p != '\0')
-		return false;
-	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
-		return false;
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon - 1;
-	tm.tm_mday = day;
-	tm.tm_hour = hour;
-	tm.tm_min = min;
-	tm.tm_sec = sec;
-	if (have_zone)
-		t = timegm(&tm) - zone_sec;
-	else
-	{
-		tm.tm_isdst = -1;
-		t = mktime(&tm);
-	}
-	if (t == (time_t) -1 && !(year == 1969 || year == 1970))
-		return false;
-	*us = (int64_t) t * 1000000 + frac;
-	return true;
-}
-
 /*
  * JSON through cJSON: its names are all prefixed, so nothing clashes with
  * the server's own symbols (jansson's json_object() does: the postgres
@@ -286,7 +172,7 @@ add_time(cJSON *obj, const char *key, int64_t us)
 {
 	char buf[40];
 
-	pgbk_format_time_us(us, buf, sizeof(buf));
+	pgbk_time_format(us, PGBK_TIME_ISO, buf, sizeof(buf));
 	return add_str(obj, key, buf);
 }
 
@@ -410,7 +296,7 @@ jtime(const cJSON *obj, const char *key, int64_t *out)
 {
 	const char *s = jstr(obj, key);
 
-	return s != NULL && pgbk_parse_time_us(s, out);
+	return s != NULL && pgbk_time_parse(s, PGBK_TIME_INPUT, out, NULL) == PGBK_OK;
 }
 
 static char *

@@ -134,8 +134,4 @@ PgbkStatus manifest_store(Repo *repo, const CodecParams *params, const Manifest 
 #define MANIFEST_BACKUP_ATTRS_VERSION 1
 PgbkStatus manifest_backup_attrs(const Manifest *m, PgbkBuf *out, PgbkError *err);
 
-/* "2026-11-27T14:30:00.123456Z" <-> Unix microseconds. */
-void pgbk_format_time_us(int64_t us, char *buf, size_t len);
-bool pgbk_parse_time_us(const char *s, int64_t *us);
-
 #endif /* PGBK_MANIFEST_H */

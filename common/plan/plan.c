@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/pgbk_time.h"
 #include "format/layout.h"
 
 /* A listing callback returns this to stop early (with ListCtx.stopped set). */
@@ -29,24 +30,7 @@
 char *
 plan_format_time(int64_t us, char *buf, size_t len)
 {
-	time_t    secs = (time_t) (us >= 0 ? us / 1000000 : (us - 999999) / 1000000);
-	int64_t   frac = us - (int64_t) secs * 1000000;
-	struct tm tm;
-	char      fbuf[16] = "";
-
-	gmtime_r(&secs, &tm);
-	if (frac != 0)
-	{
-		int n;
-
-		snprintf(fbuf, sizeof(fbuf), ".%06" PRId64, frac);
-		/* trailing zeros go, as in PostgreSQL's output */
-		for (n = (int) strlen(fbuf); n > 1 && fbuf[n - 1] == '0'; n--)
-			fbuf[n - 1] = '\0';
-	}
-	snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d%s+00", tm.tm_year + 1900, tm.tm_mon + 1,
-	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fbuf);
-	return buf;
+	return pgbk_time_format(us, PGBK_TIME_SQL, buf, len);
 }
 
 char *
@@ -1270,22 +1254,7 @@ walk_latest(Walk *w, PgbkError *err)
 static bool
 backup_id_time(const char *id, int64_t *us)
 {
-	struct tm tm;
-	int       y, mo, d, h, mi, se;
-	char      z;
-
-	if (strlen(id) != 16 ||
-	    sscanf(id, "%4d%2d%2dT%2d%2d%2d%c", &y, &mo, &d, &h, &mi, &se, &z) != 7 || z != 'Z')
-		return false;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = se;
-	*us = (int64_t) timegm(&tm) * 1000000;
-	return true;
+	return pgbk_time_parse(id, PGBK_TIME_COMPACT, us, NULL) == PGBK_OK;
 }
 
 /* Does backup b meet the target's "ended before" rule? */

@@ -36,6 +36,7 @@
 #include <openssl/md5.h>
 #include <sodium.h>
 
+#include "base/pgbk_time.h"
 #include "repo/sigv4.h"
 
 /* captured answers: error documents are cut here, XML results fail above */
@@ -665,19 +666,11 @@ parse_error_doc(S3Response *resp)
 static int64_t
 parse_iso8601(const char *s)
 {
-	struct tm tm;
-	int       y, mo, d, h, mi, sec;
+	int64_t us;
 
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6)
+	if (pgbk_time_parse(s, PGBK_TIME_RFC3339, &us, NULL) != PGBK_OK)
 		return 0;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	return (int64_t) timegm(&tm);
+	return us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
 }
 
 /* ---------------------------------------------------------------------

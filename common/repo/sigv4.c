@@ -16,6 +16,8 @@
 
 #include <sodium.h>
 
+#include "base/pgbk_time.h"
+
 /* one header prepared for signing */
 typedef struct CanonHeader
 {
@@ -64,18 +66,6 @@ sigv4_uri_encode(PgbkBuf *out, const char *s, size_t len, bool keep_slash)
 	return true;
 }
 
-static int
-hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Decode valid %XX sequences of s[0..len) and re-encode the result
  * canonically into a new string (NULL on allocation failure).
@@ -93,9 +83,10 @@ query_part_canonical(const char *s, size_t len)
 		return NULL;
 	for (i = 0; i < len; i++)
 	{
-		if (s[i] == '%' && i + 2 < len && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0)
+		if (s[i] == '%' && i + 2 < len && pgbk_hex_digit(s[i + 1]) >= 0 &&
+		    pgbk_hex_digit(s[i + 2]) >= 0)
 		{
-			raw[n++] = (char) (hex_digit(s[i + 1]) << 4 | hex_digit(s[i + 2]));
+			raw[n++] = (char) (pgbk_hex_digit(s[i + 1]) << 4 | pgbk_hex_digit(s[i + 2]));
 			i += 2;
 		}
 		else
@@ -182,10 +173,7 @@ sigv4_canonical_query(PgbkBuf *out, const char *query)
 void
 sigv4_amz_date(time_t t, char out[17])
 {
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
+	pgbk_time_format((int64_t) t * 1000000, PGBK_TIME_ID, out, 17);
 }
 
 void

@@ -311,7 +311,8 @@ test_repository(void **state)
 	chmod(pw, 0644);
 	fs.restic_binary = "/bin/sh";
 	assert_int_equal(files_repo_open(cfg, &fs, &repo, &err), PGBK_ERR_CONFIG);
-	assert_non_null(strstr(err.msg, "chmod 600"));
+	assert_non_null(strstr(err.msg, "mode 0644"));
+	assert_non_null(strstr(err.hint, "chmod 600"));
 	config_free(cfg);
 
 	unlink(pw);

@@ -181,7 +181,9 @@ test_mode_checked(void **state)
 	snprintf(text, sizeof(text), "pgbk-key-1:%s\n", hex_a);
 	path = write_file("mode.key", text, 0644);
 	expect_load_fail(path, PGBK_ERR_KEY, "mode 0644");
-	expect_load_fail(path, PGBK_ERR_KEY, "chmod 600");
+	/* what to do is the hint */
+	assert_int_equal(keyring_load(path, &ring, &err), PGBK_ERR_KEY);
+	assert_string_equal(err.hint, "Run chmod 600 on it.");
 	path = write_file("mode.key", text, 0640);
 	expect_load_fail(path, PGBK_ERR_KEY, "mode 0640");
 	path = write_file("mode.key", text, 0604);

@@ -1165,18 +1165,6 @@ walscan_summary_to_attrs(const WalSummary *s, size_t max_len, PgbkBuf *out, Pgbk
 	return PGBK_OK;
 }
 
-static int
-hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode a percent-encoded value into out (outlen bytes, NUL included). */
 static bool
 unescape(const char *v, char *out, size_t outlen)
@@ -1189,8 +1177,8 @@ unescape(const char *v, char *out, size_t outlen)
 
 		if (c == '%')
 		{
-			int h = hexdigit(v[1]);
-			int l = h < 0 ? -1 : hexdigit(v[2]);
+			int h = pgbk_hex_digit(v[1]);
+			int l = h < 0 ? -1 : pgbk_hex_digit(v[2]);
 
 			/* %00 would cut the string short: never written */
 			if (h < 0 || l < 0 || (h == 0 && l == 0))
@@ -1357,7 +1345,7 @@ apply_attr(WalSummary *s, const char *key, const char *v, uint32_t *rp_seen, uin
 
 		for (i = 0; i < 4; i++)
 		{
-			if ((d[i] = hexdigit(v[i])) < 0)
+			if ((d[i] = pgbk_hex_digit(v[i])) < 0)
 				return false;
 		}
 		if (v[4] != '\0')
