@@ -9,7 +9,9 @@
 
 #include "config/config.h"
 #include "config/confread.h"
+#include "context/context.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -751,6 +753,89 @@ test_one_reader(void **state)
 	conf_file_free(&cf);
 }
 
+/* The repository context (common/context): what each program opens. */
+static void
+test_repo_context(void **state)
+{
+	PgbkRepoContextOptions opts = {0};
+	PgbkRepoContext        ctx;
+	PgbkError              err;
+	char                   conf[700];
+	char                   text[900];
+	struct stat            st;
+
+	(void) state;
+	snprintf(conf, sizeof(conf), "%s/ctx.conf", tmpdir);
+	snprintf(text, sizeof(text),
+	         "repository = '%s/repo'\nkey_file = pgbk.key\nencryption = off\n"
+	         "compression_level = 5\n",
+	         tmpdir);
+	write_file(conf, text, 0600);
+	snprintf(text, sizeof(text), "%s/repo", tmpdir);
+	if (stat(text, &st) != 0)
+		assert_int_equal(mkdir(text, 0700), 0);
+
+	/* the whole context: configuration, keys, repository, codec parameters */
+	opts.config_path = conf;
+	opts.need_keys = true;
+	opts.need_repo = true;
+	if (pgbk_repo_context_open(&opts, &ctx, &err) != PGBK_OK)
+		fail_msg("%s", err.msg);
+	assert_string_equal(ctx.config_path, conf);
+	assert_non_null(ctx.cfg);
+	assert_non_null(ctx.ring);
+	assert_non_null(ctx.repo);
+	assert_ptr_equal(ctx.params.keyring, ctx.ring);
+	assert_int_equal(ctx.params.compression, PGBK_COMPRESS_ZSTD);
+	assert_int_equal(ctx.params.level, 5);
+	assert_false(ctx.params.encrypt);
+	assert_false(pgbk_repo_context_changed(&ctx));
+
+	/* a replaced key file is a change the backend rebuilds for */
+	write_file(path_of("pgbk.key"),
+	           "pgbk-key-1:"
+	           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+	           0600);
+	{
+		/* the same bytes, maybe the same inode: the time says it changed */
+		struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
+
+		assert_int_equal(utimensat(AT_FDCWD, path_of("pgbk.key"), ts, 0), 0);
+	}
+	assert_true(pgbk_repo_context_changed(&ctx));
+	pgbk_repo_context_close(&ctx);
+	assert_null(ctx.cfg);
+	pgbk_repo_context_close(&ctx); /* harmless twice */
+
+	/* only what is asked for (the watcher: no keys, the repository later) */
+	opts.need_keys = false;
+	opts.need_repo = false;
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_OK);
+	assert_null(ctx.ring);
+	assert_null(ctx.repo);
+	assert_null(ctx.params.keyring);
+	assert_int_equal(pgbk_repo_context_open_repo(&ctx, &err), PGBK_OK);
+	assert_non_null(ctx.repo);
+	pgbk_repo_context_close(&ctx);
+
+	/* failures leave an empty context and say what failed */
+	opts.config_path = path_of("none.conf");
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_ERR_CONFIG);
+	assert_null(ctx.cfg);
+	assert_null(ctx.config_path);
+	assert_non_null(strstr(err.msg, "does not exist"));
+	opts.config_path = NULL;
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "no configuration file given"));
+	snprintf(text, sizeof(text), "repository = '%s/repo'\nkey_file = nokey\n", tmpdir);
+	write_file(conf, text, 0600);
+	opts.config_path = conf;
+	opts.need_keys = true;
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_ERR_CONFIG);
+	assert_null(ctx.cfg);
+	assert_non_null(strstr(err.msg, "key_file"));
+}
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -861,7 +946,7 @@ main(void)
 	    cmocka_unit_test(test_numbers),      cmocka_unit_test(test_parse_units),
 	    cmocka_unit_test(test_secret_files), cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_credentials),  cmocka_unit_test(test_trusted_file),
-	    cmocka_unit_test(test_one_reader),
+	    cmocka_unit_test(test_one_reader),   cmocka_unit_test(test_repo_context),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
