@@ -19,8 +19,9 @@
 #ifndef PGBK_CLI_H
 #define PGBK_CLI_H
 
-#include "format/codec.h"
 #include "config/config.h"
+#include "context/context.h"
+#include "format/codec.h"
 #include "format/keys.h"
 #include "repo/repo.h"
 
@@ -36,14 +37,8 @@
 
 #define DEFAULT_CONFIG "/etc/pgbk/pgbk.conf"
 
-typedef struct CliContext
-{
-	const char  *config_path;
-	PgbkConfig  *cfg;
-	PgbkKeyring *ring;
-	Repo        *repo;
-	CodecParams  params;
-} CliContext;
+/* The repository context of one run (common/context: config, keys, repository, codec). */
+typedef PgbkRepoContext CliContext;
 
 /* "pgbk: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -60,8 +55,10 @@ int cli_exit_code(PgbkStatus st);
 int cli_fail(const PgbkError *err, const char *context);
 
 /*
- * Load configuration (path from --config, else $PGBK_CONFIG, else
- * /etc/pgbk/pgbk.conf), key ring and repository.  Returns an exit code.
+ * Open the repository context (pgbk_repo_context_open: configuration, key
+ * ring, repository) from the configuration file the user chose: --config,
+ * else $PGBK_CONFIG, else /etc/pgbk/pgbk.conf.  Returns an exit code, having
+ * reported any error.
  */
 int  cli_open(CliContext *ctx, const char *config_path);
 void cli_close(CliContext *ctx);

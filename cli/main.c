@@ -112,43 +112,26 @@ cli_fail(const PgbkError *err, const char *context)
 int
 cli_open(CliContext *ctx, const char *config_path)
 {
-	PgbkError err;
+	PgbkRepoContextOptions opts = {0};
+	PgbkError              err;
 
-	memset(ctx, 0, sizeof(*ctx));
 	pgbk_error_clear(&err);
 	if (config_path == NULL)
 		config_path = getenv("PGBK_CONFIG");
 	if (config_path == NULL)
 		config_path = DEFAULT_CONFIG;
-	ctx->config_path = config_path;
-	if (pgbk_crypto_init(&err) != PGBK_OK)
+	opts.config_path = config_path;
+	opts.need_keys = true;
+	opts.need_repo = true;
+	if (pgbk_repo_context_open(&opts, ctx, &err) != PGBK_OK)
 		return cli_fail(&err, NULL);
-	if (config_load(config_path, &ctx->cfg, &err) != PGBK_OK)
-		return cli_fail(&err, NULL);
-	if (keyring_load(ctx->cfg->key_file, &ctx->ring, &err) != PGBK_OK)
-	{
-		cli_close(ctx);
-		return cli_fail(&err, NULL);
-	}
-	if (repo_open(ctx->cfg, &ctx->repo, &err) != PGBK_OK)
-	{
-		cli_close(ctx);
-		return cli_fail(&err, NULL);
-	}
-	ctx->params.compression = ctx->cfg->compression;
-	ctx->params.level = ctx->cfg->compression_level;
-	ctx->params.keyring = ctx->ring;
-	ctx->params.encrypt = ctx->cfg->encryption;
 	return EXIT_OK;
 }
 
 void
 cli_close(CliContext *ctx)
 {
-	repo_close(ctx->repo);
-	keyring_free(ctx->ring);
-	config_free(ctx->cfg);
-	memset(ctx, 0, sizeof(*ctx));
+	pgbk_repo_context_close(ctx);
 }
 
 static void

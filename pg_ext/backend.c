@@ -5,60 +5,22 @@
  *	  loaded from pgbk.config, and ereport() of PgbkError values.
  *
  * The context (configuration, repository handle with its open connection,
- * key ring) is expensive to build and is kept for the life of the process.
- * It is rebuilt when pgbk.config names another file or when that file, the
- * key file or the credentials file changes on disk (checked with stat(),
- * which is cheap next to an upload).
+ * key ring, codec parameters) is opened by common/context, as the CLI and
+ * the watcher open theirs; what is the backend's own is its lifetime: it is
+ * expensive to build and is kept for the life of the process, and rebuilt
+ * when pgbk.config names another file or when that file, the key file or
+ * the credentials file changes on disk (pgbk_repo_context_changed).
  */
 #include "pgbk.h"
-
-#include <sys/stat.h>
 
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "utils/wait_event.h"
 
+/* malloc'd, kept for the life of the process (or until a file changes) */
 static PgbkContext *context = NULL;
-static char        *context_path = NULL;
-
-/* identity of the files the context was built from */
-typedef struct FileStamp
-{
-	bool   exists;
-	dev_t  dev;
-	ino_t  ino;
-	off_t  size;
-	time_t mtime;
-	long   mtime_ns;
-} FileStamp;
-
-static FileStamp stamp_config, stamp_key, stamp_cred;
-
-static void
-file_stamp(const char *path, FileStamp *fs)
-{
-	struct stat st;
-
-	memset(fs, 0, sizeof(*fs));
-	if (path == NULL || stat(path, &st) != 0)
-		return;
-	fs->exists = true;
-	fs->dev = st.st_dev;
-	fs->ino = st.st_ino;
-	fs->size = st.st_size;
-	fs->mtime = st.st_mtim.tv_sec;
-	fs->mtime_ns = st.st_mtim.tv_nsec;
-}
-
-static bool
-stamp_changed(const char *path, const FileStamp *old)
-{
-	FileStamp now;
-
-	file_stamp(path, &now);
-	return memcmp(&now, old, sizeof(now)) != 0;
-}
+static WalPusher    context_pusher; /* its buffers are reused across WAL files */
 
 static bool
 backend_interrupted(void)
@@ -97,25 +59,15 @@ pgbk_install_hooks(void)
 	pgbk_hooks.log = backend_log;
 }
 
-static void
-context_free(PgbkContext *ctx)
-{
-	if (ctx == NULL)
-		return;
-	walpush_free(&ctx->pusher);
-	repo_close(ctx->repo);
-	keyring_free(ctx->ring);
-	config_free(ctx->cfg);
-	free(ctx);
-}
-
 void
 pgbk_context_reset(void)
 {
-	context_free(context);
+	if (context == NULL)
+		return;
+	walpush_free(&context_pusher);
+	pgbk_repo_context_close(context);
+	free(context);
 	context = NULL;
-	free(context_path);
-	context_path = NULL;
 }
 
 uint64 pgbk_context_generation = 0;
@@ -123,8 +75,8 @@ uint64 pgbk_context_generation = 0;
 PgbkContext *
 pgbk_context(PgbkError *err)
 {
-	PgbkContext *ctx;
-	PgbkStatus   st;
+	PgbkRepoContextOptions opts = {0};
+	PgbkContext           *ctx;
 
 	if (pgbk_config_path == NULL || pgbk_config_path[0] == '\0')
 	{
@@ -135,50 +87,37 @@ pgbk_context(PgbkError *err)
 
 	if (context != NULL)
 	{
-		if (strcmp(context_path, pgbk_config_path) == 0 &&
-		    !stamp_changed(pgbk_config_path, &stamp_config) &&
-		    !stamp_changed(context->cfg->key_file, &stamp_key) &&
-		    !stamp_changed(context->cfg->s3_credentials_file, &stamp_cred))
+		if (strcmp(context->config_path, pgbk_config_path) == 0 &&
+		    !pgbk_repo_context_changed(context))
 			return context;
 		pgbk_context_reset();
 	}
 
-	if ((st = pgbk_crypto_init(err)) != PGBK_OK)
-		return NULL;
-	ctx = calloc(1, sizeof(PgbkContext));
+	/* every object is authenticated with the key: always loaded */
+	opts.config_path = pgbk_config_path;
+	opts.need_keys = true;
+	opts.need_repo = true;
+	ctx = malloc(sizeof(PgbkContext));
 	if (ctx == NULL)
 	{
 		pgbk_error(err, PGBK_ERR, "out of memory");
 		return NULL;
 	}
-	file_stamp(pgbk_config_path, &stamp_config);
-	if ((st = config_load(pgbk_config_path, &ctx->cfg, err)) != PGBK_OK)
-		goto fail;
-	file_stamp(ctx->cfg->key_file, &stamp_key);
-	file_stamp(ctx->cfg->s3_credentials_file, &stamp_cred);
-	if ((st = keyring_load(ctx->cfg->key_file, &ctx->ring, err)) != PGBK_OK)
-		goto fail;
-	if ((st = repo_open(ctx->cfg, &ctx->repo, err)) != PGBK_OK)
-		goto fail;
-	ctx->params.compression = ctx->cfg->compression;
-	ctx->params.level = ctx->cfg->compression_level;
-	ctx->params.keyring = ctx->ring;
-	ctx->params.encrypt = ctx->cfg->encryption;
-	walpush_init(&ctx->pusher, ctx->repo, &ctx->params);
-	context = ctx;
-	pgbk_context_generation++;
-	context_path = strdup(pgbk_config_path);
-	if (context_path == NULL)
+	if (pgbk_repo_context_open(&opts, ctx, err) != PGBK_OK)
 	{
-		pgbk_context_reset();
-		pgbk_error(err, PGBK_ERR, "out of memory");
+		free(ctx);
 		return NULL;
 	}
+	walpush_init(&context_pusher, ctx->repo, &ctx->params);
+	context = ctx;
+	pgbk_context_generation++;
 	return context;
+}
 
-fail:
-	context_free(ctx);
-	return NULL;
+WalPusher *
+pgbk_context_pusher(void)
+{
+	return context != NULL ? &context_pusher : NULL;
 }
 
 int

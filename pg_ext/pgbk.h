@@ -16,8 +16,9 @@
 #include "storage/lwlock.h"
 #include "postmaster/bgworker.h"
 
-#include "format/codec.h"
 #include "config/config.h"
+#include "context/context.h"
+#include "format/codec.h"
 #include "format/keys.h"
 #include "repo/repo.h"
 #include "wal/walpush.h"
@@ -181,14 +182,11 @@ extern void        pgbk_wake_scheduler(void);
 
 /* ---- repository context for this process (backend.c) ---- */
 
-typedef struct PgbkContext
-{
-	PgbkConfig  *cfg;
-	Repo        *repo;
-	PgbkKeyring *ring; /* always loaded: authenticates every object */
-	CodecParams  params;
-	WalPusher    pusher; /* buffers reused across WAL files */
-} PgbkContext;
+/*
+ * common/context's repository context, opened with the key ring (it
+ * authenticates every object) and the repository.
+ */
+typedef PgbkRepoContext PgbkContext;
 
 /*
  * The repository context of this process, loaded from pgbk.config and
@@ -197,6 +195,8 @@ typedef struct PgbkContext
  */
 extern PgbkContext *pgbk_context(PgbkError *err);
 extern void         pgbk_context_reset(void);
+/* The WAL pusher of the current context (buffers reused across WAL files). */
+extern WalPusher *pgbk_context_pusher(void);
 /* Counts the contexts this process has loaded: a new one may read more. */
 extern uint64 pgbk_context_generation;
 

@@ -13,18 +13,18 @@
 bool
 pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *err)
 {
-	PgbkContext  *ctx;
+	WalPusher    *pusher;
 	WalPushResult res;
 	PgbkStatus    st;
 
-	ctx = pgbk_context(err);
-	if (ctx == NULL)
+	if (pgbk_context(err) == NULL)
 	{
 		pgbk_status_failure(file, err->msg, false);
 		return false;
 	}
-	ctx->pusher.map_segments = backlog;
-	st = walpush_file(&ctx->pusher, path, file, &res, err);
+	pusher = pgbk_context_pusher();
+	pusher->map_segments = backlog;
+	st = walpush_file(pusher, path, file, &res, err);
 	if (st != PGBK_OK)
 	{
 		pgbk_status_failure(file, err->msg, st == PGBK_EXISTS);
@@ -39,9 +39,8 @@ pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *
 		PgbkError   herr;
 
 		/* the scheduler catalogues it from here instead of reading it back */
-		if (codec_read_header(ctx->pusher.enc.data, ctx->pusher.enc.len, &hdr, &needed, &herr) ==
-		    PGBK_OK)
-			pgbk_header_cache_put(res.key, ctx->pusher.enc.data, hdr.header_len);
+		if (codec_read_header(pusher->enc.data, pusher->enc.len, &hdr, &needed, &herr) == PGBK_OK)
+			pgbk_header_cache_put(res.key, pusher->enc.data, hdr.header_len);
 	}
 	pgbk_status_success(file, res.raw_size, res.stored_size, res.already_present);
 	pgbk_wake_scheduler(); /* the catalog picks the new object up */

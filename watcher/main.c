@@ -33,6 +33,7 @@
 
 #include "base/pgbk_time.h"
 #include "config/config.h"
+#include "context/context.h"
 #include "debounce.h"
 #include "format/keys.h"
 #include "format/layout.h"
@@ -311,21 +312,29 @@ usage(void)
  * Configuration
  * ---------------------------------------------------------------------- */
 
-/* pgbk.conf (if any) and the files repository for a settings object. */
+/*
+ * pgbk.conf (if any, through common/context like every program, without
+ * keys: the watcher reads no pgbk object) and the files repository for a
+ * settings object.  *cfg_out and *prepo_out are the context's, the caller's
+ * to free.
+ */
 static PgbkStatus
 open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out, Repo **prepo_out,
           PgbkError *err)
 {
-	PgbkConfig   *cfg = NULL;
-	FilesSettings fs;
-	PgbkStatus    rc;
+	PgbkRepoContextOptions opts = {0};
+	PgbkRepoContext        pctx;
+	FilesSettings          fs;
+	PgbkStatus             rc;
 
 	*cfg_out = NULL;
 	*repo_out = NULL;
 	*prepo_out = NULL;
-	if (set->pgbk_config && (rc = config_load(set->pgbk_config, &cfg, err)) != PGBK_OK)
+	memset(&pctx, 0, sizeof(pctx));
+	opts.config_path = set->pgbk_config;
+	if (set->pgbk_config && (rc = pgbk_repo_context_open(&opts, &pctx, err)) != PGBK_OK)
 		return rc;
-	files_settings_from_config(cfg, &fs);
+	files_settings_from_config(pctx.cfg, &fs);
 	/* the watcher's own settings win (and stand in until pgbk.conf has them) */
 	if (set->restic_binary)
 		fs.restic_binary = set->restic_binary;
@@ -335,7 +344,7 @@ open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out
 		fs.repository = set->files_repository;
 	if (set->cache_dir)
 		fs.cache_dir = set->cache_dir;
-	if (fs.repository == NULL && cfg == NULL)
+	if (fs.repository == NULL && pctx.cfg == NULL)
 	{
 		rc = pgbk_error(err, PGBK_ERR_CONFIG,
 		                "neither pgbk_config nor files_repository is set in \"%s\": the watcher "
@@ -343,9 +352,9 @@ open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out
 		                set->config_path);
 		return rc;
 	}
-	if ((rc = files_repo_open(cfg, &fs, repo_out, err)) != PGBK_OK)
+	if ((rc = files_repo_open(pctx.cfg, &fs, repo_out, err)) != PGBK_OK)
 	{
-		config_free(cfg);
+		pgbk_repo_context_close(&pctx);
 		return rc;
 	}
 	/*
@@ -354,13 +363,17 @@ open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out
 	 * `restic snapshots` finds it (a second restic run, ~0.5 s of key
 	 * derivation).
 	 */
-	if (cfg != NULL && fs.repository == NULL && repo_open(cfg, prepo_out, err) != PGBK_OK)
+	if (pctx.cfg != NULL && fs.repository == NULL &&
+	    pgbk_repo_context_open_repo(&pctx, err) != PGBK_OK)
 	{
 		log_warning("%s; new snapshots are looked up with restic instead", err->msg);
 		log_error_detail(LOG_LEVEL_WARNING, err);
-		*prepo_out = NULL;
 	}
-	*cfg_out = cfg;
+	*cfg_out = pctx.cfg;
+	*prepo_out = pctx.repo;
+	pctx.cfg = NULL;
+	pctx.repo = NULL;
+	pgbk_repo_context_close(&pctx);
 	return PGBK_OK;
 }
 

@@ -2,15 +2,16 @@
  * settings.c
  *	  Parse and validate pgbk-watcher's configuration file (see settings.h).
  *
- * A small parser of its own: config.c's line parser is static to it and
- * knows only pgbk.conf's names.  The syntax is the same, and so are the
- * rules for errors: unknown names and bad values name the setting, the file
- * and the line, and never echo the value of an unknown setting (it might be
- * a secret pasted into the wrong file).  Durations use config.c's parser
- * ("10s", "500ms", "2min", "1h", "180d").
+ * The file is read by common/config/confread.c, the reader pgbk.conf uses
+ * too: same syntax, same file checks (trusted, size, NUL byte, no include),
+ * same shape of errors (unknown names and bad values name the setting, the
+ * file and the line, never the value of an unknown setting).  This file
+ * holds only the table of names and the validation.  Durations use
+ * config.c's parser ("10s", "500ms", "2min", "1h", "180d").
  */
 #include "settings.h"
 
+#include "config/confread.h"
 #include "config/config.h"
 
 #include <ctype.h>
@@ -22,8 +23,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define SETTINGS_FILE_MAX (1024 * 1024)
 
 typedef enum WSetting
 {
@@ -60,20 +59,13 @@ static const char *const ws_names[WS_COUNT] = {
 
 #define PIMCORE_EXCLUDES "var/cache, var/tmp, var/log, var/sessions, public/var/tmp"
 
+static const ConfSpec ws_spec = {ws_names, WS_COUNT};
+
 typedef struct WParse
 {
-	const char *origin;
-	const char *base_dir;
-	char       *value[WS_COUNT];
-	int         line[WS_COUNT];
-	PgbkError  *err;
+	ConfFile   cf; /* the values as read, with their origin */
+	PgbkError *err;
 } WParse;
-
-static bool
-blank(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
 
 static PgbkStatus
 oom(WParse *ps)
@@ -81,167 +73,21 @@ oom(WParse *ps)
 	return pgbk_error(ps->err, PGBK_ERR, "out of memory");
 }
 
-static PgbkStatus
-parse_line(WParse *ps, const char *p, const char *end, int lineno)
+/* "invalid value for setting "x" in file "f" line n: <why>" (confread.c) */
+#define bad(ps, id, ...) conf_bad_value(&(ps)->cf, (int) (id), (ps)->err, __VA_ARGS__)
+
+/* The value of a setting, or NULL when it is not set. */
+static const char *
+value(WParse *ps, WSetting id)
 {
-	char    name[64];
-	size_t  nlen = 0;
-	PgbkBuf v;
-	int     id;
-
-	while (p < end && blank(*p))
-		p++;
-	if (p == end || *p == '#')
-		return PGBK_OK;
-	while (p < end && (isalnum((unsigned char) *p) || *p == '_' || *p == '.' || *p == '-'))
-	{
-		if (nlen + 1 >= sizeof(name))
-			return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-			                  "syntax error in file \"%s\" line %d: setting name is too long",
-			                  ps->origin, lineno);
-		name[nlen++] = *p++;
-	}
-	name[nlen] = '\0';
-	if (nlen == 0)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "syntax error in file \"%s\" line %d: expected a setting name",
-		                  ps->origin, lineno);
-	while (p < end && blank(*p))
-		p++;
-	if (p == end || *p != '=')
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "syntax error in file \"%s\" line %d: expected \"=\" after \"%s\"",
-		                  ps->origin, lineno, name);
-	p++;
-	while (p < end && blank(*p))
-		p++;
-	for (id = 0; id < WS_COUNT; id++)
-	{
-		if (strcasecmp(name, ws_names[id]) == 0)
-			break;
-	}
-	if (id == WS_COUNT)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "unrecognized setting \"%s\" in file \"%s\" line %d", name, ps->origin,
-		                  lineno);
-
-	pgbk_buf_init(&v);
-	if (!pgbk_buf_append(&v, "", 0))
-		return oom(ps);
-	if (p < end && *p == '\'')
-	{
-		for (p++;; p++)
-		{
-			if (p == end)
-			{
-				pgbk_buf_free(&v);
-				return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-				                  "syntax error in file \"%s\" line %d: unterminated quoted value "
-				                  "for \"%s\"",
-				                  ps->origin, lineno, name);
-			}
-			if (*p == '\'')
-			{
-				if (p + 1 < end && p[1] == '\'')
-					p++;
-				else
-				{
-					p++;
-					break;
-				}
-			}
-			if (!pgbk_buf_append(&v, p, 1))
-			{
-				pgbk_buf_free(&v);
-				return oom(ps);
-			}
-		}
-	}
-	else
-	{
-		const char *s = p;
-
-		while (p < end && !blank(*p) && *p != '#')
-			p++;
-		if (p == s)
-		{
-			pgbk_buf_free(&v);
-			return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-			                  "syntax error in file \"%s\" line %d: missing value for \"%s\"",
-			                  ps->origin, lineno, name);
-		}
-		if (!pgbk_buf_append(&v, s, (size_t) (p - s)))
-		{
-			pgbk_buf_free(&v);
-			return oom(ps);
-		}
-	}
-	while (p < end && blank(*p))
-		p++;
-	if (p < end && *p != '#')
-	{
-		pgbk_buf_free(&v);
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "syntax error in file \"%s\" line %d: unexpected text after the value of "
-		                  "\"%s\" (quote values that contain spaces, commas or '#')",
-		                  ps->origin, lineno, name);
-	}
-	free(ps->value[id]);
-	ps->value[id] = (char *) v.data;
-	ps->line[id] = lineno;
-	return PGBK_OK;
-}
-
-static PgbkStatus bad(WParse *ps, WSetting id, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static PgbkStatus
-bad(WParse *ps, WSetting id, const char *fmt, ...)
-{
-	char    why[PGBK_ERRMSG_LEN];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	if (ps->line[id] > 0)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "invalid value for setting \"%s\" in file \"%s\" line %d: %s",
-		                  ws_names[id], ps->origin, ps->line[id], why);
-	return pgbk_error(ps->err, PGBK_ERR_CONFIG, "invalid setting \"%s\" in file \"%s\": %s",
-	                  ws_names[id], ps->origin, why);
+	return conf_value(&ps->cf, (int) id);
 }
 
 /* Absolute path for a path value; trailing slashes removed. */
 static PgbkStatus
 to_path(WParse *ps, WSetting id, const char *v, char **out)
 {
-	size_t n;
-	char  *p;
-
-	*out = NULL;
-	if (v[0] == '\0')
-		return bad(ps, id, "empty path");
-	if (v[0] == '/')
-		p = strdup(v);
-	else if (ps->base_dir == NULL)
-		return bad(ps, id,
-		           "\"%s\" is a relative path, which needs the configuration to come "
-		           "from a file",
-		           v);
-	else
-	{
-		n = strlen(ps->base_dir) + strlen(v) + 2;
-		if ((p = malloc(n)) != NULL)
-			snprintf(p, n, "%s/%s", ps->base_dir, v);
-	}
-	if (p == NULL)
-		return oom(ps);
-	n = strlen(p);
-	while (n > 1 && p[n - 1] == '/')
-		p[--n] = '\0';
-	*out = p;
-	return PGBK_OK;
+	return conf_resolve_path(&ps->cf, (int) id, v, out, ps->err);
 }
 
 /* Split a comma-separated list; items trimmed, empty items dropped. */
@@ -302,7 +148,7 @@ free_list(char **items, int n)
 static PgbkStatus
 duration(WParse *ps, WSetting id, const char *def, int64_t min_ms, bool zero_ok, int64_t *out)
 {
-	const char *v = ps->value[id] ? ps->value[id] : def;
+	const char *v = value(ps, id) ? value(ps, id) : def;
 
 	if (!config_parse_duration_ms(v, out))
 		return bad(ps, id, "\"%s\" is not a duration (e.g. 500ms, 10s, 2min, 1h, 7d)", v);
@@ -331,12 +177,9 @@ check_roots(WParse *ps, WatcherSettings *s)
 	int i;
 	int j;
 
-	if (ps->value[WS_ROOTS] == NULL)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "setting \"roots\" is required but is not set in file \"%s\": list "
-		                  "the directories to back up",
-		                  ps->origin);
-	if (split_list(ps, ps->value[WS_ROOTS], &s->roots, &s->n_roots) != PGBK_OK)
+	if (value(ps, WS_ROOTS) == NULL)
+		return conf_missing(&ps->cf, WS_ROOTS, NULL, "list the directories to back up", ps->err);
+	if (split_list(ps, value(ps, WS_ROOTS), &s->roots, &s->n_roots) != PGBK_OK)
 		return PGBK_ERR;
 	if (s->n_roots == 0)
 		return bad(ps, WS_ROOTS, "no directory given");
@@ -371,7 +214,7 @@ check_excludes(WParse *ps, WatcherSettings *s)
 {
 	int i;
 
-	if (split_list(ps, ps->value[WS_EXCLUDES] ? ps->value[WS_EXCLUDES] : PIMCORE_EXCLUDES,
+	if (split_list(ps, value(ps, WS_EXCLUDES) ? value(ps, WS_EXCLUDES) : PIMCORE_EXCLUDES,
 	               &s->excludes, &s->n_excludes) != PGBK_OK)
 		return PGBK_ERR;
 	for (i = 0; i < s->n_excludes; i++)
@@ -408,24 +251,24 @@ validate(WParse *ps, WatcherSettings *s)
 	if ((rc = check_roots(ps, s)) != PGBK_OK || (rc = check_excludes(ps, s)) != PGBK_OK)
 		return rc;
 
-	if (ps->value[WS_PGBK_CONFIG] && ps->value[WS_PGBK_CONFIG][0] != '\0' &&
-	    to_path(ps, WS_PGBK_CONFIG, ps->value[WS_PGBK_CONFIG], &s->pgbk_config) != PGBK_OK)
+	if (value(ps, WS_PGBK_CONFIG) && value(ps, WS_PGBK_CONFIG)[0] != '\0' &&
+	    to_path(ps, WS_PGBK_CONFIG, value(ps, WS_PGBK_CONFIG), &s->pgbk_config) != PGBK_OK)
 		return PGBK_ERR_CONFIG;
 	if (to_path(ps, WS_SPOOL_DIR,
-	            ps->value[WS_SPOOL_DIR] ? ps->value[WS_SPOOL_DIR] : "/var/lib/pgbk-watcher/spool",
+	            value(ps, WS_SPOOL_DIR) ? value(ps, WS_SPOOL_DIR) : "/var/lib/pgbk-watcher/spool",
 	            &s->spool_dir) != PGBK_OK)
 		return PGBK_ERR_CONFIG;
-	if (ps->value[WS_RESTIC_PASSWORD_FILE] &&
-	    to_path(ps, WS_RESTIC_PASSWORD_FILE, ps->value[WS_RESTIC_PASSWORD_FILE],
+	if (value(ps, WS_RESTIC_PASSWORD_FILE) &&
+	    to_path(ps, WS_RESTIC_PASSWORD_FILE, value(ps, WS_RESTIC_PASSWORD_FILE),
 	            &s->restic_password_file) != PGBK_OK)
 		return PGBK_ERR_CONFIG;
-	if (ps->value[WS_CACHE_DIR] && ps->value[WS_CACHE_DIR][0] != '\0' &&
-	    to_path(ps, WS_CACHE_DIR, ps->value[WS_CACHE_DIR], &s->cache_dir) != PGBK_OK)
+	if (value(ps, WS_CACHE_DIR) && value(ps, WS_CACHE_DIR)[0] != '\0' &&
+	    to_path(ps, WS_CACHE_DIR, value(ps, WS_CACHE_DIR), &s->cache_dir) != PGBK_OK)
 		return PGBK_ERR_CONFIG;
 	/* a local files_repository may be relative; URLs stay as written */
-	if (ps->value[WS_FILES_REPOSITORY] && ps->value[WS_FILES_REPOSITORY][0] != '\0')
+	if (value(ps, WS_FILES_REPOSITORY) && value(ps, WS_FILES_REPOSITORY)[0] != '\0')
 	{
-		const char *v = ps->value[WS_FILES_REPOSITORY];
+		const char *v = value(ps, WS_FILES_REPOSITORY);
 
 		if (v[0] == '/' || strchr(v, ':') == NULL)
 		{
@@ -435,8 +278,8 @@ validate(WParse *ps, WatcherSettings *s)
 		else if ((s->files_repository = strdup(v)) == NULL)
 			return oom(ps);
 	}
-	if (ps->value[WS_RESTIC_BINARY] &&
-	    (s->restic_binary = strdup(ps->value[WS_RESTIC_BINARY])) == NULL)
+	if (value(ps, WS_RESTIC_BINARY) &&
+	    (s->restic_binary = strdup(value(ps, WS_RESTIC_BINARY))) == NULL)
 		return oom(ps);
 
 	/* nothing the watcher writes may sit in what it watches: a loop */
@@ -450,9 +293,9 @@ validate(WParse *ps, WatcherSettings *s)
 			           s->cache_dir, s->roots[i]);
 	}
 
-	if (ps->value[WS_HOST] && ps->value[WS_HOST][0] != '\0')
+	if (value(ps, WS_HOST) && value(ps, WS_HOST)[0] != '\0')
 	{
-		const char *h = ps->value[WS_HOST];
+		const char *h = value(ps, WS_HOST);
 
 		for (i = 0; h[i]; i++)
 		{
@@ -466,11 +309,11 @@ validate(WParse *ps, WatcherSettings *s)
 		if (gethostname(hostbuf, sizeof(hostbuf)) != 0)
 			return pgbk_error(ps->err, PGBK_ERR_CONFIG,
 			                  "could not get the host name (%s); set \"host\" in file \"%s\"",
-			                  strerror(errno), ps->origin);
+			                  strerror(errno), ps->cf.origin);
 		hostbuf[sizeof(hostbuf) - 1] = '\0';
 		s->host = strdup(hostbuf);
 	}
-	s->conninfo = strdup(ps->value[WS_CONNINFO] ? ps->value[WS_CONNINFO] : "");
+	s->conninfo = strdup(value(ps, WS_CONNINFO) ? value(ps, WS_CONNINFO) : "");
 	if (s->host == NULL || s->conninfo == NULL)
 		return oom(ps);
 
@@ -491,15 +334,15 @@ validate(WParse *ps, WatcherSettings *s)
 	if (s->retry_ms > s->retry_max_ms)
 		s->retry_max_ms = s->retry_ms;
 
-	lvl = ps->value[WS_LOG_LEVEL] ? ps->value[WS_LOG_LEVEL] : "info";
+	lvl = value(ps, WS_LOG_LEVEL) ? value(ps, WS_LOG_LEVEL) : "info";
 	if (strcasecmp(lvl, "debug") == 0)
 		s->debug = true;
 	else if (strcasecmp(lvl, "info") != 0)
 		return bad(ps, WS_LOG_LEVEL, "\"%s\" is not info or debug", lvl);
-	if (ps->value[WS_DEBUG_MAX_WATCHES])
+	if (value(ps, WS_DEBUG_MAX_WATCHES))
 	{
 		char *end;
-		long  v = strtol(ps->value[WS_DEBUG_MAX_WATCHES], &end, 10);
+		long  v = strtol(value(ps, WS_DEBUG_MAX_WATCHES), &end, 10);
 
 		if (*end != '\0' || v < 0 || v > INT_MAX)
 			return bad(ps, WS_DEBUG_MAX_WATCHES, "not a non-negative integer");
@@ -508,41 +351,22 @@ validate(WParse *ps, WatcherSettings *s)
 	return PGBK_OK;
 }
 
-PgbkStatus
-settings_parse_string(const char *text, const char *origin, const char *base_dir,
-                      WatcherSettings **out, PgbkError *err)
+/* Validate what the reader read into a new WatcherSettings. */
+static PgbkStatus
+settings_from_file(ConfFile *cf, WatcherSettings **out, PgbkError *err)
 {
 	WParse           ps;
 	WatcherSettings *s;
-	const char      *p = text;
-	const char      *end = text + strlen(text);
-	int              lineno = 0;
 	PgbkStatus       rc = PGBK_OK;
-	int              i;
 
 	*out = NULL;
-	memset(&ps, 0, sizeof(ps));
-	ps.origin = origin;
-	ps.base_dir = base_dir;
+	ps.cf = *cf;
 	ps.err = err;
-	while (p < end && rc == PGBK_OK)
-	{
-		const char *eol = memchr(p, '\n', (size_t) (end - p));
-
-		if (eol == NULL)
-			eol = end;
-		rc = parse_line(&ps, p, eol, ++lineno);
-		p = eol + 1;
-	}
 	s = calloc(1, sizeof(*s));
-	if (s == NULL && rc == PGBK_OK)
-		rc = oom(&ps);
-	if (rc == PGBK_OK && (s->config_path = strdup(origin)) == NULL)
+	if (s == NULL || (s->config_path = strdup(cf->origin)) == NULL)
 		rc = oom(&ps);
 	if (rc == PGBK_OK)
 		rc = validate(&ps, s);
-	for (i = 0; i < WS_COUNT; i++)
-		free(ps.value[i]);
 	if (rc != PGBK_OK)
 	{
 		settings_free(s);
@@ -553,66 +377,36 @@ settings_parse_string(const char *text, const char *origin, const char *base_dir
 }
 
 PgbkStatus
+settings_parse_string(const char *text, const char *origin, const char *base_dir,
+                      WatcherSettings **out, PgbkError *err)
+{
+	ConfFile   cf;
+	PgbkStatus rc;
+
+	*out = NULL;
+	rc = conf_read_text(&ws_spec, text, strlen(text), origin, base_dir, &cf, err);
+	if (rc == PGBK_OK)
+	{
+		rc = settings_from_file(&cf, out, err);
+		conf_file_free(&cf);
+	}
+	return rc;
+}
+
+PgbkStatus
 settings_load(const char *path, WatcherSettings **out, PgbkError *err)
 {
-	PgbkBuf    b;
+	ConfFile   cf;
 	PgbkStatus rc;
-	char      *dir;
-	char      *slash;
 
 	*out = NULL;
 	/* it names pgbk.conf, which names programs we run: refused if others could write it */
-	pgbk_buf_init(&b);
-	rc = pgbk_read_trusted_file(path, "configuration file", SETTINGS_FILE_MAX, &b, err);
-	if (rc == PGBK_ERR_CONFIG)
+	rc = conf_read_file(&ws_spec, path, &cf, err);
+	if (rc == PGBK_OK)
 	{
-		pgbk_buf_free(&b);
-		return rc;
+		rc = settings_from_file(&cf, out, err);
+		conf_file_free(&cf);
 	}
-	if (rc != PGBK_OK)
-	{
-		pgbk_buf_free(&b);
-		return pgbk_error(err, PGBK_ERR_CONFIG, "could not read configuration file \"%s\": %s",
-		                  path, rc == PGBK_NOT_FOUND ? "it does not exist" : err->msg);
-	}
-	if (b.data == NULL && !pgbk_buf_append(&b, "", 0))
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	if (memchr(b.data, '\0', b.len) != NULL)
-	{
-		pgbk_buf_free(&b);
-		return pgbk_error(err, PGBK_ERR_CONFIG, "file \"%s\" contains a NUL byte", path);
-	}
-	if ((dir = strdup(path)) == NULL)
-	{
-		pgbk_buf_free(&b);
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	}
-	slash = strrchr(dir, '/');
-	if (slash == NULL)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	if (dir[0] != '/')
-	{
-		char   cwd[PATH_MAX];
-		char  *abs;
-		size_t n;
-
-		if (getcwd(cwd, sizeof(cwd)) == NULL)
-			cwd[0] = '\0';
-		n = strlen(cwd) + strlen(dir) + 2;
-		abs = malloc(n);
-		if (abs)
-			snprintf(abs, n, "%s/%s", cwd, dir);
-		free(dir);
-		dir = abs;
-	}
-	rc = dir ? settings_parse_string((const char *) b.data, path, dir, out, err)
-	         : pgbk_error(err, PGBK_ERR, "out of memory");
-	free(dir);
-	pgbk_buf_free(&b);
 	return rc;
 }
 

@@ -2,8 +2,9 @@
  * settings.h
  *	  pgbk-watcher's configuration file (default /etc/pgbk/watcher.conf).
  *
- * Same syntax as postgresql.conf and pgbk.conf: "name = value" lines, '#'
- * comments, values bare or single-quoted ('' for a quote).  Lists are
+ * Same syntax as postgresql.conf and pgbk.conf, read by the same reader
+ * (common/config/confread.h): "name = value" lines, '#' comments, values
+ * bare or single-quoted ('' for a quote), include directives refused.  Lists are
  * comma-separated inside one value.  Relative paths are resolved against
  * the file's directory.  Settings (defaults in brackets):
  *

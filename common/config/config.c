@@ -3,10 +3,11 @@
  *	  pgbk.conf parsing and validation, and AWS-style credentials files (see
  *	  config.h for the settings).
  *
- * Parsing runs in two passes.  The first reads "name = value" lines into one
- * slot per known setting, remembering the line (a later line for the same
- * setting wins, as in postgresql.conf).  The second validates each setting
- * in turn and fills PgbkConfig, so that every error can name the setting,
+ * Parsing runs in two passes.  The first is confread.c's, the reader shared
+ * with pgbk-watcher's settings: it reads "name = value" lines into one slot
+ * per known setting, remembering the line (a later line for the same setting
+ * wins, as in postgresql.conf).  The second, here, validates each setting in
+ * turn and fills PgbkConfig, so that every error can name the setting,
  * the file and the line that gave it its value.  Settings that depend on
  * each other (S3 needs credentials, encryption needs a key file, host-style
  * URLs need a host name) are checked last.
@@ -20,6 +21,7 @@
  */
 #include "config/config.h"
 
+#include "config/confread.h"
 #include "format/keys.h"
 
 #include <ctype.h>
@@ -33,10 +35,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CONFIG_FILE_MAX (1024 * 1024)
-#define S3_PART_MIN     ((uint64_t) 5 * 1024 * 1024)
-#define S3_PART_MAX     ((uint64_t) 5 * 1024 * 1024 * 1024)
-#define S3_PREFIX_MAX   512
+#define S3_PART_MIN   ((uint64_t) 5 * 1024 * 1024)
+#define S3_PART_MAX   ((uint64_t) 5 * 1024 * 1024 * 1024)
+#define S3_PREFIX_MAX 512
 
 /* One slot per setting, in the order they are validated. */
 typedef enum SettingId
@@ -91,19 +92,13 @@ static const char *const setting_names[NUM_SETTINGS] = {
     "files_repository",
 };
 
-typedef struct RawSetting
-{
-	char *value; /* NULL: not set */
-	int   line;
-} RawSetting;
+static const ConfSpec config_spec = {setting_names, NUM_SETTINGS};
 
 /* Everything the validation pass needs to word its errors. */
 typedef struct ParseState
 {
-	const char *origin;   /* file name for messages */
-	const char *base_dir; /* for relative paths; NULL: none allowed */
-	RawSetting  raw[NUM_SETTINGS];
-	PgbkError  *err;
+	ConfFile   cf; /* the values as read, with their origin */
+	PgbkError *err;
 } ParseState;
 
 static bool
@@ -266,200 +261,16 @@ parse_bool(const char *s, bool *out)
 }
 
 /* ----------------------------------------------------------------------
- * First pass: syntax
- * ---------------------------------------------------------------------- */
-
-static int
-find_setting(const char *name)
-{
-	int i;
-
-	for (i = 0; i < NUM_SETTINGS; i++)
-	{
-		if (strcasecmp(name, setting_names[i]) == 0)
-			return i;
-	}
-	return -1;
-}
-
-/*
- * Read one line (line[0..len)) into the raw slots.  Values are bare words
- * or single-quoted strings with '' for a quote; '#' outside quotes starts a
- * comment.
- */
-static PgbkStatus
-parse_line(ParseState *ps, const char *line, size_t len, int lineno)
-{
-	const char *p = line;
-	const char *end = line + len;
-	char        name[64];
-	size_t      nlen = 0;
-	PgbkBuf     value;
-	int         id;
-
-	while (p < end && is_blank(*p))
-		p++;
-	if (p == end || *p == '#')
-		return PGBK_OK;
-
-	if (!(isalpha((unsigned char) *p) || *p == '_'))
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "syntax error in file \"%s\" line %d: expected a setting name",
-		                  ps->origin, lineno);
-	while (p < end && (isalnum((unsigned char) *p) || *p == '_' || *p == '.' || *p == '-'))
-	{
-		if (nlen + 1 >= sizeof(name))
-			return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-			                  "syntax error in file \"%s\" line %d: setting name is too long",
-			                  ps->origin, lineno);
-		name[nlen++] = *p++;
-	}
-	name[nlen] = '\0';
-
-	if (strcasecmp(name, "include") == 0 || strcasecmp(name, "include_if_exists") == 0 ||
-	    strcasecmp(name, "include_dir") == 0)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "\"%s\" directives are not supported (file \"%s\" line %d): put every "
-		                  "setting in this file",
-		                  name, ps->origin, lineno);
-
-	while (p < end && is_blank(*p))
-		p++;
-	if (p == end || *p != '=')
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "syntax error in file \"%s\" line %d: expected \"=\" after \"%s\"",
-		                  ps->origin, lineno, name);
-	p++;
-	while (p < end && is_blank(*p))
-		p++;
-
-	id = find_setting(name);
-	if (id < 0)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "unrecognized setting \"%s\" in file \"%s\" line %d", name, ps->origin,
-		                  lineno);
-
-	pgbk_buf_init(&value);
-	if (p < end && *p == '\'')
-	{
-		p++;
-		for (;;)
-		{
-			if (p == end)
-			{
-				pgbk_buf_free(&value);
-				return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-				                  "syntax error in file \"%s\" line %d: unterminated quoted value "
-				                  "for \"%s\"",
-				                  ps->origin, lineno, name);
-			}
-			if (*p == '\'')
-			{
-				if (p + 1 < end && p[1] == '\'')
-					p++; /* '' is a quote */
-				else
-				{
-					p++;
-					break;
-				}
-			}
-			if (!pgbk_buf_append(&value, p, 1))
-			{
-				pgbk_buf_free(&value);
-				return pgbk_error(ps->err, PGBK_ERR, "out of memory");
-			}
-			p++;
-		}
-		if (value.data == NULL && !pgbk_buf_append(&value, "", 0))
-			return pgbk_error(ps->err, PGBK_ERR, "out of memory");
-	}
-	else
-	{
-		const char *v = p;
-
-		while (p < end && !is_blank(*p) && *p != '#')
-			p++;
-		if (p == v)
-			return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-			                  "syntax error in file \"%s\" line %d: missing value for \"%s\"",
-			                  ps->origin, lineno, name);
-		if (!pgbk_buf_append(&value, v, (size_t) (p - v)))
-			return pgbk_error(ps->err, PGBK_ERR, "out of memory");
-	}
-
-	while (p < end && is_blank(*p))
-		p++;
-	if (p < end && *p != '#')
-	{
-		pgbk_buf_free(&value);
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "syntax error in file \"%s\" line %d: unexpected text after the value of "
-		                  "\"%s\" (quote values that contain spaces or '#')",
-		                  ps->origin, lineno, name);
-	}
-
-	/* a later line wins */
-	free(ps->raw[id].value);
-	ps->raw[id].value = (char *) value.data;
-	ps->raw[id].line = lineno;
-	return PGBK_OK;
-}
-
-static PgbkStatus
-parse_text(ParseState *ps, const char *text, size_t len)
-{
-	const char *p = text;
-	const char *end = text + len;
-	int         lineno = 0;
-	PgbkStatus  rc;
-
-	if (memchr(text, '\0', len) != NULL)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "file \"%s\" contains a NUL byte; it is not a "
-		                  "text file",
-		                  ps->origin);
-	while (p < end)
-	{
-		const char *eol = memchr(p, '\n', (size_t) (end - p));
-
-		if (eol == NULL)
-			eol = end;
-		lineno++;
-		if ((rc = parse_line(ps, p, (size_t) (eol - p), lineno)) != PGBK_OK)
-			return rc;
-		p = eol + 1;
-	}
-	return PGBK_OK;
-}
-
-/* ----------------------------------------------------------------------
  * Second pass: validation
  * ---------------------------------------------------------------------- */
 
-/* "invalid value for setting "x" in file "f" line n: <why>" */
-static PgbkStatus bad_value(ParseState *ps, SettingId id, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static PgbkStatus
-bad_value(ParseState *ps, SettingId id, const char *fmt, ...)
-{
-	char    why[PGBK_ERRMSG_LEN];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-	                  "invalid value for setting \"%s\" in file \"%s\" line %d: %s",
-	                  setting_names[id], ps->origin, ps->raw[id].line, why);
-}
+/* "invalid value for setting "x" in file "f" line n: <why>" (confread.c) */
+#define bad_value(ps, id, ...) conf_bad_value(&(ps)->cf, (int) (id), (ps)->err, __VA_ARGS__)
 
 static PgbkStatus
 missing(ParseState *ps, SettingId id, const char *why)
 {
-	return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-	                  "setting \"%s\" is required%s but is not set in file \"%s\"",
-	                  setting_names[id], why, ps->origin);
+	return conf_missing(&ps->cf, (int) id, why, NULL, ps->err);
 }
 
 static PgbkStatus
@@ -472,33 +283,14 @@ oom(ParseState *ps)
 static const char *
 raw_value(ParseState *ps, SettingId id)
 {
-	return ps->raw[id].value;
+	return conf_value(&ps->cf, (int) id);
 }
 
 /* Absolute path for a value, relative ones against the file's directory. */
 static PgbkStatus
 resolve_path(ParseState *ps, SettingId id, char **out)
 {
-	const char *v = raw_value(ps, id);
-	size_t      n;
-
-	*out = NULL;
-	if (v[0] == '/')
-		*out = strdup(v);
-	else if (ps->base_dir == NULL)
-		return bad_value(ps, id,
-		                 "\"%s\" is a relative path, which needs the configuration to come "
-		                 "from a file",
-		                 v);
-	else
-	{
-		n = strlen(ps->base_dir) + 1 + strlen(v) + 1;
-		*out = malloc(n);
-		if (*out != NULL)
-			snprintf(*out, n, "%s%s%s", ps->base_dir,
-			         ps->base_dir[strlen(ps->base_dir) - 1] == '/' ? "" : "/", v);
-	}
-	return *out ? PGBK_OK : oom(ps);
+	return conf_resolve_path(&ps->cf, (int) id, raw_value(ps, id), out, ps->err);
 }
 
 /* S3 bucket naming rules (general purpose buckets). */
@@ -774,7 +566,7 @@ check_secret_file(ParseState *ps, SettingId id, const char *path, const char *wh
 
 	if (rc != PGBK_OK)
 		return pgbk_error_prefix(ps->err, "invalid value for setting \"%s\" in file \"%s\" line %d",
-		                         setting_names[id], ps->origin, ps->raw[id].line);
+		                         setting_names[id], ps->cf.origin, ps->cf.values[id].line);
 	return PGBK_OK;
 }
 
@@ -868,15 +660,12 @@ validate(ParseState *ps, PgbkConfig *cfg)
 	/* Empty values: unset for the optional files, an error elsewhere. */
 	for (i = 0; i < NUM_SETTINGS; i++)
 	{
-		if (ps->raw[i].value != NULL && ps->raw[i].value[0] == '\0')
+		if (raw_value(ps, (SettingId) i) != NULL && raw_value(ps, (SettingId) i)[0] == '\0')
 		{
 			if (i == SET_S3_CA_FILE || i == SET_S3_CONNECT_HOST || i == SET_KEY_FILE ||
 			    i == SET_S3_CREDENTIALS_FILE || i == SET_REPOSITORY || i == SET_RESTIC_BINARY ||
 			    i == SET_RESTIC_PASSWORD_FILE || i == SET_FILES_REPOSITORY)
-			{
-				free(ps->raw[i].value);
-				ps->raw[i].value = NULL;
-			}
+				conf_unset(&ps->cf, (int) i);
 			else
 				return bad_value(ps, (SettingId) i, "the value is empty");
 		}
@@ -1023,7 +812,7 @@ validate(ParseState *ps, PgbkConfig *cfg)
 			                  "setting \"s3_uri_style\" must be set to path in file \"%s\": the "
 			                  "default, host, needs a host name but s3_endpoint \"%s\" is an IP "
 			                  "address",
-			                  ps->origin, cfg->s3_endpoint);
+			                  ps->cf.origin, cfg->s3_endpoint);
 		}
 	}
 	/*
@@ -1032,11 +821,10 @@ validate(ParseState *ps, PgbkConfig *cfg)
 	 * repository can make pgbk restore what they wrote.
 	 */
 	if (cfg->key_file == NULL)
-		return pgbk_error(ps->err, PGBK_ERR_CONFIG,
-		                  "setting \"key_file\" is required but is not set in file \"%s\": "
-		                  "every repository object is authenticated with its key, also with "
-		                  "encryption = off (create one with \"pgbk keygen\")",
-		                  ps->origin);
+		return conf_missing(&ps->cf, SET_KEY_FILE, NULL,
+		                    "every repository object is authenticated with its key, also with "
+		                    "encryption = off (create one with \"pgbk keygen\")",
+		                    ps->err);
 	return PGBK_OK;
 }
 
@@ -1044,32 +832,25 @@ validate(ParseState *ps, PgbkConfig *cfg)
  * Entry points
  * ---------------------------------------------------------------------- */
 
+/* Validate what the reader read into a new PgbkConfig. */
 static PgbkStatus
-parse_config(const char *text, size_t len, const char *origin, const char *base_dir,
-             PgbkConfig **out, PgbkError *err)
+config_from_file(ConfFile *cf, PgbkConfig **out, PgbkError *err)
 {
 	ParseState  ps;
 	PgbkConfig *cfg;
 	PgbkStatus  rc;
-	int         i;
 
 	*out = NULL;
-	memset(&ps, 0, sizeof(ps));
-	ps.origin = origin;
-	ps.base_dir = base_dir;
+	ps.cf = *cf;
 	ps.err = err;
-
 	cfg = calloc(1, sizeof(*cfg));
-	if (cfg == NULL || (cfg->config_path = strdup(origin)) == NULL)
+	if (cfg == NULL || (cfg->config_path = strdup(cf->origin)) == NULL)
 	{
 		free(cfg);
 		return pgbk_error(err, PGBK_ERR, "out of memory");
 	}
-	rc = parse_text(&ps, text, len);
-	if (rc == PGBK_OK)
-		rc = validate(&ps, cfg);
-	for (i = 0; i < NUM_SETTINGS; i++)
-		free(ps.raw[i].value);
+	rc = validate(&ps, cfg);
+	*cf = ps.cf; /* validation unsets empty values */
 	if (rc != PGBK_OK)
 	{
 		config_free(cfg);
@@ -1083,59 +864,32 @@ PgbkStatus
 config_parse_string(const char *text, const char *origin, const char *base_dir, PgbkConfig **out,
                     PgbkError *err)
 {
-	return parse_config(text, strlen(text), origin ? origin : "<string>", base_dir, out, err);
+	ConfFile   cf;
+	PgbkStatus rc;
+
+	*out = NULL;
+	rc = conf_read_text(&config_spec, text, strlen(text), origin, base_dir, &cf, err);
+	if (rc == PGBK_OK)
+	{
+		rc = config_from_file(&cf, out, err);
+		conf_file_free(&cf);
+	}
+	return rc;
 }
 
 PgbkStatus
 config_load(const char *path, PgbkConfig **out, PgbkError *err)
 {
-	PgbkBuf    text;
+	ConfFile   cf;
 	PgbkStatus rc;
-	char      *abs;
-	char      *dir;
-	char      *slash;
-	char       cwd[PATH_MAX];
 
 	*out = NULL;
-	if (path == NULL || path[0] == '\0')
-		return pgbk_error(err, PGBK_ERR_CONFIG, "no configuration file given");
-
-	/* the absolute path names the file in messages and anchors relative paths */
-	if (path[0] == '/')
-		abs = strdup(path);
-	else
+	rc = conf_read_file(&config_spec, path, &cf, err);
+	if (rc == PGBK_OK)
 	{
-		size_t n;
-
-		if (getcwd(cwd, sizeof(cwd)) == NULL)
-			return pgbk_error(err, PGBK_ERR_IO, "could not get the current directory: %s",
-			                  strerror(errno));
-		n = strlen(cwd) + 1 + strlen(path) + 1;
-		abs = malloc(n);
-		if (abs != NULL)
-			snprintf(abs, n, "%s/%s", cwd, path);
+		rc = config_from_file(&cf, out, err);
+		conf_file_free(&cf);
 	}
-	if (abs == NULL || (dir = strdup(abs)) == NULL)
-	{
-		free(abs);
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	}
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-
-	/* it names programs we run: refused if others could have written it */
-	pgbk_buf_init(&text);
-	rc = pgbk_read_trusted_file(abs, "configuration file", CONFIG_FILE_MAX, &text, err);
-	if (rc == PGBK_NOT_FOUND)
-		rc = pgbk_error(err, PGBK_ERR_CONFIG, "configuration file \"%s\" does not exist", abs);
-	else if (rc == PGBK_OK)
-		rc = parse_config(text.data ? (const char *) text.data : "", text.len, abs, dir, out, err);
-	pgbk_buf_free(&text);
-	free(abs);
-	free(dir);
 	return rc;
 }
 

@@ -7,7 +7,8 @@
  * file, the key file and the credentials file.  Syntax is postgresql.conf's:
  * "name = value" lines, '#' comments, values bare or single-quoted with ''
  * for a quote; '=' is required; a later line for a setting wins; include
- * directives are refused.  Unknown names, bad values and missing files are
+ * directives are refused (the reader, shared with pgbk-watcher's settings,
+ * is confread.h).  Unknown names, bad values and missing files are
  * errors that name the setting (and the file and line), never a value that
  * could be a secret.
  *

@@ -1,14 +1,17 @@
 /*
  * test_config.c
- *	  Unit tests for pgbk.conf parsing (config.c) and AWS-style credentials
- *	  files: every setting and its default, each validation error naming the
+ *	  Unit tests for pgbk.conf parsing (config.c over the shared reader,
+ *	  confread.c) and AWS-style credentials files: every setting and its default, each validation error naming the
  *	  setting, the file and the line, relative paths, quoting, and that no
  *	  error message ever contains a secret.
  */
 #include "unit.h"
 
 #include "config/config.h"
+#include "config/confread.h"
+#include "context/context.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -655,6 +658,184 @@ test_trusted_file(void **state)
 	assert_non_null(strstr(err.msg, "writable by its group"));
 }
 
+/*
+ * The reader under pgbk.conf (common/config/confread.c) is the one every
+ * configuration file uses: another table of names gets the same errors, word
+ * for word (test_watcher.c checks the watcher's settings the same way), and
+ * each setting keeps the line that set it.
+ */
+static void
+test_one_reader(void **state)
+{
+	static const char *const names[] = {"repository", "roots"};
+	static const ConfSpec    other = {names, 2};
+	static const char *const bad[] = {
+	    "include 'other.conf'\n",
+	    "repository = /r\ninclude_dir = 'conf.d'\n",
+	    "repository = '/r\n",
+	    "repository /r\n",
+	    "repository = /my backups\n",
+	    "repository =\n",
+	    "= /r\n",
+	    "repositry = /r\n",
+	    "aws_secret_access_key = hunter2\n",
+	};
+	ConfFile    cf;
+	PgbkConfig *cfg;
+	PgbkError   e1;
+	PgbkError   e2;
+	char        conf[700];
+	char       *big;
+	size_t      i;
+
+	(void) state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		cfg = NULL;
+		assert_int_equal(config_parse_string(bad[i], "x.conf", tmpdir, &cfg, &e1), PGBK_ERR_CONFIG);
+		assert_int_equal(conf_read_text(&other, bad[i], strlen(bad[i]), "x.conf", tmpdir, &cf, &e2),
+		                 PGBK_ERR_CONFIG);
+		if (strcmp(e1.msg, e2.msg) != 0)
+			fail_msg("for %s: pgbk.conf says \"%s\", another table \"%s\"", bad[i], e1.msg, e2.msg);
+		assert_no_secrets(e1.msg);
+	}
+
+	/* hints: the closest known name, never the value */
+	expect_fail("repository = /r\ns3_regoin = hunter2\n", "unrecognized setting \"s3_regoin\"",
+	            "line 2", "did you mean \"s3_region\"?", NULL);
+	expect_fail("repository = /r\nkey-file = x\n", "did you mean \"key_file\"?", NULL);
+	expect_fail("repository = /r\nsecret = x\n", "unrecognized setting \"secret\"", NULL);
+
+	/* files: NUL byte, too large, include, missing */
+	snprintf(conf, sizeof(conf), "%s/reader.conf", tmpdir);
+	{
+		FILE *f = fopen(conf, "w");
+
+		fwrite("repository=/r\0\n", 1, 16, f);
+		fclose(f);
+	}
+	assert_int_equal(config_load(conf, &cfg, &e1), PGBK_ERR_CONFIG);
+	assert_int_equal(conf_read_file(&other, conf, &cf, &e2), PGBK_ERR_CONFIG);
+	assert_string_equal(e1.msg, e2.msg);
+	assert_non_null(strstr(e1.msg, "contains a NUL byte"));
+
+	big = malloc(1024 * 1024 + 2);
+	assert_non_null(big);
+	memset(big, '#', 1024 * 1024 + 1);
+	big[1024 * 1024 + 1] = '\0';
+	write_file(conf, big, 0600);
+	free(big);
+	assert_int_equal(config_load(conf, &cfg, &e1), PGBK_ERR_CONFIG);
+	assert_int_equal(conf_read_file(&other, conf, &cf, &e2), PGBK_ERR_CONFIG);
+	assert_string_equal(e1.msg, e2.msg);
+	assert_non_null(strstr(e1.msg, "is too large"));
+
+	write_file(conf, "repository = /r\ninclude_if_exists = 'x'\n", 0600);
+	assert_int_equal(config_load(conf, &cfg, &e1), PGBK_ERR_CONFIG);
+	assert_int_equal(conf_read_file(&other, conf, &cf, &e2), PGBK_ERR_CONFIG);
+	assert_string_equal(e1.msg, e2.msg);
+	assert_non_null(strstr(e1.msg, "line 2"));
+
+	unlink(conf);
+	assert_int_equal(config_load(conf, &cfg, &e1), PGBK_ERR_CONFIG);
+	assert_int_equal(conf_read_file(&other, conf, &cf, &e2), PGBK_ERR_CONFIG);
+	assert_string_equal(e1.msg, e2.msg);
+
+	/* origin: the file's absolute path and the line that set each value (a later one wins) */
+	write_file(conf, "# c\nroots = a\n\nrepository = '/x'\nroots = 'b c'\n", 0600);
+	assert_int_equal(conf_read_file(&other, conf, &cf, &e2), PGBK_OK);
+	assert_string_equal(cf.origin, conf);
+	assert_string_equal(cf.base_dir, tmpdir);
+	assert_string_equal(conf_value(&cf, 0), "/x");
+	assert_int_equal(cf.values[0].line, 4);
+	assert_string_equal(conf_value(&cf, 1), "b c");
+	assert_int_equal(cf.values[1].line, 5);
+	conf_file_free(&cf);
+}
+
+/* The repository context (common/context): what each program opens. */
+static void
+test_repo_context(void **state)
+{
+	PgbkRepoContextOptions opts = {0};
+	PgbkRepoContext        ctx;
+	PgbkError              err;
+	char                   conf[700];
+	char                   text[900];
+	struct stat            st;
+
+	(void) state;
+	snprintf(conf, sizeof(conf), "%s/ctx.conf", tmpdir);
+	snprintf(text, sizeof(text),
+	         "repository = '%s/repo'\nkey_file = pgbk.key\nencryption = off\n"
+	         "compression_level = 5\n",
+	         tmpdir);
+	write_file(conf, text, 0600);
+	snprintf(text, sizeof(text), "%s/repo", tmpdir);
+	if (stat(text, &st) != 0)
+		assert_int_equal(mkdir(text, 0700), 0);
+
+	/* the whole context: configuration, keys, repository, codec parameters */
+	opts.config_path = conf;
+	opts.need_keys = true;
+	opts.need_repo = true;
+	if (pgbk_repo_context_open(&opts, &ctx, &err) != PGBK_OK)
+		fail_msg("%s", err.msg);
+	assert_string_equal(ctx.config_path, conf);
+	assert_non_null(ctx.cfg);
+	assert_non_null(ctx.ring);
+	assert_non_null(ctx.repo);
+	assert_ptr_equal(ctx.params.keyring, ctx.ring);
+	assert_int_equal(ctx.params.compression, PGBK_COMPRESS_ZSTD);
+	assert_int_equal(ctx.params.level, 5);
+	assert_false(ctx.params.encrypt);
+	assert_false(pgbk_repo_context_changed(&ctx));
+
+	/* a replaced key file is a change the backend rebuilds for */
+	write_file(path_of("pgbk.key"),
+	           "pgbk-key-1:"
+	           "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+	           0600);
+	{
+		/* the same bytes, maybe the same inode: the time says it changed */
+		struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
+
+		assert_int_equal(utimensat(AT_FDCWD, path_of("pgbk.key"), ts, 0), 0);
+	}
+	assert_true(pgbk_repo_context_changed(&ctx));
+	pgbk_repo_context_close(&ctx);
+	assert_null(ctx.cfg);
+	pgbk_repo_context_close(&ctx); /* harmless twice */
+
+	/* only what is asked for (the watcher: no keys, the repository later) */
+	opts.need_keys = false;
+	opts.need_repo = false;
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_OK);
+	assert_null(ctx.ring);
+	assert_null(ctx.repo);
+	assert_null(ctx.params.keyring);
+	assert_int_equal(pgbk_repo_context_open_repo(&ctx, &err), PGBK_OK);
+	assert_non_null(ctx.repo);
+	pgbk_repo_context_close(&ctx);
+
+	/* failures leave an empty context and say what failed */
+	opts.config_path = path_of("none.conf");
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_ERR_CONFIG);
+	assert_null(ctx.cfg);
+	assert_null(ctx.config_path);
+	assert_non_null(strstr(err.msg, "does not exist"));
+	opts.config_path = NULL;
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_ERR_CONFIG);
+	assert_non_null(strstr(err.msg, "no configuration file given"));
+	snprintf(text, sizeof(text), "repository = '%s/repo'\nkey_file = nokey\n", tmpdir);
+	write_file(conf, text, 0600);
+	opts.config_path = conf;
+	opts.need_keys = true;
+	assert_int_equal(pgbk_repo_context_open(&opts, &ctx, &err), PGBK_ERR_CONFIG);
+	assert_null(ctx.cfg);
+	assert_non_null(strstr(err.msg, "key_file"));
+}
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -765,6 +946,7 @@ main(void)
 	    cmocka_unit_test(test_numbers),      cmocka_unit_test(test_parse_units),
 	    cmocka_unit_test(test_secret_files), cmocka_unit_test(test_load_file),
 	    cmocka_unit_test(test_credentials),  cmocka_unit_test(test_trusted_file),
+	    cmocka_unit_test(test_one_reader),   cmocka_unit_test(test_repo_context),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

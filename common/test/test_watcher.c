@@ -1,7 +1,7 @@
 /*
  * test_watcher.c
  *	  Unit tests for pgbk-watcher's pure parts: the debounce state machine,
- *	  the configuration parser, exclude matching, the spool journal, and the
+ *	  the configuration parser (and that it reads files as pgbk.conf's does), exclude matching, the spool journal, and the
  *	  inotify watch table against a real directory tree (new trees, renames,
  *	  excluded directories, deletions, queue overflow, the watch limit).
  *
@@ -283,6 +283,131 @@ test_settings(void **state)
 	assert_int_equal(settings_parse_string("roots = '/srv\n", "w.conf", "/etc", &s, &err),
 	                 PGBK_ERR_CONFIG);
 	assert_non_null(strstr(err.msg, "unterminated"));
+}
+
+/*
+ * pgbk.conf and the watcher's settings are read by one reader
+ * (common/config/confread.c): the same bad input gives the same error,
+ * word for word, under both.
+ */
+static void
+same_error_text(const char *what, const char *text)
+{
+	PgbkConfig      *cfg = NULL;
+	WatcherSettings *set = NULL;
+	PgbkError        e1;
+	PgbkError        e2;
+
+	assert_int_equal(config_parse_string(text, "x.conf", "/etc", &cfg, &e1), PGBK_ERR_CONFIG);
+	assert_int_equal(settings_parse_string(text, "x.conf", "/etc", &set, &e2), PGBK_ERR_CONFIG);
+	assert_null(cfg);
+	assert_null(set);
+	if (strcmp(e1.msg, e2.msg) != 0)
+		fail_msg("%s: pgbk.conf says \"%s\", the watcher \"%s\"", what, e1.msg, e2.msg);
+}
+
+static void
+same_error_file(const char *what, const char *path, const char *want)
+{
+	PgbkConfig      *cfg = NULL;
+	WatcherSettings *set = NULL;
+	PgbkError        e1;
+	PgbkError        e2;
+
+	assert_int_equal(config_load(path, &cfg, &e1), PGBK_ERR_CONFIG);
+	assert_int_equal(settings_load(path, &set, &e2), PGBK_ERR_CONFIG);
+	assert_null(cfg);
+	assert_null(set);
+	if (strcmp(e1.msg, e2.msg) != 0)
+		fail_msg("%s: pgbk.conf says \"%s\", the watcher \"%s\"", what, e1.msg, e2.msg);
+	if (strstr(e1.msg, want) == NULL || strstr(e1.msg, path) == NULL)
+		fail_msg("%s: \"%s\" lacks \"%s\" or the file", what, e1.msg, want);
+}
+
+static void
+write_bytes(const char *path, const void *data, size_t len, mode_t mode)
+{
+	FILE *f;
+
+	unlink(path);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void
+test_one_reader(void **state)
+{
+	char   path[PATH_MAX];
+	char   old_cwd[PATH_MAX];
+	char  *big;
+	size_t big_len = 1024 * 1024 + 1;
+
+	(void) state;
+	/* syntax: from text */
+	same_error_text("include", "include 'other.conf'\n");
+	same_error_text("include_dir", "restic_binary = x\ninclude_dir = 'conf.d'\n");
+	same_error_text("include_if_exists", "include_if_exists = 'x'\n");
+	same_error_text("unterminated quote", "restic_binary = '/usr/bin/restic\n");
+	same_error_text("missing =", "restic_binary /usr/bin/restic\n");
+	same_error_text("missing value", "restic_binary =\n");
+	same_error_text("text after the value", "restic_binary = /usr/bin/my restic\n");
+	same_error_text("no name", "= x\n");
+	same_error_text("unknown name, with a hint", "restic_binari = x\n");
+	same_error_text("unknown name, no hint", "password = hunter2\n");
+
+	/* the hint names the closest setting, never the value */
+	{
+		WatcherSettings *set = NULL;
+		PgbkError        err;
+
+		assert_int_equal(settings_parse_string("roots = /a\nsetle_delay = hunter2\n", "w.conf",
+		                                       "/etc", &set, &err),
+		                 PGBK_ERR_CONFIG);
+		assert_non_null(strstr(err.msg, "unrecognized setting \"setle_delay\""));
+		assert_non_null(strstr(err.msg, "did you mean \"settle_delay\"?"));
+		assert_null(strstr(err.msg, "hunter2"));
+	}
+
+	/* files */
+	snprintf(path, sizeof(path), "%s/x.conf", test_dir);
+	write_bytes(path, "restic_binary = x\0\n", 19, 0600);
+	same_error_file("NUL byte", path, "contains a NUL byte");
+
+	big = malloc(big_len);
+	assert_non_null(big);
+	memset(big, '#', big_len);
+	write_bytes(path, big, big_len, 0600);
+	free(big);
+	same_error_file("too large", path, "is too large");
+
+	write_bytes(path, "include 'y.conf'\n", 17, 0600);
+	same_error_file("include in a file", path, "\"include\" directives are not supported");
+
+	write_bytes(path, "restic_binary = x\n", 18, 0666);
+	same_error_file("untrusted", path, "writable by group and others");
+
+	unlink(path);
+	same_error_file("missing", path, "it does not exist");
+
+	/* a relative path is named by its absolute form under both */
+	assert_non_null(getcwd(old_cwd, sizeof(old_cwd)));
+	assert_int_equal(chdir(test_dir), 0);
+	write_bytes(path, "include 'y.conf'\n", 17, 0600);
+	{
+		PgbkConfig      *cfg = NULL;
+		WatcherSettings *set = NULL;
+		PgbkError        e1;
+		PgbkError        e2;
+
+		assert_int_equal(config_load("x.conf", &cfg, &e1), PGBK_ERR_CONFIG);
+		assert_int_equal(settings_load("x.conf", &set, &e2), PGBK_ERR_CONFIG);
+		assert_string_equal(e1.msg, e2.msg);
+		assert_non_null(strstr(e1.msg, path));
+	}
+	assert_int_equal(chdir(old_cwd), 0);
 }
 
 static void
@@ -777,6 +902,7 @@ main(void)
 	    cmocka_unit_test(test_debounce_request_and_failures),
 	    cmocka_unit_test(test_debounce_degraded),
 	    cmocka_unit_test(test_settings),
+	    cmocka_unit_test_setup_teardown(test_one_reader, setup_dir, teardown_dir),
 	    cmocka_unit_test(test_restic_duration),
 	    cmocka_unit_test(test_excluded),
 	    cmocka_unit_test(test_spool_codec),
