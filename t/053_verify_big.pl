@@ -29,21 +29,23 @@ my $node = PgbkTest::new_node('big', $conf,
 	extra => "wal_level = minimal\nmax_wal_senders = 0\narchive_mode = off\n");
 $node->start;
 my $t0 = time();
-# 4 rows of 1952 bytes a page (STORAGE PLAIN: no TOAST, no compression),
-# each row's text different: 131072 pages fill the first segment, a few
-# more rows start the second
+# 4 rows of 1952 random bytes a page (STORAGE PLAIN: no TOAST, no
+# compression; random, so that the stored object is a gigabyte too):
+# 131072 pages fill the first segment, a few more rows start the second
 $node->safe_psql('postgres', q{
+	CREATE EXTENSION pgcrypto;
 	BEGIN;
-	CREATE TABLE big (id int, v text) WITH (autovacuum_enabled = off);
+	CREATE TABLE big (id int, v bytea) WITH (autovacuum_enabled = off);
 	ALTER TABLE big ALTER v SET STORAGE PLAIN;
-	INSERT INTO big SELECT i, repeat(md5(i::text), 61) FROM generate_series(1, 524288 + 400) i;
+	INSERT INTO big SELECT i, gen_random_bytes(976) || gen_random_bytes(976)
+	  FROM generate_series(1, 524288 + 400) i;
 	COMMIT;
 });
 my $relpath = $node->safe_psql('postgres', q{SELECT pg_relation_filepath('big')});
 my $relfile = $node->data_dir . "/$relpath";
 is(-s $relfile, $SEGMENT, "the table's first segment $relpath is a whole 1 GiB file");
 ok(-s "$relfile.1", '... and the table goes on in a second segment');
-note(sprintf('table filled in %.1f s', time() - $t0));
+diag(sprintf('table filled in %.1f s', time() - $t0));
 
 $node->stop;
 $node->append_conf('postgresql.conf', "wal_level = replica\nmax_wal_senders = 10\narchive_mode = on\n");
@@ -52,7 +54,7 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pgbk');
 $t0 = time();
 my $backup = $node->safe_psql('postgres', 'SELECT bk_base_backup()');
 like($backup, qr/^\d{8}T\d{6}Z$/, "base backup $backup");
-note(sprintf('base backup in %.1f s', time() - $t0));
+diag(sprintf('base backup in %.1f s', time() - $t0));
 $node->safe_psql('postgres', 'SELECT pg_switch_wal()');
 ok(PgbkTest::wait_archived($node), 'WAL archived');
 $node->safe_psql('postgres', 'SELECT bk_catalog_sync()');
@@ -60,7 +62,7 @@ $node->safe_psql('postgres', 'SELECT bk_catalog_sync()');
 my $key = "backup/$backup/data/$relpath";
 my $object = "$repo->{dir}/$key";
 ok(-f $object, "the segment is stored as $key");
-note(sprintf('stored: %d bytes for %d of content', -s $object, $SEGMENT));
+diag(sprintf('the segment is stored in %d bytes for %d of content', -s $object, $SEGMENT));
 
 ###########################################################################
 # bk_verify in one session: the problems, then that backend's peak memory
@@ -98,6 +100,33 @@ is($h->result(0), 0, 'pgbk verify: the repository verifies clean') or diag("$out
 cmp_ok($rss // 1e9, '<', $LIMIT_KIB,
 	sprintf('pgbk verify peaked at %s KiB, in %.1f s', $rss // '?', $secs));
 diag(sprintf('pgbk verify over a 1 GiB relation segment: max RSS %s KiB, %.1f s', $rss // '?', $secs));
+
+###########################################################################
+# The whole object is read: a bit flipped near its end is found by both
+# (its end does not authenticate)
+sub flip_bit
+{
+	my ($path, $offset) = @_;
+	my $byte;
+	open(my $fh, '+<:raw', $path) or die "open $path: $!";
+	sysseek($fh, $offset, 0) or die "seek $path: $!";
+	sysread($fh, $byte, 1) == 1 or die "read $path: $!";
+	sysseek($fh, $offset, 0) or die "seek $path: $!";
+	syswrite($fh, chr(ord($byte) ^ 1)) == 1 or die "write $path: $!";
+	close($fh) or die "close $path: $!";
+	return;
+}
+my $flip_at = (-s $object) - 64;
+flip_bit($object, $flip_at);
+like($node->safe_psql('postgres',
+		q{SELECT string_agg(kind || ' ' || object || ': ' || problem, E'\n') FROM bk_verify()}),
+	qr/^backup file \Q$backup:$relpath\E: unreadable: /m,
+	'bk_verify: a bit flipped near the end of the 1 GiB segment is found');
+($out, $err) = ('', '');
+IPC::Run::run([ PgbkTest::pgbk_bin(), 'verify', '--config', $conf ], '>', \$out, '2>', \$err);
+like($out, qr/^backup file \Q$backup:$relpath\E: unreadable: /m, '... and by pgbk verify')
+  or diag("$out\n$err");
+flip_bit($object, $flip_at);
 
 ###########################################################################
 # An ERROR midway: the server may not open the big segment's object, so
