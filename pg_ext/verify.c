@@ -140,7 +140,7 @@ verify_repository(VerifyState *vs, VerifyDescriptor *d)
 	/* nothing archived yet: the first archived file writes it */
 	if (SPI_execute("SELECT 1 FROM pgbk.wal UNION ALL SELECT 1 FROM pgbk.backup LIMIT 1", true,
 	                1) != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.wal");
+		elog(ERROR, "could not read pgbk.wal");
 	if (SPI_processed == 0)
 		return;
 	CHECK_FOR_INTERRUPTS();
@@ -161,7 +161,7 @@ verify_wal(VerifyState *vs)
 
 	ret = SPI_execute("SELECT name FROM pgbk.wal ORDER BY name", true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.wal");
+		elog(ERROR, "could not read pgbk.wal");
 	n = SPI_processed;
 	names = palloc(sizeof(char *) * (n + 1));
 	for (i = 0; i < n; i++)
@@ -189,7 +189,7 @@ verify_backups(VerifyState *vs, const VerifyDescriptor *d)
 
 	ret = SPI_execute("SELECT id FROM pgbk.backup ORDER BY id", true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.backup");
+		elog(ERROR, "could not read pgbk.backup");
 	n = SPI_processed;
 	ids = palloc(sizeof(char *) * (n + 1));
 	for (i = 0; i < n; i++)
@@ -235,7 +235,7 @@ verify_continuity(VerifyState *vs)
 	    "ORDER BY b.id",
 	    true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not check WAL continuity");
+		elog(ERROR, "could not check WAL continuity");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -303,7 +303,7 @@ bk_verify(PG_FUNCTION_ARGS)
 	verify_backups(vs, &d);
 	verify_continuity(vs);
 	SPI_finish();
-	ereport(NOTICE, (errmsg("pgbk: verified %lld objects, %lld problems", (long long) vs->checked,
+	ereport(NOTICE, (errmsg("verified %lld objects, %lld problems", (long long) vs->checked,
 	                        (long long) vs->problems)));
 	PG_RETURN_VOID();
 }
