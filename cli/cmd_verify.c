@@ -2,17 +2,22 @@
  * cmd_verify.c
  *	  pgbk verify: is the repository whole, from the repository alone (the
  *	  twin of the extension's bk_verify(), which starts from the catalog)?
+ *	  Objects are judged by the object verifier both share (common/verify,
+ *	  which streams each one through the decoder); this file lists the
+ *	  repository, reads the objects with --parallel threads and does what
+ *	  only the repository view has:
  *
  *	  - the repository descriptor pgbk.repo decodes, is one, and names the
  *	    database system every backup's manifest names (missing: a problem
  *	    once the repository holds anything);
  *	  - every object under wal/ (segments, .partial, .backup, .history) is
- *	    read whole, decrypted, and checked against its content hash; a WAL
+ *	    read, decrypted, and checked against its content hash; a WAL
  *	    object must carry the name it is stored under;
  *	  - every manifest decodes, and every file it lists exists, decodes and
  *	    matches the manifest's size and hash;
  *	  - every backup has unbroken WAL on its timeline chain from its start to
- *	    the newest archived segment of that chain.
+ *	    the newest archived segment of that chain (plan view);
+ *	  - --catalog: the catalog's file snapshots against restic.
  *
  *	  --sample F reads a random fraction F of the objects (manifests and the
  *	  continuity check are always done: they cost listings, not downloads).
@@ -21,8 +26,6 @@
  */
 #include "cli.h"
 
-#include <cjson/cJSON.h>
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -40,30 +43,26 @@
 #include "format/layout.h"
 #include "format/manifest.h"
 #include "plan/plan.h"
+#include "verify/verify.h"
 #include "wal/walname.h"
 
 #define VERIFY_MAX_PARALLEL 32
 #define VERIFY_PROGRESS_MS  250
 
+/* An object queued for the threads: a copy of what verify/ built. */
 typedef struct VerifyItem
 {
-	char         *kind;   /* "wal", "backup file" */
-	char         *object; /* what the problem line names */
-	char         *key;
-	const char   *wal_name;   /* wal: the name the object must carry */
-	bool          check_hash; /* backup file: size and hash from the manifest */
-	uint64_t      size;
-	unsigned char hash[CODEC_HASH_BYTES];
-	uint64_t      stored;
+	VerifyObject o;
+	char        *object; /* o's strings, owned */
+	char        *key;
 } VerifyItem;
 
 typedef struct Verify
 {
-	CliContext  ctx;
-	const char *catalog; /* --catalog: libpq conninfo of the catalog's database */
-	double      sample;
-	int         parallel;
-	bool        json;
+	CliContext   ctx;
+	VerifyParams params;
+	const char  *catalog; /* --catalog: libpq conninfo of the catalog's database */
+	int          parallel;
 
 	VerifyItem *items;
 	int         nitems;
@@ -80,9 +79,8 @@ typedef struct Verify
 	bool            fatal; /* the repository could not be read at all */
 	PgbkError       fatal_err;
 
-	bool     any_object; /* the repository holds WAL or backups */
-	bool     have_sysid; /* the descriptor was read: its system identifier */
-	uint64_t sysid;
+	bool             any_object; /* the repository holds WAL or backups */
+	VerifyDescriptor descriptor;
 } Verify;
 
 static void
@@ -117,28 +115,49 @@ verify_usage(FILE *out)
 	        VERIFY_MAX_PARALLEL);
 }
 
+/* Problems (from verify/ and from the checks here): one line on stdout each. */
+static void
+report_problem(void *arg, const char *kind, const char *object, const char *problem)
+{
+	Verify *vr = arg;
+
+	pthread_mutex_lock(&vr->lock);
+	printf("%s %s: %s\n", kind, object, problem);
+	fflush(stdout);
+	vr->problems++;
+	pthread_mutex_unlock(&vr->lock);
+}
+
 static void report(Verify *vr, const char *kind, const char *object, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
 report(Verify *vr, const char *kind, const char *object, const char *fmt, ...)
 {
+	char    msg[4 * PGBK_ERRMSG_LEN];
 	va_list ap;
 
-	pthread_mutex_lock(&vr->lock);
-	printf("%s %s: ", kind, object);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-	vr->problems++;
+	report_problem(vr, kind, object, msg);
+}
+
+static void
+count_progress(void *arg, uint64_t stored_bytes)
+{
+	Verify *vr = arg;
+
+	pthread_mutex_lock(&vr->lock);
+	vr->stored_done += stored_bytes;
 	pthread_mutex_unlock(&vr->lock);
 }
 
-static VerifyItem *
-add_item(Verify *vr, const char *kind, const char *object, const char *key)
+/* Queue a copy of o for the threads. */
+static PgbkStatus
+add_item(void *arg, const VerifyObject *o, PgbkError *err)
 {
+	Verify     *vr = arg;
 	VerifyItem *it;
 
 	if (vr->nitems == vr->cap)
@@ -147,46 +166,45 @@ add_item(Verify *vr, const char *kind, const char *object, const char *key)
 		VerifyItem *n = realloc(vr->items, sizeof(VerifyItem) * (size_t) cap);
 
 		if (n == NULL)
-			return NULL;
+			return pgbk_error(err, PGBK_ERR, "out of memory");
 		vr->items = n;
 		vr->cap = cap;
 	}
 	it = &vr->items[vr->nitems];
-	memset(it, 0, sizeof(*it));
-	it->kind = strdup(kind);
-	it->object = strdup(object);
-	it->key = strdup(key);
-	if (it->kind == NULL || it->object == NULL || it->key == NULL)
-		return NULL;
+	it->o = *o;
+	it->object = strdup(o->object);
+	it->key = strdup(o->key);
+	if (it->object == NULL || it->key == NULL)
+	{
+		free(it->object);
+		free(it->key);
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	}
+	it->o.object = it->object;
+	it->o.key = it->key;
+	if (o->wal_name != NULL)
+		it->o.wal_name = it->object;
 	vr->nitems++;
-	return it;
-}
-
-static bool
-sampled(const Verify *vr)
-{
-	return vr->sample >= 1.0 || drand48() < vr->sample;
+	return PGBK_OK;
 }
 
 /* Listing wal/: every object is a candidate. */
 static PgbkStatus
 list_wal_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 {
-	Verify     *vr = arg;
-	const char *name = layout_wal_name(info->key);
-	VerifyItem *it;
+	Verify      *vr = arg;
+	const char  *name = layout_wal_name(info->key);
+	VerifyObject o;
 
 	if (name == NULL)
 		return PGBK_OK; /* not ours (a temporary file of a local upload) */
 	vr->any_object = true;
 	vr->stored_total += info->size;
-	if (!sampled(vr))
+	if (!verify_sampled(&vr->params))
 		return PGBK_OK;
-	if ((it = add_item(vr, "wal", name, info->key)) == NULL)
-		return pgbk_error(err, PGBK_ERR, "out of memory");
-	it->wal_name = it->object;
-	it->stored = info->size;
-	return PGBK_OK;
+	verify_wal_object(&o, name, info->key, 0);
+	o.stored = info->size;
+	return add_item(vr, &o, err);
 }
 
 typedef struct ManifestList
@@ -220,245 +238,31 @@ list_manifest_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 	return PGBK_OK;
 }
 
-/*
- * The repository descriptor (pgbk.repo): it must be there once anything is
- * archived, decode (authenticated with the key, like every object), be a
- * descriptor (kind=descriptor, not another object copied over it) and name
- * a format and a database system; the backups are checked against that
- * system in collect_backups().  Read before the listings; a missing one is
- * reported after them (an empty repository has none yet).
- */
-static PgbkStatus
-check_descriptor(Verify *vr, bool *missing, PgbkError *err)
-{
-	PgbkBuf      stored, raw;
-	CodecHeader  hdr;
-	PgbkStatus   st;
-	cJSON       *doc = NULL;
-	const char  *sysid;
-	const cJSON *format;
-	char         kind[64];
-	char        *end;
-
-	*missing = false;
-	pgbk_buf_init(&stored);
-	pgbk_buf_init(&raw);
-	st = repo_get(vr->ctx.repo, LAYOUT_DESCRIPTOR, &stored, err);
-	if (st == PGBK_NOT_FOUND)
-	{
-		pgbk_error_clear(err);
-		*missing = true;
-		st = PGBK_OK;
-		goto out;
-	}
-	if (st != PGBK_OK)
-		goto out;
-	st = codec_decode(vr->ctx.ring, stored.data, stored.len, CODEC_LIMIT_SMALL, &raw, &hdr, err);
-	if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY)
-	{
-		report(vr, "repository", LAYOUT_DESCRIPTOR, "unreadable: %s", err->msg);
-		pgbk_error_clear(err);
-		st = PGBK_OK;
-		goto out;
-	}
-	if (st != PGBK_OK)
-		goto out;
-	if (!codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) || strcmp(kind, "descriptor") != 0)
-	{
-		report(vr, "repository", LAYOUT_DESCRIPTOR,
-		       "the object is not a repository descriptor (it says kind=%s)",
-		       codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) ? kind : "?");
-		goto out;
-	}
-	doc = cJSON_ParseWithLength((const char *) raw.data, raw.len);
-	format = doc ? cJSON_GetObjectItemCaseSensitive(doc, "format") : NULL;
-	sysid = doc ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "system_identifier"))
-	            : NULL;
-	if (!cJSON_IsNumber(format) || sysid == NULL || sysid[0] < '1' || sysid[0] > '9')
-	{
-		report(vr, "repository", LAYOUT_DESCRIPTOR,
-		       "malformed: it must hold a format and a database system identifier");
-		goto out;
-	}
-	if (format->valuedouble != 1)
-	{
-		report(vr, "repository", LAYOUT_DESCRIPTOR,
-		       "format %g is not one this pgbk reads (format 1)", format->valuedouble);
-		goto out;
-	}
-	errno = 0;
-	vr->sysid = strtoull(sysid, &end, 10);
-	if (errno != 0 || *end != '\0')
-	{
-		report(vr, "repository", LAYOUT_DESCRIPTOR,
-		       "malformed: \"%s\" is not a database system identifier", sysid);
-		goto out;
-	}
-	vr->have_sysid = true;
-out:
-	cJSON_Delete(doc);
-	pgbk_buf_free(&stored);
-	pgbk_buf_free(&raw);
-	return st;
-}
-
 /* Manifests are read here (small); their files become items. */
 static PgbkStatus
 collect_backups(Verify *vr, PgbkError *err)
 {
 	ManifestList ml = {NULL, 0, 0};
 	PgbkStatus   st;
-	int          i, f;
+	int          i;
 
 	st = repo_list(vr->ctx.repo, LAYOUT_MANIFEST_PREFIX, NULL, list_manifest_cb, &ml, err);
 	for (i = 0; st == PGBK_OK && i < ml.n; i++)
 	{
 		Manifest *m = NULL;
-		PgbkError merr;
 
-		pgbk_error_clear(&merr);
-		st = manifest_load(vr->ctx.repo, vr->ctx.ring, ml.ids[i], &m, &merr);
-		if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY ||
-		    st == PGBK_NOT_FOUND)
-		{
-			report(vr, "backup", ml.ids[i], "unreadable manifest: %s", merr.msg);
-			st = PGBK_OK;
-			continue;
-		}
-		if (st != PGBK_OK)
-		{
-			*err = merr;
-			break;
-		}
 		vr->any_object = true;
-		if (vr->have_sysid && m->system_identifier != vr->sysid)
-			report(vr, "backup", ml.ids[i],
-			       "it is of database system %" PRIu64
-			       ", but the repository descriptor %s says %" PRIu64,
-			       m->system_identifier, LAYOUT_DESCRIPTOR, vr->sysid);
-		for (f = 0; f < m->nfiles; f++)
-		{
-			const ManifestFile *mf = &m->files[f];
-			char                key[LAYOUT_KEY_LEN], object[LAYOUT_KEY_LEN];
-			VerifyItem         *it;
-
-			vr->stored_total += mf->stored;
-			if (!sampled(vr))
-				continue;
-			if (!layout_backup_file_key(m->id, mf->path, key, sizeof(key)))
-			{
-				report(vr, "backup file", mf->path, "path too long for a repository key");
-				continue;
-			}
-			snprintf(object, sizeof(object), "%s:%s", m->id, mf->path);
-			if ((it = add_item(vr, "backup file", object, key)) == NULL)
-			{
-				st = pgbk_error(err, PGBK_ERR, "out of memory");
-				break;
-			}
-			it->check_hash = true;
-			it->size = mf->size;
-			it->stored = mf->stored;
-			memcpy(it->hash, mf->hash, CODEC_HASH_BYTES);
-		}
+		st = verify_manifest(&vr->params, vr->ctx.repo, ml.ids[i], &vr->descriptor, &m, err);
+		if (st != PGBK_OK || m == NULL)
+			continue;
+		vr->stored_total += m->stored_bytes;
+		st = verify_backup_files(&vr->params, m, add_item, vr, err);
 		manifest_free(m);
 	}
 	for (i = 0; i < ml.n; i++)
 		free(ml.ids[i]);
 	free(ml.ids);
 	return st;
-}
-
-typedef struct CountSink
-{
-	Verify       *vr;
-	CodecDecoder *dec;
-	PgbkBuf       out;
-	uint64_t      raw;
-} CountSink;
-
-/* Output the decoder hands over in pieces: counted, not kept. */
-static PgbkStatus
-count_output(void *arg, const void *data, size_t len, PgbkError *err)
-{
-	CountSink *cs = arg;
-
-	(void) data;
-	(void) err;
-	cs->raw += len;
-	return PGBK_OK;
-}
-
-static PgbkStatus
-count_sink(void *arg, const void *data, size_t len, PgbkError *err)
-{
-	CountSink *cs = arg;
-	PgbkStatus st;
-
-	pgbk_buf_reset(&cs->out);
-	if ((st = codec_decoder_update(cs->dec, data, len, &cs->out, err)) != PGBK_OK)
-		return st;
-	cs->raw += cs->out.len;
-	pthread_mutex_lock(&cs->vr->lock);
-	cs->vr->stored_done += len;
-	pthread_mutex_unlock(&cs->vr->lock);
-	return PGBK_OK;
-}
-
-/*
- * Read one object through the decoder (which authenticates every frame and
- * checks the header's content hash).  Returns false with err set for a
- * repository failure that is not a problem of this object.
- */
-static bool
-check_item(Verify *vr, Repo *repo, const VerifyItem *it, PgbkError *err)
-{
-	CountSink     cs;
-	CodecHeader   hdr;
-	unsigned char hash[CODEC_HASH_BYTES];
-	PgbkStatus    st;
-	memset(&cs, 0, sizeof(cs));
-	cs.vr = vr;
-	pgbk_buf_init(&cs.out);
-	memset(&hdr, 0, sizeof(hdr));
-	if ((st = codec_decoder_begin(vr->ctx.ring,
-	                              it->check_hash ? it->size : codec_wal_limit(it->wal_name, 0),
-	                              &cs.dec, err)) != PGBK_OK)
-		return false;
-	codec_decoder_set_sink(cs.dec, count_output, &cs);
-	st = repo_get_stream(repo, it->key, count_sink, &cs, err);
-	if (st == PGBK_OK)
-		st = codec_decoder_finish(cs.dec, &hdr, hash, err);
-	else
-		codec_decoder_free(cs.dec);
-	pgbk_buf_free(&cs.out);
-	switch (st)
-	{
-		case PGBK_OK:
-			break;
-		case PGBK_NOT_FOUND:
-			report(vr, it->kind, it->object, "missing: \"%s\" is not in the repository", it->key);
-			return true;
-		case PGBK_ERR_INTEGRITY:
-		case PGBK_ERR_FORMAT:
-		case PGBK_ERR_KEY:
-			report(vr, it->kind, it->object, "unreadable: %s", err->msg);
-			pgbk_error_clear(err);
-			return true;
-		default:
-			return false;
-	}
-	if (it->wal_name != NULL && codec_check_name(&hdr, it->wal_name, err) != PGBK_OK)
-	{
-		report(vr, it->kind, it->object, "%s", err->msg);
-		pgbk_error_clear(err);
-	}
-	if (it->check_hash && (cs.raw != it->size || memcmp(hash, it->hash, CODEC_HASH_BYTES) != 0))
-		report(vr, it->kind, it->object,
-		       "content does not match the manifest (%" PRIu64 " bytes, expected %" PRIu64
-		       " with another checksum)",
-		       cs.raw, it->size);
-	return true;
 }
 
 static void *
@@ -486,8 +290,11 @@ verify_worker(void *arg)
 		pthread_mutex_unlock(&vr->lock);
 		if (idx < 0)
 			break;
-		if (!check_item(vr, repo, &vr->items[idx], &err))
-			st = err.code ? err.code : PGBK_ERR;
+		{
+			VerifyOutcome outcome;
+
+			st = verify_object(&vr->params, repo, &vr->items[idx].o, &outcome, &err);
+		}
 		pthread_mutex_lock(&vr->lock);
 		vr->done++;
 		pthread_mutex_unlock(&vr->lock);
@@ -587,7 +394,8 @@ check_continuity(Verify *vr, PgbkError *err)
 		plan_view_free(v);
 		if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY)
 		{
-			report(vr, "wal", "history", "the timeline history cannot be read: %s", err->msg);
+			report(vr, VERIFY_KIND_WAL, "history", "the timeline history cannot be read: %s",
+			       err->msg);
 			pgbk_error_clear(err);
 			return PGBK_OK;
 		}
@@ -657,14 +465,7 @@ check_continuity(Verify *vr, PgbkError *err)
 			walname_format_segment(lastname,
 			                       plan_chain_tli_of_seg(&chain, run_end, segsz, b->timeline),
 			                       run_end, segsz);
-			if (run_end == seg)
-				report(vr, "wal gap", name,
-				       "WAL segment %s is missing: backup %s cannot be restored past it", name,
-				       b->id);
-			else
-				report(vr, "wal gap", name,
-				       "WAL segments %s to %s are missing: backup %s cannot be restored past %s",
-				       name, lastname, b->id, name);
+			verify_report_wal_gap(&vr->params, name, run_end == seg ? NULL : lastname, b->id);
 			seg = run_end;
 		}
 		walname_history_free(&chain);
@@ -771,10 +572,14 @@ cmd_verify(int argc, char **argv)
 	int                        c, rc, i;
 	char                      *end;
 	char                       bytes[32];
-	bool                       no_descriptor = false;
 
 	memset(&vr, 0, sizeof(vr));
-	vr.sample = 1.0;
+	vr.params.sample = 1.0;
+	vr.params.random = drand48;
+	vr.params.report = report_problem;
+	vr.params.report_arg = &vr;
+	vr.params.progress = count_progress;
+	vr.params.progress_arg = &vr;
 	vr.parallel = 4;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:s:p:qhC:", opts, NULL)) != -1)
@@ -788,8 +593,9 @@ cmd_verify(int argc, char **argv)
 				vr.catalog = optarg;
 				break;
 			case 's':
-				vr.sample = strtod(optarg, &end);
-				if (end == optarg || *end != '\0' || !(vr.sample > 0 && vr.sample <= 1))
+				vr.params.sample = strtod(optarg, &end);
+				if (end == optarg || *end != '\0' ||
+				    !(vr.params.sample > 0 && vr.params.sample <= 1))
 				{
 					cli_error("verify: --sample must be a number in (0, 1], not \"%s\"", optarg);
 					return EXIT_USAGE;
@@ -829,16 +635,14 @@ cmd_verify(int argc, char **argv)
 	pgbk_error_clear(&err);
 
 	cli_info("verify: listing %s", repo_describe(vr.ctx.repo));
-	st = check_descriptor(&vr, &no_descriptor, &err);
+	vr.params.ring = vr.ctx.ring;
+	st = verify_descriptor(&vr.params, vr.ctx.repo, 0, &vr.descriptor, &err);
 	if (st == PGBK_OK)
 		st = repo_list(vr.ctx.repo, LAYOUT_WAL_PREFIX, NULL, list_wal_cb, &vr, &err);
 	if (st == PGBK_OK)
 		st = collect_backups(&vr, &err);
-	if (st == PGBK_OK && no_descriptor && vr.any_object)
-		report(&vr, "repository", LAYOUT_DESCRIPTOR,
-		       "missing: the repository holds WAL or backups but no descriptor \"%s\" (which "
-		       "names the database system it belongs to)",
-		       LAYOUT_DESCRIPTOR);
+	if (st == PGBK_OK && !vr.descriptor.present && vr.any_object)
+		verify_descriptor_missing(&vr.params);
 	if (st == PGBK_OK)
 		st = check_continuity(&vr, &err);
 	if (st == PGBK_OK && vr.catalog != NULL)
@@ -847,7 +651,7 @@ cmd_verify(int argc, char **argv)
 	{
 		plan_format_bytes(vr.stored_total, bytes, sizeof(bytes));
 		cli_info("verify: reading %d objects (%s stored in all, sample %g)", vr.nitems, bytes,
-		         vr.sample);
+		         vr.params.sample);
 		st = read_all(&vr, &err);
 	}
 	if (st != PGBK_OK)
@@ -861,7 +665,6 @@ cmd_verify(int argc, char **argv)
 	}
 	for (i = 0; i < vr.nitems; i++)
 	{
-		free(vr.items[i].kind);
 		free(vr.items[i].object);
 		free(vr.items[i].key);
 	}

@@ -2,19 +2,23 @@
  * verify.c
  *	  bk_verify(sample): is what the catalog promises really in the
  *	  repository?  Every catalogued object (or a random sample of them) is
- *	  read whole, decrypted and checked against its checksums; WAL objects
- *	  must carry the name they are catalogued under; every backup's files
- *	  must match the sizes and hashes of its manifest; and every backup must
- *	  have unbroken WAL on its timeline from its start to the newest
- *	  archived segment; the repository descriptor (pgbk.repo) must be there
- *	  and name this database system.  Problems come back as rows naming the
+ *	  read and judged by the object verifier (common/verify, shared with
+ *	  pgbk verify): streamed through the decoder, never more than a frame of
+ *	  it in memory; WAL objects must carry the name they are catalogued
+ *	  under; every backup's files must match the sizes and hashes of its
+ *	  manifest; the repository descriptor (pgbk.repo) must be there and name
+ *	  this database system.  What is the catalog's own is checked here:
+ *	  every backup must have unbroken WAL on its timeline from its start to
+ *	  the newest archived segment.  Problems come back as rows naming the
  *	  object.
+ *
+ *	  Memory: the manifest being verified is malloc'd by common code; it is
+ *	  owned by a reset callback of this call's memory context, so an ERROR
+ *	  midway (a repository failure, a cancel) frees it with the context.
  */
 #include "pgbk.h"
 
 #include <math.h>
-
-#include <cjson/cJSON.h>
 
 #include "access/htup_details.h"
 #include "access/xlog.h"
@@ -29,6 +33,7 @@
 
 #include "format/layout.h"
 #include "format/manifest.h"
+#include "verify/verify.h"
 
 PG_FUNCTION_INFO_V1(bk_verify);
 
@@ -36,17 +41,43 @@ typedef struct VerifyState
 {
 	ReturnSetInfo *rsinfo;
 	PgbkContext   *ctx;
-	double         sample;
+	VerifyParams   params;
 	int64          checked;
 	int64          problems;
 	List          *missing_wal; /* catalogued segments absent from the repository */
+
+	/*
+	 * The manifest being verified (malloc'd by verify/): freed when done, or
+	 * by the reset callback of the memory context this state lives in when an
+	 * ERROR (a repository failure, a cancel) leaves bk_verify midway.
+	 */
+	Manifest             *manifest;
+	MemoryContextCallback free_manifest;
 } VerifyState;
 
 static void
-problem(VerifyState *vs, const char *kind, const char *object, const char *what)
+free_manifest_cb(void *arg)
 {
-	Datum values[3];
-	bool  nulls[3] = {false, false, false};
+	VerifyState *vs = arg;
+
+	if (vs->manifest != NULL)
+	{
+		/* only an ERROR leaves one behind (t/053 looks for this line) */
+		ereport(DEBUG1, (errmsg_internal("bk_verify stopped in backup %s: its manifest is freed "
+		                                 "with the call's memory",
+		                                 vs->manifest->id)));
+		manifest_free(vs->manifest);
+		vs->manifest = NULL;
+	}
+}
+
+/* verify/'s report callback: one row (kind, object, problem). */
+static void
+problem(void *arg, const char *kind, const char *object, const char *what)
+{
+	VerifyState *vs = arg;
+	Datum        values[3];
+	bool         nulls[3] = {false, false, false};
 
 	values[0] = CStringGetTextDatum(kind);
 	if (object != NULL)
@@ -58,91 +89,42 @@ problem(VerifyState *vs, const char *kind, const char *object, const char *what)
 	vs->problems++;
 }
 
-static bool
-sampled(VerifyState *vs)
+static double
+random_fraction(void)
 {
-	return vs->sample >= 1.0 || pg_prng_double(&pg_global_prng_state) < vs->sample;
+	return pg_prng_double(&pg_global_prng_state);
 }
 
-/* Streams an object through the decoder, keeping its content only when asked (the descriptor). */
-typedef struct DiscardSink
+/* A failure that is no object's problem: a cancel as a cancel, the rest as an ERROR. */
+static void
+raise_unreadable(const PgbkError *err, const char *what)
 {
-	CodecDecoder *dec;
-	PgbkBuf       out;
-	PgbkBuf      *keep; /* NULL: discard the content */
-} DiscardSink;
-
-static PgbkStatus
-discard_output(void *arg, const void *data, size_t len, PgbkError *err)
-{
-	(void) arg;
-	(void) data;
-	(void) len;
-	(void) err;
-	return PGBK_OK;
+	CHECK_FOR_INTERRUPTS();
+	pgbk_report_error(ERROR, err, psprintf("could not read %s", what));
 }
 
-static PgbkStatus
-discard_sink(void *arg, const void *data, size_t len, PgbkError *err)
+/* Read one object (streamed by verify/; never more than a frame of it in memory). */
+static VerifyOutcome
+check_object(VerifyState *vs, const VerifyObject *o)
 {
-	DiscardSink *ds = arg;
-
-	PgbkStatus st;
-
-	pgbk_buf_reset(&ds->out);
-	st = codec_decoder_update(ds->dec, data, len, &ds->out, err);
-	if (st == PGBK_OK && ds->keep != NULL && ds->out.len > 0)
-		pgbk_buf_append(ds->keep, ds->out.data, ds->out.len);
-	return st;
-}
-
-/*
- * Read and decode one object, in bounded memory (the content is checked,
- * not kept; at most max_raw bytes of it are decoded).  Returns true when it
- * decoded; otherwise reports the problem.  hdr receives the header with the
- * verified size and content hash.
- */
-static bool
-read_object(VerifyState *vs, const char *kind, const char *object, const char *key,
-            uint64_t max_raw, CodecHeader *hdr, PgbkBuf *keep)
-{
-	DiscardSink ds;
-	PgbkError   err;
-	PgbkStatus  st;
+	VerifyOutcome outcome;
+	PgbkError     err;
 
 	CHECK_FOR_INTERRUPTS();
 	vs->checked++;
-	pgbk_buf_init(&ds.out);
-	ds.keep = keep;
 	pgbk_error_clear(&err);
-	st = codec_decoder_begin(vs->ctx->params.keyring, max_raw, &ds.dec, &err);
-	if (st == PGBK_OK)
-	{
-		if (keep == NULL)
-			codec_decoder_set_sink(ds.dec, discard_output, NULL);
-		st = repo_get_stream(vs->ctx->repo, key, discard_sink, &ds, &err);
-		if (st == PGBK_OK)
-			st = codec_decoder_finish(ds.dec, hdr, NULL, &err);
-		else
-			codec_decoder_free(ds.dec);
-	}
-	pgbk_buf_free(&ds.out);
-	if (st == PGBK_NOT_FOUND)
-	{
-		problem(vs, kind, object, psprintf("missing: \"%s\" is not in the repository", key));
-		if (strcmp(kind, "wal") == 0)
-			vs->missing_wal = lappend(vs->missing_wal, pstrdup(object));
-		return false;
-	}
-	if (st != PGBK_OK)
-	{
-		if (st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY)
-			problem(vs, kind, object, psprintf("unreadable: %s", err.msg));
-		else
-			pgbk_report_error(ERROR, &err, psprintf("could not read \"%s\"", key));
-		return false;
-	}
-	return true;
+	if (verify_object(&vs->params, vs->ctx->repo, o, &outcome, &err) != PGBK_OK)
+		raise_unreadable(&err, psprintf("\"%s\"", o->key));
+	return outcome;
+}
+
+/* verify_backup_files' callback: each file of a backup, read at once. */
+static PgbkStatus
+check_backup_file(void *arg, const VerifyObject *o, PgbkError *err)
+{
+	(void) err;
+	(void) check_object(arg, o);
+	return PGBK_OK;
 }
 
 /*
@@ -150,46 +132,24 @@ read_object(VerifyState *vs, const char *kind, const char *object, const char *k
  * with the key, a descriptor, and naming this database system.
  */
 static void
-verify_descriptor(VerifyState *vs)
+verify_repository(VerifyState *vs, VerifyDescriptor *d)
 {
-	PgbkBuf     raw;
-	CodecHeader hdr;
-	char        kind[64];
-	cJSON      *doc;
-	const char *sysid;
-	char        want[32];
+	PgbkError err;
 
+	memset(d, 0, sizeof(*d));
 	/* nothing archived yet: the first archived file writes it */
 	if (SPI_execute("SELECT 1 FROM pgbk.wal UNION ALL SELECT 1 FROM pgbk.backup LIMIT 1", true,
 	                1) != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.wal");
+		elog(ERROR, "could not read pgbk.wal");
 	if (SPI_processed == 0)
 		return;
-	pgbk_buf_init(&raw);
-	if (!read_object(vs, "repository", LAYOUT_DESCRIPTOR, LAYOUT_DESCRIPTOR, CODEC_LIMIT_SMALL,
-	                 &hdr, &raw))
-		return;
-	if (!codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) || strcmp(kind, "descriptor") != 0)
-	{
-		problem(vs, "repository", LAYOUT_DESCRIPTOR,
-		        psprintf("the object is not a repository descriptor (it says kind=%s)",
-		                 codec_attr_get(hdr.attrs, "kind", kind, sizeof(kind)) ? kind : "?"));
-		pgbk_buf_free(&raw);
-		return;
-	}
-	snprintf(want, sizeof(want), UINT64_FORMAT, GetSystemIdentifier());
-	doc = cJSON_ParseWithLength((const char *) raw.data, raw.len);
-	sysid = doc ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "system_identifier"))
-	            : NULL;
-	if (sysid == NULL)
-		problem(vs, "repository", LAYOUT_DESCRIPTOR,
-		        "malformed: it must hold a format and a database system identifier");
-	else if (strcmp(sysid, want) != 0)
-		problem(vs, "repository", LAYOUT_DESCRIPTOR,
-		        psprintf("it names database system %s, but this server is database system %s",
-		                 sysid, want));
-	cJSON_Delete(doc);
-	pgbk_buf_free(&raw);
+	CHECK_FOR_INTERRUPTS();
+	vs->checked++;
+	pgbk_error_clear(&err);
+	if (verify_descriptor(&vs->params, vs->ctx->repo, GetSystemIdentifier(), d, &err) != PGBK_OK)
+		raise_unreadable(&err, "\"" LAYOUT_DESCRIPTOR "\"");
+	if (!d->present)
+		verify_descriptor_missing(&vs->params);
 }
 
 static void
@@ -201,30 +161,27 @@ verify_wal(VerifyState *vs)
 
 	ret = SPI_execute("SELECT name FROM pgbk.wal ORDER BY name", true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.wal");
+		elog(ERROR, "could not read pgbk.wal");
 	n = SPI_processed;
 	names = palloc(sizeof(char *) * (n + 1));
 	for (i = 0; i < n; i++)
 		names[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	for (i = 0; i < n; i++)
 	{
-		char        key[LAYOUT_KEY_LEN];
-		CodecHeader hdr;
-		PgbkError   err;
+		char         key[LAYOUT_KEY_LEN];
+		VerifyObject o;
 
-		if (!sampled(vs))
+		if (!verify_sampled(&vs->params))
 			continue;
 		layout_wal_key(names[i], key, sizeof(key));
-		pgbk_error_clear(&err);
-		if (read_object(vs, "wal", names[i], key,
-		                codec_wal_limit(names[i], (uint32_t) wal_segment_size), &hdr, NULL) &&
-		    codec_check_name(&hdr, names[i], &err) != PGBK_OK)
-			problem(vs, "wal", names[i], pstrdup(err.msg));
+		verify_wal_object(&o, names[i], key, (uint32_t) wal_segment_size);
+		if (check_object(vs, &o) == VERIFY_MISSING)
+			vs->missing_wal = lappend(vs->missing_wal, names[i]);
 	}
 }
 
 static void
-verify_backups(VerifyState *vs)
+verify_backups(VerifyState *vs, const VerifyDescriptor *d)
 {
 	int    ret;
 	uint64 i, n;
@@ -232,50 +189,26 @@ verify_backups(VerifyState *vs)
 
 	ret = SPI_execute("SELECT id FROM pgbk.backup ORDER BY id", true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.backup");
+		elog(ERROR, "could not read pgbk.backup");
 	n = SPI_processed;
 	ids = palloc(sizeof(char *) * (n + 1));
 	for (i = 0; i < n; i++)
 		ids[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 	for (i = 0; i < n; i++)
 	{
-		Manifest  *m;
-		PgbkError  err;
-		PgbkStatus st;
-		int        f;
+		PgbkError err;
 
+		CHECK_FOR_INTERRUPTS();
 		pgbk_error_clear(&err);
 		vs->checked++;
-		st = manifest_load(vs->ctx->repo, vs->ctx->params.keyring, ids[i], &m, &err);
-		if (st == PGBK_NOT_FOUND)
-		{
-			problem(vs, "backup", ids[i], "missing: its manifest is not in the repository");
+		/* vs->manifest is set before any report: the reset callback owns it from there */
+		if (verify_manifest(&vs->params, vs->ctx->repo, ids[i], d, &vs->manifest, &err) != PGBK_OK)
+			raise_unreadable(&err, psprintf("the manifest of backup %s", ids[i]));
+		if (vs->manifest == NULL)
 			continue;
-		}
-		if (st != PGBK_OK)
-		{
-			problem(vs, "backup", ids[i], psprintf("unreadable manifest: %s", err.msg));
-			continue;
-		}
-		for (f = 0; f < m->nfiles; f++)
-		{
-			ManifestFile *mf = &m->files[f];
-			char          key[LAYOUT_KEY_LEN];
-			char          object[LAYOUT_KEY_LEN];
-			CodecHeader   hdr;
-
-			if (!sampled(vs))
-				continue;
-			snprintf(object, sizeof(object), "%s:%s", ids[i], mf->path);
-			layout_backup_file_key(ids[i], mf->path, key, sizeof(key));
-			/* the manifest is authenticated: no more content than it records */
-			if (read_object(vs, "backup file", object, key, mf->size, &hdr, NULL) &&
-			    (hdr.raw_size != mf->size ||
-			     memcmp(hdr.content_hash, mf->hash, CODEC_HASH_BYTES) != 0))
-				problem(vs, "backup file", object,
-				        "content does not match the manifest (size or checksum)");
-		}
-		manifest_free(m);
+		(void) verify_backup_files(&vs->params, vs->manifest, check_backup_file, vs, &err);
+		manifest_free(vs->manifest);
+		vs->manifest = NULL;
 	}
 }
 
@@ -302,15 +235,13 @@ verify_continuity(VerifyState *vs)
 	    "ORDER BY b.id",
 	    true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not check WAL continuity");
+		elog(ERROR, "could not check WAL continuity");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		char *seg = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 
-		problem(
-		    vs, "wal gap", seg,
-		    psprintf("WAL segment %s is missing: backup %s cannot be restored past it", seg, id));
+		verify_report_wal_gap(&vs->params, seg, NULL, id);
 	}
 
 	/* segments the catalog has but the repository lost are gaps too */
@@ -330,9 +261,7 @@ verify_continuity(VerifyState *vs)
 			char *ids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
 			if (ids != NULL)
-				problem(vs, "wal gap", name,
-				        psprintf("WAL segment %s is missing: backup %s cannot be restored past it",
-				                 name, ids));
+				verify_report_wal_gap(&vs->params, name, NULL, ids);
 		}
 	}
 }
@@ -340,32 +269,41 @@ verify_continuity(VerifyState *vs)
 Datum
 bk_verify(PG_FUNCTION_ARGS)
 {
-	double      sample = PG_ARGISNULL(0) ? 1.0 : PG_GETARG_FLOAT4(0);
-	VerifyState vs;
-	PgbkError   err;
+	double           sample = PG_ARGISNULL(0) ? 1.0 : PG_GETARG_FLOAT4(0);
+	VerifyState     *vs;
+	VerifyDescriptor d;
+	PgbkError        err;
 
 	if (sample <= 0 || sample > 1 || isnan(sample))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 		                errmsg("sample must be in (0, 1], not %g", sample)));
 	InitMaterializedSRF(fcinfo, 0);
-	memset(&vs, 0, sizeof(vs));
-	vs.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	vs.sample = sample;
+	/* in the call's memory context: its reset frees a manifest an ERROR left behind */
+	vs = palloc0(sizeof(VerifyState));
+	vs->free_manifest.func = free_manifest_cb;
+	vs->free_manifest.arg = vs;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &vs->free_manifest);
+	vs->rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	pgbk_install_hooks();
 	pgbk_error_clear(&err);
-	vs.ctx = pgbk_context(&err);
-	if (vs.ctx == NULL)
+	vs->ctx = pgbk_context(&err);
+	if (vs->ctx == NULL)
 		pgbk_report_error(ERROR, &err, "could not open the repository");
+	vs->params.ring = vs->ctx->ring;
+	vs->params.sample = sample;
+	vs->params.random = random_fraction;
+	vs->params.report = problem;
+	vs->params.report_arg = vs;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* the catalog first catches up, so WAL archived a moment ago is no gap */
 	(void) pgbk_catalog_sync(false, true);
-	verify_descriptor(&vs);
-	verify_wal(&vs);
-	verify_backups(&vs);
-	verify_continuity(&vs);
+	verify_repository(vs, &d);
+	verify_wal(vs);
+	verify_backups(vs, &d);
+	verify_continuity(vs);
 	SPI_finish();
-	ereport(NOTICE, (errmsg("pgbk: verified %lld objects, %lld problems", (long long) vs.checked,
-	                        (long long) vs.problems)));
+	ereport(NOTICE, (errmsg("verified %lld objects, %lld problems", (long long) vs->checked,
+	                        (long long) vs->problems)));
 	PG_RETURN_VOID();
 }
