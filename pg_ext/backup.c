@@ -23,6 +23,7 @@
  * used for restores and expiry removes them.
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -150,8 +151,9 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 	PgbkError               err;
 	char                    id[MANIFEST_ID_LEN];
 	uint64                  seq;
+	PgbkBackupState         running;
 
-	if (pgbk_shared == NULL)
+	if (!pgbk_shmem_available())
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 		                errmsg("pgbk is not loaded through shared_preload_libraries"),
 		                errhint("Add pgbk to shared_preload_libraries and restart.")));
@@ -170,53 +172,19 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 	for (;;)
 	{
 		format_backup_id(GetCurrentTimestamp(), id);
-		LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-		if (strcmp(id, pgbk_shared->backup_last_id) > 0 && strcmp(id, pgbk_shared->backup_id) > 0)
-		{
-			LWLockRelease(pgbk_shared->lock);
+		if (pgbk_backup_id_is_new(id))
 			break;
-		}
-		LWLockRelease(pgbk_shared->lock);
 		pg_usleep(200 * 1000L);
 		CHECK_FOR_INTERRUPTS();
 	}
 
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	if (pgbk_shared->backup_state == BACKUP_RUNNING)
-	{
-		int  pid = pgbk_shared->backup_pid;
-		bool alive = pid == 0 ? !TimestampDifferenceExceeds(pgbk_shared->backup_started_at,
-		                                                    GetCurrentTimestamp(), 60000)
-		                      : (kill(pid, 0) == 0 || errno != ESRCH);
-
-		if (alive)
-		{
-			char running[MANIFEST_ID_LEN];
-			char started[64];
-
-			strlcpy(running, pgbk_shared->backup_id, sizeof(running));
-			strlcpy(started, timestamptz_to_str(pgbk_shared->backup_started_at), sizeof(started));
-			LWLockRelease(pgbk_shared->lock);
-			ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
-			                errmsg("a base backup is already running (%s, started at %s)", running,
-			                       started),
-			                errhint("Wait for it to finish; bk_backup_progress shows how far it "
-			                        "is.")));
-		}
-	}
-	seq = ++pgbk_shared->backup_seq;
-	pgbk_shared->backup_state = BACKUP_RUNNING;
-	pgbk_shared->backup_pid = 0;
-	strlcpy(pgbk_shared->backup_id, id, sizeof(pgbk_shared->backup_id));
-	strlcpy(pgbk_shared->backup_phase, "starting", sizeof(pgbk_shared->backup_phase));
-	pgbk_shared->backup_started_at = GetCurrentTimestamp();
-	pgbk_shared->backup_bytes_total = 0;
-	pgbk_shared->backup_bytes_done = 0;
-	pgbk_shared->backup_stored_done = 0;
-	pgbk_shared->backup_files_total = 0;
-	pgbk_shared->backup_files_done = 0;
-	pgbk_shared->backup_workers = 0;
-	LWLockRelease(pgbk_shared->lock);
+	seq = pgbk_backup_begin(id, &running);
+	if (seq == 0)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+		                errmsg("a base backup is already running (%s, started at %s)", running.id,
+		                       timestamptz_to_str(running.started_at)),
+		                errhint("Wait for it to finish; bk_backup_progress shows how far it "
+		                        "is.")));
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -230,10 +198,7 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
-		LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-		pgbk_shared->backup_state = BACKUP_IDLE;
-		pgbk_shared->backup_id[0] = '\0';
-		LWLockRelease(pgbk_shared->lock);
+		pgbk_backup_abandon();
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 		                errmsg("could not start the base backup worker"),
 		                errhint("Raise max_worker_processes: a backup needs 1 + "
@@ -253,7 +218,6 @@ bk_base_backup(PG_FUNCTION_ARGS)
 	BackgroundWorkerHandle *handle;
 	uint64                  seq;
 	bool                    ok = false;
-	bool                    found = false;
 	char                    error[PGBK_ERROR_LEN];
 
 	seq = pgbk_start_backup(MyDatabaseId, id, &handle);
@@ -261,15 +225,7 @@ bk_base_backup(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text(id));
 
 	(void) WaitForBackgroundWorkerShutdown(handle);
-	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-	if (pgbk_shared->backup_last_seq == seq)
-	{
-		found = true;
-		ok = pgbk_shared->backup_last_ok;
-		strlcpy(error, pgbk_shared->backup_last_error, sizeof(error));
-	}
-	LWLockRelease(pgbk_shared->lock);
-	if (!found)
+	if (!pgbk_backup_outcome(seq, &ok, error))
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
 		                errmsg("base backup %s ended without reporting an outcome", id),
 		                errhint("See the server log.")));
@@ -286,26 +242,8 @@ bk_base_backup(PG_FUNCTION_ARGS)
 static void
 set_phase(const char *phase)
 {
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	strlcpy(pgbk_shared->backup_phase, phase, sizeof(pgbk_shared->backup_phase));
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_set_phase(phase);
 	pgstat_report_activity(STATE_RUNNING, psprintf("pgbk base backup: %s", phase));
-}
-
-static void
-finish_backup(bool ok, const char *error)
-{
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_last_seq = pgbk_shared->backup_seq;
-	pgbk_shared->backup_last_ok = ok;
-	strlcpy(pgbk_shared->backup_last_id, pgbk_shared->backup_id, MANIFEST_ID_LEN);
-	strlcpy(pgbk_shared->backup_last_error, error ? error : "", PGBK_ERROR_LEN);
-	pgbk_shared->backup_last_finished_at = GetCurrentTimestamp();
-	pgbk_shared->backup_state = BACKUP_IDLE;
-	pgbk_shared->backup_pid = 0;
-	pgbk_shared->backup_id[0] = '\0';
-	strlcpy(pgbk_shared->backup_phase, ok ? "done" : "failed", sizeof(pgbk_shared->backup_phase));
-	LWLockRelease(pgbk_shared->lock);
 }
 
 #define PROGRESS_COLS 14
@@ -313,28 +251,22 @@ finish_backup(bool ok, const char *error)
 Datum
 pgbk_backup_progress(PG_FUNCTION_ARGS)
 {
-	TupleDesc  tupdesc;
-	Datum      values[PROGRESS_COLS];
-	bool       nulls[PROGRESS_COLS];
-	PgbkShared s;
-	int        i = 0;
+	TupleDesc       tupdesc;
+	Datum           values[PROGRESS_COLS];
+	bool            nulls[PROGRESS_COLS];
+	PgbkBackupState s;
+	int             i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	memset(nulls, 0, sizeof(nulls));
-	memset(&s, 0, sizeof(s));
-	if (pgbk_shared)
+	pgbk_backup_get(&s);
+	values[i++] = BoolGetDatum(s.running);
+	if (s.running)
 	{
-		LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-		memcpy(&s, pgbk_shared, sizeof(s));
-		LWLockRelease(pgbk_shared->lock);
-	}
-	values[i++] = BoolGetDatum(s.backup_state == BACKUP_RUNNING);
-	if (s.backup_state == BACKUP_RUNNING)
-	{
-		values[i++] = CStringGetTextDatum(s.backup_id);
-		values[i++] = CStringGetTextDatum(s.backup_phase);
-		values[i++] = TimestampTzGetDatum(s.backup_started_at);
+		values[i++] = CStringGetTextDatum(s.id);
+		values[i++] = CStringGetTextDatum(s.phase);
+		values[i++] = TimestampTzGetDatum(s.started_at);
 	}
 	else
 	{
@@ -342,21 +274,21 @@ pgbk_backup_progress(PG_FUNCTION_ARGS)
 		nulls[i++] = true;
 		nulls[i++] = true;
 	}
-	values[i++] = Int64GetDatum((int64) s.backup_bytes_total);
-	values[i++] = Int64GetDatum((int64) s.backup_bytes_done);
-	values[i++] = Int64GetDatum((int64) s.backup_stored_done);
-	values[i++] = Int32GetDatum(s.backup_files_total);
-	values[i++] = Int32GetDatum(s.backup_files_done);
-	values[i++] = Int32GetDatum(s.backup_workers);
-	if (s.backup_last_seq > 0)
+	values[i++] = Int64GetDatum((int64) s.bytes_total);
+	values[i++] = Int64GetDatum((int64) s.bytes_done);
+	values[i++] = Int64GetDatum((int64) s.stored_done);
+	values[i++] = Int32GetDatum(s.files_total);
+	values[i++] = Int32GetDatum(s.files_done);
+	values[i++] = Int32GetDatum(s.workers);
+	if (s.last_seq > 0)
 	{
-		values[i++] = CStringGetTextDatum(s.backup_last_id);
-		values[i++] = BoolGetDatum(s.backup_last_ok);
-		if (s.backup_last_ok)
+		values[i++] = CStringGetTextDatum(s.last_id);
+		values[i++] = BoolGetDatum(s.last_ok);
+		if (s.last_ok)
 			nulls[i++] = true;
 		else
-			values[i++] = CStringGetTextDatum(s.backup_last_error);
-		values[i++] = TimestampTzGetDatum(s.backup_last_finished_at);
+			values[i++] = CStringGetTextDatum(s.last_error);
+		values[i++] = TimestampTzGetDatum(s.last_finished_at);
 	}
 	else
 	{
@@ -600,24 +532,6 @@ copy_fail(CopyShared *cs, const char *msg)
 	SpinLockRelease(&cs->mutex);
 }
 
-/*
- * Progress: raw bytes read, stored bytes written, files finished.  A file
- * that grew, shrank or vanished since the listing corrects the totals by
- * (read - listed), so a finished backup shows done = total.
- */
-static void
-add_progress(uint64 raw, uint64 stored, int files, int64 total_delta, int files_delta)
-{
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_bytes_done += raw;
-	pgbk_shared->backup_stored_done += stored;
-	pgbk_shared->backup_files_done += files;
-	pgbk_shared->backup_bytes_total =
-	    (uint64) Max((int64) pgbk_shared->backup_bytes_total + total_delta, 0);
-	pgbk_shared->backup_files_total += files_delta;
-	LWLockRelease(pgbk_shared->lock);
-}
-
 /* Stream one data directory file into the repository. */
 static PgbkStatus
 copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, PgbkBuf *out,
@@ -643,7 +557,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 		if (errno == ENOENT)
 		{
 			cf->state = COPY_VANISHED;
-			add_progress(0, 0, 0, -(int64) cf->size_hint, -1);
+			pgbk_backup_add_progress(0, 0, 0, -(int64) cf->size_hint, -1);
 			return PGBK_OK;
 		}
 		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
@@ -710,7 +624,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 			break;
 		}
 		rc = codec_encoder_update(enc, chunk, (size_t) n, out, err);
-		add_progress((uint64) n, 0, 0, 0, 0);
+		pgbk_backup_add_progress((uint64) n, 0, 0, 0, 0);
 	}
 	close(fd);
 	if (enc)
@@ -724,7 +638,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 	cf->mode = st.st_mode & 07777;
 	cf->stored = stored;
 	cf->state = COPY_DONE;
-	add_progress(0, stored, 1, (int64) raw_size - (int64) cf->size_hint, 0);
+	pgbk_backup_add_progress(0, stored, 1, (int64) raw_size - (int64) cf->size_hint, 0);
 	return PGBK_OK;
 }
 
@@ -1018,10 +932,7 @@ run_backup(const char *id)
 		off += n;
 		i++;
 	}
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_bytes_total = sr.bytes;
-	pgbk_shared->backup_files_total = cs->nfiles;
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_set_totals(sr.bytes, cs->nfiles);
 
 	/* 3. copy in parallel */
 	set_phase("copying files");
@@ -1044,9 +955,7 @@ run_backup(const char *id)
 			break;
 	}
 	nworkers = i;
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_workers = nworkers;
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_set_workers(nworkers);
 	if (nworkers == 0)
 		ereport(ERROR, (errmsg("could not start any backup copier worker"),
 		                errhint("Raise max_worker_processes.")));
@@ -1167,16 +1076,13 @@ pgbk_backup_main(Datum arg)
 	pgbk_install_hooks();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_pid = MyProcPid;
-	strlcpy(id, pgbk_shared->backup_id, sizeof(id));
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_attach(id);
 
 	oldcontext = CurrentMemoryContext;
 	PG_TRY();
 	{
 		run_backup(id);
-		finish_backup(true, NULL);
+		pgbk_backup_finish(true, NULL);
 	}
 	PG_CATCH();
 	{
@@ -1185,7 +1091,7 @@ pgbk_backup_main(Datum arg)
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
-		finish_backup(false, edata->message);
+		pgbk_backup_finish(false, edata->message);
 		ereport(LOG, (errmsg("pgbk: base backup %s failed: %s", id, edata->message)));
 		if (IsTransactionState())
 			AbortCurrentTransaction();

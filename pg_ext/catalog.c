@@ -15,6 +15,7 @@
  *	   is gone.
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <inttypes.h>
 

@@ -23,6 +23,7 @@
  * absent object succeeds).
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <time.h>
 
@@ -254,6 +255,7 @@ expire_incomplete_backups(ExpireState *es, TimestampTz now)
 {
 	IdList    data, manifests;
 	char      cutoff[MANIFEST_ID_LEN];
+	char      running[PGBK_BACKUP_ID_LEN];
 	char      after[LAYOUT_KEY_LEN + 8];
 	PgbkError err;
 	ListCell *lc, *mc;
@@ -263,11 +265,8 @@ expire_incomplete_backups(ExpireState *es, TimestampTz now)
 	/* the cutoff: now, or the running backup's start if earlier */
 	gmtime_r(&t, &gm);
 	strftime(cutoff, sizeof(cutoff), "%Y%m%dT%H%M%SZ", &gm);
-	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-	if (pgbk_shared->backup_state == BACKUP_RUNNING && pgbk_shared->backup_id[0] != '\0' &&
-	    strcmp(pgbk_shared->backup_id, cutoff) < 0)
-		strlcpy(cutoff, pgbk_shared->backup_id, sizeof(cutoff));
-	LWLockRelease(pgbk_shared->lock);
+	if (pgbk_backup_running(running) && running[0] != '\0' && strcmp(running, cutoff) < 0)
+		strlcpy(cutoff, running, sizeof(cutoff));
 
 	/* one listing call per backup id: start after "backup/<id>0" ('0' > '/') */
 	memset(&data, 0, sizeof(data));

@@ -6,6 +6,7 @@
  *	  bk_status (and, for refused duplicates, a catalog event).
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include "utils/timestamp.h"
 

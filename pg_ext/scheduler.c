@@ -10,6 +10,7 @@
  * pgbk.config is empty stays silent (DESIGN.md invariant 3).
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <sys/stat.h>
 
@@ -80,8 +81,8 @@ maybe_scheduled_backup(void)
 	char  id[32];
 	char *sql;
 
-	if (pgbk_base_backup_interval <= 0 || pgbk_shared == NULL ||
-	    pgbk_shared->backup_state == BACKUP_RUNNING || !pgbk_archiving_active())
+	if (pgbk_base_backup_interval <= 0 || !pgbk_shmem_available() || pgbk_backup_running(NULL) ||
+	    !pgbk_archiving_active())
 		return;
 	sql = psprintf("SELECT coalesce(max(start_time) < now() - interval '%d minutes', true) "
 	               "FROM pgbk.backup",
@@ -193,8 +194,7 @@ notify_unarchived_history(void)
 static void
 scheduler_detach(int code, Datum arg)
 {
-	if (pgbk_shared)
-		pgbk_shared->scheduler_latch = NULL;
+	pgbk_scheduler_detach();
 	pgbk_context_reset();
 }
 
@@ -215,9 +215,9 @@ pgbk_scheduler_main(Datum arg)
 
 	BackgroundWorkerInitializeConnection(pgbk_database, NULL, 0);
 
-	if (pgbk_shared)
+	if (pgbk_shmem_available())
 	{
-		pgbk_shared->scheduler_latch = MyLatch;
+		pgbk_scheduler_attach();
 		before_shmem_exit(scheduler_detach, (Datum) 0);
 	}
 
