@@ -115,11 +115,29 @@ scheduled_expire(void)
 }
 
 /*
+ * What one scheduler round does, named at the call (pgBackRest's "variadic
+ * functions"): scheduler_round(.sync = true) leaves every other field
+ * false.  `header` only keeps the initialiser valid when no field is given.
+ */
+typedef struct SchedulerRoundParam
+{
+	bool header;
+	bool sync;         /* catalog the repository's new objects */
+	bool backups;      /* ... and backups the catalog lacks (periodic) */
+	bool backup_check; /* start a base backup if one is due */
+	bool expire;       /* retention by depth (bk_expire) */
+} SchedulerRoundParam;
+
+#define scheduler_round(...)                                                                       \
+	scheduler_round_run((SchedulerRoundParam){.header = false, __VA_ARGS__})
+
+/*
  * One round of catalog work in its own transaction.  Errors are caught and
- * logged so that a repository outage does not kill the worker.
+ * logged so that a repository outage does not kill the worker.  Queued
+ * events are recorded in every round.
  */
 static void
-scheduler_round(bool sync, bool periodic, bool backup_check, bool expire)
+scheduler_round_run(SchedulerRoundParam round)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 
@@ -135,11 +153,11 @@ scheduler_round(bool sync, bool periodic, bool backup_check, bool expire)
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			insert_events();
-			if (sync && pgbk_config_path[0] != '\0')
-				(void) pgbk_catalog_sync(false, periodic);
-			if (backup_check)
+			if (round.sync && pgbk_config_path[0] != '\0')
+				(void) pgbk_catalog_sync(false, round.backups);
+			if (round.backup_check)
 				maybe_scheduled_backup();
-			if (expire && pgbk_config_path[0] != '\0')
+			if (round.expire && pgbk_config_path[0] != '\0')
 				scheduled_expire();
 			SPI_finish();
 		}
@@ -250,20 +268,20 @@ pgbk_scheduler_main(Datum arg)
 			last_full = now;
 			last_sync = now;
 			dirty = false;
-			scheduler_round(true, true, false, false);
+			scheduler_round(.sync = true, .backups = true);
 		}
 		else if (dirty && TimestampDifferenceExceeds(last_sync, now, SYNC_MIN_INTERVAL_MS))
 		{
 			dirty = false;
 			last_sync = now;
-			scheduler_round(true, false, false, false);
+			scheduler_round(.sync = true);
 		}
 
 		if (pgbk_base_backup_interval > 0 &&
 		    TimestampDifferenceExceeds(last_backup_check, now, 60 * 1000))
 		{
 			last_backup_check = now;
-			scheduler_round(false, false, true, false);
+			scheduler_round(.backup_check = true);
 		}
 
 		/* the first expiry waits one interval after start-up */
@@ -274,7 +292,7 @@ pgbk_scheduler_main(Datum arg)
 		        last_expire, now, (int) Min((int64) pgbk_expire_interval * 60000, PG_INT32_MAX)))
 		{
 			last_expire = now;
-			scheduler_round(false, false, false, true);
+			scheduler_round(.expire = true);
 		}
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
