@@ -95,6 +95,7 @@ typedef struct CopyShared
 	Size             strings_off;
 	slock_t          mutex;
 	bool             failed;
+	PgbkStatus       code; /* of the first failure */
 	char             error[PGBK_ERROR_LEN];
 	char             backup_id[MANIFEST_ID_LEN];
 	CopyFile         files[FLEXIBLE_ARRAY_MEMBER];
@@ -521,13 +522,14 @@ cmp_size_desc(const ListCell *a, const ListCell *b)
  * ------------------------------------------------------------------------ */
 
 static void
-copy_fail(CopyShared *cs, const char *msg)
+copy_fail(CopyShared *cs, const PgbkError *err)
 {
 	SpinLockAcquire(&cs->mutex);
 	if (!cs->failed)
 	{
 		cs->failed = true;
-		strlcpy(cs->error, msg, sizeof(cs->error));
+		cs->code = err->code;
+		strlcpy(cs->error, err->msg, sizeof(cs->error));
 	}
 	SpinLockRelease(&cs->mutex);
 }
@@ -658,14 +660,16 @@ pgbk_copier_main(Datum arg)
 	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pgbk copier");
 	seg = dsm_attach(DatumGetUInt32(arg));
 	if (seg == NULL)
-		ereport(ERROR, (errmsg("pgbk copier: could not attach to the backup's shared memory")));
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("could not attach to the base backup's shared memory segment"),
+		                errdetail("The backup coordinator has exited.")));
 	cs = dsm_segment_address(seg);
 
 	pgbk_error_clear(&err);
 	ctx = pgbk_context(&err);
 	if (ctx == NULL)
 	{
-		copy_fail(cs, err.msg);
+		copy_fail(cs, &err);
 		proc_exit(0);
 	}
 	chunk = palloc(COPY_CHUNK);
@@ -682,7 +686,7 @@ pgbk_copier_main(Datum arg)
 			break;
 		if (copy_one(ctx, cs, &cs->files[idx], chunk, &out, &err) != PGBK_OK)
 		{
-			copy_fail(cs, err.msg);
+			copy_fail(cs, &err);
 			break;
 		}
 	}
@@ -704,7 +708,7 @@ spi_exec(const char *sql, int expect)
 	int ret = SPI_execute(sql, false, 0);
 
 	if (ret != expect)
-		elog(ERROR, "pgbk: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
+		elog(ERROR, "\"%s\" failed: %s", sql, SPI_result_code_string(ret));
 }
 
 static void
@@ -755,7 +759,8 @@ wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop
 			pgbk_report_error(WARNING, &err, "could not check the backup's WAL");
 		if (GetCurrentTimestamp() > deadline)
 			ereport(ERROR,
-			        (errmsg("WAL segment %s, needed by the backup, did not reach the repository "
+			        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			         errmsg("WAL segment %s, needed by the backup, did not reach the repository "
 			                "within pgbk.backup_wal_timeout (%d s)",
 			                name, pgbk_backup_wal_timeout),
 			         errhint("Check bk_status: archiving may be failing.")));
@@ -820,18 +825,16 @@ add_source_config(Manifest *m)
 			continue;
 		if ((f = AllocateFile(path, "rb")) == NULL)
 		{
-			ereport(WARNING,
-			        (errcode_for_file_access(),
-			         errmsg("pgbk: base backup without configuration file \"%s\": %m", path)));
+			ereport(WARNING, (errcode_for_file_access(),
+			                  errmsg("base backup without configuration file \"%s\": %m", path)));
 			continue;
 		}
 		if (fstat(fileno(f), &st) != 0 || st.st_size > MANIFEST_CONFIG_MAX ||
 		    !pgbk_buf_reserve(&buf, (size_t) st.st_size + 1))
 		{
-			ereport(WARNING,
-			        (errmsg("pgbk: base backup without configuration file \"%s\": larger than "
-			                "%d bytes or unreadable",
-			                path, MANIFEST_CONFIG_MAX)));
+			ereport(WARNING, (errmsg("base backup without configuration file \"%s\": larger than "
+			                         "%d bytes or unreadable",
+			                         path, MANIFEST_CONFIG_MAX)));
 			FreeFile(f);
 			continue;
 		}
@@ -840,13 +843,15 @@ add_source_config(Manifest *m)
 		FreeFile(f);
 		if (n != (size_t) st.st_size)
 		{
-			ereport(
-			    WARNING,
-			    (errmsg("pgbk: base backup without configuration file \"%s\": short read", path)));
+			ereport(WARNING,
+			        (errmsg("base backup without configuration file \"%s\": short read", path)));
 			continue;
 		}
 		if (!manifest_add_config(m, path, buf.data, n))
-			elog(ERROR, "out of memory");
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+			                errdetail("Failed on adding configuration file \"%s\" to the "
+			                          "backup manifest.",
+			                          path)));
 	}
 	pgbk_buf_free(&buf);
 	end_tx();
@@ -893,14 +898,14 @@ run_backup(const char *id)
 		vals[0] = CStringGetTextDatum(label);
 		if (SPI_execute_with_args("SELECT pg_backup_start($1, true)::text", 1, types, vals, NULL,
 		                          false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pgbk: pg_backup_start failed");
+			elog(ERROR, "pg_backup_start() failed");
 		start_lsn_text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		start_lsn_text = MemoryContextStrdup(TopMemoryContext, start_lsn_text);
 	}
 	end_tx();
 	backup_started = true;
 	if (!walname_parse_lsn(start_lsn_text, &start_lsn))
-		elog(ERROR, "pgbk: unexpected start LSN \"%s\"", start_lsn_text);
+		elog(ERROR, "unexpected start LSN \"%s\"", start_lsn_text);
 
 	/* 2. list files */
 	set_phase("listing files");
@@ -957,14 +962,20 @@ run_backup(const char *id)
 	nworkers = i;
 	pgbk_backup_set_workers(nworkers);
 	if (nworkers == 0)
-		ereport(ERROR, (errmsg("could not start any backup copier worker"),
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+		                errmsg("could not start any backup copier worker"),
 		                errhint("Raise max_worker_processes.")));
 	for (i = 0; i < nworkers; i++)
 		(void) WaitForBackgroundWorkerShutdown(handles[i]);
 	if (cs->failed)
-		ereport(ERROR, (errmsg("%s", cs->error)));
+		ereport(ERROR, (errcode(cs->code != PGBK_OK ? pgbk_errcode(cs->code)
+		                                            : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+		                errmsg("%s", cs->error)));
 	if (pg_atomic_read_u32(&cs->next) < (uint32) cs->nfiles)
-		ereport(ERROR, (errmsg("backup copier workers stopped before copying every file")));
+		ereport(ERROR, (errcode(ERRCODE_OPERATOR_INTERVENTION),
+		                errmsg("backup copier workers stopped before copying every file"),
+		                errdetail("A copier worker was terminated, or the server is shutting "
+		                          "down.")));
 
 	/* 4. stop, then wait for the WAL */
 	set_phase("stopping");
@@ -978,7 +989,7 @@ run_backup(const char *id)
 		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 		sm = isnull ? NULL : SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 		if (!walname_parse_lsn(lsn, &stop_lsn))
-			elog(ERROR, "pgbk: unexpected stop LSN \"%s\"", lsn);
+			elog(ERROR, "unexpected stop LSN \"%s\"", lsn);
 		labelfile = MemoryContextStrdup(TopMemoryContext, lf);
 		spcmapfile = (sm && sm[0]) ? MemoryContextStrdup(TopMemoryContext, sm) : NULL;
 	}
@@ -999,7 +1010,8 @@ run_backup(const char *id)
 	set_phase("writing manifest");
 	m = manifest_new();
 	if (m == NULL)
-		elog(ERROR, "out of memory");
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+		                errdetail("Failed on creating the backup manifest.")));
 	strlcpy(m->id, id, sizeof(m->id));
 	m->label = strdup(label);
 	m->system_identifier = GetSystemIdentifier();
@@ -1046,7 +1058,8 @@ run_backup(const char *id)
 		memcpy(mf.hash, cf->hash, CODEC_HASH_BYTES);
 		mf.stored = cf->stored;
 		if (!manifest_add_file(m, &mf))
-			elog(ERROR, "out of memory");
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+			                errdetail("Failed on adding \"%s\" to the backup manifest.", mf.path)));
 		m->bytes += cf->size;
 		m->stored_bytes += cf->stored;
 	}
@@ -1062,7 +1075,7 @@ run_backup(const char *id)
 	pgbk_catalog_record_backup(m);
 	end_tx();
 	manifest_free(m);
-	ereport(LOG, (errmsg("pgbk: base backup %s complete", id)));
+	ereport(LOG, (errmsg("base backup %s complete", id)));
 }
 
 void
@@ -1092,7 +1105,7 @@ pgbk_backup_main(Datum arg)
 		edata = CopyErrorData();
 		FlushErrorState();
 		pgbk_backup_finish(false, edata->message);
-		ereport(LOG, (errmsg("pgbk: base backup %s failed: %s", id, edata->message)));
+		ereport(LOG, (errmsg("base backup %s failed: %s", id, edata->message)));
 		if (IsTransactionState())
 			AbortCurrentTransaction();
 		if (backup_started)

@@ -109,8 +109,8 @@ flush_deletes(ExpireState *es)
 		pfree(es->pending[i]);
 	es->npending = 0;
 	if (stop)
-		ereport(ERROR, (errmsg("pgbk: expiry stopped by pgbk.debug_expire_fail_after after %d "
-		                       "deletions",
+		ereport(ERROR, (errcode(ERRCODE_OPERATOR_INTERVENTION),
+		                errmsg("expiry stopped by pgbk.debug_expire_fail_after after %d deletions",
 		                       es->deletions)));
 
 	/*
@@ -130,8 +130,8 @@ flush_deletes(ExpireState *es)
 			    STATE_RUNNING,
 			    psprintf("pgbk expire: %d objects deleted in %ld s", es->deletions, secs));
 		else
-			ereport(NOTICE, (errmsg("pgbk: expiry has deleted %d objects so far (%ld s)",
-			                        es->deletions, secs)));
+			ereport(NOTICE,
+			        (errmsg("expiry has deleted %d objects so far (%ld s)", es->deletions, secs)));
 	}
 }
 
@@ -206,7 +206,7 @@ expire_backup(ExpireState *es, const char *id)
 	vals[0] = CStringGetTextDatum(id);
 	if (SPI_execute_with_args("DELETE FROM pgbk.backup WHERE id = $1", 1, types, vals, NULL, false,
 	                          0) != SPI_OK_DELETE)
-		elog(ERROR, "pgbk: could not delete backup row %s", id);
+		elog(ERROR, "could not delete backup row %s", id);
 }
 
 /*
@@ -384,7 +384,12 @@ bk_expire(PG_FUNCTION_ARGS)
 	                            "WHERE name = 'database'",
 	                            1, types, vals, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pgbk: the database scope is missing from pgbk.scope");
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("the database scope is missing from pgbk.scope"),
+		                errdetail("Expiry keeps what the depth of the database scope needs, and "
+		                          "that row was deleted."),
+		                errhint("Insert the row 'database' again (mechanism 'wal') with the "
+		                        "depth to keep; nothing was deleted.")));
 	window_start = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	depth = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 
@@ -394,7 +399,7 @@ bk_expire(PG_FUNCTION_ARGS)
 	                            "stop_time <= $1::timestamptz FROM pgbk.backup ORDER BY stop_time",
 	                            1, (Oid[]){TEXTOID}, vals, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.backup");
+		elog(ERROR, "could not read pgbk.backup");
 	nbackups = SPI_processed;
 	ids = palloc(sizeof(char *) * (nbackups + 1));
 	stops = palloc(sizeof(char *) * (nbackups + 1));
@@ -452,7 +457,7 @@ bk_expire(PG_FUNCTION_ARGS)
 		                            "AND end_lsn <= $1::pg_lsn ORDER BY name",
 		                            1, (Oid[]){TEXTOID}, vals, NULL, true, 0);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "pgbk: could not read pgbk.wal");
+			elog(ERROR, "could not read pgbk.wal");
 		nwal = SPI_processed;
 		names = palloc(sizeof(char *) * (nwal + 1));
 		keys = palloc(sizeof(char *) * (nwal + 1));
@@ -481,7 +486,7 @@ bk_expire(PG_FUNCTION_ARGS)
 			    "DELETE FROM pgbk.restore_point r USING gone WHERE r.wal_name = gone.name",
 			    1, (Oid[]){TEXTOID}, vals, NULL, false, 0);
 			if (ret != SPI_OK_DELETE)
-				elog(ERROR, "pgbk: could not delete WAL rows");
+				elog(ERROR, "could not delete WAL rows");
 		}
 	}
 
@@ -494,7 +499,7 @@ bk_expire(PG_FUNCTION_ARGS)
 	    "WHERE x.scope = e.scope ORDER BY x.taken_at DESC LIMIT 1) ORDER BY e.taken_at",
 	    1, (Oid[]){TIMESTAMPTZOID}, vals, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.external_backup");
+		elog(ERROR, "could not read pgbk.external_backup");
 	{
 		uint64 n = SPI_processed;
 		char **rows = palloc(sizeof(char *) * (n + 1));
@@ -514,7 +519,7 @@ bk_expire(PG_FUNCTION_ARGS)
 			vals[0] = Int64GetDatum(strtoll(rows[i], NULL, 10));
 			if (SPI_execute_with_args("DELETE FROM pgbk.external_backup WHERE id = $1", 1,
 			                          (Oid[]){INT8OID}, vals, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "pgbk: could not delete an external backup row");
+				elog(ERROR, "could not delete an external backup row");
 		}
 	}
 

@@ -47,7 +47,6 @@ pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *
 	pgbk_status_success(file, res.raw_size, res.stored_size, res.already_present);
 	pgbk_wake_scheduler(); /* the catalog picks the new object up */
 	if (res.already_present)
-		ereport(LOG, (errmsg("pgbk: \"%s\" was already in the repository with identical content",
-		                     file)));
+		ereport(LOG, (errmsg("\"%s\" was already in the repository with identical content", file)));
 	return true;
 }

@@ -65,7 +65,7 @@ insert_events(void)
 		if (SPI_execute_with_args("INSERT INTO pgbk.event (at, kind, object, message) "
 		                          "VALUES ($1, $2, $3, $4)",
 		                          4, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "pgbk: could not record event");
+			elog(ERROR, "could not record event");
 	}
 }
 
@@ -88,12 +88,12 @@ maybe_scheduled_backup(void)
 	               "FROM pgbk.backup",
 	               pgbk_base_backup_interval);
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read the backup catalog");
+		elog(ERROR, "could not read pgbk.backup");
 	due = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull || !DatumGetBool(due))
 		return;
 	(void) pgbk_start_backup(MyDatabaseId, id, NULL);
-	ereport(LOG, (errmsg("pgbk: scheduled base backup %s started", id)));
+	ereport(LOG, (errmsg("scheduled base backup %s started", id)));
 }
 
 /* Retention by depth, when pgbk.expire_interval says it is due. */
@@ -106,12 +106,12 @@ scheduled_expire(void)
 	                "WHERE extname = 'pgbk'",
 	                true, 1) != SPI_OK_SELECT ||
 	    SPI_processed != 1)
-		elog(ERROR, "pgbk: extension not found");
+		elog(ERROR, "extension \"pgbk\" not found");
 	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (SPI_execute(psprintf("SELECT count(*) FROM %s.bk_expire(false)", schema), false, 0) !=
 	    SPI_OK_SELECT)
-		elog(ERROR, "pgbk: scheduled expiry failed");
-	ereport(LOG, (errmsg("pgbk: scheduled expiry done")));
+		elog(ERROR, "scheduled expiry failed");
+	ereport(LOG, (errmsg("scheduled expiry done")));
 }
 
 /*
@@ -202,7 +202,7 @@ notify_unarchived_history(void)
 		snprintf(path, sizeof(path), XLOGDIR "/%s", name);
 		if (stat(path, &st) != 0 || XLogArchiveIsReadyOrDone(name))
 			continue;
-		ereport(LOG, (errmsg("pgbk: archiving timeline history file \"%s\", which was written "
+		ereport(LOG, (errmsg("archiving timeline history file \"%s\", which was written "
 		                     "while archiving was off",
 		                     name)));
 		XLogArchiveNotify(name);

@@ -173,8 +173,7 @@ upload_one(int idx, const char *name, bool backlog)
 	ok = pgbk_push_wal_file(name, path, backlog, &err);
 	failures = pgbk_slot_finish(idx, ok);
 	if (ok)
-		elog(DEBUG1, "pgbk uploader: \"%s\" uploaded in %.1f ms", name,
-		     (GetCurrentTimestamp() - start) / 1000.0);
+		elog(DEBUG1, "\"%s\" uploaded in %.1f ms", name, (GetCurrentTimestamp() - start) / 1000.0);
 	if (!ok)
 	{
 		if (err.code == PGBK_ERR_INTERRUPTED)
@@ -208,7 +207,7 @@ pgbk_uploader_main(Datum arg)
 	{
 		errno = 0;
 		if (setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + pgbk_uploader_nice) != 0)
-			ereport(LOG, (errmsg("pgbk uploader: could not lower its priority: %m")));
+			ereport(LOG, (errmsg("could not lower the uploader's CPU priority: %m")));
 	}
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
