@@ -23,6 +23,7 @@
  * used for restores and expiry removes them.
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -94,6 +95,7 @@ typedef struct CopyShared
 	Size             strings_off;
 	slock_t          mutex;
 	bool             failed;
+	PgbkStatus       code; /* of the first failure */
 	char             error[PGBK_ERROR_LEN];
 	char             backup_id[MANIFEST_ID_LEN];
 	CopyFile         files[FLEXIBLE_ARRAY_MEMBER];
@@ -150,8 +152,9 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 	PgbkError               err;
 	char                    id[MANIFEST_ID_LEN];
 	uint64                  seq;
+	PgbkBackupState         running;
 
-	if (pgbk_shared == NULL)
+	if (!pgbk_shmem_available())
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 		                errmsg("pgbk is not loaded through shared_preload_libraries"),
 		                errhint("Add pgbk to shared_preload_libraries and restart.")));
@@ -170,53 +173,19 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 	for (;;)
 	{
 		format_backup_id(GetCurrentTimestamp(), id);
-		LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-		if (strcmp(id, pgbk_shared->backup_last_id) > 0 && strcmp(id, pgbk_shared->backup_id) > 0)
-		{
-			LWLockRelease(pgbk_shared->lock);
+		if (pgbk_backup_id_is_new(id))
 			break;
-		}
-		LWLockRelease(pgbk_shared->lock);
 		pg_usleep(200 * 1000L);
 		CHECK_FOR_INTERRUPTS();
 	}
 
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	if (pgbk_shared->backup_state == BACKUP_RUNNING)
-	{
-		int  pid = pgbk_shared->backup_pid;
-		bool alive = pid == 0 ? !TimestampDifferenceExceeds(pgbk_shared->backup_started_at,
-		                                                    GetCurrentTimestamp(), 60000)
-		                      : (kill(pid, 0) == 0 || errno != ESRCH);
-
-		if (alive)
-		{
-			char running[MANIFEST_ID_LEN];
-			char started[64];
-
-			strlcpy(running, pgbk_shared->backup_id, sizeof(running));
-			strlcpy(started, timestamptz_to_str(pgbk_shared->backup_started_at), sizeof(started));
-			LWLockRelease(pgbk_shared->lock);
-			ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
-			                errmsg("a base backup is already running (%s, started at %s)", running,
-			                       started),
-			                errhint("Wait for it to finish; bk_backup_progress shows how far it "
-			                        "is.")));
-		}
-	}
-	seq = ++pgbk_shared->backup_seq;
-	pgbk_shared->backup_state = BACKUP_RUNNING;
-	pgbk_shared->backup_pid = 0;
-	strlcpy(pgbk_shared->backup_id, id, sizeof(pgbk_shared->backup_id));
-	strlcpy(pgbk_shared->backup_phase, "starting", sizeof(pgbk_shared->backup_phase));
-	pgbk_shared->backup_started_at = GetCurrentTimestamp();
-	pgbk_shared->backup_bytes_total = 0;
-	pgbk_shared->backup_bytes_done = 0;
-	pgbk_shared->backup_stored_done = 0;
-	pgbk_shared->backup_files_total = 0;
-	pgbk_shared->backup_files_done = 0;
-	pgbk_shared->backup_workers = 0;
-	LWLockRelease(pgbk_shared->lock);
+	seq = pgbk_backup_begin(id, &running);
+	if (seq == 0)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+		                errmsg("a base backup is already running (%s, started at %s)", running.id,
+		                       timestamptz_to_str(running.started_at)),
+		                errhint("Wait for it to finish; bk_backup_progress shows how far it "
+		                        "is.")));
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -230,10 +199,7 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
-		LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-		pgbk_shared->backup_state = BACKUP_IDLE;
-		pgbk_shared->backup_id[0] = '\0';
-		LWLockRelease(pgbk_shared->lock);
+		pgbk_backup_abandon();
 		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 		                errmsg("could not start the base backup worker"),
 		                errhint("Raise max_worker_processes: a backup needs 1 + "
@@ -253,7 +219,6 @@ bk_base_backup(PG_FUNCTION_ARGS)
 	BackgroundWorkerHandle *handle;
 	uint64                  seq;
 	bool                    ok = false;
-	bool                    found = false;
 	char                    error[PGBK_ERROR_LEN];
 
 	seq = pgbk_start_backup(MyDatabaseId, id, &handle);
@@ -261,15 +226,7 @@ bk_base_backup(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text(id));
 
 	(void) WaitForBackgroundWorkerShutdown(handle);
-	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-	if (pgbk_shared->backup_last_seq == seq)
-	{
-		found = true;
-		ok = pgbk_shared->backup_last_ok;
-		strlcpy(error, pgbk_shared->backup_last_error, sizeof(error));
-	}
-	LWLockRelease(pgbk_shared->lock);
-	if (!found)
+	if (!pgbk_backup_outcome(seq, &ok, error))
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
 		                errmsg("base backup %s ended without reporting an outcome", id),
 		                errhint("See the server log.")));
@@ -286,26 +243,8 @@ bk_base_backup(PG_FUNCTION_ARGS)
 static void
 set_phase(const char *phase)
 {
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	strlcpy(pgbk_shared->backup_phase, phase, sizeof(pgbk_shared->backup_phase));
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_set_phase(phase);
 	pgstat_report_activity(STATE_RUNNING, psprintf("pgbk base backup: %s", phase));
-}
-
-static void
-finish_backup(bool ok, const char *error)
-{
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_last_seq = pgbk_shared->backup_seq;
-	pgbk_shared->backup_last_ok = ok;
-	strlcpy(pgbk_shared->backup_last_id, pgbk_shared->backup_id, MANIFEST_ID_LEN);
-	strlcpy(pgbk_shared->backup_last_error, error ? error : "", PGBK_ERROR_LEN);
-	pgbk_shared->backup_last_finished_at = GetCurrentTimestamp();
-	pgbk_shared->backup_state = BACKUP_IDLE;
-	pgbk_shared->backup_pid = 0;
-	pgbk_shared->backup_id[0] = '\0';
-	strlcpy(pgbk_shared->backup_phase, ok ? "done" : "failed", sizeof(pgbk_shared->backup_phase));
-	LWLockRelease(pgbk_shared->lock);
 }
 
 #define PROGRESS_COLS 14
@@ -313,28 +252,22 @@ finish_backup(bool ok, const char *error)
 Datum
 pgbk_backup_progress(PG_FUNCTION_ARGS)
 {
-	TupleDesc  tupdesc;
-	Datum      values[PROGRESS_COLS];
-	bool       nulls[PROGRESS_COLS];
-	PgbkShared s;
-	int        i = 0;
+	TupleDesc       tupdesc;
+	Datum           values[PROGRESS_COLS];
+	bool            nulls[PROGRESS_COLS];
+	PgbkBackupState s;
+	int             i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	memset(nulls, 0, sizeof(nulls));
-	memset(&s, 0, sizeof(s));
-	if (pgbk_shared)
+	pgbk_backup_get(&s);
+	values[i++] = BoolGetDatum(s.running);
+	if (s.running)
 	{
-		LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-		memcpy(&s, pgbk_shared, sizeof(s));
-		LWLockRelease(pgbk_shared->lock);
-	}
-	values[i++] = BoolGetDatum(s.backup_state == BACKUP_RUNNING);
-	if (s.backup_state == BACKUP_RUNNING)
-	{
-		values[i++] = CStringGetTextDatum(s.backup_id);
-		values[i++] = CStringGetTextDatum(s.backup_phase);
-		values[i++] = TimestampTzGetDatum(s.backup_started_at);
+		values[i++] = CStringGetTextDatum(s.id);
+		values[i++] = CStringGetTextDatum(s.phase);
+		values[i++] = TimestampTzGetDatum(s.started_at);
 	}
 	else
 	{
@@ -342,21 +275,21 @@ pgbk_backup_progress(PG_FUNCTION_ARGS)
 		nulls[i++] = true;
 		nulls[i++] = true;
 	}
-	values[i++] = Int64GetDatum((int64) s.backup_bytes_total);
-	values[i++] = Int64GetDatum((int64) s.backup_bytes_done);
-	values[i++] = Int64GetDatum((int64) s.backup_stored_done);
-	values[i++] = Int32GetDatum(s.backup_files_total);
-	values[i++] = Int32GetDatum(s.backup_files_done);
-	values[i++] = Int32GetDatum(s.backup_workers);
-	if (s.backup_last_seq > 0)
+	values[i++] = Int64GetDatum((int64) s.bytes_total);
+	values[i++] = Int64GetDatum((int64) s.bytes_done);
+	values[i++] = Int64GetDatum((int64) s.stored_done);
+	values[i++] = Int32GetDatum(s.files_total);
+	values[i++] = Int32GetDatum(s.files_done);
+	values[i++] = Int32GetDatum(s.workers);
+	if (s.last_seq > 0)
 	{
-		values[i++] = CStringGetTextDatum(s.backup_last_id);
-		values[i++] = BoolGetDatum(s.backup_last_ok);
-		if (s.backup_last_ok)
+		values[i++] = CStringGetTextDatum(s.last_id);
+		values[i++] = BoolGetDatum(s.last_ok);
+		if (s.last_ok)
 			nulls[i++] = true;
 		else
-			values[i++] = CStringGetTextDatum(s.backup_last_error);
-		values[i++] = TimestampTzGetDatum(s.backup_last_finished_at);
+			values[i++] = CStringGetTextDatum(s.last_error);
+		values[i++] = TimestampTzGetDatum(s.last_finished_at);
 	}
 	else
 	{
@@ -589,33 +522,16 @@ cmp_size_desc(const ListCell *a, const ListCell *b)
  * ------------------------------------------------------------------------ */
 
 static void
-copy_fail(CopyShared *cs, const char *msg)
+copy_fail(CopyShared *cs, const PgbkError *err)
 {
 	SpinLockAcquire(&cs->mutex);
 	if (!cs->failed)
 	{
 		cs->failed = true;
-		strlcpy(cs->error, msg, sizeof(cs->error));
+		cs->code = err->code;
+		strlcpy(cs->error, err->msg, sizeof(cs->error));
 	}
 	SpinLockRelease(&cs->mutex);
-}
-
-/*
- * Progress: raw bytes read, stored bytes written, files finished.  A file
- * that grew, shrank or vanished since the listing corrects the totals by
- * (read - listed), so a finished backup shows done = total.
- */
-static void
-add_progress(uint64 raw, uint64 stored, int files, int64 total_delta, int files_delta)
-{
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_bytes_done += raw;
-	pgbk_shared->backup_stored_done += stored;
-	pgbk_shared->backup_files_done += files;
-	pgbk_shared->backup_bytes_total =
-	    (uint64) Max((int64) pgbk_shared->backup_bytes_total + total_delta, 0);
-	pgbk_shared->backup_files_total += files_delta;
-	LWLockRelease(pgbk_shared->lock);
 }
 
 /* Stream one data directory file into the repository. */
@@ -643,7 +559,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 		if (errno == ENOENT)
 		{
 			cf->state = COPY_VANISHED;
-			add_progress(0, 0, 0, -(int64) cf->size_hint, -1);
+			pgbk_backup_add_progress(0, 0, 0, -(int64) cf->size_hint, -1);
 			return PGBK_OK;
 		}
 		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
@@ -710,7 +626,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 			break;
 		}
 		rc = codec_encoder_update(enc, chunk, (size_t) n, out, err);
-		add_progress((uint64) n, 0, 0, 0, 0);
+		pgbk_backup_add_progress((uint64) n, 0, 0, 0, 0);
 	}
 	close(fd);
 	if (enc)
@@ -724,7 +640,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 	cf->mode = st.st_mode & 07777;
 	cf->stored = stored;
 	cf->state = COPY_DONE;
-	add_progress(0, stored, 1, (int64) raw_size - (int64) cf->size_hint, 0);
+	pgbk_backup_add_progress(0, stored, 1, (int64) raw_size - (int64) cf->size_hint, 0);
 	return PGBK_OK;
 }
 
@@ -744,14 +660,16 @@ pgbk_copier_main(Datum arg)
 	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pgbk copier");
 	seg = dsm_attach(DatumGetUInt32(arg));
 	if (seg == NULL)
-		ereport(ERROR, (errmsg("pgbk copier: could not attach to the backup's shared memory")));
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("could not attach to the base backup's shared memory segment"),
+		                errdetail("The backup coordinator has exited.")));
 	cs = dsm_segment_address(seg);
 
 	pgbk_error_clear(&err);
 	ctx = pgbk_context(&err);
 	if (ctx == NULL)
 	{
-		copy_fail(cs, err.msg);
+		copy_fail(cs, &err);
 		proc_exit(0);
 	}
 	chunk = palloc(COPY_CHUNK);
@@ -768,7 +686,7 @@ pgbk_copier_main(Datum arg)
 			break;
 		if (copy_one(ctx, cs, &cs->files[idx], chunk, &out, &err) != PGBK_OK)
 		{
-			copy_fail(cs, err.msg);
+			copy_fail(cs, &err);
 			break;
 		}
 	}
@@ -790,7 +708,7 @@ spi_exec(const char *sql, int expect)
 	int ret = SPI_execute(sql, false, 0);
 
 	if (ret != expect)
-		elog(ERROR, "pgbk: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
+		elog(ERROR, "\"%s\" failed: %s", sql, SPI_result_code_string(ret));
 }
 
 static void
@@ -841,7 +759,8 @@ wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop
 			pgbk_report_error(WARNING, &err, "could not check the backup's WAL");
 		if (GetCurrentTimestamp() > deadline)
 			ereport(ERROR,
-			        (errmsg("WAL segment %s, needed by the backup, did not reach the repository "
+			        (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			         errmsg("WAL segment %s, needed by the backup, did not reach the repository "
 			                "within pgbk.backup_wal_timeout (%d s)",
 			                name, pgbk_backup_wal_timeout),
 			         errhint("Check bk_status: archiving may be failing.")));
@@ -906,18 +825,16 @@ add_source_config(Manifest *m)
 			continue;
 		if ((f = AllocateFile(path, "rb")) == NULL)
 		{
-			ereport(WARNING,
-			        (errcode_for_file_access(),
-			         errmsg("pgbk: base backup without configuration file \"%s\": %m", path)));
+			ereport(WARNING, (errcode_for_file_access(),
+			                  errmsg("base backup without configuration file \"%s\": %m", path)));
 			continue;
 		}
 		if (fstat(fileno(f), &st) != 0 || st.st_size > MANIFEST_CONFIG_MAX ||
 		    !pgbk_buf_reserve(&buf, (size_t) st.st_size + 1))
 		{
-			ereport(WARNING,
-			        (errmsg("pgbk: base backup without configuration file \"%s\": larger than "
-			                "%d bytes or unreadable",
-			                path, MANIFEST_CONFIG_MAX)));
+			ereport(WARNING, (errmsg("base backup without configuration file \"%s\": larger than "
+			                         "%d bytes or unreadable",
+			                         path, MANIFEST_CONFIG_MAX)));
 			FreeFile(f);
 			continue;
 		}
@@ -926,13 +843,15 @@ add_source_config(Manifest *m)
 		FreeFile(f);
 		if (n != (size_t) st.st_size)
 		{
-			ereport(
-			    WARNING,
-			    (errmsg("pgbk: base backup without configuration file \"%s\": short read", path)));
+			ereport(WARNING,
+			        (errmsg("base backup without configuration file \"%s\": short read", path)));
 			continue;
 		}
 		if (!manifest_add_config(m, path, buf.data, n))
-			elog(ERROR, "out of memory");
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+			                errdetail("Failed on adding configuration file \"%s\" to the "
+			                          "backup manifest.",
+			                          path)));
 	}
 	pgbk_buf_free(&buf);
 	end_tx();
@@ -979,14 +898,14 @@ run_backup(const char *id)
 		vals[0] = CStringGetTextDatum(label);
 		if (SPI_execute_with_args("SELECT pg_backup_start($1, true)::text", 1, types, vals, NULL,
 		                          false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pgbk: pg_backup_start failed");
+			elog(ERROR, "pg_backup_start() failed");
 		start_lsn_text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		start_lsn_text = MemoryContextStrdup(TopMemoryContext, start_lsn_text);
 	}
 	end_tx();
 	backup_started = true;
 	if (!walname_parse_lsn(start_lsn_text, &start_lsn))
-		elog(ERROR, "pgbk: unexpected start LSN \"%s\"", start_lsn_text);
+		elog(ERROR, "unexpected start LSN \"%s\"", start_lsn_text);
 
 	/* 2. list files */
 	set_phase("listing files");
@@ -1018,10 +937,7 @@ run_backup(const char *id)
 		off += n;
 		i++;
 	}
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_bytes_total = sr.bytes;
-	pgbk_shared->backup_files_total = cs->nfiles;
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_set_totals(sr.bytes, cs->nfiles);
 
 	/* 3. copy in parallel */
 	set_phase("copying files");
@@ -1044,18 +960,22 @@ run_backup(const char *id)
 			break;
 	}
 	nworkers = i;
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_workers = nworkers;
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_set_workers(nworkers);
 	if (nworkers == 0)
-		ereport(ERROR, (errmsg("could not start any backup copier worker"),
+		ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+		                errmsg("could not start any backup copier worker"),
 		                errhint("Raise max_worker_processes.")));
 	for (i = 0; i < nworkers; i++)
 		(void) WaitForBackgroundWorkerShutdown(handles[i]);
 	if (cs->failed)
-		ereport(ERROR, (errmsg("%s", cs->error)));
+		ereport(ERROR, (errcode(cs->code != PGBK_OK ? pgbk_errcode(cs->code)
+		                                            : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+		                errmsg("%s", cs->error)));
 	if (pg_atomic_read_u32(&cs->next) < (uint32) cs->nfiles)
-		ereport(ERROR, (errmsg("backup copier workers stopped before copying every file")));
+		ereport(ERROR, (errcode(ERRCODE_OPERATOR_INTERVENTION),
+		                errmsg("backup copier workers stopped before copying every file"),
+		                errdetail("A copier worker was terminated, or the server is shutting "
+		                          "down.")));
 
 	/* 4. stop, then wait for the WAL */
 	set_phase("stopping");
@@ -1069,7 +989,7 @@ run_backup(const char *id)
 		(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 		sm = isnull ? NULL : SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 		if (!walname_parse_lsn(lsn, &stop_lsn))
-			elog(ERROR, "pgbk: unexpected stop LSN \"%s\"", lsn);
+			elog(ERROR, "unexpected stop LSN \"%s\"", lsn);
 		labelfile = MemoryContextStrdup(TopMemoryContext, lf);
 		spcmapfile = (sm && sm[0]) ? MemoryContextStrdup(TopMemoryContext, sm) : NULL;
 	}
@@ -1090,7 +1010,8 @@ run_backup(const char *id)
 	set_phase("writing manifest");
 	m = manifest_new();
 	if (m == NULL)
-		elog(ERROR, "out of memory");
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+		                errdetail("Failed on creating the backup manifest.")));
 	strlcpy(m->id, id, sizeof(m->id));
 	m->label = strdup(label);
 	m->system_identifier = GetSystemIdentifier();
@@ -1137,7 +1058,8 @@ run_backup(const char *id)
 		memcpy(mf.hash, cf->hash, CODEC_HASH_BYTES);
 		mf.stored = cf->stored;
 		if (!manifest_add_file(m, &mf))
-			elog(ERROR, "out of memory");
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+			                errdetail("Failed on adding \"%s\" to the backup manifest.", mf.path)));
 		m->bytes += cf->size;
 		m->stored_bytes += cf->stored;
 	}
@@ -1153,7 +1075,7 @@ run_backup(const char *id)
 	pgbk_catalog_record_backup(m);
 	end_tx();
 	manifest_free(m);
-	ereport(LOG, (errmsg("pgbk: base backup %s complete", id)));
+	ereport(LOG, (errmsg("base backup %s complete", id)));
 }
 
 void
@@ -1167,16 +1089,13 @@ pgbk_backup_main(Datum arg)
 	pgbk_install_hooks();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	pgbk_shared->backup_pid = MyProcPid;
-	strlcpy(id, pgbk_shared->backup_id, sizeof(id));
-	LWLockRelease(pgbk_shared->lock);
+	pgbk_backup_attach(id);
 
 	oldcontext = CurrentMemoryContext;
 	PG_TRY();
 	{
 		run_backup(id);
-		finish_backup(true, NULL);
+		pgbk_backup_finish(true, NULL);
 	}
 	PG_CATCH();
 	{
@@ -1185,8 +1104,8 @@ pgbk_backup_main(Datum arg)
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();
-		finish_backup(false, edata->message);
-		ereport(LOG, (errmsg("pgbk: base backup %s failed: %s", id, edata->message)));
+		pgbk_backup_finish(false, edata->message);
+		ereport(LOG, (errmsg("base backup %s failed: %s", id, edata->message)));
 		if (IsTransactionState())
 			AbortCurrentTransaction();
 		if (backup_started)

@@ -15,6 +15,7 @@
  *	   is gone.
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <inttypes.h>
 
@@ -137,7 +138,7 @@ unreadable_record(SyncState *ss, const char *key, const PgbkError *err)
 	if (SPI_execute_with_args("INSERT INTO pgbk.unreadable AS u (key, reason) VALUES ($1, $2) "
 	                          "ON CONFLICT (key) DO UPDATE SET reason = $2, last_seen = now()",
 	                          2, (Oid[]){TEXTOID, TEXTOID}, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "pgbk: could not record an unreadable object");
+		elog(ERROR, "could not record an unreadable object");
 }
 
 /*
@@ -152,7 +153,7 @@ unreadable_tidy(SyncState *ss)
 	Datum args[1];
 
 	if (SPI_execute("SELECT 1 FROM pgbk.unreadable LIMIT 1", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.unreadable");
+		elog(ERROR, "could not read pgbk.unreadable");
 	if (SPI_processed == 0)
 		return;
 	if (SPI_execute("DELETE FROM pgbk.unreadable u WHERE "
@@ -162,13 +163,13 @@ unreadable_tidy(SyncState *ss)
 	                "EXISTS (SELECT 1 FROM pgbk.backup b "
 	                "        WHERE u.key = '" LAYOUT_MANIFEST_PREFIX "' || b.id)",
 	                false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "pgbk: could not tidy pgbk.unreadable");
+		elog(ERROR, "could not tidy pgbk.unreadable");
 	if (!ss->full)
 		return;
 	args[0] = PointerGetDatum(strlist_to_textarray(ss->unreadable_met));
 	if (SPI_execute_with_args("DELETE FROM pgbk.unreadable WHERE key <> ALL ($1)", 1,
 	                          (Oid[]){TEXTARRAYOID}, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "pgbk: could not tidy pgbk.unreadable");
+		elog(ERROR, "could not tidy pgbk.unreadable");
 }
 
 /*
@@ -242,13 +243,13 @@ catalog_add_timeline(SyncState *ss, const ListedObject *obj, uint32_t tli, Datum
 			                          "created_at) VALUES ($1, $2, $3::pg_lsn, $4) "
 			                          "ON CONFLICT (tli) DO NOTHING",
 			                          4, types, values, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "pgbk: could not record timeline %u", tli);
+				elog(ERROR, "could not record timeline %u", tli);
 		}
 		walname_history_free(&hist);
 	}
 	else
-		ereport(WARNING,
-		        (errmsg("pgbk: could not read timeline history \"%s\": %s", obj->key, err.msg)));
+		ereport(WARNING, (errcode(pgbk_errcode(err.code)),
+		                  errmsg("could not read timeline history \"%s\": %s", obj->key, err.msg)));
 	pgbk_buf_free(&stored);
 	pgbk_buf_free(&raw);
 }
@@ -300,8 +301,8 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 	if (st != PGBK_OK)
 	{
 		/* an unreadable object is reported (once), not fatal to the sync */
-		ereport(WARNING,
-		        (errmsg("pgbk: skipping repository object \"%s\": %s", obj->key, ss->err->msg)));
+		ereport(WARNING, (errcode(pgbk_errcode(ss->err->code)),
+		                  errmsg("skipping repository object \"%s\": %s", obj->key, ss->err->msg)));
 		if (unreadable_add(obj->key, obj->size, obj->mtime, ss->err))
 			unreadable_record(ss, obj->key, ss->err);
 		pgbk_error_clear(ss->err);
@@ -396,7 +397,7 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 	    "$15::pg_lsn, $16, $17) ON CONFLICT (name) DO NOTHING",
 	    17, types, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "pgbk: catalog insert failed: %s", SPI_result_code_string(ret));
+		elog(ERROR, "catalog insert failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed > 0)
 		ss->added++;
 
@@ -419,7 +420,7 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 		    "VALUES ($1, $2::pg_lsn, $3, $4, $5) ON CONFLICT DO NOTHING",
 		    5, rtypes, rvalues, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "pgbk: restore point insert failed: %s", SPI_result_code_string(ret));
+			elog(ERROR, "restore point insert failed: %s", SPI_result_code_string(ret));
 	}
 	return PGBK_OK;
 }
@@ -455,7 +456,7 @@ pgbk_catalog_record_backup(const Manifest *m)
 	    "ON CONFLICT (id) DO NOTHING",
 	    13, types, values, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "pgbk: could not record the backup: %s", SPI_result_code_string(ret));
+		elog(ERROR, "could not record the backup: %s", SPI_result_code_string(ret));
 }
 
 /* Add the objects of the batch that the catalog does not have yet. */
@@ -489,14 +490,14 @@ flush_batch(SyncState *ss)
 		                            "ON CONFLICT DO NOTHING",
 		                            1, argtypes, args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "pgbk: catalog sync failed: %s", SPI_result_code_string(ret));
+			elog(ERROR, "catalog sync failed: %s", SPI_result_code_string(ret));
 	}
 
 	ret = SPI_execute_with_args("SELECT n FROM unnest($1) AS n WHERE EXISTS "
 	                            "(SELECT 1 FROM pgbk.wal w WHERE w.name = n)",
 	                            1, argtypes, args, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: catalog lookup failed: %s", SPI_result_code_string(ret));
+		elog(ERROR, "catalog lookup failed: %s", SPI_result_code_string(ret));
 	present = palloc0(sizeof(bool) * ss->nbatch);
 	{
 		uint64 r;
@@ -568,7 +569,7 @@ incremental_windows(void)
 	                  "GROUP BY timeline ORDER BY timeline",
 	                  true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: catalog lookup failed: %s", SPI_result_code_string(ret));
+		elog(ERROR, "catalog lookup failed: %s", SPI_result_code_string(ret));
 	for (r = 0; r < SPI_processed; r++)
 	{
 		bool  isnull;
@@ -641,7 +642,7 @@ sync_backups(SyncState *ss, PgbkContext *ctx, bool full)
 		args[0] = PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 		if (SPI_execute_with_args("DELETE FROM pgbk.backup WHERE id <> ALL ($1)", 1, argtypes, args,
 		                          NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "pgbk: could not remove stale backup rows");
+			elog(ERROR, "could not remove stale backup rows");
 	}
 	foreach (lc, bs.ids)
 	{
@@ -654,7 +655,7 @@ sync_backups(SyncState *ss, PgbkContext *ctx, bool full)
 		args[0] = CStringGetTextDatum(id);
 		if (SPI_execute_with_args("SELECT 1 FROM pgbk.backup WHERE id = $1", 1, argtypes, args,
 		                          NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "pgbk: backup lookup failed");
+			elog(ERROR, "backup lookup failed");
 		if (SPI_processed > 0)
 			continue;
 		snprintf(mkey, sizeof(mkey), LAYOUT_MANIFEST_PREFIX "%s", id);
@@ -664,7 +665,8 @@ sync_backups(SyncState *ss, PgbkContext *ctx, bool full)
 		st = manifest_load(ctx->repo, ctx->params.keyring, id, &m, &err);
 		if (st != PGBK_OK)
 		{
-			ereport(WARNING, (errmsg("pgbk: skipping backup %s: %s", id, err.msg)));
+			ereport(WARNING, (errcode(pgbk_errcode(err.code)),
+			                  errmsg("skipping backup %s: %s", id, err.msg)));
 			if (unreadable_add(mkey, 0, 0, &err))
 				unreadable_record(ss, mkey, &err);
 			continue;
@@ -706,7 +708,7 @@ pgbk_catalog_sync(bool full, bool backups)
 		if (SPI_execute("CREATE TEMP TABLE IF NOT EXISTS pgbk_seen (name text PRIMARY KEY) "
 		                "ON COMMIT DROP",
 		                false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "pgbk: could not create temporary table");
+			elog(ERROR, "could not create temporary table");
 		SPI_execute("TRUNCATE pg_temp.pgbk_seen", false, 0);
 	}
 	if (full)
@@ -746,12 +748,12 @@ pgbk_catalog_sync(bool full, bool backups)
 		    SPI_execute("DELETE FROM pgbk.wal w WHERE NOT EXISTS "
 		                "(SELECT 1 FROM pg_temp.pgbk_seen s WHERE s.name = w.name)",
 		                false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "pgbk: could not remove stale catalog rows");
+			elog(ERROR, "could not remove stale catalog rows");
 	}
 	unreadable_tidy(&ss);
 	if (ss.unreadable > 0 && !IsBackgroundWorker)
 		ereport(WARNING,
-		        (errmsg("pgbk: %" PRId64 " repository objects could not be read and are not in the "
+		        (errmsg("%" PRId64 " repository objects could not be read and are not in the "
 		                "catalog, first \"%s\"",
 		                ss.unreadable, ss.first_unreadable),
 		         errhint("Each was reported when first met; pgbk verify checks them all.")));

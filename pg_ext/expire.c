@@ -23,6 +23,7 @@
  * absent object succeeds).
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <time.h>
 
@@ -110,8 +111,8 @@ flush_deletes(ExpireState *es)
 		pfree(es->pending[i]);
 	es->npending = 0;
 	if (stop)
-		ereport(ERROR, (errmsg("pgbk: expiry stopped by pgbk.debug_expire_fail_after after %d "
-		                       "deletions",
+		ereport(ERROR, (errcode(ERRCODE_OPERATOR_INTERVENTION),
+		                errmsg("expiry stopped by pgbk.debug_expire_fail_after after %d deletions",
 		                       es->deletions)));
 
 	/*
@@ -131,8 +132,8 @@ flush_deletes(ExpireState *es)
 			    STATE_RUNNING,
 			    psprintf("pgbk expire: %d objects deleted in %ld s", es->deletions, secs));
 		else
-			ereport(NOTICE, (errmsg("pgbk: expiry has deleted %d objects so far (%ld s)",
-			                        es->deletions, secs)));
+			ereport(NOTICE,
+			        (errmsg("expiry has deleted %d objects so far (%ld s)", es->deletions, secs)));
 	}
 }
 
@@ -207,7 +208,7 @@ expire_backup(ExpireState *es, const char *id)
 	vals[0] = CStringGetTextDatum(id);
 	if (SPI_execute_with_args("DELETE FROM pgbk.backup WHERE id = $1", 1, types, vals, NULL, false,
 	                          0) != SPI_OK_DELETE)
-		elog(ERROR, "pgbk: could not delete backup row %s", id);
+		elog(ERROR, "could not delete backup row %s", id);
 }
 
 /*
@@ -256,6 +257,7 @@ expire_incomplete_backups(ExpireState *es, TimestampTz now)
 {
 	IdList    data, manifests;
 	char      cutoff[MANIFEST_ID_LEN];
+	char      running[PGBK_BACKUP_ID_LEN];
 	char      after[LAYOUT_KEY_LEN + 8];
 	PgbkError err;
 	ListCell *lc, *mc;
@@ -265,11 +267,8 @@ expire_incomplete_backups(ExpireState *es, TimestampTz now)
 	/* the cutoff: now, or the running backup's start if earlier */
 	gmtime_r(&t, &gm);
 	strftime(cutoff, sizeof(cutoff), "%Y%m%dT%H%M%SZ", &gm);
-	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-	if (pgbk_shared->backup_state == BACKUP_RUNNING && pgbk_shared->backup_id[0] != '\0' &&
-	    strcmp(pgbk_shared->backup_id, cutoff) < 0)
-		strlcpy(cutoff, pgbk_shared->backup_id, sizeof(cutoff));
-	LWLockRelease(pgbk_shared->lock);
+	if (pgbk_backup_running(running) && running[0] != '\0' && strcmp(running, cutoff) < 0)
+		strlcpy(cutoff, running, sizeof(cutoff));
 
 	/* one listing call per backup id: start after "backup/<id>0" ('0' > '/') */
 	memset(&data, 0, sizeof(data));
@@ -387,7 +386,12 @@ bk_expire(PG_FUNCTION_ARGS)
 	                            "WHERE name = 'database'",
 	                            1, types, vals, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "pgbk: the database scope is missing from pgbk.scope");
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		                errmsg("the database scope is missing from pgbk.scope"),
+		                errdetail("Expiry keeps what the depth of the database scope needs, and "
+		                          "that row was deleted."),
+		                errhint("Insert the row 'database' again (mechanism 'wal') with the "
+		                        "depth to keep; nothing was deleted.")));
 	window_start = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	depth = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 
@@ -397,7 +401,7 @@ bk_expire(PG_FUNCTION_ARGS)
 	                            "stop_time <= $1::timestamptz FROM pgbk.backup ORDER BY stop_time",
 	                            1, (Oid[]){TEXTOID}, vals, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.backup");
+		elog(ERROR, "could not read pgbk.backup");
 	nbackups = SPI_processed;
 	ids = palloc(sizeof(char *) * (nbackups + 1));
 	stops = palloc(sizeof(char *) * (nbackups + 1));
@@ -455,7 +459,7 @@ bk_expire(PG_FUNCTION_ARGS)
 		                            "AND end_lsn <= $1::pg_lsn ORDER BY name",
 		                            1, (Oid[]){TEXTOID}, vals, NULL, true, 0);
 		if (ret != SPI_OK_SELECT)
-			elog(ERROR, "pgbk: could not read pgbk.wal");
+			elog(ERROR, "could not read pgbk.wal");
 		nwal = SPI_processed;
 		names = palloc(sizeof(char *) * (nwal + 1));
 		keys = palloc(sizeof(char *) * (nwal + 1));
@@ -484,7 +488,7 @@ bk_expire(PG_FUNCTION_ARGS)
 			    "DELETE FROM pgbk.restore_point r USING gone WHERE r.wal_name = gone.name",
 			    1, (Oid[]){TEXTOID}, vals, NULL, false, 0);
 			if (ret != SPI_OK_DELETE)
-				elog(ERROR, "pgbk: could not delete WAL rows");
+				elog(ERROR, "could not delete WAL rows");
 		}
 	}
 
@@ -497,7 +501,7 @@ bk_expire(PG_FUNCTION_ARGS)
 	    "WHERE x.scope = e.scope ORDER BY x.taken_at DESC LIMIT 1) ORDER BY e.taken_at",
 	    1, (Oid[]){TIMESTAMPTZOID}, vals, NULL, true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read pgbk.external_backup");
+		elog(ERROR, "could not read pgbk.external_backup");
 	{
 		uint64 n = SPI_processed;
 		char **rows = palloc(sizeof(char *) * (n + 1));
@@ -517,7 +521,7 @@ bk_expire(PG_FUNCTION_ARGS)
 			vals[0] = Int64GetDatum(strtoll(rows[i], NULL, 10));
 			if (SPI_execute_with_args("DELETE FROM pgbk.external_backup WHERE id = $1", 1,
 			                          (Oid[]){INT8OID}, vals, NULL, false, 0) != SPI_OK_DELETE)
-				elog(ERROR, "pgbk: could not delete an external backup row");
+				elog(ERROR, "could not delete an external backup row");
 		}
 	}
 

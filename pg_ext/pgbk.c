@@ -11,6 +11,7 @@
  *	 plus the SQL API (the bk_* functions).
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"

@@ -6,6 +6,7 @@
  *	  bk_status (and, for refused duplicates, a catalog event).
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include "utils/timestamp.h"
 
@@ -45,7 +46,6 @@ pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *
 	pgbk_status_success(file, res.raw_size, res.stored_size, res.already_present);
 	pgbk_wake_scheduler(); /* the catalog picks the new object up */
 	if (res.already_present)
-		ereport(LOG, (errmsg("pgbk: \"%s\" was already in the repository with identical content",
-		                     file)));
+		ereport(LOG, (errmsg("\"%s\" was already in the repository with identical content", file)));
 	return true;
 }

@@ -10,6 +10,7 @@
  * pgbk.config is empty stays silent (DESIGN.md invariant 3).
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <sys/stat.h>
 
@@ -64,7 +65,7 @@ insert_events(void)
 		if (SPI_execute_with_args("INSERT INTO pgbk.event (at, kind, object, message) "
 		                          "VALUES ($1, $2, $3, $4)",
 		                          4, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "pgbk: could not record event");
+			elog(ERROR, "could not record event");
 	}
 }
 
@@ -80,19 +81,19 @@ maybe_scheduled_backup(void)
 	char  id[32];
 	char *sql;
 
-	if (pgbk_base_backup_interval <= 0 || pgbk_shared == NULL ||
-	    pgbk_shared->backup_state == BACKUP_RUNNING || !pgbk_archiving_active())
+	if (pgbk_base_backup_interval <= 0 || !pgbk_shmem_available() || pgbk_backup_running(NULL) ||
+	    !pgbk_archiving_active())
 		return;
 	sql = psprintf("SELECT coalesce(max(start_time) < now() - interval '%d minutes', true) "
 	               "FROM pgbk.backup",
 	               pgbk_base_backup_interval);
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pgbk: could not read the backup catalog");
+		elog(ERROR, "could not read pgbk.backup");
 	due = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull || !DatumGetBool(due))
 		return;
 	(void) pgbk_start_backup(MyDatabaseId, id, NULL);
-	ereport(LOG, (errmsg("pgbk: scheduled base backup %s started", id)));
+	ereport(LOG, (errmsg("scheduled base backup %s started", id)));
 }
 
 /* Retention by depth, when pgbk.expire_interval says it is due. */
@@ -105,20 +106,38 @@ scheduled_expire(void)
 	                "WHERE extname = 'pgbk'",
 	                true, 1) != SPI_OK_SELECT ||
 	    SPI_processed != 1)
-		elog(ERROR, "pgbk: extension not found");
+		elog(ERROR, "extension \"pgbk\" not found");
 	schema = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (SPI_execute(psprintf("SELECT count(*) FROM %s.bk_expire(false)", schema), false, 0) !=
 	    SPI_OK_SELECT)
-		elog(ERROR, "pgbk: scheduled expiry failed");
-	ereport(LOG, (errmsg("pgbk: scheduled expiry done")));
+		elog(ERROR, "scheduled expiry failed");
+	ereport(LOG, (errmsg("scheduled expiry done")));
 }
 
 /*
+ * What one scheduler round does, named at the call (pgBackRest's "variadic
+ * functions"): scheduler_round(.sync = true) leaves every other field
+ * false.  `header` only keeps the initialiser valid when no field is given.
+ */
+typedef struct SchedulerRoundParam
+{
+	bool header;
+	bool sync;         /* catalog the repository's new objects */
+	bool backups;      /* ... and backups the catalog lacks (periodic) */
+	bool backup_check; /* start a base backup if one is due */
+	bool expire;       /* retention by depth (bk_expire) */
+} SchedulerRoundParam;
+
+#define scheduler_round(...)                                                                       \
+	scheduler_round_run((SchedulerRoundParam){.header = false, __VA_ARGS__})
+
+/*
  * One round of catalog work in its own transaction.  Errors are caught and
- * logged so that a repository outage does not kill the worker.
+ * logged so that a repository outage does not kill the worker.  Queued
+ * events are recorded in every round.
  */
 static void
-scheduler_round(bool sync, bool periodic, bool backup_check, bool expire)
+scheduler_round_run(SchedulerRoundParam round)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 
@@ -134,11 +153,11 @@ scheduler_round(bool sync, bool periodic, bool backup_check, bool expire)
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			insert_events();
-			if (sync && pgbk_config_path[0] != '\0')
-				(void) pgbk_catalog_sync(false, periodic);
-			if (backup_check)
+			if (round.sync && pgbk_config_path[0] != '\0')
+				(void) pgbk_catalog_sync(false, round.backups);
+			if (round.backup_check)
 				maybe_scheduled_backup();
-			if (expire && pgbk_config_path[0] != '\0')
+			if (round.expire && pgbk_config_path[0] != '\0')
 				scheduled_expire();
 			SPI_finish();
 		}
@@ -183,7 +202,7 @@ notify_unarchived_history(void)
 		snprintf(path, sizeof(path), XLOGDIR "/%s", name);
 		if (stat(path, &st) != 0 || XLogArchiveIsReadyOrDone(name))
 			continue;
-		ereport(LOG, (errmsg("pgbk: archiving timeline history file \"%s\", which was written "
+		ereport(LOG, (errmsg("archiving timeline history file \"%s\", which was written "
 		                     "while archiving was off",
 		                     name)));
 		XLogArchiveNotify(name);
@@ -193,8 +212,7 @@ notify_unarchived_history(void)
 static void
 scheduler_detach(int code, Datum arg)
 {
-	if (pgbk_shared)
-		pgbk_shared->scheduler_latch = NULL;
+	pgbk_scheduler_detach();
 	pgbk_context_reset();
 }
 
@@ -215,9 +233,9 @@ pgbk_scheduler_main(Datum arg)
 
 	BackgroundWorkerInitializeConnection(pgbk_database, NULL, 0);
 
-	if (pgbk_shared)
+	if (pgbk_shmem_available())
 	{
-		pgbk_shared->scheduler_latch = MyLatch;
+		pgbk_scheduler_attach();
 		before_shmem_exit(scheduler_detach, (Datum) 0);
 	}
 
@@ -250,20 +268,20 @@ pgbk_scheduler_main(Datum arg)
 			last_full = now;
 			last_sync = now;
 			dirty = false;
-			scheduler_round(true, true, false, false);
+			scheduler_round(.sync = true, .backups = true);
 		}
 		else if (dirty && TimestampDifferenceExceeds(last_sync, now, SYNC_MIN_INTERVAL_MS))
 		{
 			dirty = false;
 			last_sync = now;
-			scheduler_round(true, false, false, false);
+			scheduler_round(.sync = true);
 		}
 
 		if (pgbk_base_backup_interval > 0 &&
 		    TimestampDifferenceExceeds(last_backup_check, now, 60 * 1000))
 		{
 			last_backup_check = now;
-			scheduler_round(false, false, true, false);
+			scheduler_round(.backup_check = true);
 		}
 
 		/* the first expiry waits one interval after start-up */
@@ -274,7 +292,7 @@ pgbk_scheduler_main(Datum arg)
 		        last_expire, now, (int) Min((int64) pgbk_expire_interval * 60000, PG_INT32_MAX)))
 		{
 			last_expire = now;
-			scheduler_round(false, false, false, true);
+			scheduler_round(.expire = true);
 		}
 
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

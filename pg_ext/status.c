@@ -7,6 +7,7 @@
  * keeps bk_status readable by pgbk_reader without granting pg_monitor.
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <dirent.h>
 #include <sys/stat.h>
@@ -26,29 +27,23 @@ PG_FUNCTION_INFO_V1(pgbk_archive_state);
 Datum
 pgbk_archive_state(PG_FUNCTION_ARGS)
 {
-	TupleDesc      tupdesc;
-	Datum          values[NCOLS];
-	bool           nulls[NCOLS];
-	PgbkShared     snap;
-	bool           preloaded = pgbk_shared != NULL;
-	int64          pending = 0;
-	char           oldest[MAXFNAMELEN] = "";
-	TimestampTz    oldest_mtime = 0;
-	DIR           *dir;
-	struct dirent *de;
-	const char    *statusdir = XLOGDIR "/archive_status";
-	int            i = 0;
+	TupleDesc         tupdesc;
+	Datum             values[NCOLS];
+	bool              nulls[NCOLS];
+	PgbkArchiveStatus snap;
+	bool              preloaded;
+	int64             pending = 0;
+	char              oldest[MAXFNAMELEN] = "";
+	TimestampTz       oldest_mtime = 0;
+	DIR              *dir;
+	struct dirent    *de;
+	const char       *statusdir = XLOGDIR "/archive_status";
+	int               i = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	memset(&snap, 0, sizeof(snap));
-	if (preloaded)
-	{
-		LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-		memcpy(&snap, pgbk_shared, sizeof(snap));
-		LWLockRelease(pgbk_shared->lock);
-	}
+	preloaded = pgbk_status_get(&snap);
 
 	dir = AllocateDir(statusdir);
 	while ((de = ReadDir(dir, statusdir)) != NULL)
@@ -140,13 +135,10 @@ pgbk_callback_times(PG_FUNCTION_ARGS)
 	uint64         i, n;
 
 	InitMaterializedSRF(fcinfo, 0);
-	if (pgbk_shared == NULL)
+	if (!pgbk_shmem_available())
 		PG_RETURN_VOID();
 	times = palloc(sizeof(uint32) * PGBK_CALLBACK_RING);
-	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-	memcpy(times, pgbk_shared->callback_us, sizeof(uint32) * PGBK_CALLBACK_RING);
-	count = pgbk_shared->callback_count;
-	LWLockRelease(pgbk_shared->lock);
+	count = pgbk_callback_times_get(times);
 	n = Min(count, PGBK_CALLBACK_RING);
 	for (i = count - n; i < count; i++)
 	{

@@ -6,8 +6,8 @@
  * a slow upload (S3 round trips, compression) directly limits how fast WAL
  * leaves the server.  Like pgBackRest's asynchronous archive-push, the
  * uploaders look ahead: each scans pg_wal/archive_status for .ready files,
- * claims one of the oldest pgbk.lookahead files in the shared slot table,
- * uploads it and marks the slot DONE.  When the archiver then asks for that
+ * claims one of the oldest pgbk.lookahead files in the shared slot table
+ * (slots.c), uploads it and marks the slot DONE.  When the archiver then asks for that
  * file, the callback finds DONE and returns immediately.
  *
  * Several uploaders work in parallel (pgbk.upload_workers), each in its own
@@ -21,6 +21,7 @@
  * treats as success because the content is identical.
  */
 #include "pgbk.h"
+#include "slots.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -144,92 +145,6 @@ scan_ready_files(Candidates *c)
 }
 
 /*
- * Claim the first candidate nobody is working on.  Returns the slot index,
- * or -1 if there is nothing to do right now.
- */
-static int
-claim_next(Candidates *c, char *name_out)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	int         i, j;
-	int         result = -1;
-
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < c->n && result < 0; i++)
-	{
-		int found = -1;
-		int free_idx = -1;
-
-		for (j = 0; j < PGBK_MAX_SLOTS; j++)
-		{
-			UploadSlot *s = &pgbk_shared->slots[j];
-
-			if (s->state == SLOT_FREE)
-			{
-				if (free_idx < 0)
-					free_idx = j;
-			}
-			else if (strcmp(s->name, c->names[i]) == 0)
-			{
-				found = j;
-				break;
-			}
-		}
-		if (found >= 0)
-		{
-			UploadSlot *s = &pgbk_shared->slots[found];
-
-			/* the oldest pending file is probed whatever its backoff */
-			if (s->state == SLOT_FAILED &&
-			    (s->retry_at <= now ||
-			     (i == 0 && TimestampTzPlusMilliseconds(s->failed_at, PGBK_PROBE_MS) <= now)))
-			{
-				s->state = SLOT_CLAIMED;
-				s->owner_pid = MyProcPid;
-				result = found;
-			}
-			continue;
-		}
-		if (free_idx < 0)
-			break; /* table full: let the archiver catch up */
-		strlcpy(pgbk_shared->slots[free_idx].name, c->names[i], MAXFNAMELEN);
-		pgbk_shared->slots[free_idx].state = SLOT_CLAIMED;
-		pgbk_shared->slots[free_idx].owner_pid = MyProcPid;
-		pgbk_shared->slots[free_idx].failures = 0;
-		pgbk_shared->slots[free_idx].retry_at = 0;
-		result = free_idx;
-	}
-	if (result >= 0)
-		strlcpy(name_out, pgbk_shared->slots[result].name, MAXFNAMELEN);
-	LWLockRelease(pgbk_shared->lock);
-	return result;
-}
-
-/* Returns the file's consecutive failures (0 after a success). */
-static int
-finish_slot(int idx, bool ok)
-{
-	UploadSlot *s = &pgbk_shared->slots[idx];
-	int         failures = 0;
-
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	if (s->owner_pid == MyProcPid && s->state == SLOT_CLAIMED)
-	{
-		if (ok)
-		{
-			s->state = SLOT_DONE;
-			s->failures = 0;
-			s->owner_pid = 0;
-		}
-		else
-			failures = pgbk_slot_failed(idx);
-	}
-	LWLockRelease(pgbk_shared->lock);
-	ConditionVariableBroadcast(&pgbk_shared->slot_cv);
-	return failures;
-}
-
-/*
  * Log a failed upload the first time and then about once a minute while
  * the same file keeps failing (the oldest is probed every PGBK_PROBE_MS):
  * bk_status shows the latest error at any time.
@@ -249,24 +164,16 @@ upload_one(int idx, const char *name, bool backlog)
 	/* The archiver may have finished it between our scan and the claim. */
 	if (!pgbk_ready_file_exists(name))
 	{
-		LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-		if (pgbk_shared->slots[idx].owner_pid == MyProcPid)
-		{
-			pgbk_shared->slots[idx].state = SLOT_FREE;
-			pgbk_shared->slots[idx].name[0] = '\0';
-			pgbk_shared->slots[idx].owner_pid = 0;
-		}
-		LWLockRelease(pgbk_shared->lock);
+		pgbk_slot_release(idx);
 		return true;
 	}
 	snprintf(path, sizeof(path), XLOGDIR "/%s", name);
 	pgbk_error_clear(&err);
 	start = GetCurrentTimestamp();
 	ok = pgbk_push_wal_file(name, path, backlog, &err);
-	failures = finish_slot(idx, ok);
+	failures = pgbk_slot_finish(idx, ok);
 	if (ok)
-		elog(DEBUG1, "pgbk uploader: \"%s\" uploaded in %.1f ms", name,
-		     (GetCurrentTimestamp() - start) / 1000.0);
+		elog(DEBUG1, "\"%s\" uploaded in %.1f ms", name, (GetCurrentTimestamp() - start) / 1000.0);
 	if (!ok)
 	{
 		if (err.code == PGBK_ERR_INTERRUPTED)
@@ -281,27 +188,9 @@ upload_one(int idx, const char *name, bool backlog)
 static void
 uploader_detach(int code, Datum arg)
 {
-	int i;
-
-	if (pgbk_shared == NULL)
-		return;
-	if (uploader_index >= 0)
-		pgbk_shared->uploader_latch[uploader_index] = NULL;
+	pgbk_uploader_detach(uploader_index);
 	/* give back claims we hold, so the archiver does not wait for us */
-	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	for (i = 0; i < PGBK_MAX_SLOTS; i++)
-	{
-		UploadSlot *s = &pgbk_shared->slots[i];
-
-		if (s->state == SLOT_CLAIMED && s->owner_pid == MyProcPid)
-		{
-			s->state = SLOT_FREE;
-			s->name[0] = '\0';
-			s->owner_pid = 0;
-		}
-	}
-	LWLockRelease(pgbk_shared->lock);
-	ConditionVariableBroadcast(&pgbk_shared->slot_cv);
+	pgbk_slots_release_mine();
 	pgbk_context_reset();
 }
 
@@ -318,16 +207,16 @@ pgbk_uploader_main(Datum arg)
 	{
 		errno = 0;
 		if (setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + pgbk_uploader_nice) != 0)
-			ereport(LOG, (errmsg("pgbk uploader: could not lower its priority: %m")));
+			ereport(LOG, (errmsg("could not lower the uploader's CPU priority: %m")));
 	}
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	pgbk_install_hooks();
 
-	if (pgbk_shared == NULL)
+	if (!pgbk_shmem_available())
 		proc_exit(0);
-	pgbk_shared->uploader_latch[uploader_index] = MyLatch;
+	pgbk_uploader_attach(uploader_index);
 	before_shmem_exit(uploader_detach, (Datum) 0);
 
 	loop_context =
@@ -351,9 +240,9 @@ pgbk_uploader_main(Datum arg)
 
 		if (pgbk_archiving_active())
 		{
-			pgbk_release_stale_slots();
+			pgbk_slots_release_stale();
 			scan_ready_files(cand);
-			slot = claim_next(cand, name);
+			slot = pgbk_slot_claim_next(cand->names, cand->n, name);
 			if (slot >= 0)
 			{
 				idle_rounds = 0;

@@ -42,7 +42,7 @@ sub reports
 {
 	my ($from) = @_;
 	my $log = substr(PgbkTest::slurp($node->logfile), $from // 0);
-	my @n = $log =~ /WARNING:  pgbk: skipping repository object "\Q$key\E"/g;
+	my @n = $log =~ /WARNING:  skipping repository object "\Q$key\E"/g;
 	return scalar(@n);
 }
 

@@ -165,7 +165,7 @@ $node->psql('postgres',
 is($done, join("\n", "backup $b1 delete", map { "wal $_ delete" } @want_wal2),
 	'run again, by a member of pgbk_admin: it finishes the job (B1 and the WAL before B2)')
   or diag($progress);
-like($progress, qr/NOTICE:  pgbk: expiry has deleted 3 objects so far \(\d+ s\).*NOTICE:  pgbk: expiry has deleted 6 objects so far/s,
+like($progress, qr/NOTICE:  expiry has deleted 3 objects so far \(\d+ s\).*NOTICE:  expiry has deleted 6 objects so far/s,
 	'... and reports its progress as it deletes');
 
 # consistent: the catalog and the repository say the same
