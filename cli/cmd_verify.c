@@ -44,7 +44,7 @@
 #include "format/manifest.h"
 #include "plan/plan.h"
 #include "verify/verify.h"
-#include "wal/walname.h"
+#include "base/walname.h"
 
 #define VERIFY_MAX_PARALLEL 32
 #define VERIFY_PROGRESS_MS  250

@@ -61,7 +61,7 @@
 
 #include "format/layout.h"
 #include "format/manifest.h"
-#include "wal/walname.h"
+#include "base/walname.h"
 
 PG_FUNCTION_INFO_V1(bk_base_backup);
 PG_FUNCTION_INFO_V1(pgbk_backup_progress);

@@ -32,7 +32,7 @@
 
 #include "format/layout.h"
 #include "format/manifest.h"
-#include "wal/walname.h"
+#include "base/walname.h"
 #include "wal/walscan.h"
 
 PG_FUNCTION_INFO_V1(bk_catalog_sync);

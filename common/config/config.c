@@ -22,7 +22,7 @@
 #include "config/config.h"
 
 #include "config/confread.h"
-#include "format/keys.h"
+#include "base/secret.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -29,7 +29,7 @@
  * so two live encoders in one thread simply get different contexts.
  */
 #include "format/codec.h"
-#include "wal/walname.h"
+#include "base/walname.h"
 
 #include <pthread.h>
 #include <sodium.h>

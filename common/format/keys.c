@@ -22,113 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_PREFIX      "pgbk-key-1:"
-#define KEY_PREFIX_LEN  (sizeof(KEY_PREFIX) - 1)
-#define KEY_HEX_LEN     (2 * PGBK_KEY_BYTES)
-#define KEY_LINE_LEN    (KEY_PREFIX_LEN + KEY_HEX_LEN)
-#define SECRET_FILE_MAX (1024 * 1024)
+#define KEY_PREFIX     "pgbk-key-1:"
+#define KEY_PREFIX_LEN (sizeof(KEY_PREFIX) - 1)
+#define KEY_HEX_LEN    (2 * PGBK_KEY_BYTES)
+#define KEY_LINE_LEN   (KEY_PREFIX_LEN + KEY_HEX_LEN)
 
 /* Domain separation for key ids (keys.h). */
 static const char key_id_context[] = "pgbk key id";
-
-PgbkStatus
-pgbk_crypto_init(PgbkError *err)
-{
-	static int initialized = 0;
-
-	if (__atomic_load_n(&initialized, __ATOMIC_ACQUIRE))
-		return PGBK_OK;
-	/* sodium_init() is itself thread-safe and idempotent. */
-	if (sodium_init() < 0)
-		return pgbk_error(err, PGBK_ERR, "could not initialize libsodium");
-	__atomic_store_n(&initialized, 1, __ATOMIC_RELEASE);
-	return PGBK_OK;
-}
-
-PgbkStatus
-pgbk_secret_read_file(const char *path, const char *what, char **data, size_t *len, PgbkError *err)
-{
-	PgbkStatus  rc;
-	struct stat st;
-	int         fd;
-	char       *buf;
-	size_t      size;
-	size_t      got = 0;
-
-	*data = NULL;
-	*len = 0;
-	if ((rc = pgbk_crypto_init(err)) != PGBK_OK)
-		return rc;
-	if ((rc = pgbk_check_private_file(path, what, err)) != PGBK_OK)
-		return rc;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return pgbk_error(err, errno == ENOENT ? PGBK_ERR_CONFIG : PGBK_ERR_IO,
-		                  "could not open %s \"%s\": %s", what, path, strerror(errno));
-
-	/*
-	 * Check again on the open file: the file could have been replaced
-	 * between the check above and open().
-	 */
-	if (fstat(fd, &st) != 0)
-	{
-		rc = pgbk_error(err, PGBK_ERR_IO, "could not stat %s \"%s\": %s", what, path,
-		                strerror(errno));
-		close(fd);
-		return rc;
-	}
-	if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0)
-	{
-		close(fd);
-		return pgbk_error(err, PGBK_ERR_CONFIG,
-		                  "%s \"%s\" changed while it was being opened (mode %04o)", what, path,
-		                  (unsigned) (st.st_mode & 07777));
-	}
-	if (st.st_size > SECRET_FILE_MAX)
-	{
-		close(fd);
-		return pgbk_error(err, PGBK_ERR_CONFIG, "%s \"%s\" is too large (%lld bytes, at most %d)",
-		                  what, path, (long long) st.st_size, SECRET_FILE_MAX);
-	}
-	size = (size_t) st.st_size;
-	buf = sodium_malloc(size + 1);
-	if (buf == NULL)
-	{
-		close(fd);
-		return pgbk_error(err, PGBK_ERR, "out of memory reading %s \"%s\"", what, path);
-	}
-	while (got < size)
-	{
-		ssize_t n = read(fd, buf + got, size - got);
-
-		if (n < 0)
-		{
-			if (errno == EINTR)
-				continue;
-			rc = pgbk_error(err, PGBK_ERR_IO, "could not read %s \"%s\": %s", what, path,
-			                strerror(errno));
-			close(fd);
-			sodium_free(buf);
-			return rc;
-		}
-		if (n == 0)
-			break; /* file shrank: take what is there */
-		got += (size_t) n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	*data = buf;
-	*len = got;
-	return PGBK_OK;
-}
-
-void
-pgbk_secret_free(char *data)
-{
-	if (data != NULL)
-		sodium_free(data); /* zeroes first */
-}
 
 uint32_t
 keyring_key_id(const unsigned char key[PGBK_KEY_BYTES])

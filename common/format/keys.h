@@ -19,6 +19,7 @@
 #define PGBK_KEYS_H
 
 #include "base/pgbk_common.h"
+#include "base/secret.h"
 
 #define PGBK_KEY_BYTES 32
 
@@ -48,23 +49,5 @@ PgbkStatus keyring_generate_file(const char *path, PgbkError *err);
 
 /* Compute the id of a raw key. */
 uint32_t keyring_key_id(const unsigned char key[PGBK_KEY_BYTES]);
-
-/*
- * Must be called once before anything uses libsodium (idempotent and
- * thread-safe; keys.c and codec.c call it themselves too).
- */
-PgbkStatus pgbk_crypto_init(PgbkError *err);
-
-/*
- * Read a small secret file (key file, S3 credentials) without leaving copies
- * of it around: the mode is checked first (pgbk_check_private_file, naming
- * the file as "what"; PGBK_ERR_CONFIG), then the file is read straight into
- * sodium_malloc'd memory, NUL-terminated.  Release with pgbk_secret_free(),
- * which zeroes it.  (pgbk_read_file is not for secrets: its stack buffer and
- * realloc'd blocks keep copies.)
- */
-PgbkStatus pgbk_secret_read_file(const char *path, const char *what, char **data, size_t *len,
-                                 PgbkError *err);
-void       pgbk_secret_free(char *data);
 
 #endif /* PGBK_KEYS_H */

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "wal/walname.h"
+#include "base/walname.h"
 
 bool
 layout_wal_key(const char *fname, char *key, size_t keylen)

@@ -16,7 +16,7 @@
 
 #include "base/pgbk_time.h"
 #include "format/layout.h"
-#include "wal/walname.h"
+#include "base/walname.h"
 
 Manifest *
 manifest_new(void)

@@ -5,7 +5,7 @@
  */
 #include "unit.h"
 
-#include "wal/walname.h"
+#include "base/walname.h"
 
 #define MB (1024U * 1024U)
 

@@ -44,7 +44,7 @@
 #ifndef PGBK_WALSCAN_H
 #define PGBK_WALSCAN_H
 
-#include "wal/walname.h"
+#include "base/walname.h"
 
 /* Restore points kept per segment; more are only counted (rp_dropped). */
 #define WALSCAN_MAX_RESTORE_POINTS 8

@@ -6,7 +6,7 @@
  * Everything here is a pure function of its arguments except the history
  * parser, which allocates the entry array it returns.
  */
-#include "wal/walname.h"
+#include "base/walname.h"
 
 #include <stdio.h>
 #include <stdlib.h>
