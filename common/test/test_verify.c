@@ -253,7 +253,11 @@ test_descriptor(void **state)
 	                                "server is database system 42"));
 
 	/* another object copied over it */
-	repo_delete(f->repo, LAYOUT_DESCRIPTOR, &err);
+	{
+		const char *key = LAYOUT_DESCRIPTOR;
+
+		repo_delete(f->repo, &key, 1, &err);
+	}
 	put(f, LAYOUT_DESCRIPTOR, doc, strlen(doc), "kind=wal\nname=" WAL1 "\n", NULL);
 	f->nreports = 0;
 	assert_int_equal(verify_descriptor(&f->p, f->repo, 0, &d, &err), PGBK_OK);
