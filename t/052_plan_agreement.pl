@@ -16,7 +16,10 @@
 #     archiving its timeline 2 into the same repository, with a backup (B3)
 #     and restore points there, while the source goes on on timeline 1
 #     (B4 after the fork);
-#   - restore points made with bk_create_restore_point, one name on both
+#   - a third timeline: a second copy restored to a moment on timeline 2
+#     after B3, once the first copy has stopped (a failed primary), archiving
+#     timeline 3 into the same repository;
+#   - restore points made with bk_create_restore_point, one name on two
 #     timelines, and a name that does not exist.
 # Targets: moments spread over and around the whole history (before the
 # first backup, around each backup's end, inside the quiet stretch, across
@@ -160,17 +163,35 @@ step($c, 102);
 $backup{B3} = $c->safe_psql('postgres', 'SELECT bk_base_backup()');
 step($c, 103);
 $c->safe_psql('postgres', "SELECT bk_create_restore_point('rp-both')");
+$moment{tl2_mid} = now_us($c);
 step($c, 104);
 switch_archive($c);
 $moment{tl2_end} = now_us($c);
 $c->stop;
+
+# Timeline 3: a second copy, restored to a moment on timeline 2 after B3,
+# while the copy on timeline 2 is gone (as a failed primary is): between
+# timeline 2's last commit and timeline 3's history file, timeline 2 has
+# nothing more to say, timeline 3 does
+my $d;
+($d, $rc, $out, $err) = PgbkRestore::restore('copy3', $repo->{conf},
+	'--target-time', fmt_time($moment{tl2_mid}), '--archive-config', $repo->{conf});
+is($rc, 0, 'the second copy is restored to a moment on timeline 2') or diag("$out$err");
+is($d->safe_psql('postgres', 'SELECT timeline_id FROM pg_control_checkpoint()'), '3',
+	'the second copy is on timeline 3');
+step($d, 201);
+$d->safe_psql('postgres', "SELECT bk_create_restore_point('rp-tl3')");
+step($d, 202);
+switch_archive($d);
+$moment{tl3_end} = now_us($d);
+$d->stop;
 
 # the source goes on on timeline 1: B4 after the fork
 step($node, 12);
 $node->safe_psql('postgres', "SELECT bk_create_restore_point('rp-both')");
 step($node, 13);
 # one second at least between B3's and B4's ids (their start times)
-PgbkRestore::wait_past($node, fmt_time($moment{tl2_end}), 1.1);
+PgbkRestore::wait_past($node, fmt_time($moment{tl3_end}), 1.1);
 $backup{B4} = $node->safe_psql('postgres', 'SELECT bk_base_backup()');
 step($node, 14);
 $node->safe_psql('postgres', "SELECT bk_create_restore_point('rp-tl1-end')");
@@ -189,8 +210,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pgbk.wal WHERE name = '$ga
 	'... and neither in the repository nor in the catalog');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM pgbk.backup'), '4',
 	'the catalog holds the four backups');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM pgbk.timeline'), '1',
-	'... and the history of timeline 2');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM pgbk.timeline'), '2',
+	'... and the histories of timelines 2 and 3');
 
 # what the repository looks like now (to check that it does not change)
 sub repo_listing
@@ -232,6 +253,14 @@ my $hist = decode_json($node->safe_psql('postgres', q{
 note('backups: ' . join(', ', map { "$_->{id} (timeline $_->{tli}, $_->{start_lsn} .. $_->{stop_lsn})" } @{ $hist->{backups} }));
 note('restore points: ' . join(', ', map { "$_->{name} at $_->{lsn}" } @{ $hist->{rps} }));
 note("gap: $gapseg; " . scalar(@{ $hist->{segs} }) . ' segments archived');
+# the catalog's WAL rows, for whoever reads a disagreement
+note(join("\n", 'catalog WAL segments (name, start, end, written, first/last commit, commits, last record, tail may stop):',
+	split /\n/, $node->safe_psql('postgres', q{
+	SELECT concat_ws(' ', name, start_lsn, end_lsn, to_char(written_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'),
+		coalesce(to_char(first_stop_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), '-'),
+		coalesce(to_char(last_stop_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), '-'),
+		stop_records, last_record_lsn, tail_may_stop)
+	  FROM pgbk.wal WHERE kind = 'segment' ORDER BY segno, timeline})));
 note('timeline switches: ' . join(', ', map { "timeline $_->{tli} at $_->{lsn}" } @{ $hist->{forks} }));
 
 ###########################################################################
@@ -248,6 +277,7 @@ push @times, uniform($moment{quiet_from}, $moment{quiet_to}) for 1 .. 25;    # q
 push @times, uniform($moment{gap_from} - $sec, $moment{gap_to} + $sec) for 1 .. 20;  # the gap
 push @times, uniform($moment{fork} - $sec, $moment{fork} + $sec) for 1 .. 10;
 push @times, uniform($moment{fork}, $moment{tl2_end} + $sec) for 1 .. 10;
+push @times, uniform($moment{tl2_mid} - $sec, $moment{tl3_end} + $sec) for 1 .. 15;
 for my $b (@{ $hist->{backups} })
 {
 	push @times, $b->{stop_us} + $_ for (-1, 0, 1, uniform(2, 200_000));
@@ -291,8 +321,13 @@ push @lsns, $lmax + 1024 * 1048576, 1;
 my %seen;
 @names = grep { !$seen{$_}++ } ((map { $_->{name} } @{ $hist->{rps} }),
 	'rp-before-gap', 'rp-in-gap', 'rp-after-b2', 'rp-after-quiet', 'rp-tl2', 'rp-both',
-	'rp-tl1-end', 'no-such-point');
+	'rp-tl1-end', 'rp-tl3', 'no-such-point');
 
+# each target once
+my %uniq;
+@times = grep { !$uniq{"t$_"}++ } @times;
+@lsns = grep { !$uniq{"l$_"}++ } @lsns;
+note("moment $_: " . fmt_time($moment{$_})) for sort { $moment{$a} <=> $moment{$b} } keys %moment;
 note(sprintf('%d time, %d LSN and %d name targets', scalar(@times), scalar(@lsns), scalar(@names)));
 
 ###########################################################################
@@ -336,6 +371,8 @@ sub cli_plan
 	($p{backup}) = $out =~ /^  backup:\s+(\S+), ended /m;
 	($p{tli}) = $out =~ /^  timeline:\s+(\d+)$/m;
 	($p{first}, $p{last}) = $out =~ /^  WAL:\s+([0-9A-F]{24}) \.\. ([0-9A-F]{24}) /m;
+	($p{stops}) = $out =~ /^  stops at:\s+(.*)$/m;
+	($p{note}) = $out =~ /^  note:\s+(.*)$/m;
 	$p{error} = "unreadable output: $out$err"
 	  if !$p{rec} && !defined $p{reason} || $p{rec} && !defined $p{first};
 	$p{error} = "exit $rc does not match the plan: $out$err"
@@ -406,7 +443,9 @@ sub compare
 	my $clisay = $c->{error} ? "CLI: $c->{error}"
 	  : $c->{rec}
 	  ? "CLI: yes, $c->{backup}, timeline " . ($c->{tli} // '?') . ", $c->{first} .. $c->{last}"
+	  . ($c->{stops} ? "; stops at $c->{stops}" : '')
 	  : 'CLI: no: ' . ($c->{reason} // '');
+	$clisay .= "\n    CLI note: $c->{note}" if $c->{note};
 	push @disagree, "$desc\n    " . join("; ", @why) . "\n    $sqlsay\n    $clisay";
 	return;
 }
