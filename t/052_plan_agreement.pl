@@ -455,6 +455,16 @@ compare('LSN', "LSN " . fmt_lsn($lsns[$_]), $sql_lsn->[$_], $cli_lsn[$_]) for 0 
 compare('name', "name '$names[$_]'", $sql_name->[$_], $cli_name[$_]) for 0 .. $#names;
 
 note("$_: $count{$_}") for sort keys %count;
+# which refusals were compared (the reasons' shapes, numbers and names blanked)
+my %shape;
+for my $s (@$sql_time, @$sql_lsn, @$sql_name)
+{
+	next if $s->{rec} || !defined $s->{reason};
+	(my $r = $s->{reason}) =~ s/"[^"]*"/"N"/g;
+	$r =~ s/[0-9A-F]{24}|\d{8}T\d{6}Z|[0-9-]{10} [0-9:.]+\+00|[0-9A-F]+\/[0-9A-F]+/X/g;
+	$shape{$r}++;
+}
+note("refusal: $shape{$_} x $_") for sort keys %shape;
 note("disagreement: $_") for @disagree;
 is(scalar(@disagree), 0,
 	sprintf('SQL and pgbk restore --dry-run agree on %d targets (seed %d)',
