@@ -28,7 +28,8 @@
 #
 # The seed is printed; PGBK_PLAN_SEED=<n> reruns the same targets over a
 # repository of the same shape.  The test fails on any disagreement and
-# names the first few; every one is listed in the log (note).
+# names the first few, gravest first (recoverable or not, then backup or
+# WAL, then reason, then timeline alone); every one is in the log (note).
 use strict;
 use warnings;
 
@@ -113,6 +114,10 @@ $backup{B1} = $node->safe_psql('postgres', 'SELECT bk_base_backup()');
 step($node, 2);
 $node->safe_psql('postgres', "SELECT bk_create_restore_point('rp-before-gap')");
 step($node, 3);
+# a short quiet moment before the gap: the WAL that covers it ends in the
+# segment before the gap, the next commit is in the gap
+$moment{pre_gap_commit} = $commits[-1];
+PgbkRestore::wait_past($node, fmt_time($moment{pre_gap_commit}), 0.3);
 switch_archive($node);
 
 # the segment to remove: commits in it, nothing else
@@ -174,6 +179,7 @@ $c->stop;
 # timeline 2's last commit and timeline 3's history file, timeline 2 has
 # nothing more to say, timeline 3 does
 my $d;
+$moment{tl3_restore} = now_us($node);
 ($d, $rc, $out, $err) = PgbkRestore::restore('copy3', $repo->{conf},
 	'--target-time', fmt_time($moment{tl2_mid}), '--archive-config', $repo->{conf});
 is($rc, 0, 'the second copy is restored to a moment on timeline 2') or diag("$out$err");
@@ -278,6 +284,8 @@ push @times, uniform($moment{gap_from} - $sec, $moment{gap_to} + $sec) for 1 .. 
 push @times, uniform($moment{fork} - $sec, $moment{fork} + $sec) for 1 .. 10;
 push @times, uniform($moment{fork}, $moment{tl2_end} + $sec) for 1 .. 10;
 push @times, uniform($moment{tl2_mid} - $sec, $moment{tl3_end} + $sec) for 1 .. 15;
+push @times, uniform($moment{tl2_end}, $moment{tl3_restore}) for 1 .. 3;    # timeline 2 has stopped
+push @times, uniform($moment{pre_gap_commit}, $moment{pre_gap_commit} + 300_000) for 1 .. 3;
 for my $b (@{ $hist->{backups} })
 {
 	push @times, $b->{stop_us} + $_ for (-1, 0, 1, uniform(2, 200_000));
@@ -446,7 +454,14 @@ sub compare
 	  . ($c->{stops} ? "; stops at $c->{stops}" : '')
 	  : 'CLI: no: ' . ($c->{reason} // '');
 	$clisay .= "\n    CLI note: $c->{note}" if $c->{note};
-	push @disagree, "$desc\n    " . join("; ", @why) . "\n    $sqlsay\n    $clisay";
+	# the gravest first in the diagnostic: an error, recoverable or not, the
+	# backup or WAL, the reason, the timeline alone
+	my $rank = $why[0] =~ /^CLI: / ? 0
+	  : $why[0] =~ /^recoverable/ ? 1
+	  : (grep { /^(backup|first|last)/ } @why) ? 2
+	  : $why[0] =~ /^reason/ ? 3
+	  : 4;
+	push @disagree, [ $rank, scalar(@disagree), "$desc\n    " . join("; ", @why) . "\n    $sqlsay\n    $clisay" ];
 	return;
 }
 
@@ -465,11 +480,12 @@ for my $s (@$sql_time, @$sql_lsn, @$sql_name)
 	$shape{$r}++;
 }
 note("refusal: $shape{$_} x $_") for sort keys %shape;
+@disagree = map { $_->[2] } sort { $a->[0] <=> $b->[0] || $a->[1] <=> $b->[1] } @disagree;
 note("disagreement: $_") for @disagree;
 is(scalar(@disagree), 0,
 	sprintf('SQL and pgbk restore --dry-run agree on %d targets (seed %d)',
 		scalar(@times) + scalar(@lsns) + scalar(@names), $seed))
-  or diag(join("\n", "first disagreements (seed $seed):", @disagree[ 0 .. ($#disagree < 7 ? $#disagree : 7) ]));
+  or diag(join("\n", "the first disagreements, gravest first (seed $seed; all are in the log):", @disagree[ 0 .. ($#disagree < 7 ? $#disagree : 7) ]));
 
 # enough of each answer that the comparison means something
 cmp_ok($count{'time recoverable (SQL)'} // 0, '>=', 20, 'many time targets are recoverable');
