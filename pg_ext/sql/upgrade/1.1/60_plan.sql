@@ -80,13 +80,17 @@ LANGUAGE C STABLE;
 REVOKE ALL ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text) TO pgbk_reader;
 
--- Every scope's plan for one target: kind 'time', 'lsn' or 'name'.
+-- Every scope's plan for one target: kind 'time', 'lsn' or 'name'.  In
+-- plpgsql, which keeps the query's plan for the session (a SQL function
+-- would plan it again at every call).
 CREATE OR REPLACE FUNCTION pgbk.plan_all(kind text, target_time timestamptz, target_lsn pg_lsn, target_name text)
 RETURNS SETOF pgbk.plan_row
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
+BEGIN
+	RETURN QUERY
 	WITH db AS (SELECT * FROM pgbk.plan_database(kind, target_time, target_lsn, target_name)),
 	moment AS (
 		SELECT coalesce(target_time,
@@ -110,7 +114,8 @@ AS $$
 		UNION ALL
 		SELECT * FROM pgbk.plan_external(s.name, m.at) WHERE s.mechanism = 'external'
 	  ) p
-	 ORDER BY CASE s.mechanism WHEN 'wal' THEN 0 WHEN 'restic' THEN 1 ELSE 2 END, s.name
+	 ORDER BY CASE s.mechanism WHEN 'wal' THEN 0 WHEN 'restic' THEN 1 ELSE 2 END, s.name;
+END
 $$;
 
 -- Refuse a target no plan can be made for, naming the problem: NULL, an
