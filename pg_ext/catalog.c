@@ -268,12 +268,12 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 	WalSummary  sum;
 	bool        have_sum = false;
 	char        mtime_buf[32];
-	Datum       values[17];
-	char        nulls[17];
-	Oid         types[17] = {TEXTOID,        INT4OID,        TEXTOID,        INT8OID, TEXTOID,
+	Datum       values[18];
+	char        nulls[18];
+	Oid         types[18] = {TEXTOID,        INT4OID,        TEXTOID,        INT8OID, TEXTOID,
 	                         TEXTOID,        INT8OID,        INT8OID,        TEXTOID, TIMESTAMPTZOID,
 	                         TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID, TEXTOID,
-	                         BOOLOID,        TEXTOID};
+	                         BOOLOID,        TEXTOID,        TEXTOID};
 	char        hexhash[2 * CODEC_HASH_BYTES + 1];
 	uint32_t    segsz;
 	int         ret;
@@ -388,14 +388,30 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 	}
 	else
 		nulls[13] = nulls[14] = nulls[15] = nulls[16] = 'n';
+	/* the whole summary, for the restore planner (plan_sql.c) */
+	nulls[17] = 'n';
+	if (have_sum)
+	{
+		PgbkBuf   text;
+		PgbkError e3;
+
+		pgbk_buf_init(&text);
+		if (walscan_summary_to_attrs(&sum, 65536, &text, &e3) == PGBK_OK &&
+		    pgbk_buf_append(&text, "", 1))
+		{
+			values[17] = CStringGetTextDatum((const char *) text.data);
+			nulls[17] = ' ';
+		}
+		pgbk_buf_free(&text);
+	}
 
 	ret = SPI_execute_with_args(
 	    "INSERT INTO pgbk.wal (name, timeline, kind, segno, start_lsn, end_lsn, stored_bytes, "
 	    "raw_bytes, content_hash, archived_at, written_at, first_stop_at, last_stop_at, "
-	    "stop_records, last_record_lsn, tail_may_stop, system_identifier) "
+	    "stop_records, last_record_lsn, tail_may_stop, system_identifier, summary) "
 	    "VALUES ($1, $2, $3, $4, $5::pg_lsn, $6::pg_lsn, $7, $8, $9, $10, $11, $12, $13, $14, "
-	    "$15::pg_lsn, $16, $17) ON CONFLICT (name) DO NOTHING",
-	    17, types, values, nulls, false, 0);
+	    "$15::pg_lsn, $16, $17, $18) ON CONFLICT (name) DO NOTHING",
+	    18, types, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "catalog insert failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed > 0)

@@ -4,9 +4,10 @@
  *
  * Rules (issue 5, DESIGN.md):
  *	 - keep every base backup needed to reach any moment inside the database
- *	   scope's depth window [as_of - depth, as_of]: the newest backup that
- *	   ended at or before the window's start (the "anchor") and every newer
- *	   one; never the newest backup;
+ *	   scope's depth window [as_of - depth, as_of]: the backup a restore to
+ *	   the window's start begins from (the "anchor", chosen by the restore
+ *	   planner: the newest that ended before it on its timeline's history)
+ *	   and every one that ended after it; never the newest backup;
  *	 - delete WAL only before the start of the oldest kept backup: a segment
  *	   whose end is at or before that LSN can serve no kept backup (whatever
  *	   its timeline); timeline history files are always kept;
@@ -39,6 +40,8 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+
+#include "plan_sql.h"
 
 #include "format/layout.h"
 #include "format/manifest.h"
@@ -358,6 +361,9 @@ bk_expire(PG_FUNCTION_ARGS)
 	char       *window_start;
 	char       *depth;
 	int         anchor = -1;
+	TimestampTz window_start_ts;
+	bool        have_anchor;
+	char        anchor_id[64];
 	char      **ids;
 	char      **stops;
 	char       *oldest_start = NULL;
@@ -382,8 +388,8 @@ bk_expire(PG_FUNCTION_ARGS)
 
 	/* the database scope's window */
 	vals[0] = TimestampTzGetDatum(as_of);
-	ret = SPI_execute_with_args("SELECT ($1 - depth)::text, depth::text FROM pgbk.scope "
-	                            "WHERE name = 'database'",
+	ret = SPI_execute_with_args("SELECT ($1 - depth)::text, depth::text, $1 - depth "
+	                            "FROM pgbk.scope WHERE name = 'database'",
 	                            1, types, vals, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -394,12 +400,23 @@ bk_expire(PG_FUNCTION_ARGS)
 		                        "depth to keep; nothing was deleted.")));
 	window_start = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	depth = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	{
+		bool isnull;
 
-	/* backups, oldest first; the anchor is the newest ended by window start */
-	vals[0] = CStringGetTextDatum(window_start);
-	ret = SPI_execute_with_args("SELECT id, stop_time::text, start_lsn::text, "
-	                            "stop_time <= $1::timestamptz FROM pgbk.backup ORDER BY stop_time",
-	                            1, (Oid[]){TEXTOID}, vals, NULL, true, 0);
+		window_start_ts = DatumGetTimestampTz(
+		    SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	}
+
+	/*
+	 * The anchor: the backup a restore to the window's start begins from,
+	 * chosen by the planner `pgbk restore` runs (plan_sql.c).
+	 */
+	have_anchor = pgbk_plan_backup_for_time(window_start_ts, anchor_id, sizeof(anchor_id));
+
+	/* backups, oldest first */
+	ret = SPI_execute("SELECT id, stop_time::text, start_lsn::text FROM pgbk.backup "
+	                  "ORDER BY stop_time",
+	                  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read pgbk.backup");
 	nbackups = SPI_processed;
@@ -412,7 +429,7 @@ bk_expire(PG_FUNCTION_ARGS)
 
 		ids[i] = pstrdup(SPI_getvalue(tup, td, 1));
 		stops[i] = pstrdup(SPI_getvalue(tup, td, 2));
-		if (strcmp(SPI_getvalue(tup, td, 4), "t") == 0)
+		if (have_anchor && strcmp(ids[i], anchor_id) == 0)
 			anchor = (int) i;
 	}
 	if (nbackups > 0)

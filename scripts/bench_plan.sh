@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench_plan.sh: bk_restore_point on a big catalog (issue 3): 1,000,000 WAL
 # segments and 10,000 base backups (synthetic rows: one segment a minute for
-# almost two years, a backup every 100 segments), then pgbench calls
+# almost two years, a backup every 100 segments, named by its start time as
+# real backup ids are), then pgbench calls
 # bk_restore_point for random moments and prints the latency, and EXPLAIN
 # ANALYZE shows the plans of its queries.  Target: <= 5 ms per call.
 #
@@ -59,7 +60,8 @@ ALTER TABLE pgbk.wal ENABLE TRIGGER wal_range_maintain;
 INSERT INTO pgbk.wal_range VALUES (1, 1, $SEGMENTS);
 INSERT INTO pgbk.backup (id, label, timeline, start_lsn, stop_lsn, start_wal, stop_wal, start_time,
 		stop_time, bytes, stored_bytes, files, system_identifier)
-SELECT 'b' || g, 'synthetic', 1,
+SELECT to_char((timestamptz '2025-01-01 00:00:00+00' + (g * 100) * interval '1 minute')
+				AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"'), 'synthetic', 1,
 	('0/0'::pg_lsn + (g * 100) * 16777216::numeric + 40),
 	('0/0'::pg_lsn + (g * 100 + 1) * 16777216::numeric + 200),
 	pgbk.segment_name(1, g * 100), pgbk.segment_name(1, g * 100 + 1),

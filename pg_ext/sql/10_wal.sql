@@ -20,7 +20,9 @@ CREATE TABLE pgbk.wal (
 	stop_records integer,		-- commit/abort records (recovery_target_time stops)
 	last_record_lsn pg_lsn,		-- start of the last record beginning in it
 	tail_may_stop boolean,		-- last record continues and may be a commit/abort
-	system_identifier text
+	system_identifier text,
+	summary text				-- the walscan summary ("wal.*" attribute lines) the
+								-- restore planner reads, as in the object's header
 );
 CREATE INDEX wal_timeline_segno_idx ON pgbk.wal (timeline, segno) INCLUDE (stored_bytes, last_stop_at);
 CREATE INDEX wal_last_stop_idx ON pgbk.wal (timeline, last_stop_at);

@@ -44,8 +44,22 @@ $$;
 REVOKE ALL ON FUNCTION pgbk.plan_external(text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgbk.plan_external(text, timestamptz) TO pgbk_reader;
 
--- The plan for one database target.  kind: 'time', 'lsn', 'name'.
-CREATE OR REPLACE FUNCTION pgbk.plan_database(kind text, target_time timestamptz, target_lsn pg_lsn,
+-- Issue 11, item 1: one planner.  The database's plan is made by the C
+-- planner `pgbk restore` runs (common/plan/plan.c over the catalog,
+-- pg_ext/plan_sql.c): pgbk.plan_database and bk_restore_window() are C
+-- functions, the plpgsql planner is gone, and pgbk.wal keeps each segment's
+-- walscan summary whole for it.  Rows catalogued by 1.0 have no summary
+-- text: the planner maps their summary columns, never saying more than they do.
+ALTER TABLE pgbk.wal ADD COLUMN summary text;
+
+-- the database plan gains the note column (its result type changes)
+DROP FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text);
+DROP FUNCTION pgbk.target_timeline(timestamptz);
+
+-- The plan for one database target, kind 'time', 'lsn' or 'name': the plan
+-- `pgbk restore --dry-run` makes (common/plan/plan.c over the catalog), its
+-- reason and note in the CLI's words.
+CREATE FUNCTION pgbk.plan_database(kind text, target_time timestamptz, target_lsn pg_lsn,
 								   target_name text,
 	OUT recoverable boolean,
 	OUT reason text,
@@ -57,215 +71,26 @@ CREATE OR REPLACE FUNCTION pgbk.plan_database(kind text, target_time timestamptz
 	OUT wal_segments bigint,
 	OUT wal_bytes bigint,
 	OUT backup_bytes bigint,
-	OUT command text)
+	OUT command text,
+	OUT note text)
+RETURNS record
+AS 'MODULE_PATHNAME', 'pgbk_plan_database'
+LANGUAGE C STABLE;
+
+REVOKE ALL ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text) TO pgbk_reader;
+
+-- Every scope's plan for one target: kind 'time', 'lsn' or 'name'.  In
+-- plpgsql, which keeps the query's plan for the session (a SQL function
+-- would plan it again at every call).
+CREATE OR REPLACE FUNCTION pgbk.plan_all(kind text, target_time timestamptz, target_lsn pg_lsn, target_name text)
+RETURNS SETOF pgbk.plan_row
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 SET jit = off
 AS $$
-DECLARE
-	b pgbk.backup;
-	c record;
-	rp pgbk.restore_point;
-	tli integer;
-	start_seg bigint;
-	missing bigint;
-	need_from bigint;
-	need_to bigint;
-	last_seg_tli integer;
-	last_seg_no bigint;
-	quiet_seg bigint;
-	unknown_seg bigint;
-	newest timestamptz;
-	cfg text := pgbk.config_path();
-	target_desc text;
-	target_opt text;
 BEGIN
-	recoverable := false;
-	wal_segments := 0;
-	wal_bytes := 0;
-
-	-- what is the target, on which timeline
-	IF kind = 'name' THEN
-		SELECT * INTO rp FROM pgbk.restore_point r WHERE r.name = target_name
-		 ORDER BY r.lsn LIMIT 1;
-		IF NOT FOUND THEN
-			reason := format('restore point "%s" not found in the repository', target_name);
-			RETURN;
-		END IF;
-		tli := rp.timeline;
-		target_time := rp.at;
-		target_lsn := rp.lsn;
-		target_desc := format('restore point "%s"', target_name);
-		target_opt := format('--target-name %s', quote_literal(target_name));
-	ELSIF kind = 'lsn' THEN
-		tli := coalesce((SELECT max(w.timeline) FROM pgbk.wal w
-						 WHERE w.kind = 'segment' AND w.start_lsn <= target_lsn AND w.end_lsn > target_lsn),
-						(SELECT max(w.timeline) FROM pgbk.wal w WHERE w.kind = 'segment'), 1);
-		target_desc := format('LSN %s', target_lsn);
-		target_opt := format('--target-lsn %s', target_lsn);
-	ELSE
-		tli := pgbk.target_timeline(target_time);
-		target_desc := (target_time AT TIME ZONE 'UTC')::text || '+00';
-		target_opt := format('--target-time %s', quote_literal(to_char(target_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US"+00"')));
-	END IF;
-	timeline := tli;
-
-	-- the newest backup that ended before the target, on the target's chain
-	SELECT bk.* INTO b
-	  FROM pgbk.backup bk
-	  JOIN pgbk.timeline_chain(tli) ch ON ch.tli = bk.timeline
-	   AND (ch.end_lsn IS NULL OR bk.stop_lsn <= ch.end_lsn)
-	 WHERE (kind = 'lsn' AND bk.stop_lsn <= target_lsn)
-		OR (kind = 'name' AND bk.stop_lsn <= target_lsn)
-		OR (kind = 'time' AND bk.stop_time < target_time)
-	 ORDER BY bk.stop_time DESC LIMIT 1;
-	IF NOT FOUND THEN
-		SELECT min(bk.stop_time) INTO newest FROM pgbk.backup bk;
-		IF newest IS NULL THEN
-			reason := 'no base backup exists in the repository';
-		ELSIF kind = 'lsn' THEN
-			reason := format('no base backup ended before %s (the oldest ends at %s)', target_desc,
-							 (SELECT min(stop_lsn) FROM pgbk.backup));
-		ELSE
-			reason := format('no base backup ended before %s (the oldest ends at %s)', target_desc,
-							 (newest AT TIME ZONE 'UTC')::text || '+00');
-		END IF;
-		RETURN;
-	END IF;
-	backup_id := b.id;
-	backup_stop_time := b.stop_time;
-	backup_bytes := b.stored_bytes;
-	start_seg := pgbk.lsn_segno(b.start_lsn);
-
-	-- the last segment needed: the first one on the chain (from the
-	-- backup's stop) that holds the record recovery stops at
-	IF kind = 'time' THEN
-		/*
-		 * Commit timestamps run (nearly) in WAL order, so the segment with
-		 * the smallest last commit time after the target, found through the
-		 * (timeline, last_stop_at) index, is the first one that holds such a
-		 * commit, give or take the skew between taking a commit's timestamp
-		 * and writing its record: the two segments before it are checked
-		 * too.  Index probes only, whatever the catalog's size.
-		 */
-		FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
-			need_from := greatest(c.first_segno, pgbk.lsn_segno(b.stop_lsn));
-			CONTINUE WHEN need_from > c.last_segno;
-			SELECT w.segno INTO last_seg_no FROM pgbk.wal w
-			 WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.last_stop_at > target_time
-			   AND w.segno BETWEEN need_from AND c.last_segno
-			 ORDER BY w.last_stop_at LIMIT 1;
-			IF FOUND THEN
-				SELECT min(w.segno) INTO last_seg_no FROM pgbk.wal w
-				 WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.last_stop_at > target_time
-				   AND w.segno BETWEEN greatest(need_from, last_seg_no - 2) AND last_seg_no;
-				last_seg_tli := c.tli;
-				EXIT;
-			END IF;
-		END LOOP;
-		IF last_seg_tli IS NULL THEN
-			/*
-			 * A quiet database: no commit after the target, but WAL written
-			 * after it (an archive_timeout switch, a restore point) proves the
-			 * state at the target; `pgbk restore` then stops at that WAL's
-			 * last record (common/plan.c, walk_time).  The same rule, never
-			 * looser: WAL written (written_at, to the microsecond) or a restore
-			 * point made at or after the target, no margin; archived_at (the
-			 * repository's mtime) is whole seconds; any segment whose tail may
-			 * be a commit counts as unknown.  The first segment on the chain
-			 * that proves it wins, unless one before it (archived within a
-			 * minute of the target or later) says nothing.
-			 */
-			FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
-				need_from := greatest(c.first_segno, start_seg);
-				CONTINUE WHEN need_from > c.last_segno;
-				SELECT w.segno INTO quiet_seg FROM pgbk.wal w
-				 WHERE w.timeline = c.tli AND w.kind = 'segment'
-				   AND w.segno BETWEEN need_from AND c.last_segno
-				   AND w.stop_records IS NOT NULL AND NOT w.tail_may_stop
-				   AND ((w.written_at >= target_time
-						 AND w.last_record_lsn >= b.stop_lsn)
-						OR EXISTS (SELECT 1 FROM pgbk.restore_point r
-								    WHERE r.wal_name = w.name AND r.lsn >= b.stop_lsn
-									  AND r.at >= target_time))
-				 ORDER BY w.segno LIMIT 1;
-				SELECT min(w.segno) INTO unknown_seg FROM pgbk.wal w
-				 WHERE w.timeline = c.tli AND w.kind = 'segment'
-				   AND w.segno BETWEEN need_from AND coalesce(quiet_seg, c.last_segno)
-				   AND (w.stop_records IS NULL OR w.tail_may_stop)
-				   AND w.archived_at + interval '1 second' >= target_time - interval '60 seconds';
-				EXIT WHEN unknown_seg IS NOT NULL;
-				IF quiet_seg IS NOT NULL THEN
-					last_seg_no := quiet_seg;
-					last_seg_tli := c.tli;
-					EXIT;
-				END IF;
-			END LOOP;
-		END IF;
-		IF last_seg_tli IS NULL THEN
-			SELECT max(w.last_stop_at) INTO newest
-			  FROM pgbk.timeline_chain(tli) ch
-			  JOIN LATERAL (SELECT max(x.last_stop_at) AS last_stop_at FROM pgbk.wal x
-							 WHERE x.timeline = ch.tli AND x.kind = 'segment'
-							   AND x.segno BETWEEN ch.first_segno AND ch.last_segno) w ON true;
-			reason := format('no transaction committed after %s has been archived yet (the newest archived commit is at %s)',
-							 target_desc,
-							 coalesce((newest AT TIME ZONE 'UTC')::text || '+00', 'none'));
-			RETURN;
-		END IF;
-	ELSE
-		-- the segment holding target_lsn, or the next if no record starts
-		-- at or after it there
-		FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
-			need_from := greatest(c.first_segno, pgbk.lsn_segno(target_lsn));
-			CONTINUE WHEN need_from > c.last_segno;
-			SELECT w.segno INTO last_seg_no FROM pgbk.wal w
-			 WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.last_record_lsn >= target_lsn
-			   AND w.segno BETWEEN need_from AND c.last_segno
-			 ORDER BY w.segno LIMIT 1;
-			IF FOUND THEN
-				last_seg_tli := c.tli;
-				EXIT;
-			END IF;
-		END LOOP;
-		IF last_seg_tli IS NULL THEN
-			reason := format('the WAL up to %s has not been archived yet', target_desc);
-			RETURN;
-		END IF;
-	END IF;
-
-	-- every segment from the backup's start to there, along the chain
-	FOR c IN SELECT * FROM pgbk.timeline_chain(tli) LOOP
-		need_from := greatest(c.first_segno, start_seg);
-		need_to := least(c.last_segno, last_seg_no);
-		CONTINUE WHEN need_from > need_to;
-		missing := pgbk.first_missing(c.tli, need_from, need_to);
-		IF missing IS NOT NULL THEN
-			reason := format('WAL segment %s is missing from the repository (needed to go from backup %s to %s)',
-							 pgbk.segment_name(c.tli, missing), b.id, target_desc);
-			RETURN;
-		END IF;
-		IF first_wal IS NULL THEN
-			first_wal := pgbk.segment_name(c.tli, need_from);
-		END IF;
-		last_wal := pgbk.segment_name(c.tli, need_to);
-		wal_segments := wal_segments + (need_to - need_from + 1);
-		wal_bytes := wal_bytes + coalesce((SELECT sum(w.stored_bytes) FROM pgbk.wal w
-			WHERE w.timeline = c.tli AND w.kind = 'segment' AND w.segno BETWEEN need_from AND need_to), 0);
-	END LOOP;
-
-	recoverable := true;
-	command := format('pgbk restore --config %s --to /path/to/new/datadir %s', cfg, target_opt);
-END
-$$;
-
--- Every scope's plan for one target: kind 'time', 'lsn' or 'name'.
-CREATE OR REPLACE FUNCTION pgbk.plan_all(kind text, target_time timestamptz, target_lsn pg_lsn, target_name text)
-RETURNS SETOF pgbk.plan_row
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-SET jit = off
-AS $$
+	RETURN QUERY
 	WITH db AS (SELECT * FROM pgbk.plan_database(kind, target_time, target_lsn, target_name)),
 	moment AS (
 		SELECT coalesce(target_time,
@@ -282,14 +107,15 @@ AS $$
 		SELECT db.recoverable, db.reason, db.backup_id, db.backup_stop_time,
 			   CASE WHEN db.recoverable THEN interval '0' END, db.timeline, db.first_wal,
 			   db.last_wal, db.wal_segments,
-			   coalesce(db.backup_bytes, 0) + coalesce(db.wal_bytes, 0), db.command, NULL::text
+			   coalesce(db.backup_bytes, 0) + coalesce(db.wal_bytes, 0), db.command, db.note
 		  FROM db WHERE s.mechanism = 'wal'
 		UNION ALL
 		SELECT f.*, NULL::text FROM pgbk.plan_files(m.at, target_name) f WHERE s.mechanism = 'restic'
 		UNION ALL
 		SELECT * FROM pgbk.plan_external(s.name, m.at) WHERE s.mechanism = 'external'
 	  ) p
-	 ORDER BY CASE s.mechanism WHEN 'wal' THEN 0 WHEN 'restic' THEN 1 ELSE 2 END, s.name
+	 ORDER BY CASE s.mechanism WHEN 'wal' THEN 0 WHEN 'restic' THEN 1 ELSE 2 END, s.name;
+END
 $$;
 
 -- Refuse a target no plan can be made for, naming the problem: NULL, an
@@ -371,34 +197,14 @@ BEGIN
 END
 $$;
 
--- The recoverable window: one row per stretch of time that can be
--- restored to, per timeline.  Several rows mean gaps between them.
+-- The recoverable window, as `pgbk info` shows it (plan_window over the
+-- catalog, on the newest timeline): one row per stretch of time that can be
+-- restored to; several rows mean gaps in the archived WAL between them.
 CREATE OR REPLACE FUNCTION bk_restore_window()
 RETURNS TABLE (timeline integer, earliest timestamptz, latest timestamptz, first_wal text,
 			   last_wal text, backups integer)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-	SELECT r.timeline, min(b.stop_time),
-		   -- the newest archived commit, or a little later in a quiet
-		   -- database: the last segment, written after it, proves the state
-		   -- up to then (plan_database's quiet rule)
-		   greatest((SELECT max(w.last_stop_at) FROM pgbk.wal w
-					  WHERE w.timeline = r.timeline AND w.kind = 'segment'
-					    AND w.segno BETWEEN min(pgbk.lsn_segno(b.stop_lsn)) AND r.last_segno),
-					(SELECT w.written_at FROM pgbk.wal w
-					  WHERE w.timeline = r.timeline AND w.kind = 'segment' AND w.segno = r.last_segno
-					    AND w.stop_records IS NOT NULL AND NOT w.tail_may_stop
-					    AND w.last_record_lsn >= max(b.stop_lsn))),
-		   pgbk.segment_name(r.timeline, r.first_segno), pgbk.segment_name(r.timeline, r.last_segno),
-		   count(*)::integer
-	  FROM pgbk.wal_range r
-	  JOIN pgbk.backup b ON b.timeline = r.timeline
-	   AND pgbk.lsn_segno(b.start_lsn) >= r.first_segno
-	   AND pgbk.lsn_segno(b.stop_lsn) <= r.last_segno
-	 GROUP BY r.timeline, r.first_segno, r.last_segno
-	 ORDER BY 2
-$$;
+AS 'MODULE_PATHNAME', 'bk_restore_window'
+LANGUAGE C STABLE;
 
 CREATE OR REPLACE FUNCTION bk_register_external_backup(scope text, taken_at timestamptz, location text,
 											note text DEFAULT NULL)
