@@ -44,7 +44,7 @@
 
 #include "plan/plan.h"
 #include "plan_sql.h"
-#include "wal/walname.h"
+#include "base/walname.h"
 #include "wal/walscan.h"
 
 PG_FUNCTION_INFO_V1(pgbk_plan_database);
