@@ -1,5 +1,7 @@
 /*
  * main.c
+ *	  Program pgbk-watcher, its entry point and event loop; uses every watcher module
+ *	  and common/ base, config, repo, format, context and files.
  *	  pgbk-watcher: minute-granularity snapshots of application files with
  *	  restic, recorded in pgbk's catalog.
  *

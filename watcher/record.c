@@ -1,5 +1,6 @@
 /*
  * record.c
+ *	  Program pgbk-watcher; uses spool.h, debounce.h, log.h, common/base and libpq.
  *	  Asynchronous libpq: delivering spool records to the catalog and
  *	  listening for snapshot requests (see record.h).
  *

@@ -1,5 +1,6 @@
 /*
  * record.h
+ *	  Program pgbk-watcher; uses spool.h.
  *	  The watcher's connection to the catalog: delivers the spool's records
  *	  (bk_record_file_snapshot, bk_record_file_snapshots_forgotten) in
  *	  order, reports failed runs (bk_record_file_backup_failure), and

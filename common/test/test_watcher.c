@@ -1,5 +1,6 @@
 /*
  * test_watcher.c
+ *	  Tests of program pgbk-watcher (cmocka); compiles watcher/ sources in, uses unit.h.
  *	  Unit tests for pgbk-watcher's pure parts: the debounce state machine,
  *	  the configuration parser (and that it reads files as pgbk.conf's does), exclude matching, the spool journal, and the
  *	  inotify watch table against a real directory tree (new trees, renames,
