@@ -1,5 +1,7 @@
 /*
  * cmd_wal.c
+ *	  Program pgbk; uses cli.h, common/ wal (walpush), plan, format and base, and
+ *	  pthreads.
  *	  pgbk wal-push (archive_command) and pgbk wal-fetch (restore_command).
  *
  * wal-push follows the same rules as the archive module (common/wal/walpush.c):
