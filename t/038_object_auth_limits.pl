@@ -70,8 +70,8 @@ my $nokey = PgbkTest::write_file("$work/nokey.conf",
 chmod 0600, $nokey;
 ($rc, $out, $err) = PgbkTest::pgbk('info', '--config', $nokey);
 isnt($rc, 0, 'a configuration without key_file is refused, also with encryption = off');
-like($err, qr/"key_file" is required .*authenticated with its key, also with encryption = off/,
-	'... saying that every object is authenticated with the key');
+like($err, qr/"key_file" is required .*\nHINT: Every repository object is authenticated with its key, also with encryption = off/,
+	'... saying in a HINT line that every object is authenticated with the key');
 
 # a postgresql.conf that runs a command at startup, as a bucket writer
 # without the key would forge it (checks recomputed the unkeyed way)

@@ -822,8 +822,8 @@ validate(ParseState *ps, PgbkConfig *cfg)
 	 */
 	if (cfg->key_file == NULL)
 		return conf_missing(&ps->cf, SET_KEY_FILE, NULL,
-		                    "every repository object is authenticated with its key, also with "
-		                    "encryption = off (create one with \"pgbk keygen\")",
+		                    "Every repository object is authenticated with its key, also with "
+		                    "encryption = off: create one with \"pgbk keygen\".",
 		                    ps->err);
 	return PGBK_OK;
 }
