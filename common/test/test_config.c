@@ -479,6 +479,36 @@ test_parse_units(void **state)
 	assert_false(config_parse_duration_ms("-1s", &ms));
 	assert_false(config_parse_duration_ms("9999999999999999d", &ms));
 	assert_false(config_parse_duration_ms("s", &ms));
+
+	/* the one unit parser under both: blanks, case, the edges of the range */
+	assert_true(config_parse_size("  16mb  ", &sz));
+	assert_int_equal(sz, 16 << 20);
+	assert_true(config_parse_size("3 K", &sz));
+	assert_int_equal(sz, 3 << 10);
+	assert_true(config_parse_size("18446744073709551615", &sz));
+	assert_true(sz == UINT64_MAX);
+	assert_true(config_parse_size("16777215TiB", &sz));
+	assert_true(sz == (uint64_t) 16777215 << 40);
+	assert_false(config_parse_size("16777216TiB", &sz));
+	assert_false(config_parse_size("18446744073709551616", &sz));
+	assert_false(config_parse_size("+1MB", &sz));
+	assert_false(config_parse_size("1MB x", &sz));
+	assert_false(config_parse_size("1 megabytes", &sz));
+	assert_false(config_parse_size("1s", &sz)); /* a duration's unit */
+	assert_true(config_parse_duration_ms(" 60S ", &ms));
+	assert_int_equal(ms, 60000);
+	assert_true(config_parse_duration_ms("2 Min", &ms));
+	assert_int_equal(ms, 120000);
+	assert_true(config_parse_duration_ms("9223372036854775807ms", &ms));
+	assert_true(ms == INT64_MAX);
+	assert_false(config_parse_duration_ms("9223372036854775808ms", &ms));
+	assert_true(config_parse_duration_ms("106751991167d", &ms));
+	assert_true(ms == INT64_C(106751991167) * 86400000);
+	assert_false(config_parse_duration_ms("106751991168d", &ms));
+	assert_false(config_parse_duration_ms("1MB", &ms)); /* a size's unit */
+	assert_false(config_parse_duration_ms("1 2s", &ms));
+	assert_false(config_parse_duration_ms("", &ms));
+	assert_false(config_parse_duration_ms(NULL, &ms));
 }
 
 static void
