@@ -519,8 +519,9 @@ add_histories(PlanView *v)
 		}
 		pgbk_error_clear(&err);
 		if (plan_view_add_history(v, tlis[i], text.data, text.len, &err) != PGBK_OK)
-			ereport(WARNING, (errmsg("timeline %u has an inconsistent history in pgbk.timeline: %s",
-			                         tlis[i], err.msg)));
+			pgbk_report_error(
+			    WARNING, &err,
+			    psprintf("timeline %u has an inconsistent history in pgbk.timeline", tlis[i]));
 	}
 	pfree(text.data);
 	pfree(tlis);
