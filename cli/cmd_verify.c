@@ -378,17 +378,18 @@ read_all(Verify *vr, PgbkError *err)
 }
 
 /*
- * WAL continuity: recovery from each backup reads every segment from the
- * backup's start along its timeline chain (the newest timeline whose
- * history files follow the backup's one), up to the newest archived segment
- * of that chain.  A missing segment cuts everything after it off.
+ * WAL continuity over the repository's own listings, by the rule
+ * bk_verify() applies to the catalog (verify_wal_continuity): recovery from
+ * each backup reads every segment from the backup's start along its
+ * timeline chain up to the newest archived segment of that chain.
  */
 static PgbkStatus
 check_continuity(Verify *vr, PgbkError *err)
 {
-	PlanView  *v = NULL;
-	PgbkStatus st;
-	int        i;
+	PlanView     *v = NULL;
+	VerifyWalGaps gaps;
+	PgbkStatus    st;
+	int           i;
 
 	if ((st = plan_view_open(vr->ctx.repo, vr->ctx.ring, &v, err)) != PGBK_OK ||
 	    (st = plan_view_list_all_wal(v, err)) != PGBK_OK)
@@ -403,77 +404,12 @@ check_continuity(Verify *vr, PgbkError *err)
 		}
 		return st;
 	}
-	for (i = 0; i < v->nbackups; i++)
-	{
-		PlanBackup *b = &v->backups[i];
-		WalHistory  chain;
-		uint32_t    newest, segsz;
-		WalSegNo    seg, first, last = 0;
-		bool        have_last = false;
-		int         k, j;
-
-		if ((st = plan_view_load_backup(v, b, err)) != PGBK_OK)
-			break;
-		if (b->broken)
-			continue; /* reported with the manifests */
-		segsz = b->wal_segment_size;
-		newest = plan_newest_timeline(v, b->timeline);
-		memset(&chain, 0, sizeof(chain));
-		if ((st = plan_chain(v, newest, &chain, err)) != PGBK_OK)
-			break;
-		/* the newest segment of any timeline on the chain */
-		for (k = 0; k < v->nblocks; k++)
-		{
-			const PlanWalBlock *blk = &v->blocks[k];
-			bool                on_chain = false;
-
-			for (j = 0; j < chain.n; j++)
-				if (chain.entries[j].tli == blk->tli && blk->tli >= b->timeline)
-					on_chain = true;
-			if (on_chain && blk->n > 0 && (!have_last || blk->segs[blk->n - 1].segno > last))
-			{
-				last = blk->segs[blk->n - 1].segno;
-				have_last = true;
-			}
-		}
-		first = walname_lsn_to_segno(b->start_lsn, segsz);
-		if (!have_last || last < walname_lsn_to_segno(b->stop_lsn, segsz))
-			last = walname_lsn_to_segno(b->stop_lsn, segsz);
-		for (seg = first; seg <= last; seg++)
-		{
-			uint32_t     tli = plan_chain_tli_of_seg(&chain, seg, segsz, b->timeline);
-			PlanSegment *s;
-			char         name[WALNAME_BUFLEN], lastname[WALNAME_BUFLEN];
-			WalSegNo     run_end;
-
-			if ((st = plan_view_segment(v, tli, seg, &s, err)) != PGBK_OK)
-				break;
-			if (s != NULL)
-				continue;
-			/* a run of missing segments: one line */
-			run_end = seg;
-			while (run_end < last)
-			{
-				uint32_t     t2 = plan_chain_tli_of_seg(&chain, run_end + 1, segsz, b->timeline);
-				PlanSegment *s2;
-
-				if ((st = plan_view_segment(v, t2, run_end + 1, &s2, err)) != PGBK_OK || s2 != NULL)
-					break;
-				run_end++;
-			}
-			if (st != PGBK_OK)
-				break;
-			walname_format_segment(name, tli, seg, segsz);
-			walname_format_segment(lastname,
-			                       plan_chain_tli_of_seg(&chain, run_end, segsz, b->timeline),
-			                       run_end, segsz);
-			verify_report_wal_gap(&vr->params, name, run_end == seg ? NULL : lastname, b->id);
-			seg = run_end;
-		}
-		walname_history_free(&chain);
-		if (st != PGBK_OK)
-			break;
-	}
+	/* the rule is verify/'s, shared with bk_verify() */
+	st = verify_wal_continuity(v, &gaps, err);
+	for (i = 0; st == PGBK_OK && i < gaps.n; i++)
+		verify_report_wal_gap(&vr->params, gaps.gaps[i].first, gaps.gaps[i].last,
+		                      gaps.gaps[i].backup);
+	verify_wal_gaps_free(&gaps);
 	plan_view_free(v);
 	return st;
 }

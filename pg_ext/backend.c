@@ -83,6 +83,7 @@ pgbk_context(PgbkError *err)
 	{
 		pgbk_context_reset();
 		pgbk_error(err, PGBK_ERR_CONFIG, "pgbk.config is not set");
+		pgbk_error_hint(err, "Set pgbk.config in postgresql.conf to the path of pgbk.conf.");
 		return NULL;
 	}
 

@@ -250,8 +250,8 @@ catalog_add_timeline(SyncState *ss, const ListedObject *obj, uint32_t tli, Datum
 		walname_history_free(&hist);
 	}
 	else
-		ereport(WARNING, (errcode(pgbk_errcode(err.code)),
-		                  errmsg("could not read timeline history \"%s\": %s", obj->key, err.msg)));
+		pgbk_report_error(WARNING, &err,
+		                  psprintf("could not read timeline history \"%s\"", obj->key));
 	pgbk_buf_free(&stored);
 	pgbk_buf_free(&raw);
 }
@@ -303,8 +303,8 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 	if (st != PGBK_OK)
 	{
 		/* an unreadable object is reported (once), not fatal to the sync */
-		ereport(WARNING, (errcode(pgbk_errcode(ss->err->code)),
-		                  errmsg("skipping repository object \"%s\": %s", obj->key, ss->err->msg)));
+		pgbk_report_error(WARNING, ss->err,
+		                  psprintf("skipping repository object \"%s\"", obj->key));
 		if (unreadable_add(obj->key, obj->size, obj->mtime, ss->err))
 			unreadable_record(ss, obj->key, ss->err);
 		pgbk_error_clear(ss->err);
@@ -683,8 +683,7 @@ sync_backups(SyncState *ss, PgbkContext *ctx, bool full)
 		st = manifest_load(ctx->repo, ctx->params.keyring, id, &m, &err);
 		if (st != PGBK_OK)
 		{
-			ereport(WARNING, (errcode(pgbk_errcode(err.code)),
-			                  errmsg("skipping backup %s: %s", id, err.msg)));
+			pgbk_report_error(WARNING, &err, psprintf("skipping backup %s", id));
 			if (unreadable_add(mkey, 0, 0, &err))
 				unreadable_record(ss, mkey, &err);
 			continue;

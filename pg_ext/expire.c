@@ -383,8 +383,8 @@ bk_expire(PG_FUNCTION_ARGS)
 	/* a dry run reads the catalog, and the repository if it can */
 	pgbk_error_clear(&err);
 	es.ctx = pgbk_context(&err);
-	if (es.ctx == NULL && !dry_run)
-		pgbk_report_error(ERROR, &err, "could not open the repository");
+	if (es.ctx == NULL)
+		pgbk_report_error(dry_run ? WARNING : ERROR, &err, "could not open the repository");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 

@@ -520,8 +520,9 @@ add_histories(PlanView *v)
 		}
 		pgbk_error_clear(&err);
 		if (plan_view_add_history(v, tlis[i], text.data, text.len, &err) != PGBK_OK)
-			ereport(WARNING, (errmsg("timeline %u has an inconsistent history in pgbk.timeline: %s",
-			                         tlis[i], err.msg)));
+			pgbk_report_error(
+			    WARNING, &err,
+			    psprintf("timeline %u has an inconsistent history in pgbk.timeline", tlis[i]));
 	}
 	pfree(text.data);
 	pfree(tlis);
@@ -591,6 +592,80 @@ cat_view_open(BackupSet set, const PlanTarget *t)
 		                t->kind != PLAN_TARGET_LSN && SPI_processed < PLAN_SQL_FIRST_BACKUPS);
 		add_backup_rows(v, cv);
 		add_histories(v);
+	}
+	PG_CATCH();
+	{
+		plan_view_free(v);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return v;
+}
+
+/*
+ * Every backup, history and archived segment of the catalog in one view,
+ * but for the segments gone(name, arg) says are gone from the repository
+ * (bk_verify: the catalog promises them, the repository lost them).  The
+ * segments are read through a cursor, a batch at a time; every block is
+ * then listed, so the planner never asks the catalog again.
+ */
+PlanView *
+pgbk_plan_catalog_view(bool (*gone)(const char *name, void *arg), void *arg)
+{
+	PlanView *v = cat_view_open(SET_ALL, NULL);
+
+	PG_TRY();
+	{
+		SPIPlanPtr plan;
+		Portal     portal;
+		int        k;
+
+		plan = SPI_prepare("SELECT timeline, segno, stored_bytes, archived_at, name FROM pgbk.wal "
+		                   "WHERE kind = 'segment' ORDER BY timeline, segno",
+		                   0, NULL);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the WAL listing: %s",
+			     SPI_result_code_string(SPI_result));
+		portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+		for (;;)
+		{
+			uint64 i;
+
+			CHECK_FOR_INTERRUPTS();
+			SPI_cursor_fetch(portal, true, 10000);
+			if (SPI_processed == 0)
+				break;
+			for (i = 0; i < SPI_processed; i++)
+			{
+				bool    n1, n2, n3, n4, n5;
+				int32   tli = DatumGetInt32(col(i, 1, &n1));
+				int64   segno = DatumGetInt64(col(i, 2, &n2));
+				int64   stored = DatumGetInt64(col(i, 3, &n3));
+				Datum   at = col(i, 4, &n4);
+				Datum   name = col(i, 5, &n5);
+				int64_t mtime = n4 ? 0 : ts_to_unix_us(DatumGetTimestampTz(at));
+
+				if (n1 || n2 || tli <= 0 || segno < 0)
+					continue;
+				if (gone != NULL && !n5)
+				{
+					char buf[WALNAME_BUFLEN + 8];
+
+					text_to_cstring_buffer(DatumGetTextPP(name), buf, sizeof(buf));
+					if (gone(buf, arg))
+						continue;
+				}
+				if (plan_view_add_segment(v, (uint32_t) tli, (WalSegNo) segno,
+				                          n3 ? 0 : (uint64_t) stored, mtime) == NULL)
+					ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+		SPI_freeplan(plan);
+		for (k = 0; k < v->nblocks; k++)
+			v->blocks[k].listed = true;
+		v->all_listed = true;
 	}
 	PG_CATCH();
 	{

@@ -19,4 +19,14 @@
  */
 extern bool pgbk_plan_backup_for_time(TimestampTz at, char *id, size_t idlen);
 
+/*
+ * The planner's view (common/plan) of the whole catalog: every backup, the
+ * timeline histories, and every archived segment except those gone(name,
+ * arg) says the repository has lost (NULL: none).  SPI connected; free with
+ * plan_view_free (plain malloc: the caller frees it on its error paths).
+ */
+struct PlanView;
+extern struct PlanView *pgbk_plan_catalog_view(bool (*gone)(const char *name, void *arg),
+                                               void *arg);
+
 #endif /* PGBK_PLAN_SQL_H */

@@ -9,10 +9,11 @@
  *	  it in memory; WAL objects must carry the name they are catalogued
  *	  under; every backup's files must match the sizes and hashes of its
  *	  manifest; the repository descriptor (pgbk.repo) must be there and name
- *	  this database system.  What is the catalog's own is checked here:
- *	  every backup must have unbroken WAL on its timeline from its start to
- *	  the newest archived segment.  Problems come back as rows naming the
- *	  object.
+ *	  this database system.  Every backup must have unbroken WAL on its
+ *	  timeline chain from its start to the newest archived segment: the
+ *	  rule pgbk verify applies (verify_wal_continuity), here over the
+ *	  planner's view of the catalog, less the segments found missing.
+ *	  Problems come back as rows naming the object.
  *
  *	  Memory: the manifest being verified is malloc'd by common code; it is
  *	  owned by a reset callback of this call's memory context, so an ERROR
@@ -35,6 +36,8 @@
 
 #include "format/layout.h"
 #include "format/manifest.h"
+#include "plan/plan.h"
+#include "plan_sql.h"
 #include "verify/verify.h"
 
 PG_FUNCTION_INFO_V1(bk_verify);
@@ -47,6 +50,8 @@ typedef struct VerifyState
 	int64          checked;
 	int64          problems;
 	List          *missing_wal; /* catalogued segments absent from the repository */
+	char         **gone;        /* missing_wal sorted, for the continuity check */
+	int            ngone;
 
 	/*
 	 * The manifest being verified (malloc'd by verify/): freed when done, or
@@ -55,12 +60,20 @@ typedef struct VerifyState
 	 */
 	Manifest             *manifest;
 	MemoryContextCallback free_manifest;
+
+	/* the continuity check's view and gaps (malloc'd), freed the same way */
+	PlanView     *view;
+	VerifyWalGaps gaps;
 } VerifyState;
 
 static void
 free_manifest_cb(void *arg)
 {
 	VerifyState *vs = arg;
+
+	plan_view_free(vs->view);
+	vs->view = NULL;
+	verify_wal_gaps_free(&vs->gaps);
 
 	if (vs->manifest != NULL)
 	{
@@ -214,58 +227,55 @@ verify_backups(VerifyState *vs, const VerifyDescriptor *d)
 	}
 }
 
-/* Every backup needs unbroken WAL from its start to the newest segment. */
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* pgbk_plan_catalog_view's filter: a segment verify_wal found missing. */
+static bool
+segment_gone(const char *name, void *arg)
+{
+	VerifyState *vs = arg;
+
+	return vs->ngone > 0 && bsearch(&name, vs->gone, vs->ngone, sizeof(char *), name_cmp) != NULL;
+}
+
+/*
+ * Every backup needs unbroken WAL from its start to the newest segment of
+ * its timeline chain: the rule of `pgbk verify` (verify_wal_continuity),
+ * over the planner's view of the catalog (pg_ext/plan_sql.c) without the
+ * segments the repository turned out to have lost.
+ */
 static void
 verify_continuity(VerifyState *vs)
 {
-	int       ret;
-	uint64    i;
-	ListCell *lc;
+	PgbkError  err;
+	PgbkStatus st = PGBK_OK;
+	ListCell  *lc;
+	int        i;
 
-	ret = SPI_execute(
-	    "SELECT b.id, pgbk.segment_name(c.tli, pgbk.first_missing(c.tli, "
-	    "  greatest(c.first_segno, pgbk.lsn_segno(b.start_lsn)), "
-	    "  least(c.last_segno, (SELECT max(w.segno) FROM pgbk.wal w "
-	    "                       WHERE w.timeline = c.tli AND w.kind = 'segment')))) "
-	    "FROM pgbk.backup b "
-	    "CROSS JOIN LATERAL pgbk.timeline_chain(coalesce((SELECT max(timeline) FROM pgbk.wal "
-	    "                                                 WHERE kind = 'segment'), "
-	    "                                        b.timeline)) c "
-	    "WHERE pgbk.first_missing(c.tli, greatest(c.first_segno, pgbk.lsn_segno(b.start_lsn)), "
-	    "  least(c.last_segno, (SELECT max(w.segno) FROM pgbk.wal w "
-	    "                       WHERE w.timeline = c.tli AND w.kind = 'segment'))) IS NOT NULL "
-	    "ORDER BY b.id",
-	    true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not check WAL continuity");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		char *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		char *seg = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-
-		verify_report_wal_gap(&vs->params, seg, NULL, id);
-	}
-
-	/* segments the catalog has but the repository lost are gaps too */
+	vs->gone = palloc(sizeof(char *) * (list_length(vs->missing_wal) + 1));
 	foreach (lc, vs->missing_wal)
+		vs->gone[vs->ngone++] = lfirst(lc);
+	qsort(vs->gone, vs->ngone, sizeof(char *), name_cmp);
+
+	/* both malloc'd: freed by the reset callback if an ERROR leaves them */
+	vs->view = pgbk_plan_catalog_view(segment_gone, vs);
+	pgbk_error_clear(&err);
+	st = verify_wal_continuity(vs->view, &vs->gaps, &err);
+	if (st != PGBK_OK)
 	{
-		const char *name = lfirst(lc);
-		Datum       args[1];
-
-		args[0] = CStringGetTextDatum(name);
-		ret = SPI_execute_with_args(
-		    "SELECT string_agg(b.id, ', ' ORDER BY b.id) FROM pgbk.wal w JOIN pgbk.backup b "
-		    "ON b.timeline <= w.timeline AND b.start_lsn < w.end_lsn "
-		    "WHERE w.name = $1 AND w.kind = 'segment'",
-		    1, (Oid[]){TEXTOID}, args, NULL, true, 1);
-		if (ret == SPI_OK_SELECT && SPI_processed == 1)
-		{
-			char *ids = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-			if (ids != NULL)
-				verify_report_wal_gap(&vs->params, name, NULL, ids);
-		}
+		CHECK_FOR_INTERRUPTS();
+		pgbk_report_error(ERROR, &err, "could not check WAL continuity");
 	}
+	for (i = 0; i < vs->gaps.n; i++)
+		verify_report_wal_gap(&vs->params, vs->gaps.gaps[i].first, vs->gaps.gaps[i].last,
+		                      vs->gaps.gaps[i].backup);
+	verify_wal_gaps_free(&vs->gaps);
+	plan_view_free(vs->view);
+	vs->view = NULL;
 }
 
 Datum

@@ -5,6 +5,8 @@
 # real backup ids are), then pgbench calls
 # bk_restore_point for random moments and prints the latency, and EXPLAIN
 # ANALYZE shows the plans of its queries.  Target: <= 5 ms per call.
+# Then bk_restore_window() (plan_window over the whole catalog) on the same
+# rows, its time per call printed next to bk_restore_point's.
 #
 #   scripts/bench_plan.sh          # as root (installs, then runs as postgres)
 set -euo pipefail
@@ -23,6 +25,7 @@ dir=${2:-/var/tmp/pgbk-bench-plan}
 SEGMENTS=${BENCH_SEGMENTS:-1000000}
 BACKUPS=${BENCH_BACKUPS:-10000}
 CALLS=${BENCH_CALLS:-2000}
+WINDOW_CALLS=${BENCH_WINDOW_CALLS:-20}
 bindir=$(pg_config --bindir)
 export PATH="$bindir:$PATH" PGHOST="$dir" PGPORT=5591 PGDATABASE=postgres
 trap 'pg_ctl -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true' EXIT
@@ -94,7 +97,8 @@ cat > "$dir/plan.sql" <<'EOF'
 \set m random(200000, 990000)
 SELECT count(*) FROM bk_restore_point(timestamptz '2025-01-01 00:00:00+00' + :m * interval '1 minute' + interval '30 seconds');
 EOF
-pgbench -n -c 1 -t "$CALLS" -f "$dir/plan.sql" 2>&1 | grep -E "latency average|tps"
+point_out=$(pgbench -n -c 1 -t "$CALLS" -f "$dir/plan.sql" 2>&1)
+grep -E "latency average|tps" <<<"$point_out"
 echo
 echo "database scope only (pgbk.plan_database), for comparison:"
 cat > "$dir/plan_db.sql" <<'EOF'
@@ -108,3 +112,15 @@ quiet="timestamptz '2025-01-01 00:00:00+00' + $SEGMENTS * interval '1 minute' + 
 psql -X -At -c "SELECT 'recoverable: ' || recoverable || ', last WAL ' || last_wal FROM pgbk.plan_database('time', $quiet, NULL, NULL)"
 echo "SELECT recoverable FROM pgbk.plan_database('time', $quiet, NULL, NULL);" > "$dir/plan_quiet.sql"
 pgbench -n -c 1 -t "$CALLS" -f "$dir/plan_quiet.sql" 2>&1 | grep -E "latency average|tps"
+
+echo
+echo "== bk_restore_window() over the same catalog ($WINDOW_CALLS calls, pgbench, 1 client)"
+psql -X -c "SELECT * FROM bk_restore_window()"
+echo "SELECT count(*) FROM bk_restore_window();" > "$dir/window.sql"
+window_out=$(pgbench -n -c 1 -t "$WINDOW_CALLS" -f "$dir/window.sql" 2>&1)
+grep -E "latency average|tps" <<<"$window_out"
+point_ms=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$point_out")
+window_ms=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$window_out")
+echo
+echo "per call at $SEGMENTS WAL rows / $BACKUPS backups: bk_restore_point ${point_ms:-?} ms," \
+	"bk_restore_window ${window_ms:-?} ms"

@@ -70,8 +70,8 @@ my $nokey = PgbkTest::write_file("$work/nokey.conf",
 chmod 0600, $nokey;
 ($rc, $out, $err) = PgbkTest::pgbk('info', '--config', $nokey);
 isnt($rc, 0, 'a configuration without key_file is refused, also with encryption = off');
-like($err, qr/"key_file" is required .*authenticated with its key, also with encryption = off/,
-	'... saying that every object is authenticated with the key');
+like($err, qr/"key_file" is required .*\nHINT: Every repository object is authenticated with its key, also with encryption = off/,
+	'... saying in a HINT line that every object is authenticated with the key');
 
 # a postgresql.conf that runs a command at startup, as a bucket writer
 # without the key would forge it (checks recomputed the unkeyed way)
@@ -164,6 +164,20 @@ isnt($rc, 0, 'pgbk restore refuses the manifest bomb');
 like($err, qr/manifest of backup \Q$backup\E.*longer than the 268435456 bytes allowed/s,
 	'... saying why') or diag($err);
 cmp_ok($rss, '<', 768 * 1024, "... and stayed at $rss KiB (the limit is 256 MiB, the bomb $bomb_mib MiB)");
+
+# The same configuration error in the backend (issue 11): the hint that the
+# configuration reader gives reaches errhint, through the one reporter, both
+# where the error stops the call and where it is only a warning.
+$node->safe_psql('postgres', "ALTER SYSTEM SET pgbk.config = '$nokey'; SELECT pg_reload_conf()");
+$node->poll_query_until('postgres', "SELECT current_setting('pgbk.config') = '$nokey'")
+  or die 'pgbk.config not reloaded';
+$node->psql('postgres', 'SELECT bk_catalog_sync()', stderr => \$err);
+like($err, qr/ERROR:  could not open the repository: setting "key_file" is required .*\nHINT:  Every repository object is authenticated with its key/,
+	'the backend: the missing key_file is an ERROR with its HINT') or diag($err);
+$node->psql('postgres', "SELECT count(*) FROM bk_expire(true)", stderr => \$err);
+like($err, qr/WARNING:  could not open the repository: setting "key_file" is required .*\nHINT:  Every repository object is authenticated with its key/,
+	'... and a WARNING with its HINT in a dry-run bk_expire') or diag($err);
+$node->safe_psql('postgres', "ALTER SYSTEM RESET pgbk.config; SELECT pg_reload_conf()");
 
 $node->stop;
 done_testing();

@@ -180,7 +180,7 @@ check_roots(WParse *ps, WatcherSettings *s)
 	int j;
 
 	if (value(ps, WS_ROOTS) == NULL)
-		return conf_missing(&ps->cf, WS_ROOTS, NULL, "list the directories to back up", ps->err);
+		return conf_missing(&ps->cf, WS_ROOTS, NULL, "List the directories to back up.", ps->err);
 	if (split_list(ps, value(ps, WS_ROOTS), &s->roots, &s->n_roots) != PGBK_OK)
 		return PGBK_ERR;
 	if (s->n_roots == 0)

@@ -154,29 +154,21 @@ parse_unit(const char *s, char *unit, size_t unitlen)
 	return *s == '\0';
 }
 
-bool
-config_parse_size(const char *s, uint64_t *out)
+/* A unit word and what one of it is worth (bytes, milliseconds). */
+typedef struct UnitDef
 {
-	static const struct
-	{
-		const char *name;
-		uint64_t    mult;
-	} units[] = {
-	    {"", 1},
-	    {"b", 1},
-	    {"k", 1024},
-	    {"kb", 1024},
-	    {"kib", 1024},
-	    {"m", 1024 * 1024},
-	    {"mb", 1024 * 1024},
-	    {"mib", 1024 * 1024},
-	    {"g", (uint64_t) 1024 * 1024 * 1024},
-	    {"gb", (uint64_t) 1024 * 1024 * 1024},
-	    {"gib", (uint64_t) 1024 * 1024 * 1024},
-	    {"t", (uint64_t) 1024 * 1024 * 1024 * 1024},
-	    {"tb", (uint64_t) 1024 * 1024 * 1024 * 1024},
-	    {"tib", (uint64_t) 1024 * 1024 * 1024 * 1024},
-	};
+	const char *name; /* lower case; "" for a bare number */
+	uint64_t    mult;
+} UnitDef;
+
+/*
+ * The one parser under sizes and durations: blanks, decimal digits, blanks,
+ * an optional unit word (case-insensitive) from units[], blanks; the value
+ * times the unit must not exceed max.  False on anything else.
+ */
+static bool
+parse_with_unit(const char *s, const UnitDef *units, size_t nunits, uint64_t max, uint64_t *out)
+{
 	uint64_t    v;
 	char        unit[8];
 	const char *rest;
@@ -189,11 +181,11 @@ config_parse_size(const char *s, uint64_t *out)
 	rest = parse_digits(s, &v);
 	if (rest == NULL || !parse_unit(rest, unit, sizeof(unit)))
 		return false;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+	for (i = 0; i < nunits; i++)
 	{
 		if (strcmp(unit, units[i].name) == 0)
 		{
-			if (v > UINT64_MAX / units[i].mult)
+			if (v > max / units[i].mult)
 				return false;
 			*out = v * units[i].mult;
 			return true;
@@ -202,40 +194,37 @@ config_parse_size(const char *s, uint64_t *out)
 	return false;
 }
 
+#define KIB ((uint64_t) 1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
+
+bool
+config_parse_size(const char *s, uint64_t *out)
+{
+	static const UnitDef units[] = {
+	    {"", 1},      {"b", 1},    {"k", KIB},   {"kb", KIB},  {"kib", KIB},
+	    {"m", MIB},   {"mb", MIB}, {"mib", MIB}, {"g", GIB},   {"gb", GIB},
+	    {"gib", GIB}, {"t", TIB},  {"tb", TIB},  {"tib", TIB},
+	};
+
+	return parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), UINT64_MAX, out);
+}
+
 bool
 config_parse_duration_ms(const char *s, int64_t *out)
 {
-	static const struct
-	{
-		const char *name;
-		int64_t     ms;
-	} units[] = {
+	/* no "m": minutes or months? */
+	static const UnitDef units[] = {
 	    {"", 1000},     {"ms", 1},      {"s", 1000},     {"sec", 1000},
 	    {"min", 60000}, {"h", 3600000}, {"d", 86400000},
 	};
-	uint64_t    v;
-	char        unit[8];
-	const char *rest;
-	size_t      i;
+	uint64_t v;
 
-	if (s == NULL)
+	if (!parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), (uint64_t) INT64_MAX, &v))
 		return false;
-	while (is_blank(*s))
-		s++;
-	rest = parse_digits(s, &v);
-	if (rest == NULL || !parse_unit(rest, unit, sizeof(unit)))
-		return false;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-	{
-		if (strcmp(unit, units[i].name) == 0)
-		{
-			if (v > (uint64_t) INT64_MAX / (uint64_t) units[i].ms)
-				return false;
-			*out = (int64_t) v * units[i].ms;
-			return true;
-		}
-	}
-	return false;
+	*out = (int64_t) v;
+	return true;
 }
 
 static bool
@@ -823,8 +812,8 @@ validate(ParseState *ps, PgbkConfig *cfg)
 	 */
 	if (cfg->key_file == NULL)
 		return conf_missing(&ps->cf, SET_KEY_FILE, NULL,
-		                    "every repository object is authenticated with its key, also with "
-		                    "encryption = off (create one with \"pgbk keygen\")",
+		                    "Every repository object is authenticated with its key, also with "
+		                    "encryption = off: create one with \"pgbk keygen\".",
 		                    ps->err);
 	return PGBK_OK;
 }

@@ -162,10 +162,13 @@ read_line(ConfFile *cf, const char *line, size_t len, int lineno, PgbkError *err
 	/* the include policy: one file holds every setting */
 	if (strcasecmp(name, "include") == 0 || strcasecmp(name, "include_if_exists") == 0 ||
 	    strcasecmp(name, "include_dir") == 0)
-		return pgbk_error(err, PGBK_ERR_CONFIG,
-		                  "\"%s\" directives are not supported (file \"%s\" line %d): put every "
-		                  "setting in this file",
-		                  name, origin, lineno);
+	{
+		pgbk_error(err, PGBK_ERR_CONFIG,
+		           "\"%s\" directives are not supported (file \"%s\" line %d)", name, origin,
+		           lineno);
+		pgbk_error_hint(err, "Put every setting in this file.");
+		return PGBK_ERR_CONFIG;
+	}
 
 	while (p < end && is_blank(*p))
 		p++;
@@ -183,14 +186,11 @@ read_line(ConfFile *cf, const char *line, size_t len, int lineno, PgbkError *err
 	{
 		const char *guess = closest_name(cf->spec, name);
 
+		pgbk_error(err, PGBK_ERR_CONFIG, "unrecognized setting \"%s\" in file \"%s\" line %d", name,
+		           origin, lineno);
 		if (guess != NULL)
-			return pgbk_error(err, PGBK_ERR_CONFIG,
-			                  "unrecognized setting \"%s\" in file \"%s\" line %d; did you mean "
-			                  "\"%s\"?",
-			                  name, origin, lineno, guess);
-		return pgbk_error(err, PGBK_ERR_CONFIG,
-		                  "unrecognized setting \"%s\" in file \"%s\" line %d", name, origin,
-		                  lineno);
+			pgbk_error_hint(err, "Did you mean \"%s\"?", guess);
+		return PGBK_ERR_CONFIG;
 	}
 
 	pgbk_buf_init(&value);
@@ -250,10 +250,11 @@ read_line(ConfFile *cf, const char *line, size_t len, int lineno, PgbkError *err
 	if (p < end && *p != '#')
 	{
 		pgbk_buf_free(&value);
-		return pgbk_error(err, PGBK_ERR_CONFIG,
-		                  "syntax error in file \"%s\" line %d: unexpected text after the value of "
-		                  "\"%s\" (quote values that contain spaces or '#')",
-		                  origin, lineno, name);
+		pgbk_error(err, PGBK_ERR_CONFIG,
+		           "syntax error in file \"%s\" line %d: unexpected text after the value of \"%s\"",
+		           origin, lineno, name);
+		pgbk_error_hint(err, "Quote values that contain spaces or '#'.");
+		return PGBK_ERR_CONFIG;
 	}
 
 	/* a later line wins */
@@ -445,11 +446,11 @@ conf_bad_value(const ConfFile *cf, int id, PgbkError *err, const char *fmt, ...)
 PgbkStatus
 conf_missing(const ConfFile *cf, int id, const char *condition, const char *hint, PgbkError *err)
 {
-	return pgbk_error(err, PGBK_ERR_CONFIG,
-	                  "setting \"%s\" is required%s but is not set in file "
-	                  "\"%s\"%s%s",
-	                  cf->spec->names[id], condition ? condition : "", cf->origin, hint ? ": " : "",
-	                  hint ? hint : "");
+	pgbk_error(err, PGBK_ERR_CONFIG, "setting \"%s\" is required%s but is not set in file \"%s\"",
+	           cf->spec->names[id], condition ? condition : "", cf->origin);
+	if (hint != NULL)
+		pgbk_error_hint(err, "%s", hint);
+	return PGBK_ERR_CONFIG;
 }
 
 PgbkStatus

@@ -14,7 +14,9 @@
  * every setting is in the one file), and the wording of errors: each names
  * the setting, the file and the line that gave it its value ("origin"),
  * never the value of an unknown setting (it could be a secret pasted into
- * the wrong file), with a hint where one helps ("did you mean ...").
+ * the wrong file), with a hint where one helps ("Did you mean ...?") in the
+ * error's hint, never in its message: the CLI prints it as a HINT: line,
+ * the watcher logs it, the backend gives it to errhint.
  *
  * The caller brings only its table of names (ConfSpec) and validates the
  * values it gets back, using the error helpers below so that every message
@@ -78,9 +80,9 @@ PgbkStatus conf_bad_value(const ConfFile *cf, int id, PgbkError *err, const char
     __attribute__((format(printf, 4, 5)));
 
 /*
- * "setting "x" is required<condition> but is not set in file "f"[: <hint>]";
- * condition (e.g. " for an S3 repository") and hint may be NULL.  Returns
- * PGBK_ERR_CONFIG.
+ * "setting "x" is required<condition> but is not set in file "f"", with
+ * hint (a full sentence) as the error's hint; condition (e.g. " for an S3
+ * repository") and hint may be NULL.  Returns PGBK_ERR_CONFIG.
  */
 PgbkStatus conf_missing(const ConfFile *cf, int id, const char *condition, const char *hint,
                         PgbkError *err);

@@ -101,11 +101,18 @@ expect_fail(const char *text, ...)
 	va_start(ap, text);
 	while ((want = va_arg(ap, const char *)) != NULL)
 	{
-		if (strstr(err.msg, want) == NULL)
+		/* "HINT: x": the hint has x (hints are never folded into the message) */
+		if (strncmp(want, "HINT: ", 6) == 0)
+		{
+			if (strstr(err.hint, want + 6) == NULL)
+				fail_msg("hint \"%s\" lacks \"%s\"", err.hint, want + 6);
+		}
+		else if (strstr(err.msg, want) == NULL)
 			fail_msg("message \"%s\" lacks \"%s\"", err.msg, want);
 	}
 	va_end(ap);
 	assert_no_secrets(err.msg);
+	assert_no_secrets(err.hint);
 }
 
 static int
@@ -473,6 +480,36 @@ test_parse_units(void **state)
 	assert_false(config_parse_duration_ms("-1s", &ms));
 	assert_false(config_parse_duration_ms("9999999999999999d", &ms));
 	assert_false(config_parse_duration_ms("s", &ms));
+
+	/* the one unit parser under both: blanks, case, the edges of the range */
+	assert_true(config_parse_size("  16mb  ", &sz));
+	assert_int_equal(sz, 16 << 20);
+	assert_true(config_parse_size("3 K", &sz));
+	assert_int_equal(sz, 3 << 10);
+	assert_true(config_parse_size("18446744073709551615", &sz));
+	assert_true(sz == UINT64_MAX);
+	assert_true(config_parse_size("16777215TiB", &sz));
+	assert_true(sz == (uint64_t) 16777215 << 40);
+	assert_false(config_parse_size("16777216TiB", &sz));
+	assert_false(config_parse_size("18446744073709551616", &sz));
+	assert_false(config_parse_size("+1MB", &sz));
+	assert_false(config_parse_size("1MB x", &sz));
+	assert_false(config_parse_size("1 megabytes", &sz));
+	assert_false(config_parse_size("1s", &sz)); /* a duration's unit */
+	assert_true(config_parse_duration_ms(" 60S ", &ms));
+	assert_int_equal(ms, 60000);
+	assert_true(config_parse_duration_ms("2 Min", &ms));
+	assert_int_equal(ms, 120000);
+	assert_true(config_parse_duration_ms("9223372036854775807ms", &ms));
+	assert_true(ms == INT64_MAX);
+	assert_false(config_parse_duration_ms("9223372036854775808ms", &ms));
+	assert_true(config_parse_duration_ms("106751991167d", &ms));
+	assert_true(ms == INT64_C(106751991167) * 86400000);
+	assert_false(config_parse_duration_ms("106751991168d", &ms));
+	assert_false(config_parse_duration_ms("1MB", &ms)); /* a size's unit */
+	assert_false(config_parse_duration_ms("1 2s", &ms));
+	assert_false(config_parse_duration_ms("", &ms));
+	assert_false(config_parse_duration_ms(NULL, &ms));
 }
 
 static void
@@ -481,9 +518,9 @@ test_secret_files(void **state)
 	PgbkConfig *cfg;
 
 	/* key file required, with encryption on (the default) or off: it authenticates */
-	expect_fail("repository=/r\n", "\"key_file\"", "required", "authenticated", NULL);
+	expect_fail("repository=/r\n", "\"key_file\"", "required", "HINT: authenticated", NULL);
 	expect_fail("repository=/r\nencryption=off\n", "\"key_file\"", "required",
-	            "also with encryption = off", NULL);
+	            "HINT: also with encryption = off", NULL);
 	expect_fail("repository=/r\nkey_file=''\n", "\"key_file\"", "required", NULL);
 
 	write_file(path_of("loose.key"), "pgbk-key-1:x\n", 0644);
@@ -696,16 +733,32 @@ test_one_reader(void **state)
 		assert_int_equal(config_parse_string(bad[i], "x.conf", tmpdir, &cfg, &e1), PGBK_ERR_CONFIG);
 		assert_int_equal(conf_read_text(&other, bad[i], strlen(bad[i]), "x.conf", tmpdir, &cf, &e2),
 		                 PGBK_ERR_CONFIG);
-		if (strcmp(e1.msg, e2.msg) != 0)
-			fail_msg("for %s: pgbk.conf says \"%s\", another table \"%s\"", bad[i], e1.msg, e2.msg);
+		if (strcmp(e1.msg, e2.msg) != 0 || strcmp(e1.hint, e2.hint) != 0)
+			fail_msg("for %s: pgbk.conf says \"%s\" (hint \"%s\"), another table \"%s\" (hint "
+			         "\"%s\")",
+			         bad[i], e1.msg, e1.hint, e2.msg, e2.hint);
 		assert_no_secrets(e1.msg);
+		assert_no_secrets(e1.hint);
 	}
 
-	/* hints: the closest known name, never the value */
+	/* hints, in the hint and not the message: the closest known name, never the value */
 	expect_fail("repository = /r\ns3_regoin = hunter2\n", "unrecognized setting \"s3_regoin\"",
-	            "line 2", "did you mean \"s3_region\"?", NULL);
-	expect_fail("repository = /r\nkey-file = x\n", "did you mean \"key_file\"?", NULL);
+	            "line 2", "HINT: Did you mean \"s3_region\"?", NULL);
+	expect_fail("repository = /r\nkey-file = x\n", "HINT: Did you mean \"key_file\"?", NULL);
 	expect_fail("repository = /r\nsecret = x\n", "unrecognized setting \"secret\"", NULL);
+	assert_int_equal(
+	    config_parse_string("repository = /r\nkey-file = x\n", "x.conf", tmpdir, &cfg, &e1),
+	    PGBK_ERR_CONFIG);
+	assert_string_equal(e1.msg, "unrecognized setting \"key-file\" in file \"x.conf\" line 2");
+	assert_string_equal(e1.hint, "Did you mean \"key_file\"?");
+	assert_int_equal(
+	    config_parse_string("repository = /r\nsecret = x\n", "x.conf", tmpdir, &cfg, &e1),
+	    PGBK_ERR_CONFIG);
+	assert_string_equal(e1.hint, "");
+	expect_fail("include 'other.conf'\n", "HINT: Put every setting in this file.", NULL);
+	expect_fail("repository = /my backups\n", "HINT: Quote values that contain spaces", NULL);
+	expect_fail("repository = /r\nencryption = off\n", "\"key_file\" is required",
+	            "HINT: create one with \"pgbk keygen\"", NULL);
 
 	/* files: NUL byte, too large, include, missing */
 	snprintf(conf, sizeof(conf), "%s/reader.conf", tmpdir);

@@ -334,6 +334,87 @@ test_manifest_files(void **state)
 	manifest_free(m);
 }
 
+/* A hand-filled planner view (complete: no ops) with 16 MiB segments. */
+#define CSEGSZ (16u * 1024 * 1024)
+
+static void
+cont_backup(PlanView *v, const char *id, uint32_t tli, WalSegNo start, WalSegNo stop)
+{
+	PlanBackup *b = plan_view_add_backup(v, id);
+
+	assert_non_null(b);
+	b->loaded = true;
+	b->timeline = tli;
+	b->start_lsn = start * CSEGSZ + 0x28;
+	b->stop_lsn = stop * CSEGSZ + 0x138;
+	b->wal_segment_size = CSEGSZ;
+}
+
+static void
+expect_gap(const VerifyWalGaps *g, int i, const char *first, const char *last, const char *backup)
+{
+	assert_true(i < g->n);
+	assert_string_equal(g->gaps[i].first, first);
+	assert_string_equal(g->gaps[i].last, last);
+	assert_string_equal(g->gaps[i].backup, backup);
+}
+
+/*
+ * verify_wal_continuity, the one continuity rule of bk_verify and pgbk
+ * verify: each run of missing segments after a backup's start is one gap of
+ * that backup, up to the newest archived segment of its chain (at least its
+ * own end); a second timeline's segments count from its switchpoint on.
+ */
+static void
+test_wal_continuity(void **state)
+{
+	PlanView         *v = plan_view_new();
+	VerifyWalGaps     g;
+	PgbkError         err;
+	WalSegNo          s;
+	static const char hist2[] = "1\t0/B000000\tno recovery target specified\n";
+
+	(void) state;
+	assert_non_null(v);
+	v->segsz = CSEGSZ;
+	/* timeline 1: segments 1..12 but 5, 6 and 8; timeline 2 from 11: 11, 13, 14 */
+	for (s = 1; s <= 12; s++)
+		if (s != 5 && s != 6 && s != 8)
+			assert_non_null(plan_view_add_segment(v, 1, s, 100, 0));
+	assert_non_null(plan_view_add_segment(v, 2, 11, 100, 0));
+	assert_non_null(plan_view_add_segment(v, 2, 13, 100, 0));
+	assert_non_null(plan_view_add_segment(v, 2, 14, 100, 0));
+	cont_backup(v, "20260101T000000Z", 1, 2, 2);
+	cont_backup(v, "20260102T000000Z", 1, 7, 7);
+	cont_backup(v, "20260103T000000Z", 1, 9, 9);
+
+	/* without timeline 2's history: timeline 1 up to its newest segment, 12 */
+	assert_int_equal(verify_wal_continuity(v, &g, &err), PGBK_OK);
+	assert_int_equal(g.n, 3);
+	expect_gap(&g, 0, "000000010000000000000005", "000000010000000000000006", "20260101T000000Z");
+	expect_gap(&g, 1, "000000010000000000000008", "000000010000000000000008", "20260101T000000Z");
+	expect_gap(&g, 2, "000000010000000000000008", "000000010000000000000008", "20260102T000000Z");
+	verify_wal_gaps_free(&g);
+
+	/* with it: segments from 11 on are read from timeline 2, where 12 is missing */
+	assert_int_equal(plan_view_add_history(v, 2, hist2, strlen(hist2), &err), PGBK_OK);
+	assert_int_equal(verify_wal_continuity(v, &g, &err), PGBK_OK);
+	assert_int_equal(g.n, 6);
+	expect_gap(&g, 1, "000000010000000000000008", "000000010000000000000008", "20260101T000000Z");
+	expect_gap(&g, 2, "00000002000000000000000C", "00000002000000000000000C", "20260101T000000Z");
+	expect_gap(&g, 4, "00000002000000000000000C", "00000002000000000000000C", "20260102T000000Z");
+	expect_gap(&g, 5, "00000002000000000000000C", "00000002000000000000000C", "20260103T000000Z");
+	verify_wal_gaps_free(&g);
+
+	/* a backup with no WAL at all: its first segments, to its end */
+	cont_backup(v, "20260104T000000Z", 2, 20, 21);
+	assert_int_equal(verify_wal_continuity(v, &g, &err), PGBK_OK);
+	assert_int_equal(g.n, 7);
+	expect_gap(&g, 6, "000000020000000000000014", "000000020000000000000015", "20260104T000000Z");
+	verify_wal_gaps_free(&g);
+	plan_view_free(v);
+}
+
 int
 main(void)
 {
@@ -342,6 +423,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_backup_files, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_descriptor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_manifest_files, setup, teardown),
+	    cmocka_unit_test(test_wal_continuity),
 	};
 	PgbkError err;
 

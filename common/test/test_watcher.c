@@ -261,6 +261,7 @@ test_settings(void **state)
 	assert_int_equal(settings_parse_string("spool_dir = /x\n", "w.conf", "/etc", &s, &err),
 	                 PGBK_ERR_CONFIG);
 	assert_non_null(strstr(err.msg, "\"roots\" is required"));
+	assert_string_equal(err.hint, "List the directories to back up.");
 	assert_int_equal(settings_parse_string("roots = 'a/b'\n", "w.conf", "/etc", &s, &err),
 	                 PGBK_ERR_CONFIG);
 	assert_non_null(strstr(err.msg, "not an absolute path"));
@@ -305,8 +306,9 @@ same_error_text(const char *what, const char *text)
 	assert_int_equal(settings_parse_string(text, "x.conf", "/etc", &set, &e2), PGBK_ERR_CONFIG);
 	assert_null(cfg);
 	assert_null(set);
-	if (strcmp(e1.msg, e2.msg) != 0)
-		fail_msg("%s: pgbk.conf says \"%s\", the watcher \"%s\"", what, e1.msg, e2.msg);
+	if (strcmp(e1.msg, e2.msg) != 0 || strcmp(e1.hint, e2.hint) != 0)
+		fail_msg("%s: pgbk.conf says \"%s\" (hint \"%s\"), the watcher \"%s\" (hint \"%s\")", what,
+		         e1.msg, e1.hint, e2.msg, e2.hint);
 }
 
 static void
@@ -321,8 +323,9 @@ same_error_file(const char *what, const char *path, const char *want)
 	assert_int_equal(settings_load(path, &set, &e2), PGBK_ERR_CONFIG);
 	assert_null(cfg);
 	assert_null(set);
-	if (strcmp(e1.msg, e2.msg) != 0)
-		fail_msg("%s: pgbk.conf says \"%s\", the watcher \"%s\"", what, e1.msg, e2.msg);
+	if (strcmp(e1.msg, e2.msg) != 0 || strcmp(e1.hint, e2.hint) != 0)
+		fail_msg("%s: pgbk.conf says \"%s\" (hint \"%s\"), the watcher \"%s\" (hint \"%s\")", what,
+		         e1.msg, e1.hint, e2.msg, e2.hint);
 	if (strstr(e1.msg, want) == NULL || strstr(e1.msg, path) == NULL)
 		fail_msg("%s: \"%s\" lacks \"%s\" or the file", what, e1.msg, want);
 }
@@ -370,8 +373,9 @@ test_one_reader(void **state)
 		                                       "/etc", &set, &err),
 		                 PGBK_ERR_CONFIG);
 		assert_non_null(strstr(err.msg, "unrecognized setting \"setle_delay\""));
-		assert_non_null(strstr(err.msg, "did you mean \"settle_delay\"?"));
+		assert_string_equal(err.hint, "Did you mean \"settle_delay\"?");
 		assert_null(strstr(err.msg, "hunter2"));
+		assert_null(strstr(err.hint, "hunter2"));
 	}
 
 	/* files */

@@ -340,3 +340,228 @@ verify_report_wal_gap(const VerifyParams *p, const char *first, const char *last
 		         "WAL segments %s to %s are missing: backup %s cannot be restored past %s", first,
 		         last, backups, first);
 }
+
+/* ----------------------------------------------------------------------
+ * WAL continuity
+ * ---------------------------------------------------------------------- */
+
+/* A run of missing segments [first, last] (segment numbers). */
+typedef struct MissingRun
+{
+	WalSegNo first;
+	WalSegNo last;
+} MissingRun;
+
+/*
+ * The runs found over [from, last] of one chain.  Backups come in
+ * ascending order of their start, so the runs found for the first backup
+ * of a chain serve every later one with the same chain and end: one walk
+ * over the WAL, not one per backup.
+ */
+typedef struct RunCache
+{
+	bool        valid;
+	uint32_t    newest;  /* the chain's timeline */
+	uint32_t    min_tli; /* the backup's timeline (plan_chain_tli_of_seg) */
+	uint32_t    segsz;
+	WalSegNo    from;
+	WalSegNo    last;
+	int         n;
+	int         cap;
+	MissingRun *runs;
+} RunCache;
+
+static PgbkStatus
+continuity_oom(PgbkError *err)
+{
+	return pgbk_error(err, PGBK_ERR, "out of memory");
+}
+
+static PgbkStatus
+add_gap(VerifyWalGaps *out, const char *first, const char *last, const char *backup, PgbkError *err)
+{
+	VerifyWalGap *g;
+
+	if (out->n == out->cap)
+	{
+		int           cap = out->cap > 0 ? out->cap * 2 : 16;
+		VerifyWalGap *gaps = realloc(out->gaps, (size_t) cap * sizeof(VerifyWalGap));
+
+		if (gaps == NULL)
+			return continuity_oom(err);
+		out->gaps = gaps;
+		out->cap = cap;
+	}
+	g = &out->gaps[out->n++];
+	snprintf(g->first, sizeof(g->first), "%s", first);
+	snprintf(g->last, sizeof(g->last), "%s", last);
+	snprintf(g->backup, sizeof(g->backup), "%s", backup);
+	return PGBK_OK;
+}
+
+/* Walk segments [c->from, c->last] of a chain, noting the missing runs. */
+static PgbkStatus
+find_missing_runs(PlanView *v, const WalHistory *chain, RunCache *c, PgbkError *err)
+{
+	WalSegNo   seg;
+	PgbkStatus st;
+
+	c->n = 0;
+	for (seg = c->from; seg <= c->last; seg++)
+	{
+		uint32_t     tli = plan_chain_tli_of_seg(chain, seg, c->segsz, c->min_tli);
+		PlanSegment *s;
+
+		if (((seg - c->from) & 0xffff) == 0xffff && pgbk_interrupted())
+			return pgbk_error(err, PGBK_ERR_INTERRUPTED, "interrupted");
+		if ((st = plan_view_segment(v, tli, seg, &s, err)) != PGBK_OK)
+			return st;
+		if (s != NULL)
+			continue;
+		if (c->n > 0 && c->runs[c->n - 1].last + 1 == seg)
+		{
+			c->runs[c->n - 1].last = seg;
+			continue;
+		}
+		if (c->n == c->cap)
+		{
+			int         cap = c->cap > 0 ? c->cap * 2 : 16;
+			MissingRun *runs = realloc(c->runs, (size_t) cap * sizeof(MissingRun));
+
+			if (runs == NULL)
+				return continuity_oom(err);
+			c->runs = runs;
+			c->cap = cap;
+		}
+		c->runs[c->n].first = seg;
+		c->runs[c->n].last = seg;
+		c->n++;
+	}
+	return PGBK_OK;
+}
+
+/* The chain of timeline tli alone, from the beginning of WAL. */
+static PgbkStatus
+lone_chain(uint32_t tli, WalHistory *out, PgbkError *err)
+{
+	out->n = 0;
+	out->entries = calloc(1, sizeof(WalHistoryEntry));
+	if (out->entries == NULL || (out->entries[0].reason = strdup("")) == NULL)
+	{
+		free(out->entries);
+		out->entries = NULL;
+		return continuity_oom(err);
+	}
+	out->entries[0].tli = tli;
+	out->entries[0].begin = WAL_INVALID_LSN;
+	out->entries[0].end = WAL_INVALID_LSN;
+	out->n = 1;
+	return PGBK_OK;
+}
+
+/* The gaps of backup b (loaded, valid segment size), runs cached in c. */
+static PgbkStatus
+backup_gaps(PlanView *v, const PlanBackup *b, RunCache *c, VerifyWalGaps *out, PgbkError *err)
+{
+	uint32_t   segsz = b->wal_segment_size;
+	uint32_t   newest = plan_newest_timeline(v, b->timeline);
+	WalHistory chain = {0, NULL};
+	WalSegNo   first, last = 0;
+	bool       have_last = false;
+	PgbkStatus st;
+	int        k, j;
+
+	st = plan_chain(v, newest, &chain, err);
+	if (st == PGBK_NOT_FOUND && newest == b->timeline)
+	{
+		/* its own timeline's history file is not there: that timeline alone */
+		pgbk_error_clear(err);
+		st = lone_chain(b->timeline, &chain, err);
+	}
+	if (st != PGBK_OK)
+		return st;
+
+	/* the newest segment of any timeline on the chain */
+	for (k = 0; k < v->nblocks; k++)
+	{
+		const PlanWalBlock *blk = &v->blocks[k];
+		bool                on_chain = false;
+
+		for (j = 0; j < chain.n; j++)
+			if (chain.entries[j].tli == blk->tli && blk->tli >= b->timeline)
+				on_chain = true;
+		if (on_chain && blk->n > 0 && (!have_last || blk->segs[blk->n - 1].segno > last))
+		{
+			last = blk->segs[blk->n - 1].segno;
+			have_last = true;
+		}
+	}
+	first = walname_lsn_to_segno(b->start_lsn, segsz);
+	if (!have_last || last < walname_lsn_to_segno(b->stop_lsn, segsz))
+		last = walname_lsn_to_segno(b->stop_lsn, segsz);
+
+	if (!c->valid || c->newest != newest || c->min_tli != b->timeline || c->segsz != segsz ||
+	    c->last != last || first < c->from)
+	{
+		c->valid = false;
+		c->newest = newest;
+		c->min_tli = b->timeline;
+		c->segsz = segsz;
+		c->from = first;
+		c->last = last;
+		if ((st = find_missing_runs(v, &chain, c, err)) != PGBK_OK)
+		{
+			walname_history_free(&chain);
+			return st;
+		}
+		c->valid = true;
+	}
+	for (k = 0; k < c->n && st == PGBK_OK; k++)
+	{
+		char     name[WALNAME_BUFLEN], lastname[WALNAME_BUFLEN];
+		WalSegNo from = c->runs[k].first > first ? c->runs[k].first : first;
+
+		if (c->runs[k].last < first)
+			continue;
+		walname_format_segment(name, plan_chain_tli_of_seg(&chain, from, segsz, b->timeline), from,
+		                       segsz);
+		walname_format_segment(lastname,
+		                       plan_chain_tli_of_seg(&chain, c->runs[k].last, segsz, b->timeline),
+		                       c->runs[k].last, segsz);
+		st = add_gap(out, name, lastname, b->id, err);
+	}
+	walname_history_free(&chain);
+	return st;
+}
+
+PgbkStatus
+verify_wal_continuity(PlanView *v, VerifyWalGaps *out, PgbkError *err)
+{
+	RunCache   cache;
+	PgbkStatus st = PGBK_OK;
+	int        i;
+
+	memset(out, 0, sizeof(*out));
+	memset(&cache, 0, sizeof(cache));
+	for (i = 0; i < v->nbackups && st == PGBK_OK; i++)
+	{
+		PlanBackup *b = &v->backups[i];
+
+		if ((st = plan_view_load_backup(v, b, err)) != PGBK_OK)
+			break;
+		if (b->broken || !b->loaded || !walname_segsz_is_valid(b->wal_segment_size))
+			continue; /* reported with the manifests */
+		st = backup_gaps(v, b, &cache, out, err);
+	}
+	free(cache.runs);
+	if (st != PGBK_OK)
+		verify_wal_gaps_free(out);
+	return st;
+}
+
+void
+verify_wal_gaps_free(VerifyWalGaps *g)
+{
+	free(g->gaps);
+	memset(g, 0, sizeof(*g));
+}

@@ -38,6 +38,7 @@
 
 #include "format/codec.h"
 #include "format/manifest.h"
+#include "plan/plan.h"
 #include "repo/repo.h"
 
 /* The kinds a problem names (the first column of bk_verify's rows). */
@@ -149,5 +150,40 @@ PgbkStatus verify_backup_files(const VerifyParams *p, const Manifest *m, VerifyE
 /* The line every WAL gap names (one segment, or a run of them). */
 void verify_report_wal_gap(const VerifyParams *p, const char *first, const char *last,
                            const char *backups);
+
+/*
+ * WAL continuity, by the planner's rules (common/plan) over any PlanView:
+ * the CLI's on the repository, bk_verify's on the catalog.  Every backup
+ * needs every segment from its start, along its timeline chain (the newest
+ * timeline whose history files follow the backup's one; segment N read
+ * from the newest timeline of the chain that had begun by N, as recovery
+ * reads it), up to the newest archived segment of that chain (at least its
+ * own end).  Each run of missing segments after a backup's start is one
+ * gap of that backup; a missing segment cuts off everything after it.
+ *
+ * The gaps are collected, not reported, so that no allocation of this
+ * module is held while a report callback runs: the caller reports each
+ * (verify_report_wal_gap) and frees them.  Backups that are broken, or of
+ * an invalid segment size, are skipped (their manifests are reported
+ * elsewhere).  A backup whose own timeline has no history file is checked
+ * on that timeline alone.  The view is read through its ops as needed
+ * (list every block first for a repository: plan_view_list_all_wal).
+ */
+typedef struct VerifyWalGap
+{
+	char first[WALNAME_BUFLEN];
+	char last[WALNAME_BUFLEN]; /* == first for one segment */
+	char backup[MANIFEST_ID_LEN];
+} VerifyWalGap;
+
+typedef struct VerifyWalGaps
+{
+	int           n;
+	int           cap;
+	VerifyWalGap *gaps; /* by backup (ascending id), then by segment */
+} VerifyWalGaps;
+
+PgbkStatus verify_wal_continuity(PlanView *v, VerifyWalGaps *out, PgbkError *err);
+void       verify_wal_gaps_free(VerifyWalGaps *g);
 
 #endif /* PGBK_VERIFY_H */

@@ -113,51 +113,6 @@ AS $$
 		|| lpad(to_hex(segno % (4294967296 / pgbk.wal_segment_bytes())), 8, '0'))
 $$;
 
--- The timeline chain that leads to timeline `target_tli`, oldest first
--- (bk_verify's WAL check):
--- on each timeline, the segments [first_segno, last_segno] that recovery
--- reads from it (PostgreSQL reads a segment from the newest timeline that
--- had begun by that segment).
-CREATE FUNCTION pgbk.timeline_chain(target_tli integer)
-RETURNS TABLE (tli integer, begin_lsn pg_lsn, end_lsn pg_lsn, first_segno bigint, last_segno bigint)
-LANGUAGE sql STABLE ROWS 3
-SET search_path = pg_catalog, pg_temp
-AS $$
-	WITH RECURSIVE up(tli, parent, switch_lsn, depth) AS (
-		SELECT target_tli, t.parent_tli, t.switch_lsn, 0
-		  FROM (SELECT 1) x LEFT JOIN pgbk.timeline t ON t.tli = target_tli
-		UNION ALL
-		SELECT u.parent, t.parent_tli, t.switch_lsn, u.depth + 1
-		  FROM up u LEFT JOIN pgbk.timeline t ON t.tli = u.parent
-		 WHERE u.parent IS NOT NULL AND u.depth < 1000
-	), chain AS (
-		SELECT tli, switch_lsn AS begin_lsn,
-			   lag(switch_lsn) OVER (ORDER BY depth) AS end_lsn, depth
-		  FROM up
-	)
-	SELECT tli, begin_lsn, end_lsn,
-		   CASE WHEN begin_lsn IS NULL THEN 0 ELSE pgbk.lsn_segno(begin_lsn) END,
-		   CASE WHEN end_lsn IS NULL THEN 9223372036854775807 ELSE pgbk.lsn_segno(end_lsn) - 1 END
-	  FROM chain ORDER BY depth DESC
-$$;
-
--- The first segment missing in [from_segno, to_segno] of a timeline, or
--- NULL when every one is archived (bk_verify's WAL check).
-CREATE FUNCTION pgbk.first_missing(tli integer, from_segno bigint, to_segno bigint) RETURNS bigint
-LANGUAGE sql STABLE
-AS $$
-	SELECT CASE
-		WHEN from_segno > to_segno THEN NULL
-		WHEN r.first_segno IS NULL THEN from_segno
-		WHEN r.last_segno >= to_segno THEN NULL
-		ELSE r.last_segno + 1 END
-	  FROM (SELECT 1) x
-	  LEFT JOIN LATERAL (
-		SELECT first_segno, last_segno FROM pgbk.wal_range
-		 WHERE timeline = tli AND first_segno <= from_segno
-		 ORDER BY first_segno DESC LIMIT 1) r ON r.last_segno >= from_segno
-$$;
-
 -- The plan for one database target, kind 'time', 'lsn' or 'name': the plan
 -- `pgbk restore --dry-run` makes (common/plan/plan.c over the catalog), its
 -- reason and note in the CLI's words.
@@ -431,8 +386,7 @@ GRANT EXECUTE ON FUNCTION pgbk.config_path() TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION bk_restore_point(timestamptz), bk_restore_point_lsn(pg_lsn),
 	bk_restore_point_named(text), bk_restore_window() TO pgbk_reader;
 GRANT EXECUTE ON FUNCTION pgbk.plan_database(text, timestamptz, pg_lsn, text),
-	pgbk.timeline_chain(integer),
-	pgbk.first_missing(integer, bigint, bigint), pgbk.lsn_segno(pg_lsn),
+	pgbk.lsn_segno(pg_lsn),
 	pgbk.segment_name(integer, bigint), pgbk.wal_segment_bytes(),
 	pgbk.plan_files(timestamptz, text), pgbk.plan_external(text, timestamptz),
 	pgbk.plan_all(text, timestamptz, pg_lsn, text),
