@@ -738,13 +738,302 @@ test_scan_cut(void **state)
 	free(w.d);
 }
 
+/* ------------------------------------------------------------------------
+ * Repository: store, load, tamper, rebuild, union over a range
+ * ------------------------------------------------------------------------
+ */
+typedef struct Fixture
+{
+	char         dir[256];
+	PgbkKeyring *ring;
+	PgbkConfig  *cfg;
+	Repo        *repo;
+	CodecParams  params;
+} Fixture;
+
+static int
+setup(void **state)
+{
+	Fixture    *f = calloc(1, sizeof(Fixture));
+	const char *tmp = getenv("PGBK_TEST_TMP") ? getenv("PGBK_TEST_TMP") : "/tmp";
+	char        key[300], text[1024];
+	PgbkError   err;
+
+	snprintf(f->dir, sizeof(f->dir), "%s/pgbk-test-walchanges-XXXXXX", tmp);
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(key, sizeof(key), "%s/pgbk.key", f->dir);
+	if (keyring_generate_file(key, &err) != PGBK_OK || keyring_load(key, &f->ring, &err) != PGBK_OK)
+		fail_msg("key: %s", err.msg);
+	snprintf(text, sizeof(text), "%s/repo", f->dir);
+	assert_int_equal(mkdir(text, 0700), 0);
+	snprintf(text, sizeof(text), "repository = '%s/repo'\nkey_file = '%s'\n", f->dir, key);
+	if (config_parse_string(text, "test.conf", f->dir, &f->cfg, &err) != PGBK_OK)
+		fail_msg("config: %s", err.msg);
+	if (repo_open(f->cfg, &f->repo, &err) != PGBK_OK)
+		fail_msg("repo: %s", err.msg);
+	f->params.compression = PGBK_COMPRESS_ZSTD;
+	f->params.level = 3;
+	f->params.keyring = f->ring;
+	f->params.encrypt = false; /* authenticated only: bytes can be tampered with in place */
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	Fixture *f = *state;
+	char     cmd[400];
+
+	repo_close(f->repo);
+	config_free(f->cfg);
+	keyring_free(f->ring);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", f->dir);
+	free(f);
+	return 0;
+}
+
+/* Archive segment i of w as the WAL object name (as walpush would, without a summary). */
+static void
+put_wal(Fixture *f, Wal *w, int i, const char *name)
+{
+	PgbkBuf   out;
+	PgbkError err;
+	char      key[LAYOUT_KEY_LEN], attrs[200];
+
+	assert_true(layout_wal_key(name, key, sizeof(key)));
+	snprintf(attrs, sizeof(attrs), "kind=wal\nname=%s\n", name);
+	pgbk_buf_init(&out);
+	if (codec_encode(&f->params, w->d + (size_t) i * w->segsz, w->segsz, attrs, &out, NULL, &err) !=
+	        PGBK_OK ||
+	    repo_put(f->repo, key, out.data, out.len, NULL, &err) != PGBK_OK)
+		fail_msg("put %s: %s", key, err.msg);
+	pgbk_buf_free(&out);
+}
+
+/* A segment touching block blk of relation rel. */
+static void
+wal_touch(Wal *w, uint32_t rel, uint32_t blk)
+{
+	Rec      r;
+	uint32_t rn[3] = {1663, 5, rel};
+
+	rec_init(&r);
+	rec_block(&r, rn, 0, blk, 10, false);
+	rec_insert(w, &r, RM_HEAP, 0x00);
+}
+
+static char *
+local_path(Fixture *f, const char *key)
+{
+	static char p[1500];
+
+	snprintf(p, sizeof(p), "%s/repo/%s", f->dir, key);
+	return p;
+}
+
+static void
+test_store_load(void **state)
+{
+	Fixture    *f = *state;
+	WalChanges *c = random_changes(11), *back = NULL;
+	PgbkError   err;
+	char        key[LAYOUT_KEY_LEN];
+	const char *seg = "000000010000000A000000FE";
+	FILE       *fp;
+	long        size;
+	int         ch;
+
+	assert_int_equal(walchg_load(f->repo, f->ring, seg, &back, &err), PGBK_NOT_FOUND);
+	assert_int_equal(walchg_store(f->repo, &f->params, seg, c, &err), PGBK_OK);
+	assert_true(layout_changes_key(seg, key, sizeof(key)));
+	assert_string_equal(key, "changes/000000010000000A/000000010000000A000000FE");
+	/* identical again: fine; different: refused, the stored one kept */
+	assert_int_equal(walchg_store(f->repo, &f->params, seg, c, &err), PGBK_OK);
+	{
+		WalChanges *other = random_changes(12);
+
+		assert_int_equal(walchg_store(f->repo, &f->params, seg, other, &err), PGBK_EXISTS);
+		assert_non_null(strstr(err.msg, "refusing to overwrite change summary"));
+		walchg_free(other);
+	}
+	assert_int_equal(walchg_load(f->repo, f->ring, seg, &back, &err), PGBK_OK);
+	assert_true(walchg_equal(c, back));
+	walchg_free(back);
+
+	/* copied under another segment's name: refused, naming both */
+	{
+		char key2[LAYOUT_KEY_LEN], cmd[4000], src[1500];
+
+		assert_true(layout_changes_key("000000010000000A000000FD", key2, sizeof(key2)));
+		snprintf(src, sizeof(src), "%s", local_path(f, key));
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", src, local_path(f, key2));
+		assert_int_equal(system(cmd), 0);
+		assert_int_equal(walchg_load(f->repo, f->ring, "000000010000000A000000FD", &back, &err),
+		                 PGBK_ERR_INTEGRITY);
+		assert_non_null(strstr(err.msg, "changes/000000010000000A/000000010000000A000000FD"));
+		assert_non_null(strstr(err.msg, "copied or renamed"));
+	}
+
+	/* one byte changed: refused with an error naming the object */
+	fp = fopen(local_path(f, key), "r+b");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	size = ftell(fp);
+	fseek(fp, size - 20, SEEK_SET);
+	ch = fgetc(fp);
+	fseek(fp, size - 20, SEEK_SET);
+	fputc(ch ^ 0x01, fp);
+	fclose(fp);
+	back = NULL;
+	assert_int_equal(walchg_load(f->repo, f->ring, seg, &back, &err), PGBK_ERR_INTEGRITY);
+	assert_null(back);
+	assert_non_null(
+	    strstr(err.msg, "change summary \"changes/000000010000000A/000000010000000A000000FE\""));
+	print_message("tampered: %s\n", err.msg);
+	walchg_free(c);
+}
+
+static void
+test_union_range(void **state)
+{
+	Fixture    *f = *state;
+	Wal         w;
+	WalChanges *u = NULL, *one = NULL;
+	WalHistory  hist;
+	PgbkError   err;
+	const char *why;
+	bool        rebuilt;
+	int         i;
+	char        name[WALNAME_BUFLEN];
+	uint32_t    tli;
+	WalLsn      s, e;
+
+	/* segments 0x10..0x13 of timeline 1: segment i touches block 100 + i of 16384, and 16385:i */
+	wal_init(&w, 4, 0x10);
+	for (i = 0; i < 4; i++)
+	{
+		wal_touch(&w, 16384, 100 + (uint32_t) i);
+		wal_touch(&w, 16385, (uint32_t) i);
+		wal_switch(&w);
+	}
+	for (i = 0; i < 4; i++)
+		put_wal(f, &w, i, walname_format_segment(name, 1, 0x10 + (WalSegNo) i, SEG));
+
+	/* load_or_rebuild: not stored yet, so rebuilt (and stored); then loaded */
+	assert_int_equal(walchg_load_or_rebuild(f->repo, f->ring, &f->params,
+	                                        "000000010000000000000011", &rebuilt, &one, &err),
+	                 PGBK_OK);
+	assert_true(rebuilt);
+	assert_string_equal(show(one, 1663, 5, 16384, 0), "none:101");
+	walchg_free(one);
+	assert_int_equal(walchg_load_or_rebuild(f->repo, f->ring, &f->params,
+	                                        "000000010000000000000011", &rebuilt, &one, &err),
+	                 PGBK_OK);
+	assert_false(rebuilt);
+	walchg_free(one);
+
+	hist.n = 1;
+	hist.entries = calloc(1, sizeof(WalHistoryEntry));
+	hist.entries[0].tli = 1;
+	/* [middle of 0x11, middle of 0x13): segments 0x11, 0x12, 0x13 */
+	assert_int_equal(walchg_union_range(f->repo, f->ring, &f->params, &hist, 0x11 * SEG + 100,
+	                                    0x13 * SEG + 100, SEG, &u, &err),
+	                 PGBK_OK);
+	if (!walchg_complete(u, &why))
+		fail_msg("incomplete: %s", why);
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:101,102,103");
+	assert_string_equal(show(u, 1663, 5, 16385, 0), "none:1,2,3");
+	walchg_range(u, &tli, &s, &e);
+	assert_int_equal(tli, 1);
+	assert_int_equal(s, 0x11 * SEG + 100);
+	assert_int_equal(e, 0x13 * SEG + 100);
+	walchg_free(u);
+
+	/* an end at a segment boundary does not need the next segment */
+	assert_int_equal(walchg_union_range(f->repo, f->ring, &f->params, &hist, 0x10 * SEG, 0x12 * SEG,
+	                                    SEG, &u, &err),
+	                 PGBK_OK);
+	assert_true(walchg_complete(u, NULL));
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:100,101");
+	walchg_free(u);
+
+	/* a missing segment: incomplete, naming it, not an error */
+	assert_int_equal(walchg_union_range(f->repo, f->ring, &f->params, &hist, 0x12 * SEG, 0x15 * SEG,
+	                                    SEG, &u, &err),
+	                 PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "000000010000000000000014"));
+	print_message("missing: %s\n", why);
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:102,103");
+	walchg_free(u);
+
+	/* a timeline switch at 0x12 + 100: from segment 0x12 on, timeline 2's files are read */
+	{
+		Wal w2;
+
+		wal_init(&w2, 2, 0x12);
+		w2.tli = 2;
+		wal_touch(&w2, 16384, 900);
+		wal_switch(&w2);
+		wal_touch(&w2, 16384, 901);
+		wal_switch(&w2);
+		put_wal(f, &w2, 0, "000000020000000000000012");
+		put_wal(f, &w2, 1, "000000020000000000000013");
+		free(w2.d);
+	}
+	hist.n = 2;
+	hist.entries = realloc(hist.entries, 2 * sizeof(WalHistoryEntry));
+	hist.entries[0].end = 0x12 * SEG + 100;
+	hist.entries[1].tli = 2;
+	hist.entries[1].begin = 0x12 * SEG + 100;
+	hist.entries[1].end = WAL_INVALID_LSN;
+	hist.entries[1].reason = NULL;
+	assert_int_equal(walchg_union_range(f->repo, f->ring, &f->params, &hist, 0x10 * SEG,
+	                                    0x13 * SEG + 10, SEG, &u, &err),
+	                 PGBK_OK);
+	assert_true(walchg_complete(u, NULL));
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:100,101,900,901");
+	walchg_range(u, &tli, NULL, NULL);
+	assert_int_equal(tli, 2);
+	walchg_free(u);
+
+	/* a tampered stored summary makes the union incomplete, naming it */
+	{
+		char  key[LAYOUT_KEY_LEN];
+		FILE *fp;
+
+		assert_true(layout_changes_key("000000010000000000000011", key, sizeof(key)));
+		fp = fopen(local_path(f, key), "r+b");
+		assert_non_null(fp);
+		fseek(fp, 60, SEEK_SET);
+		fputc(0x55, fp);
+		fclose(fp);
+	}
+	assert_int_equal(walchg_union_range(f->repo, f->ring, &f->params, &hist, 0x10 * SEG, 0x12 * SEG,
+	                                    SEG, &u, &err),
+	                 PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "changes/0000000100000000/000000010000000000000011"));
+	walchg_free(u);
+	free(hist.entries);
+	free(w.d);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_roundtrip),    cmocka_unit_test(test_decode_bad),
-	    cmocka_unit_test(test_merge),        cmocka_unit_test(test_many),
-	    cmocka_unit_test(test_scan_records), cmocka_unit_test(test_scan_cut),
+	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_decode_bad),
+	    cmocka_unit_test(test_merge),
+	    cmocka_unit_test(test_many),
+	    cmocka_unit_test(test_scan_records),
+	    cmocka_unit_test(test_scan_cut),
+	    cmocka_unit_test_setup_teardown(test_store_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_union_range, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
