@@ -305,6 +305,9 @@ verify_backup_files(const VerifyParams *p, const Manifest *m, VerifyEachFn each,
 
 		if (!verify_sampled(p))
 			continue;
+		/* an incremental's block file listing no block has no object */
+		if (!manifest_file_has_object(mf))
+			continue;
 		if (!layout_backup_file_key(m->id, mf->path, key, sizeof(key)))
 		{
 			problemf(p, VERIFY_KIND_BACKUP_FILE, mf->path, "path too long for a repository key");
@@ -316,9 +319,9 @@ verify_backup_files(const VerifyParams *p, const Manifest *m, VerifyEachFn each,
 		o.object = object;
 		o.key = key;
 		/* the manifest is authenticated: no more content than it records */
-		o.max_raw = mf->size;
+		o.max_raw = manifest_file_content_size(mf); /* a block file: its blocks */
 		o.check_content = true;
-		o.size = mf->size;
+		o.size = o.max_raw;
 		memcpy(o.hash, mf->hash, CODEC_HASH_BYTES);
 		o.stored = mf->stored;
 		if ((st = each(arg, &o, err)) != PGBK_OK)
