@@ -13,6 +13,7 @@
 #include "format/chain.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,4 +212,245 @@ chain_file_free(ChainFile *f)
 	free(f->pieces);
 	f->pieces = NULL;
 	f->npieces = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Chains of manifests
+ * ------------------------------------------------------------------------
+ */
+
+PgbkStatus
+chain_entry_of(const ManifestFile *f, ChainEntry *e, ChainRange **ranges, PgbkError *err)
+{
+	PgbkStatus st;
+
+	memset(e, 0, sizeof(*e));
+	*ranges = NULL;
+	e->present = true;
+	e->size = f->size;
+	e->limit = CHAIN_NO_LIMIT;
+	if (!f->has_blocks)
+	{
+		e->whole = true;
+		return PGBK_OK;
+	}
+	if ((st = manifest_blocks_parse(f->blocks ? f->blocks : "", ranges, &e->nranges, err)) !=
+	    PGBK_OK)
+		return st;
+	e->ranges = *ranges;
+	e->limit = f->limit == MANIFEST_NO_LIMIT ? CHAIN_NO_LIMIT : f->limit;
+	return PGBK_OK;
+}
+
+static int
+by_path_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const ManifestFile *const *) a)->path,
+	              (*(const ManifestFile *const *) b)->path);
+}
+
+static const ManifestFile *
+find_path(const ManifestChain *c, int l, const char *path)
+{
+	ManifestFile *const *idx = c->by_path[l];
+	int                  lo = 0, hi = c->m[l]->nfiles - 1;
+
+	while (lo <= hi)
+	{
+		int mid = lo + (hi - lo) / 2;
+		int k = strcmp(idx[mid]->path, path);
+
+		if (k == 0)
+			return idx[mid];
+		if (k < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+/* Each link: the parent is the one the child names, and the chain ends at a full. */
+static PgbkStatus
+check_links(Manifest **ms, int n, PgbkError *err)
+{
+	int l;
+
+	for (l = 0; l + 1 < n; l++)
+	{
+		const Manifest *child = ms[l], *parent = ms[l + 1];
+
+		if (!child->incremental || strcmp(child->parent, parent->id) != 0)
+			return pgbk_error(err, PGBK_ERR_INTEGRITY, "backup %s does not build on backup %s",
+			                  child->id, parent->id);
+		if (child->parent_start_lsn != 0 && child->parent_start_lsn != parent->start_lsn)
+			return pgbk_error(err, PGBK_ERR_INTEGRITY,
+			                  "backup %s builds on a backup %s that started elsewhere than the "
+			                  "one it recorded (another backup under the same id?)",
+			                  child->id, parent->id);
+		if (child->system_identifier != 0 && parent->system_identifier != 0 &&
+		    child->system_identifier != parent->system_identifier)
+			return pgbk_error(err, PGBK_ERR_INTEGRITY,
+			                  "backup %s builds on backup %s, of another database system",
+			                  child->id, parent->id);
+	}
+	if (n == 0 || ms[n - 1]->incremental)
+		return pgbk_error(err, PGBK_ERR_INTEGRITY, "the chain does not end at a full backup");
+	return PGBK_OK;
+}
+
+PgbkStatus
+manifest_chain_from(Manifest **ms, int n, ManifestChain **out, PgbkError *err)
+{
+	ManifestChain *c;
+	PgbkStatus     st;
+	int            l, i;
+
+	*out = NULL;
+	if ((st = check_links(ms, n, err)) != PGBK_OK)
+		return st;
+	c = calloc(1, sizeof(ManifestChain));
+	if (c == NULL || (c->m = calloc((size_t) n, sizeof(Manifest *))) == NULL ||
+	    (c->by_path = calloc((size_t) n, sizeof(ManifestFile **))) == NULL)
+	{
+		if (c)
+			free(c->m);
+		free(c);
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	}
+	c->n = n;
+	for (l = 0; l < n; l++)
+		c->m[l] = ms[l];
+	for (l = 0; l < n; l++)
+	{
+		Manifest *m = c->m[l];
+
+		c->by_path[l] = malloc(sizeof(ManifestFile *) * (size_t) (m->nfiles + 1));
+		if (c->by_path[l] == NULL)
+		{
+			manifest_chain_free(c);
+			return pgbk_error(err, PGBK_ERR, "out of memory");
+		}
+		for (i = 0; i < m->nfiles; i++)
+			c->by_path[l][i] = &m->files[i];
+		qsort(c->by_path[l], (size_t) m->nfiles, sizeof(ManifestFile *), by_path_cmp);
+	}
+	*out = c;
+	return PGBK_OK;
+}
+
+void
+manifest_chain_free(ManifestChain *c)
+{
+	int l;
+
+	if (c == NULL)
+		return;
+	for (l = 0; l < c->n; l++)
+	{
+		manifest_free(c->m[l]);
+		if (c->by_path)
+			free(c->by_path[l]);
+	}
+	free(c->by_path);
+	free(c->m);
+	free(c);
+}
+
+PgbkStatus
+manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max_len,
+                    ManifestChain **out, PgbkError *err)
+{
+	Manifest **ms;
+	int        n = 0, l;
+	PgbkStatus st = PGBK_OK;
+	char       want[MANIFEST_ID_LEN];
+
+	*out = NULL;
+	ms = calloc((size_t) max_len, sizeof(Manifest *));
+	if (ms == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	snprintf(want, sizeof(want), "%s", id);
+	for (;;)
+	{
+		Manifest *m = NULL;
+
+		if (n == max_len)
+		{
+			st = pgbk_error(err, PGBK_ERR_FORMAT,
+			                "the chain of backup %s is longer than %d backups", id, max_len);
+			break;
+		}
+		st = manifest_load(repo, ring, want, &m, err);
+		if (st == PGBK_NOT_FOUND && n > 0)
+			st = pgbk_error(err, PGBK_ERR_INTEGRITY,
+			                "backup %s needs backup %s (the parent of %s), which is missing "
+			                "from the repository",
+			                id, want, ms[n - 1]->id);
+		else if (st != PGBK_OK && n > 0)
+			pgbk_error_prefix(err,
+			                  "backup %s needs backup %s (the parent of %s), which cannot be read",
+			                  id, want, ms[n - 1]->id);
+		if (st != PGBK_OK)
+			break;
+		ms[n++] = m;
+		if (!m->incremental)
+			break;
+		/* ids are start times: a parent started before its child (no cycles) */
+		if (m->parent[0] == '\0' || strcmp(m->parent, m->id) >= 0)
+		{
+			st = pgbk_error(err, PGBK_ERR_INTEGRITY,
+			                "backup %s names \"%s\" as its parent, which is not an older backup",
+			                m->id, m->parent);
+			break;
+		}
+		snprintf(want, sizeof(want), "%s", m->parent);
+	}
+	if (st == PGBK_OK)
+		st = manifest_chain_from(ms, n, out, err);
+	if (st != PGBK_OK)
+		for (l = 0; l < n; l++)
+			manifest_free(ms[l]);
+	free(ms);
+	return st;
+}
+
+PgbkStatus
+manifest_chain_file(const ManifestChain *c, int fidx, ChainFile *out, PgbkError *err)
+{
+	ChainEntry  *e;
+	ChainRange **ranges;
+	const char  *path = c->m[0]->files[fidx].path;
+	PgbkStatus   st = PGBK_OK;
+	int          l, n = 0;
+
+	e = calloc((size_t) c->n, sizeof(ChainEntry));
+	ranges = calloc((size_t) c->n, sizeof(ChainRange *));
+	if (e == NULL || ranges == NULL)
+	{
+		free(e);
+		free(ranges);
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	}
+	/* down to the first whole copy or absence: nothing below it counts */
+	for (l = 0; l < c->n && st == PGBK_OK; l++)
+	{
+		const ManifestFile *f = l == 0 ? &c->m[0]->files[fidx] : find_path(c, l, path);
+
+		n = l + 1;
+		if (f == NULL)
+			break; /* present = false */
+		st = chain_entry_of(f, &e[l], &ranges[l], err);
+		if (st != PGBK_OK || e[l].whole)
+			break;
+	}
+	if (st == PGBK_OK)
+		st = chain_file_pieces(e, n, out, err);
+	if (st != PGBK_OK)
+		pgbk_error_prefix(err, "file \"%s\" of backup %s", path, c->m[0]->id);
+	for (l = 0; l < c->n; l++)
+		free(ranges[l]);
+	free(ranges);
+	free(e);
+	return st;
 }

@@ -25,17 +25,14 @@
 #define PGBK_CHAIN_H
 
 #include "base/pgbk_common.h"
+#include "format/manifest.h"
 
 #define CHAIN_BLOCK_SIZE 8192
 #define CHAIN_NO_LIMIT   UINT32_MAX
 #define CHAIN_ZEROS      (-1)
 
-/* An inclusive run of block numbers. */
-typedef struct ChainRange
-{
-	uint32_t first;
-	uint32_t last;
-} ChainRange;
+/* An inclusive run of block numbers (the manifest's). */
+typedef ManifestBlockRange ChainRange;
 
 /* What one backup of the chain holds for one path. */
 typedef struct ChainEntry
@@ -81,5 +78,36 @@ void       chain_file_free(ChainFile *f);
  * block is past the file's end or the ranges are not ascending and disjoint.
  */
 PgbkStatus chain_entry_content(const ChainEntry *e, uint64_t *bytes, PgbkError *err);
+
+/*
+ * A chain of loaded manifests, newest first: the backup a restore was asked
+ * for, its parent, ... down to the full backup.
+ */
+typedef struct ManifestChain
+{
+	int             n;
+	Manifest      **m;       /* m[0]: the newest; m[n - 1]: a full backup */
+	ManifestFile ***by_path; /* per manifest: its files sorted by path */
+} ManifestChain;
+
+/*
+ * Load backup id's manifest and its parents' down to the full backup.
+ * Every link is checked (the parent's id, start LSN and system identifier
+ * as the child records them; at most max_len backups); an error names the
+ * backup that is missing or unreadable, so a restore fails before it writes
+ * anything.
+ */
+PgbkStatus manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max_len,
+                               ManifestChain **out, PgbkError *err);
+/* A chain of manifests already loaded (takes them over; newest first). */
+PgbkStatus manifest_chain_from(Manifest **ms, int n, ManifestChain **out, PgbkError *err);
+void       manifest_chain_free(ManifestChain *c);
+
+/* The pieces of file fidx of the newest manifest, by the rule above. */
+PgbkStatus manifest_chain_file(const ManifestChain *c, int fidx, ChainFile *out, PgbkError *err);
+
+/* The entry of m's file f as the rule sees it (ranges parsed: free them). */
+PgbkStatus chain_entry_of(const ManifestFile *f, ChainEntry *e, ChainRange **ranges,
+                          PgbkError *err);
 
 #endif /* PGBK_CHAIN_H */

@@ -2045,6 +2045,8 @@ plan_backup_from_manifest(PlanBackup *b, const Manifest *m)
 	b->stored_bytes = m->stored_bytes;
 	b->system_identifier = m->system_identifier;
 	b->pg_version_num = m->pg_version_num;
+	b->incremental = m->incremental;
+	snprintf(b->parent, sizeof(b->parent), "%s", m->incremental ? m->parent : "");
 	b->loaded = true;
 }
 
