@@ -249,8 +249,8 @@ by_path_cmp(const void *a, const void *b)
 	              (*(const ManifestFile *const *) b)->path);
 }
 
-static const ManifestFile *
-find_path(const ManifestChain *c, int l, const char *path)
+const ManifestFile *
+manifest_chain_find(const ManifestChain *c, int l, const char *path)
 {
 	ManifestFile *const *idx = c->by_path[l];
 	int                  lo = 0, hi = c->m[l]->nfiles - 1;
@@ -435,7 +435,7 @@ manifest_chain_file(const ManifestChain *c, int fidx, ChainFile *out, PgbkError 
 	/* down to the first whole copy or absence: nothing below it counts */
 	for (l = 0; l < c->n && st == PGBK_OK; l++)
 	{
-		const ManifestFile *f = l == 0 ? &c->m[0]->files[fidx] : find_path(c, l, path);
+		const ManifestFile *f = l == 0 ? &c->m[0]->files[fidx] : manifest_chain_find(c, l, path);
 
 		n = l + 1;
 		if (f == NULL)

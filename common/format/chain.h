@@ -103,6 +103,9 @@ PgbkStatus manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *
 PgbkStatus manifest_chain_from(Manifest **ms, int n, ManifestChain **out, PgbkError *err);
 void       manifest_chain_free(ManifestChain *c);
 
+/* The entry of path in manifest l of the chain, NULL if it has none. */
+const ManifestFile *manifest_chain_find(const ManifestChain *c, int l, const char *path);
+
 /* The pieces of file fidx of the newest manifest, by the rule above. */
 PgbkStatus manifest_chain_file(const ManifestChain *c, int fidx, ChainFile *out, PgbkError *err);
 
