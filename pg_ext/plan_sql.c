@@ -921,3 +921,38 @@ pgbk_plan_backup_for_time(TimestampTz at, char *id, size_t idlen)
 	strlcpy(id, res.backup.id, idlen);
 	return true;
 }
+
+bool
+pgbk_plan_parent(const WalHistory *chain, XLogRecPtr lsn, char *id, size_t idlen, char *reason,
+                 size_t reasonlen)
+{
+	PlanView   *v;
+	PlanBackup *p = NULL;
+	PgbkError   err;
+	PgbkStatus  st = PGBK_OK;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	v = cat_view_open(SET_ALL, NULL);
+	pgbk_error_clear(&err);
+	PG_TRY();
+	{
+		st = plan_parent(v, chain, lsn, GetSystemIdentifier(), &p, &err);
+		if (st == PGBK_OK)
+			strlcpy(id, p->id, idlen);
+	}
+	PG_FINALLY();
+	{
+		plan_view_free(v);
+	}
+	PG_END_TRY();
+	SPI_finish();
+	if (st == PGBK_NOT_FOUND)
+	{
+		strlcpy(reason, err.msg, reasonlen);
+		return false;
+	}
+	if (st != PGBK_OK)
+		pgbk_report_error(ERROR, &err, "could not choose the parent of an incremental backup");
+	return true;
+}

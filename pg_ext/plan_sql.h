@@ -8,7 +8,10 @@
 
 #include "postgres.h"
 
+#include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+
+#include "base/walname.h"
 
 /*
  * The backup a restore to moment `at` would start from, as `pgbk restore
@@ -17,5 +20,14 @@
  * need not be connected (it connects a level of its own).
  */
 extern bool pgbk_plan_backup_for_time(TimestampTz at, char *id, size_t idlen);
+
+/*
+ * The parent an incremental backup starting at lsn on timeline chain chain
+ * would build on (plan_parent over the catalog): copied into id.  False,
+ * with the reason copied into reason, when there is none.  SPI need not be
+ * connected; a transaction must be open.
+ */
+extern bool pgbk_plan_parent(const WalHistory *chain, XLogRecPtr lsn, char *id, size_t idlen,
+                             char *reason, size_t reasonlen);
 
 #endif /* PGBK_PLAN_SQL_H */

@@ -1756,6 +1756,56 @@ backup_on_chain(const PlanBackup *b, const WalHistory *chain)
 	return e != NULL && (e->end == WAL_INVALID_LSN || b->stop_lsn <= e->end);
 }
 
+/* ------------------------------------------------------------------------
+ * The parent of an incremental backup
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * A backup can be the parent of one starting at lsn on chain when it is of
+ * the same system, lies on the chain (its start on its own timeline as the
+ * chain sees it, its end before that timeline's switch) and ended at or
+ * before lsn: then its copy plus the blocks changed in [its start, lsn)
+ * give the data directory at lsn.
+ */
+static bool
+parent_usable(const PlanBackup *b, const WalHistory *chain, WalLsn lsn, uint64_t sysid)
+{
+	if (!b->loaded || b->broken)
+		return false;
+	if (sysid != 0 && b->system_identifier != 0 && b->system_identifier != sysid)
+		return false;
+	if (b->start_lsn >= lsn || b->stop_lsn > lsn)
+		return false;
+	return walname_history_tli_at(chain, b->start_lsn) == b->timeline && backup_on_chain(b, chain);
+}
+
+PgbkStatus
+plan_parent(PlanView *v, const WalHistory *chain, WalLsn lsn, uint64_t sysid, PlanBackup **out,
+            PgbkError *err)
+{
+	char l[WALNAME_LSN_BUFLEN];
+	int  i;
+
+	*out = NULL;
+	for (i = v->nbackups - 1; i >= 0; i--)
+	{
+		PlanBackup *b = &v->backups[i];
+		PgbkStatus  st;
+
+		if ((st = plan_view_load_backup(v, b, err)) != PGBK_OK)
+			return st;
+		if (parent_usable(b, chain, lsn, sysid))
+		{
+			*out = b;
+			return PGBK_OK;
+		}
+	}
+	return pgbk_error(err, PGBK_NOT_FOUND,
+	                  "no complete base backup on this timeline's history ended before %s",
+	                  walname_format_lsn(l, lsn));
+}
+
 PgbkStatus
 plan_window(PlanView *v, uint32_t tli, PlanWindow *out, PgbkError *err)
 {

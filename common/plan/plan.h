@@ -315,6 +315,16 @@ PgbkStatus plan_expiry_keep_chains(PlanView *v, bool *keep, char (*needed_by)[MA
 uint32_t plan_newest_timeline(const PlanView *v, uint32_t tli);
 
 /*
+ * The parent of an incremental backup starting at lsn on timeline chain
+ * chain (plan_chain): the newest complete backup of system sysid (0: any)
+ * whose start lies on the chain, on the timeline the chain gives for it,
+ * and which ended at or before lsn.  PGBK_NOT_FOUND (with a reason) when
+ * there is none; *out points into v->backups.
+ */
+PgbkStatus plan_parent(PlanView *v, const WalHistory *chain, WalLsn lsn, uint64_t sysid,
+                       PlanBackup **out, PgbkError *err);
+
+/*
  * The recoverable window on a timeline chain (0: 'latest' from timeline 1),
  * for pgbk info and bk_restore_window().
  */

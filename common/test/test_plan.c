@@ -1156,6 +1156,60 @@ test_chain_expiry(void **state)
 	plan_view_free(v);
 }
 
+/*
+ * The parent of an incremental: the newest backup on the chain that ended
+ * before the new one's start; a newer backup on an abandoned timeline, one
+ * still running (ends after the start), one of another system or one whose
+ * manifest is broken is passed over.
+ */
+static void
+test_parent(void **state)
+{
+	PlanView   *v = new_view();
+	PgbkError   err;
+	WalHistory  chain1, chain2;
+	PlanBackup *p = NULL;
+	PlanBackup *b;
+	const char *h2 = "1\t0/C000100\tafter a point-in-time restore\n";
+
+	(void) state;
+	add_backup(v, "20260921T000100Z", 1, 2, 3, 60, 70);
+	add_backup(v, "20260921T001000Z", 1, 10, 11, 550, 650);
+	/* timeline 1 went on after timeline 2 forked at segment 12 */
+	add_backup(v, "20260921T002000Z", 1, 14, 15, 1200, 1260);
+	b = add_backup(v, "20260921T002500Z", 2, 16, 17, 1500, 1560);
+	b->system_identifier = 42;
+	assert_int_equal(plan_view_add_history(v, 2, h2, strlen(h2), &err), PGBK_OK);
+	assert_int_equal(plan_chain(v, 1, &chain1, &err), PGBK_OK);
+	assert_int_equal(plan_chain(v, 2, &chain2, &err), PGBK_OK);
+
+	/* on timeline 1 at segment 20: the newest of timeline 1 */
+	assert_int_equal(plan_parent(v, &chain1, lsn(20, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T002000Z");
+	/* ... but not one that has not ended by the start */
+	assert_int_equal(plan_parent(v, &chain1, lsn(15, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T001000Z");
+	/* on timeline 2: its own backup, never timeline 1's after the fork */
+	assert_int_equal(plan_parent(v, &chain2, lsn(20, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T002500Z");
+	assert_int_equal(plan_parent(v, &chain2, lsn(16, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T001000Z");
+	/* another system's backup is no parent */
+	assert_int_equal(plan_parent(v, &chain2, lsn(20, 0), 7, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T001000Z");
+	/* a broken manifest is no parent either */
+	v->backups[1].broken = true;
+	assert_int_equal(plan_parent(v, &chain2, lsn(16, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T000100Z");
+	/* nothing before the first backup's end */
+	assert_int_equal(plan_parent(v, &chain1, lsn(3, 0), 0, &p, &err), PGBK_NOT_FOUND);
+	assert_null(p);
+	assert_contains(err.msg, "no complete base backup");
+	walname_history_free(&chain1);
+	walname_history_free(&chain2);
+	plan_view_free(v);
+}
+
 int
 main(void)
 {
@@ -1181,6 +1235,7 @@ main(void)
 	    cmocka_unit_test(test_chain_plan),
 	    cmocka_unit_test(test_chain_missing_parent),
 	    cmocka_unit_test(test_chain_expiry),
+	    cmocka_unit_test(test_parent),
 	};
 
 	setenv("TZ", "UTC", 1);
