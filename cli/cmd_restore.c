@@ -509,6 +509,8 @@ restore_file(Restore *r, Repo *repo, const ManifestFile *f, PgbkError *err)
 	fs.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fs.fd < 0)
 		return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
+	if (getenv("PGBK_DEBUG_RESTORE_OPENS"))
+		fprintf(stderr, "pgbk: debug: open for write \"%s\" (whole copy)\n", path);
 	/* the manifest is authenticated: no more content than it records */
 	if ((st = codec_decoder_begin(r->ctx.ring, f->size, &fs.dec, err)) == PGBK_OK)
 	{
