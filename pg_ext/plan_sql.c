@@ -754,8 +754,8 @@ pgbk_plan_database(PG_FUNCTION_ARGS)
 	PlanTarget t;
 	PlanResult res;
 	char      *kind;
-	Datum      values[12];
-	bool       nulls[12];
+	Datum      values[13];
+	bool       nulls[13];
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -854,6 +854,18 @@ pgbk_plan_database(PG_FUNCTION_ARGS)
 		values[11] = CStringGetTextDatum(res.note);
 	else
 		nulls[11] = true;
+	if (res.have_backup && res.chain_len > 0)
+	{
+		Datum *ids = palloc(sizeof(Datum) * res.chain_len);
+		int    k;
+
+		for (k = 0; k < res.chain_len; k++)
+			ids[k] = CStringGetTextDatum(res.chain[k]);
+		values[12] =
+		    PointerGetDatum(construct_array(ids, res.chain_len, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	else
+		nulls[12] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
