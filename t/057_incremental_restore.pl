@@ -69,6 +69,7 @@ my @steps = (
 	  . "UPDATE shrink SET pad = 'z' WHERE i < 100",
 );
 my @chain = ($full);
+my @after;
 for my $i (0 .. $#steps)
 {
 	for my $db ('postgres', 'db2')
@@ -79,6 +80,8 @@ for my $i (0 .. $#steps)
 	is(sql("SELECT type, parent FROM pgbk.backup WHERE id = '$inc'"),
 		"incremental|$chain[-1]", 'incremental ' . ($i + 1) . " ($inc) builds on the previous backup");
 	push @chain, $inc;
+	# a moment after this backup ended (the next step's commits follow it)
+	push @after, PgbkRestore::now_utc($node);
 }
 my $newest = $chain[-1];
 
@@ -94,6 +97,18 @@ PgbkRestore::wait_past($node, $target, 1);
 sql("INSERT INTO marker VALUES ('after target')");
 sql('SELECT pg_switch_wal()');
 ok(PgbkTest::wait_archived($node), 'WAL archived');
+
+# bk_verify finds nothing wrong, chains included
+is(sql("SELECT count(*) FROM bk_verify()"), 0, 'bk_verify: the chains are sound');
+
+# the SQL plan names the chain: a moment after incremental 3
+is(sql("SELECT backup_id, array_to_string(backup_chain, ' ') FROM bk_restore_point('$after[2]') "
+		  . "WHERE scope = 'database'"),
+	"$chain[3]|" . join(' ', @chain[ 0 .. 3 ]),
+	'bk_restore_point: the newest incremental before the moment, with its chain');
+is(sql("SELECT array_to_string(backup_chain, ' ') FROM bk_restore_point('$after[2]') "
+		  . "WHERE scope <> 'database' AND backup_chain IS NOT NULL"),
+	'', '... and no chain for the other scopes');
 
 # the plan shows the chain
 my ($rc, $out, $err) = PgbkRestore::run_pgbk('restore', '--config', $conf, '--to', "$base/dry",
@@ -166,6 +181,15 @@ PgbkTest::repo_tool($conf, 'delete', "manifest/$victim");
 isnt($rc, 0, 'with a backup of the chain gone, restoring the chain is refused');
 like("$out$err", qr/\Q$victim\E.*missing from the repository/, '... naming the missing backup');
 ok(!-e "$base/nochain", '... before anything is written');
+# the verifiers name it for every incremental above it
+my @bad = split /\n/, sql("SELECT object || ': ' || problem FROM bk_verify() WHERE kind = 'backup' ORDER BY 1");
+my @above = grep { /needs backup \Q$victim\E/ } @bad;
+is(scalar(@above), 3, 'bk_verify: the 3 incrementals above the missing backup cannot be restored')
+  or diag(join("\n", @bad));
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $conf);
+isnt($rc, 0, 'pgbk verify fails');
+my $n = () = "$out$err" =~ /needs backup \Q$victim\E/g;
+is($n, 3, '... naming the missing backup for each of the 3') or diag("$out$err");
 # the planner then takes the full of the same moment, which does not need it
 ($rc, $out, $err) = PgbkRestore::run_pgbk('restore', '--config', $conf, '--to', "$base/dry2",
 	'--target-time', $target, '--dry-run');
