@@ -529,6 +529,111 @@ test_property(void **state)
 	assert_true(checked > 1000);
 }
 
+/* ------------------------------------------------------------------------
+ * Chains of manifests
+ * ------------------------------------------------------------------------
+ */
+
+static void
+add_file(Manifest *m, const char *path, uint64_t size, const char *blocks, uint32_t limit)
+{
+	ManifestFile f;
+
+	memset(&f, 0, sizeof(f));
+	f.path = (char *) path;
+	f.size = size;
+	f.mode = 0600;
+	f.has_blocks = blocks != NULL;
+	f.blocks = (char *) blocks;
+	f.limit = limit;
+	assert_true(manifest_add_file(m, &f));
+}
+
+static Manifest *
+new_manifest(const char *id, const char *parent, uint64_t start_lsn)
+{
+	Manifest *m = manifest_new();
+
+	assert_non_null(m);
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->start_lsn = start_lsn;
+	if (parent)
+	{
+		m->incremental = true;
+		snprintf(m->parent, sizeof(m->parent), "%s", parent);
+	}
+	return m;
+}
+
+static void
+test_manifest_chain(void **state)
+{
+	Manifest      *ms[3];
+	ManifestChain *c;
+	ChainFile      f;
+	PgbkError      err;
+	int            i;
+
+	(void) state;
+	ms[2] = new_manifest("20260921T000000Z", NULL, 100);
+	add_file(ms[2], "base/5/16384", 10 * BS, NULL, 0);
+	add_file(ms[2], "base/5/gone", 2 * BS, NULL, 0);
+	add_file(ms[2], "PG_VERSION", 3, NULL, 0);
+	ms[1] = new_manifest("20260921T001000Z", "20260921T000000Z", 200);
+	ms[1]->parent_start_lsn = 100;
+	add_file(ms[1], "base/5/16384", 12 * BS, "10-11", CHAIN_NO_LIMIT);
+	add_file(ms[1], "PG_VERSION", 3, NULL, 0);
+	ms[0] = new_manifest("20260921T002000Z", "20260921T001000Z", 300);
+	ms[0]->parent_start_lsn = 200;
+	add_file(ms[0], "base/5/16384", 12 * BS, "1,11", CHAIN_NO_LIMIT);
+	add_file(ms[0], "base/5/new", 2 * BS, "", 0); /* no blocks, limit 0: zeros */
+	add_file(ms[0], "PG_VERSION", 3, NULL, 0);
+	pgbk_error_clear(&err);
+	assert_int_equal(manifest_chain_from(ms, 3, &c, &err), PGBK_OK);
+	/* base/5/16384: 0 full, 1 newest, 2-9 full, 10 middle, 11 newest */
+	for (i = 0; i < c->m[0]->nfiles; i++)
+		if (strcmp(c->m[0]->files[i].path, "base/5/16384") == 0)
+			break;
+	assert_int_equal(manifest_chain_file(c, i, &f, &err), PGBK_OK);
+	assert_int_equal(f.npieces, 5);
+	assert_int_equal(f.pieces[0].layer, 2);
+	assert_int_equal(f.pieces[1].layer, 0);
+	assert_int_equal(f.pieces[1].src_offset, 0);
+	assert_int_equal(f.pieces[2].layer, 2);
+	assert_int_equal(f.pieces[2].length, 8 * BS);
+	assert_int_equal(f.pieces[2].src_offset, 2 * BS);
+	assert_int_equal(f.pieces[3].layer, 1);
+	assert_int_equal(f.pieces[3].src_offset, 0);
+	assert_int_equal(f.pieces[4].layer, 0);
+	assert_int_equal(f.pieces[4].src_offset, BS);
+	chain_file_free(&f);
+	/* a file new in the newest backup, absent below: zeros */
+	for (i = 0; i < c->m[0]->nfiles; i++)
+		if (strcmp(c->m[0]->files[i].path, "base/5/new") == 0)
+			break;
+	assert_int_equal(manifest_chain_file(c, i, &f, &err), PGBK_OK);
+	assert_int_equal(f.npieces, 1);
+	assert_int_equal(f.pieces[0].layer, CHAIN_ZEROS);
+	chain_file_free(&f);
+	assert_null(manifest_chain_find(c, 0, "base/5/gone"));
+	assert_non_null(manifest_chain_find(c, 2, "base/5/gone"));
+	manifest_chain_free(c);
+
+	/* links: a parent that is not the one named, one that started elsewhere, no full at the end */
+	ms[2] = new_manifest("20260921T000000Z", NULL, 100);
+	ms[1] = new_manifest("20260921T001000Z", "20260921T000500Z", 200);
+	assert_int_equal(manifest_chain_from(&ms[1], 2, &c, &err), PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "does not build on backup 20260921T000000Z"));
+	snprintf(ms[1]->parent, sizeof(ms[1]->parent), "20260921T000000Z");
+	ms[1]->parent_start_lsn = 99;
+	assert_int_equal(manifest_chain_from(&ms[1], 2, &c, &err), PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "started elsewhere"));
+	assert_int_equal(manifest_chain_from(&ms[1], 1, &c, &err), PGBK_ERR_INTEGRITY);
+	assert_non_null(strstr(err.msg, "full backup"));
+	manifest_free(ms[1]);
+	manifest_free(ms[2]);
+}
+
 int
 main(void)
 {
@@ -536,7 +641,7 @@ main(void)
 	    cmocka_unit_test(test_newest_wins),      cmocka_unit_test(test_truncate_then_grow),
 	    cmocka_unit_test(test_appear_disappear), cmocka_unit_test(test_zero_ranges),
 	    cmocka_unit_test(test_short_last_block), cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_property),
+	    cmocka_unit_test(test_property),         cmocka_unit_test(test_manifest_chain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
