@@ -153,8 +153,15 @@ for my $db (@dbs)
 	my ($d1, $d2, $e1, $e2) = ('', '', '', '');
 	IPC::Run::run([ "$bindir/pg_dump", '-h', $rchain->host, '-p', $rchain->port, '-d', $db ], '>', \$d1, '2>', \$e1);
 	IPC::Run::run([ "$bindir/pg_dump", '-h', $rfull->host, '-p', $rfull->port, '-d', $db ], '>', \$d2, '2>', \$e2);
-	cmp_ok(length($d1), '>', 1000, "pg_dump of $db from the chain copy") or diag($e1);
-	ok($d1 eq $d2, "... is byte-identical to the full copy's (" . length($d1) . " bytes)");
+	# pg_dump 15.14+ guards its script with a random \restrict key: not data
+	s/^(\\(?:un)?restrict) \S+$/$1 KEY/mg for ($d1, $d2);
+	cmp_ok(length($d1), '>', 500, "pg_dump of $db from the chain copy") or diag($e1);
+	if (!ok($d1 eq $d2, "... is byte-identical to the full copy's (" . length($d1) . " bytes)"))
+	{
+		PgbkTest::write_file("$base/$db.chain.sql", $d1, 0600);
+		PgbkTest::write_file("$base/$db.full.sql", $d2, 0600);
+		diag(`diff $base/$db.chain.sql $base/$db.full.sql | head -20`);
+	}
 }
 
 # amcheck on every relation of the chain copy
