@@ -460,8 +460,8 @@ bk_expire(PG_FUNCTION_ARGS)
 	{
 		if (keep[i] && needed_by[i] != NULL)
 			emit(&es, "backup", ids[i], "keep",
-			     psprintf("incremental backup %s builds on it (it is part of that backup's "
-			              "chain, which restores to moments inside the depth window)",
+			     psprintf("kept backup %s is an incremental whose chain needs it (a restore "
+			              "from that backup reads it)",
 			              needed_by[i]));
 		else if (!keep[i])
 		{

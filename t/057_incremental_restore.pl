@@ -180,6 +180,20 @@ for my $db ('postgres', 'db2')
 PgbkRestore::drop($rchain);
 PgbkRestore::drop($rfull);
 
+# expiry keeps the chain of a kept incremental: with the window starting
+# just after incremental 3, the full and incrementals 1 and 2 stay
+sql("UPDATE pgbk.scope SET depth = '1 second' WHERE name = 'database'");
+my %exp = map { my ($o, $a, $r) = split /\|/; ($o => "$a|$r") } split /\n/,
+  sql("SELECT object, action, reason FROM bk_expire(true, '$after[2]'::timestamptz + interval '1 second') "
+	  . "WHERE kind = 'backup'");
+like($exp{ $chain[3] }, qr/^keep\|the newest backup that ended before the depth window began/,
+	'expiry: incremental 3 is the anchor') or diag(explain \%exp);
+for my $k (0 .. 2)
+{
+	like($exp{ $chain[$k] }, qr/^keep\|kept backup \d{8}T\d{6}Z is an incremental whose chain needs it/,
+		"... and backup $k of its chain is kept for it") or diag($exp{ $chain[$k] });
+}
+
 # a missing middle backup: refused naming it, nothing written
 my $victim = $chain[2];
 PgbkTest::repo_tool($conf, 'delete', "manifest/$victim");
