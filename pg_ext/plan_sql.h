@@ -30,4 +30,13 @@ extern bool pgbk_plan_backup_for_time(TimestampTz at, char *id, size_t idlen);
 extern bool pgbk_plan_parent(const WalHistory *chain, XLogRecPtr lsn, char *id, size_t idlen,
                              char *reason, size_t reasonlen);
 
+/*
+ * Expiry over chains (plan_expiry_keep_chains over the whole catalog):
+ * keep[i] says whether backup ids[i] is kept; every backup a kept
+ * incremental builds on becomes kept too, and needed_by[i] (palloc'd, or
+ * NULL) names the newest kept backup that needs it.  SPI need not be
+ * connected.
+ */
+extern void pgbk_plan_expiry_keep_chains(char **ids, int n, bool *keep, char **needed_by);
+
 #endif /* PGBK_PLAN_SQL_H */

@@ -342,3 +342,58 @@ verify_report_wal_gap(const VerifyParams *p, const char *first, const char *last
 		         "WAL segments %s to %s are missing: backup %s cannot be restored past %s", first,
 		         last, backups, first);
 }
+
+static const VerifyChainEntry *
+chain_find(const VerifyChainEntry *e, int n, const char *id)
+{
+	int lo = 0, hi = n - 1;
+
+	while (lo <= hi)
+	{
+		int mid = lo + (hi - lo) / 2;
+		int c = strcmp(e[mid].id, id);
+
+		if (c == 0)
+			return &e[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+void
+verify_chains(const VerifyParams *p, const VerifyChainEntry *entries, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+	{
+		const VerifyChainEntry *cur = &entries[i];
+		int                     depth = 0;
+		char                    problem[512];
+
+		if (!cur->sound || cur->parent == NULL)
+			continue;
+		while (cur->parent != NULL)
+		{
+			const VerifyChainEntry *parent = chain_find(entries, n, cur->parent);
+
+			if (parent == NULL || !parent->sound || strcmp(parent->id, cur->id) >= 0 ||
+			    ++depth > 1000)
+			{
+				snprintf(problem, sizeof(problem),
+				         "it is an incremental backup and its chain needs backup %s%s, which %s: "
+				         "it cannot be restored",
+				         cur->parent, cur == &entries[i] ? " (its parent)" : "",
+				         parent == NULL   ? "is missing from the repository"
+				         : !parent->sound ? "has an unreadable manifest"
+				                          : "is not older than the backup built on it");
+				p->report(p->report_arg, VERIFY_KIND_BACKUP, entries[i].id, problem);
+				break;
+			}
+			cur = parent;
+		}
+	}
+}
