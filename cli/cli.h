@@ -77,6 +77,7 @@ PgbkStatus cli_fetch_object(Repo *repo, const PgbkKeyring *ring, const char *key
 /* Commands: each gets argv after the command name and returns an exit code. */
 int cmd_wal_push(int argc, char **argv);
 int cmd_wal_fetch(int argc, char **argv);
+int cmd_wal_changes(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

@@ -241,8 +241,31 @@ summarize_timelines(const PlanView *v, TliSummary **out)
 	return n;
 }
 
+/* Below an incremental's row: its chain, or why it cannot be restored. */
 static void
-print_text(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w)
+print_chain(PlanView *v, PlanBackup *bk)
+{
+	PlanResult *r;
+	PgbkError   err;
+	char        buf[PLAN_CHAIN_MAX * (MANIFEST_ID_LEN + 8)];
+
+	if (!bk->incremental)
+		return;
+	r = calloc(1, sizeof(PlanResult));
+	pgbk_error_clear(&err);
+	if (r == NULL || plan_backup_chain(v, bk, r->chain, &r->chain_len, &err) != PGBK_OK)
+		printf("  %-17s incremental on %s; its chain could not be read: %s\n", "", bk->parent,
+		       r ? err.msg : "out of memory");
+	else if (bk->chain_state != PLAN_CHAIN_OK)
+		printf("  %-17s incremental on %s; cannot be restored: %s\n", "", bk->parent,
+		       bk->chain_reason);
+	else
+		printf("  %-17s incremental, chain: %s\n", "", plan_format_chain(r, buf, sizeof(buf)));
+	free(r);
+}
+
+static void
+print_text(PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w)
 {
 	char a[64], b[64], c[64], d[64], e[64], f[64];
 	int  i, j;
@@ -268,6 +291,7 @@ print_text(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w
 		       walname_format_lsn(c, bk->start_lsn), walname_format_lsn(d, bk->stop_lsn),
 		       bk->timeline, plan_format_bytes(bk->bytes, e, sizeof(e)),
 		       plan_format_bytes(bk->stored_bytes, f, sizeof(f)));
+		print_chain(v, &v->backups[i]);
 	}
 
 	printf("\nArchived WAL:%s\n", nts == 0 ? " none" : "");
@@ -345,7 +369,7 @@ print_text(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w
 }
 
 static int
-print_json(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w)
+print_json(PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w)
 {
 	cJSON  *root = cJSON_CreateObject();
 	cJSON  *backups = cJSON_CreateArray(), *wal = cJSON_CreateArray(), *hist = cJSON_CreateArray();
@@ -379,6 +403,32 @@ print_json(const PlanView *v, const TliSummary *ts, int nts, const PlanWindow *w
 			jset(o, "bytes", jint((int64_t) bk->bytes));
 			jset(o, "stored_bytes", jint((int64_t) bk->stored_bytes));
 			jset(o, "pg_version_num", jint(bk->pg_version_num));
+			/* incrementals only: a repository of full backups prints as before */
+			if (bk->incremental)
+			{
+				PlanResult *r = calloc(1, sizeof(PlanResult));
+				PgbkError   err;
+				cJSON      *arr = cJSON_CreateArray();
+				int         k;
+
+				jset(o, "type", cJSON_CreateString("incremental"));
+				jset(o, "parent", cJSON_CreateString(bk->parent));
+				pgbk_error_clear(&err);
+				if (r != NULL &&
+				    plan_backup_chain(v, &v->backups[i], r->chain, &r->chain_len, &err) ==
+				        PGBK_OK &&
+				    v->backups[i].chain_state == PLAN_CHAIN_OK)
+					for (k = 0; k < r->chain_len; k++)
+						cJSON_AddItemToArray(arr, cJSON_CreateString(r->chain[k]));
+				else
+					jset(o, "chain_error",
+					     cJSON_CreateString(r == NULL ? "out of memory"
+					                        : v->backups[i].chain_reason
+					                            ? v->backups[i].chain_reason
+					                            : err.msg));
+				jset(o, "chain", arr);
+				free(r);
+			}
 		}
 		jpush(backups, o);
 	}

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "base/pgbk_time.h"
+#include "format/chain.h"
 #include "format/layout.h"
 #include "format/manifest.h"
 #include "files/files.h"
@@ -94,7 +95,8 @@ typedef struct Restore
 	char           pg_ctl[PATH_MAX];
 	bool           created_datadir;
 	bool           wrote_anything;
-	Manifest      *m;
+	Manifest      *m;     /* the newest manifest of the chain (chain->m[0]) */
+	ManifestChain *chain; /* the backup and its parents down to a full */
 	PlanResult     plan;
 	int            nts;
 	TablespaceDest ts[MAX_TABLESPACES];
@@ -509,6 +511,8 @@ restore_file(Restore *r, Repo *repo, const ManifestFile *f, PgbkError *err)
 	fs.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fs.fd < 0)
 		return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
+	if (getenv("PGBK_DEBUG_RESTORE_OPENS"))
+		fprintf(stderr, "pgbk: debug: open for write \"%s\" (whole copy)\n", path);
 	/* the manifest is authenticated: no more content than it records */
 	if ((st = codec_decoder_begin(r->ctx.ring, f->size, &fs.dec, err)) == PGBK_OK)
 	{
@@ -540,6 +544,227 @@ restore_file(Restore *r, Repo *repo, const ManifestFile *f, PgbkError *err)
 	return PGBK_OK;
 }
 
+/* ------------------------------------------------------------------------
+ * Rebuilding one file from a chain (full + incrementals)
+ * ------------------------------------------------------------------------
+ */
+
+/* One backup's object streamed into the pieces of the file it serves. */
+typedef struct PieceSink
+{
+	Restore          *r;
+	CodecDecoder     *dec;
+	PgbkBuf           out;
+	int               fd;
+	const char       *path;
+	const ChainPiece *pieces; /* the file's pieces, all layers */
+	size_t            npieces;
+	int               layer;
+	size_t            next; /* first piece of this layer not wholly written */
+	uint64_t          pos;  /* content bytes seen */
+	uint64_t          written;
+} PieceSink;
+
+static PgbkStatus
+pwrite_all(int fd, const unsigned char *data, size_t len, uint64_t off, const char *path,
+           PgbkError *err)
+{
+	while (len > 0)
+	{
+		ssize_t n = pwrite(fd, data, len, (off_t) off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return pgbk_error(err, PGBK_ERR_IO, "could not write \"%s\": %s", path,
+			                  n < 0 ? strerror(errno) : "no space written");
+		data += n;
+		len -= (size_t) n;
+		off += (uint64_t) n;
+	}
+	return PGBK_OK;
+}
+
+/*
+ * Decoded content [pos, pos + len) of this layer's object: the parts the
+ * pieces take go to their place in the file; the rest (blocks a newer
+ * backup replaced) is read for its hash only.  A layer's pieces ascend in
+ * content offset as they do in file offset, so one cursor does.
+ */
+static PgbkStatus
+piece_write(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	PieceSink *ps = arg;
+	uint64_t   lo = ps->pos, hi = ps->pos + len;
+	size_t     i;
+	PgbkStatus st;
+
+	for (i = ps->next; i < ps->npieces; i++)
+	{
+		const ChainPiece *p = &ps->pieces[i];
+		uint64_t          a, b;
+
+		if (p->layer != ps->layer)
+		{
+			if (i == ps->next)
+				ps->next = i + 1;
+			continue;
+		}
+		if (p->src_offset >= hi)
+			break;
+		a = p->src_offset > lo ? p->src_offset : lo;
+		b = p->src_offset + p->length < hi ? p->src_offset + p->length : hi;
+		if (a < b)
+		{
+			if ((st = pwrite_all(ps->fd, (const unsigned char *) data + (a - lo), (size_t) (b - a),
+			                     p->offset + (a - p->src_offset), ps->path, err)) != PGBK_OK)
+				return st;
+			ps->written += b - a;
+			pthread_mutex_lock(&ps->r->lock);
+			ps->r->bytes_done += b - a;
+			pthread_mutex_unlock(&ps->r->lock);
+		}
+		if (p->src_offset + p->length <= hi && i == ps->next)
+			ps->next = i + 1;
+	}
+	ps->pos = hi;
+	return PGBK_OK;
+}
+
+static PgbkStatus
+piece_sink(void *arg, const void *data, size_t len, PgbkError *err)
+{
+	PieceSink *ps = arg;
+	PgbkStatus st;
+
+	pgbk_buf_reset(&ps->out);
+	if ((st = codec_decoder_update(ps->dec, data, len, &ps->out, err)) != PGBK_OK)
+		return st;
+	if ((st = piece_write(ps, ps->out.data, ps->out.len, err)) != PGBK_OK)
+		return st;
+	pthread_mutex_lock(&ps->r->lock);
+	ps->r->stored_done += len;
+	pthread_mutex_unlock(&ps->r->lock);
+	return PGBK_OK;
+}
+
+/* Stream layer l's object of the file into its pieces; verify it whole. */
+static PgbkStatus
+restore_layer(Restore *r, Repo *repo, PieceSink *ps, const ManifestFile *lf, const char *id,
+              PgbkError *err)
+{
+	char          key[LAYOUT_KEY_LEN];
+	unsigned char hash[CODEC_HASH_BYTES];
+	uint64_t      content = manifest_file_content_size(lf);
+	PgbkStatus    st;
+
+	if (!layout_backup_file_key(id, lf->path, key, sizeof(key)))
+		return pgbk_error(err, PGBK_ERR_FORMAT, "backup file \"%s\": path too long", lf->path);
+	ps->pos = 0;
+	ps->next = 0;
+	if ((st = codec_decoder_begin(r->ctx.ring, content, &ps->dec, err)) != PGBK_OK)
+		return st;
+	codec_decoder_set_sink(ps->dec, piece_write, ps);
+	st = repo_get_stream(repo, key, piece_sink, ps, err);
+	if (st == PGBK_OK)
+		st = codec_decoder_finish(ps->dec, NULL, hash, err);
+	else
+		codec_decoder_free(ps->dec);
+	ps->dec = NULL;
+	/* codec authentication above; the manifest's hash of the stored content here */
+	if (st == PGBK_OK && (ps->pos != content || memcmp(hash, lf->hash, CODEC_HASH_BYTES) != 0))
+		st = pgbk_error(err, PGBK_ERR_INTEGRITY,
+		                "its content does not match the manifest (%" PRIu64
+		                " bytes, expected %" PRIu64 " with another hash)",
+		                ps->pos, content);
+	if (st == PGBK_NOT_FOUND)
+		st = pgbk_error(err, PGBK_ERR_INTEGRITY, "its object \"%s\" is missing from the repository",
+		                key);
+	return st;
+}
+
+/*
+ * A file of an incremental: its pieces from the chain (chain.c), then each
+ * backup's object streamed once into the one output file with pwrite; zero
+ * runs stay holes (ftruncate gives the final size).  The file is opened
+ * once and every byte written at most once: no temporary full copy.
+ */
+static PgbkStatus
+restore_file_chain(Restore *r, Repo *repo, int fidx, PgbkError *err)
+{
+	const ManifestFile *f = &r->m->files[fidx];
+	char                path[PATH_MAX];
+	ChainFile           cf;
+	PieceSink           ps;
+	PgbkStatus          st;
+	bool                ts_root;
+	mode_t              mode = (f->mode & 0777) | 0600;
+	int                 l;
+	const char         *failed_id = r->m->id;
+
+	if ((st = manifest_chain_file(r->chain, fidx, &cf, err)) != PGBK_OK)
+		return st;
+	dest_path(r, f->path, path, sizeof(path), &ts_root);
+	memset(&ps, 0, sizeof(ps));
+	ps.r = r;
+	ps.path = path;
+	ps.pieces = cf.pieces;
+	ps.npieces = cf.npieces;
+	pgbk_buf_init(&ps.out);
+	if ((st = make_parents(path, err)) != PGBK_OK)
+	{
+		chain_file_free(&cf);
+		return st;
+	}
+	ps.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (ps.fd < 0)
+	{
+		chain_file_free(&cf);
+		return pgbk_error(err, PGBK_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
+	}
+	if (getenv("PGBK_DEBUG_RESTORE_OPENS"))
+		fprintf(stderr, "pgbk: debug: open for write \"%s\" (%zu pieces)\n", path, cf.npieces);
+	for (l = 0; l < r->chain->n && st == PGBK_OK; l++)
+	{
+		const ManifestFile *lf;
+		size_t              i;
+
+		for (i = 0; i < cf.npieces && cf.pieces[i].layer != l; i++)
+			;
+		if (i == cf.npieces)
+			continue; /* nothing of this backup survives in the file */
+		lf = l == 0 ? f : manifest_chain_find(r->chain, l, f->path);
+		failed_id = r->chain->m[l]->id;
+		ps.layer = l;
+		if (lf == NULL)
+			st = pgbk_error(err, PGBK_ERR, "the chain lost the file"); /* cannot happen */
+		else
+			st = restore_layer(r, repo, &ps, lf, failed_id, err);
+	}
+	if (st == PGBK_OK && ftruncate(ps.fd, (off_t) cf.size) != 0)
+		st = pgbk_error(err, PGBK_ERR_IO, "could not set the size of \"%s\": %s", path,
+		                strerror(errno));
+	if (st == PGBK_OK)
+	{
+		/* the zero runs count as done too */
+		pthread_mutex_lock(&r->lock);
+		r->bytes_done += cf.size - ps.written;
+		pthread_mutex_unlock(&r->lock);
+	}
+	if (st == PGBK_OK && fsync(ps.fd) != 0)
+		st = pgbk_error(err, PGBK_ERR_IO, "could not fsync \"%s\": %s", path, strerror(errno));
+	if (close(ps.fd) != 0 && st == PGBK_OK)
+		st = pgbk_error(err, PGBK_ERR_IO, "could not close \"%s\": %s", path, strerror(errno));
+	pgbk_buf_free(&ps.out);
+	chain_file_free(&cf);
+	if (st != PGBK_OK)
+	{
+		unlink(path);
+		return pgbk_error_prefix(err, "backup file \"%s\" of backup %s", f->path, failed_id);
+	}
+	return PGBK_OK;
+}
+
 static void *
 download_worker(void *arg)
 {
@@ -565,7 +790,10 @@ download_worker(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		if (idx < 0)
 			break;
-		st = restore_file(r, repo, &r->m->files[idx], &err);
+		if (r->chain->n > 1 && r->m->files[idx].has_blocks)
+			st = restore_file_chain(r, repo, idx, &err);
+		else
+			st = restore_file(r, repo, &r->m->files[idx], &err);
 		if (st == PGBK_OK)
 		{
 			pthread_mutex_lock(&r->lock);
@@ -915,6 +1143,16 @@ print_plan(const PlanView *v, const PlanTarget *t, const PlanResult *p)
 		       plan_format_time(p->backup.stop_time_us, c, sizeof(c)), p->backup.timeline,
 		       plan_format_bytes(p->backup.bytes, a, sizeof(a)),
 		       plan_format_bytes(p->backup.stored_bytes, b, sizeof(b)));
+	if (p->have_backup && p->backup.incremental)
+	{
+		char *chain = malloc(PLAN_CHAIN_MAX * (MANIFEST_ID_LEN + 8));
+
+		if (chain)
+			printf("  chain:       %s (incremental: %d backups restored together)\n",
+			       plan_format_chain(p, chain, PLAN_CHAIN_MAX * (MANIFEST_ID_LEN + 8)),
+			       p->chain_len);
+		free(chain);
+	}
 	if (p->timeline)
 		printf("  timeline:    %u\n", p->timeline);
 	if (p->recoverable && p->have_wal)
@@ -2517,11 +2755,14 @@ cmd_restore(int argc, char **argv)
 		rc = EXIT_REFUSED;
 		goto done;
 	}
-	if ((st = manifest_load(r->ctx.repo, r->ctx.ring, r->plan.backup.id, &r->m, &err)) != PGBK_OK)
+	/* the backup and every parent it builds on, before anything is written */
+	if ((st = manifest_chain_load(r->ctx.repo, r->ctx.ring, r->plan.backup.id, PLAN_CHAIN_MAX,
+	                              &r->chain, &err)) != PGBK_OK)
 	{
 		rc = cli_fail(&err, "restore");
 		goto done;
 	}
+	r->m = r->chain->m[0];
 	if (r->m->start_lsn != r->plan.backup.start_lsn || r->m->stop_lsn != r->plan.backup.stop_lsn ||
 	    r->m->timeline != r->plan.backup.timeline)
 	{
@@ -2579,6 +2820,9 @@ cmd_restore(int argc, char **argv)
 	{
 		printf("Dry run: would restore %d files (%s) of backup %s into %s", r->m->nfiles,
 		       plan_format_bytes(r->m->bytes, log, sizeof(log)), r->m->id, r->datadir);
+		if (r->chain->n > 1)
+			printf(" (incremental: rebuilt from %d backups, down to the full backup %s)",
+			       r->chain->n, r->chain->m[r->chain->n - 1]->id);
 		for (i = 0; i < r->nts; i++)
 			printf(", tablespace %u into %s", r->ts[i].oid, r->ts[i].dir);
 		printf(".\n");
@@ -2652,7 +2896,7 @@ done:
 	plan_view_free(view);
 	if (r->ctx.cfg)
 		cli_close(&r->ctx);
-	manifest_free(r->m);
+	manifest_chain_free(r->chain);
 	for (i = 0; i < r->nts; i++)
 		free(r->ts[i].dir);
 	free(r->order);

@@ -244,25 +244,49 @@ list_manifest_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 static PgbkStatus
 collect_backups(Verify *vr, PgbkError *err)
 {
-	ManifestList ml = {NULL, 0, 0};
-	PgbkStatus   st;
-	int          i;
+	ManifestList      ml = {NULL, 0, 0};
+	PgbkStatus        st;
+	int               i;
+	VerifyChainEntry *chains = NULL;
+	char            **parents = NULL;
 
 	st = repo_list(vr->ctx.repo, LAYOUT_MANIFEST_PREFIX, NULL, list_manifest_cb, &ml, err);
+	if (st == PGBK_OK && ml.n > 0)
+	{
+		chains = calloc((size_t) ml.n, sizeof(VerifyChainEntry));
+		parents = calloc((size_t) ml.n, sizeof(char *));
+		if (chains == NULL || parents == NULL)
+			st = pgbk_error(err, PGBK_ERR, "out of memory");
+	}
 	for (i = 0; st == PGBK_OK && i < ml.n; i++)
 	{
 		Manifest *m = NULL;
 
 		vr->any_object = true;
+		chains[i].id = ml.ids[i];
 		st = verify_manifest(&vr->params, vr->ctx.repo, ml.ids[i], &vr->descriptor, &m, err);
 		if (st != PGBK_OK || m == NULL)
 			continue;
+		chains[i].sound = true;
+		if (m->incremental && (parents[i] = strdup(m->parent)) == NULL)
+			st = pgbk_error(err, PGBK_ERR, "out of memory");
+		chains[i].parent = parents[i];
 		vr->stored_total += m->stored_bytes;
-		st = verify_backup_files(&vr->params, m, add_item, vr, err);
+		if (st == PGBK_OK)
+			st = verify_backup_files(&vr->params, m, add_item, vr, err);
 		manifest_free(m);
 	}
+	/* listings come in key order: the ids are sorted */
+	if (st == PGBK_OK && chains != NULL)
+		verify_chains(&vr->params, chains, ml.n);
 	for (i = 0; i < ml.n; i++)
+	{
 		free(ml.ids[i]);
+		if (parents)
+			free(parents[i]);
+	}
+	free(parents);
+	free(chains);
 	free(ml.ids);
 	return st;
 }

@@ -1,8 +1,9 @@
 /*
  * cmd_wal.c
- *	  Program pgbk; uses cli.h, common/ wal (walpush), plan, format and base, and
- *	  pthreads.
- *	  pgbk wal-push (archive_command) and pgbk wal-fetch (restore_command).
+ *	  Program pgbk; uses cli.h, common/ wal (walpush, walchanges), plan, format
+ *	  and base, and pthreads.
+ *	  pgbk wal-push (archive_command) and pgbk wal-fetch (restore_command);
+ *	  pgbk wal-changes (a segment's change summary: print, rebuild).
  *
  * wal-push follows the same rules as the archive module (common/wal/walpush.c):
  * exit 0 only once the repository durably holds the file; an identical
@@ -54,6 +55,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "base/pgbk_time.h"
 #include "format/layout.h"
@@ -136,6 +139,252 @@ cmd_wal_push(int argc, char **argv)
 	walpush_free(&pusher);
 	cli_close(&ctx);
 	free(pathcopy);
+	return rc;
+}
+
+static void
+wal_changes_usage(FILE *out)
+{
+	fprintf(out, "Usage: pgbk wal-changes [--config FILE] [--rebuild] [--json] SEGMENT\n"
+	             "\n"
+	             "Print the change summary of an archived WAL segment (or .partial file):\n"
+	             "which relation blocks the records beginning in it change.  A summary that\n"
+	             "is missing is rebuilt from the archived segment and stored.\n"
+	             "--rebuild summarizes the archived segment again and compares the result\n"
+	             "with the stored summary (stored if there is none; never overwritten):\n"
+	             "exit 0 if they agree, 6 if the stored one is unreadable or differs.\n"
+	             "--json prints one JSON object.\n");
+}
+
+static char *
+lsn_str(char *buf, WalLsn lsn)
+{
+	return walname_format_lsn(buf, lsn);
+}
+
+static void
+print_changes_text(const char *segname, const WalChanges *c, const char *source)
+{
+	uint32_t    tli;
+	WalLsn      start, end;
+	const char *why;
+	char        l1[WALNAME_LSN_BUFLEN], l2[WALNAME_LSN_BUFLEN];
+	size_t      i;
+
+	walchg_range(c, &tli, &start, &end);
+	printf("segment %s (%s)\n", segname, source);
+	printf("range: timeline %u, %s to %s\n", tli, lsn_str(l1, start), lsn_str(l2, end));
+	if (walchg_complete(c, &why))
+		printf("complete: yes\n");
+	else
+		printf("complete: no: %s\n", why);
+	for (i = 0; i < walchg_whole_count(c); i++)
+	{
+		uint32_t spc, db;
+
+		walchg_whole(c, i, &spc, &db);
+		if (db == 0)
+			printf("whole tablespace %u\n", spc);
+		else
+			printf("whole database %u/%u\n", spc, db);
+	}
+	for (i = 0; i < walchg_count(c); i++)
+	{
+		const WalChangeEntry *e = walchg_entry(c, i);
+		static const char    *forks[] = {"main", "fsm", "vm", "init"};
+		uint32_t              j;
+
+		printf("%u/%u/%u %s", e->rf.spc, e->rf.db, e->rf.rel, forks[e->rf.fork]);
+		if (e->limit != WALCHG_NO_LIMIT)
+			printf(" limit %u", e->limit);
+		printf(" blocks %u:", e->nblocks);
+		/* runs as a-b */
+		for (j = 0; j < e->nblocks;)
+		{
+			uint32_t k = j;
+
+			while (k + 1 < e->nblocks && e->blocks[k + 1] == e->blocks[k] + 1)
+				k++;
+			if (k == j)
+				printf(" %u", e->blocks[j]);
+			else
+				printf(" %u-%u", e->blocks[j], e->blocks[k]);
+			j = k + 1;
+		}
+		printf("\n");
+	}
+}
+
+static bool
+print_changes_json(const char *segname, const WalChanges *c, const char *source)
+{
+	cJSON   *root = cJSON_CreateObject(), *whole = cJSON_CreateArray(), *rels = cJSON_CreateArray();
+	uint32_t tli;
+	WalLsn   start, end;
+	const char *why;
+	char        l1[WALNAME_LSN_BUFLEN];
+	size_t      i;
+	char       *text;
+
+	if (root == NULL || whole == NULL || rels == NULL)
+		return false;
+	walchg_range(c, &tli, &start, &end);
+	cJSON_AddStringToObject(root, "segment", segname);
+	cJSON_AddStringToObject(root, "source", source);
+	cJSON_AddNumberToObject(root, "timeline", tli);
+	cJSON_AddStringToObject(root, "start_lsn", lsn_str(l1, start));
+	cJSON_AddStringToObject(root, "end_lsn", lsn_str(l1, end));
+	cJSON_AddBoolToObject(root, "complete", walchg_complete(c, &why));
+	if (why)
+		cJSON_AddStringToObject(root, "reason", why);
+	else
+		cJSON_AddNullToObject(root, "reason");
+	for (i = 0; i < walchg_whole_count(c); i++)
+	{
+		uint32_t spc, db;
+		cJSON   *o = cJSON_CreateObject();
+
+		walchg_whole(c, i, &spc, &db);
+		cJSON_AddNumberToObject(o, "spc", spc);
+		cJSON_AddNumberToObject(o, "db", db);
+		cJSON_AddItemToArray(whole, o);
+	}
+	cJSON_AddItemToObject(root, "whole", whole);
+	for (i = 0; i < walchg_count(c); i++)
+	{
+		const WalChangeEntry *e = walchg_entry(c, i);
+		cJSON                *o = cJSON_CreateObject(), *b = cJSON_CreateArray();
+		uint32_t              j;
+
+		cJSON_AddNumberToObject(o, "spc", e->rf.spc);
+		cJSON_AddNumberToObject(o, "db", e->rf.db);
+		cJSON_AddNumberToObject(o, "rel", e->rf.rel);
+		cJSON_AddNumberToObject(o, "fork", e->rf.fork);
+		if (e->limit == WALCHG_NO_LIMIT)
+			cJSON_AddNullToObject(o, "limit");
+		else
+			cJSON_AddNumberToObject(o, "limit", e->limit);
+		for (j = 0; j < e->nblocks; j++)
+			cJSON_AddItemToArray(b, cJSON_CreateNumber(e->blocks[j]));
+		cJSON_AddItemToObject(o, "blocks", b);
+		cJSON_AddItemToArray(rels, o);
+	}
+	cJSON_AddItemToObject(root, "relations", rels);
+	text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (text == NULL)
+		return false;
+	printf("%s\n", text);
+	cJSON_free(text);
+	return true;
+}
+
+int
+cmd_wal_changes(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},         {"rebuild", no_argument, NULL, 'r'},
+	    {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0}};
+	const char *config = NULL;
+	const char *segname;
+	bool        rebuild = false, json = false, rebuilt = false;
+	CliContext  ctx;
+	WalChanges *c = NULL;
+	PgbkError   err;
+	PgbkStatus  st;
+	WalFileKind kind;
+	const char *source;
+	int         ch, rc;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:qh", opts, NULL)) != -1)
+	{
+		switch (ch)
+		{
+			case 'c':
+				config = optarg;
+				break;
+			case 'q':
+				cli_quiet = true;
+				break;
+			case 'r':
+				rebuild = true;
+				break;
+			case 'j':
+				json = true;
+				break;
+			case 'h':
+				wal_changes_usage(stdout);
+				return EXIT_OK;
+			default:
+				wal_changes_usage(stderr);
+				return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 1)
+	{
+		wal_changes_usage(stderr);
+		return EXIT_USAGE;
+	}
+	segname = argv[optind];
+	kind = walname_classify(segname, NULL);
+	if (kind != WAL_FILE_SEGMENT && kind != WAL_FILE_PARTIAL)
+	{
+		cli_error("\"%s\" is not a WAL segment or .partial file name", segname);
+		return EXIT_USAGE;
+	}
+	if ((rc = cli_open(&ctx, config)) != EXIT_OK)
+		return rc;
+	pgbk_error_clear(&err);
+	if (!rebuild)
+	{
+		st = walchg_load_or_rebuild(ctx.repo, ctx.ring, &ctx.params, segname, &rebuilt, &c, &err);
+		source = rebuilt ? "rebuilt from the archived segment and stored" : "stored";
+	}
+	else
+	{
+		WalChanges *stored = NULL;
+		PgbkError   lerr;
+
+		source = "rebuilt from the archived segment";
+		st = walchg_rebuild(ctx.repo, ctx.ring, segname, &c, &err);
+		if (st == PGBK_OK)
+		{
+			pgbk_error_clear(&lerr);
+			st = walchg_load(ctx.repo, ctx.ring, segname, &stored, &lerr);
+			if (st == PGBK_NOT_FOUND)
+			{
+				st = walchg_store(ctx.repo, &ctx.params, segname, c, &err);
+				source = "rebuilt from the archived segment and stored (there was none)";
+			}
+			else if (st == PGBK_OK && walchg_equal(stored, c))
+				source = "rebuilt from the archived segment; identical to the stored summary";
+			else if (st == PGBK_OK)
+				st = pgbk_error(&err, PGBK_ERR_INTEGRITY,
+				                "the stored change summary of \"%s\" differs from the one "
+				                "rebuilt from the archived segment",
+				                segname);
+			else
+				err = lerr;
+			/* the rebuilt summary is printed even when the stored one is bad */
+			if (st != PGBK_OK && c != NULL)
+			{
+				if (json)
+					print_changes_json(segname, c, "rebuilt from the archived segment");
+				else
+					print_changes_text(segname, c, "rebuilt from the archived segment");
+			}
+			walchg_free(stored);
+		}
+	}
+	if (st != PGBK_OK)
+		rc = cli_fail(&err, "wal-changes");
+	else if (json ? !print_changes_json(segname, c, source)
+	              : (print_changes_text(segname, c, source), false))
+		rc = EXIT_FAIL;
+	walchg_free(c);
+	cli_close(&ctx);
 	return rc;
 }
 

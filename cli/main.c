@@ -148,6 +148,7 @@ usage(FILE *out)
 	        "wal-push %%p')\n"
 	        "  wal-fetch NAME DEST    restore one WAL file (restore_command = 'pgbk "
 	        "wal-fetch %%f %%p')\n"
+	        "  wal-changes SEGMENT    a segment's change summary (--rebuild, --json)\n"
 	        "  restore --to DIR ...   restore a base backup to a point in time into a new "
 	        "data directory\n"
 	        "                         (add --files-to DIR2 for the files scope too)\n"
@@ -213,6 +214,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "wal-push") == 0)
 		return cmd_wal_push(argc - 1, argv + 1);
+	if (strcmp(cmd, "wal-changes") == 0)
+		return cmd_wal_changes(argc - 1, argv + 1);
 	if (strcmp(cmd, "wal-fetch") == 0)
 		return cmd_wal_fetch(argc - 1, argv + 1);
 	if (strcmp(cmd, "keygen") == 0)

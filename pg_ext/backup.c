@@ -23,6 +23,26 @@
  *
  * A failed backup leaves data objects without a manifest; they are never
  * used for restores and expiry removes them.
+ *
+ * Incremental backups (type 'incremental', or 'auto' as the scheduler asks)
+ * build on a parent: the newest complete backup on this server's timeline
+ * history that ended before this one's start (plan_parent, the planner's
+ * rule).  Between 1 and 2 the coordinator
+ *	 a. switches the WAL segment and waits until the archiver has archived
+ *		the segment holding the start LSN (the archiver goes in order, so
+ *		every segment before it is in the repository too);
+ *	 b. unions the change summaries of every segment from the parent's start
+ *		to this start (walchg_union_range loads each summary, or rebuilds it
+ *		from the archived segment), so the change range [parent start, start)
+ *		is summarized before any file is read.
+ * Main forks of relation files the parent has too then become block files:
+ * only their changed blocks are read (pread per run) and stored; other
+ * files (FSM, VM and init forks, non-relation files, files new since the
+ * parent, databases created or dropped meanwhile) are copied whole.  If the
+ * summaries are incomplete (a gap, an unreadable segment) every main fork
+ * is read and pages with pd_lsn >= the parent's start (or not valid pages)
+ * are kept ("page-lsn"); if no parent is usable, the backup is a full one.
+ * bk_backup_progress and the log say which and why; so does the manifest.
  */
 #include "pgbk.h"
 #include "slots.h"
@@ -37,6 +57,7 @@
 #include <unistd.h>
 
 #include "access/htup_details.h"
+#include "access/timeline.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
@@ -50,6 +71,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/dsm.h"
 #include "storage/fd.h"
+#include "storage/bufpage.h"
 #include "storage/ipc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
@@ -61,12 +83,18 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "catalog/pg_tablespace_d.h"
+#include "common/relpath.h"
+
 #include "format/layout.h"
 #include "format/manifest.h"
 #include "base/walname.h"
+#include "plan_sql.h"
+#include "wal/walchanges.h"
 
 PG_FUNCTION_INFO_V1(bk_base_backup);
 PG_FUNCTION_INFO_V1(pgbk_backup_progress);
+PG_FUNCTION_INFO_V1(pgbk_backup_kind);
 
 /* Raw bytes read per step; the codec frames 256 KiB at a time. */
 #define COPY_CHUNK (1024 * 1024)
@@ -78,11 +106,22 @@ typedef enum CopyState
 	COPY_VANISHED /* removed while the backup ran: fine */
 } CopyState;
 
+/* Blocks a block file may grow by while the backup runs (the WAL has the rest). */
+#define BLOCK_SLACK 1024
+
 typedef struct CopyFile
 {
 	uint32        path_off; /* into the string area */
 	uint64        size_hint;
+	uint64        est; /* bytes it is expected to read (progress) */
 	uint8         state;
+	bool          blocks;     /* a block file (incremental) */
+	uint32        base_blkno; /* block file: number of its first block in the relation */
+	uint32        cap;        /* block file: blocks at most (its bitmap's size) */
+	uint32        limit;      /* block file: every block >= limit is copied */
+	uint32        ranges_off; /* block file: its ranges (summaries) */
+	uint32        nranges;
+	Size          bitmap_off; /* block file: blocks stored */
 	uint64        size;
 	int64         mtime;
 	uint32        mode;
@@ -95,6 +134,10 @@ typedef struct CopyShared
 	pg_atomic_uint32 next;
 	int              nfiles;
 	Size             strings_off;
+	Size             ranges_off; /* ManifestBlockRange[] */
+	Size             bitmaps_off;
+	bool             page_lsn; /* block files keep pages by LSN, not by ranges */
+	XLogRecPtr       parent_start_lsn;
 	slock_t          mutex;
 	bool             failed;
 	PgbkStatus       code; /* of the first failure */
@@ -102,6 +145,28 @@ typedef struct CopyShared
 	char             backup_id[MANIFEST_ID_LEN];
 	CopyFile         files[FLEXIBLE_ARRAY_MEMBER];
 } CopyShared;
+
+/* What a backup was asked to be (bgw_extra of the coordinator). */
+typedef enum BackupRequest
+{
+	REQUEST_FULL = 0,
+	REQUEST_INCREMENTAL,
+	REQUEST_AUTO
+} BackupRequest;
+
+/* An incremental backup's plan, decided after pg_backup_start. */
+typedef struct Incremental
+{
+	bool         on;
+	char         parent[MANIFEST_ID_LEN];
+	Manifest    *pm;     /* the parent's manifest */
+	const char **ppaths; /* the parent's file paths, sorted */
+	XLogRecPtr   parent_start_lsn;
+	int          chain_length;
+	bool         page_lsn;
+	char         reason[PGBK_ERROR_LEN]; /* why page-lsn, or why full */
+	WalChanges  *changes;                /* summaries mode */
+} Incremental;
 
 /* What the coordinator found in the data directory. */
 typedef struct ScanFile
@@ -146,8 +211,24 @@ format_backup_id(TimestampTz ts, char *out)
 	strftime(out, MANIFEST_ID_LEN, "%Y%m%dT%H%M%SZ", &tm);
 }
 
+/* 'full', 'incremental' or 'auto' (bk_base_backup's type argument). */
+int
+pgbk_backup_request_of(const char *type)
+{
+	if (type == NULL || strcmp(type, "full") == 0)
+		return REQUEST_FULL;
+	if (strcmp(type, "incremental") == 0)
+		return REQUEST_INCREMENTAL;
+	if (strcmp(type, "auto") == 0)
+		return REQUEST_AUTO;
+	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+	                errmsg("invalid base backup type \"%s\"", type),
+	                errhint("Use 'full', 'incremental' or 'auto'.")));
+	return REQUEST_FULL; /* keep the compiler quiet */
+}
+
 uint64
-pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
+pgbk_start_backup(Oid dboid, int request, char *id_out, BackgroundWorkerHandle **handle_out)
 {
 	BackgroundWorker        worker;
 	BackgroundWorkerHandle *handle;
@@ -198,6 +279,7 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "pgbk backup %s", id);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "pgbk backup");
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_extra[0] = (char) request;
 	worker.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
@@ -216,14 +298,15 @@ pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out)
 Datum
 bk_base_backup(PG_FUNCTION_ARGS)
 {
-	bool                    wait = PG_ARGISNULL(0) ? true : PG_GETARG_BOOL(0);
-	char                    id[MANIFEST_ID_LEN];
+	bool  wait = PG_ARGISNULL(0) ? true : PG_GETARG_BOOL(0);
+	char *type = PG_NARGS() < 2 || PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char  id[MANIFEST_ID_LEN];
 	BackgroundWorkerHandle *handle;
 	uint64                  seq;
 	bool                    ok = false;
 	char                    error[PGBK_ERROR_LEN];
 
-	seq = pgbk_start_backup(MyDatabaseId, id, &handle);
+	seq = pgbk_start_backup(MyDatabaseId, pgbk_backup_request_of(type), id, &handle);
 	if (!wait)
 		PG_RETURN_TEXT_P(cstring_to_text(id));
 
@@ -301,6 +384,32 @@ pgbk_backup_progress(PG_FUNCTION_ARGS)
 		nulls[i++] = true;
 	}
 	Assert(i == PROGRESS_COLS);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* The running (or last) backup's type, parent and how its blocks were chosen. */
+Datum
+pgbk_backup_kind(PG_FUNCTION_ARGS)
+{
+	TupleDesc       tupdesc;
+	Datum           values[4];
+	bool            nulls[4];
+	PgbkBackupState s;
+	const char     *v[4];
+	int             i;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	pgbk_backup_get(&s);
+	v[0] = s.type;
+	v[1] = s.parent;
+	v[2] = s.changes;
+	v[3] = s.changes_reason;
+	for (i = 0; i < 4; i++)
+	{
+		nulls[i] = v[i][0] == '\0';
+		values[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(v[i]);
+	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -536,6 +645,240 @@ copy_fail(CopyShared *cs, const PgbkError *err)
 	SpinLockRelease(&cs->mutex);
 }
 
+/* A block file's object, opened on its first block (none if it has none). */
+typedef struct BlockObject
+{
+	PgbkContext  *ctx;
+	const char   *key;
+	const char   *attrs;
+	CodecEncoder *enc;
+	RepoWriter   *w;
+	PgbkBuf      *out;
+	uint64        stored;
+	uint64        raw;
+} BlockObject;
+
+static PgbkStatus
+block_object_put(BlockObject *o, const void *data, size_t len, PgbkError *err)
+{
+	PgbkStatus rc = PGBK_OK;
+
+	if (o->w == NULL)
+	{
+		RepoPutOptions opts;
+
+		memset(&opts, 0, sizeof(opts));
+		opts.no_overwrite = true;
+		pgbk_buf_reset(o->out);
+		if ((rc = codec_encoder_begin(&o->ctx->params, o->attrs, &o->enc, o->out, err)) != PGBK_OK)
+			return rc;
+		if ((rc = repo_writer_open(o->ctx->repo, o->key, &opts, &o->w, err)) != PGBK_OK)
+			return rc;
+	}
+	rc = codec_encoder_update(o->enc, data, len, o->out, err);
+	o->raw += len;
+	if (rc == PGBK_OK && o->out->len > 0)
+	{
+		rc = repo_writer_write(o->w, o->out->data, o->out->len, err);
+		o->stored += o->out->len;
+		pgbk_buf_reset(o->out);
+	}
+	return rc;
+}
+
+static PgbkStatus
+block_object_finish(BlockObject *o, unsigned char *hash, PgbkError *err)
+{
+	CodecEncoder *e = o->enc;
+	RepoWriter   *w = o->w;
+	uint64        raw;
+	PgbkStatus    rc;
+
+	if (w == NULL)
+	{
+		codec_hash("", 0, hash); /* no block: no object */
+		return PGBK_OK;
+	}
+	o->enc = NULL;
+	o->w = NULL;
+	rc = codec_encoder_finish(e, o->out, hash, &raw, err);
+	if (rc == PGBK_OK)
+	{
+		rc = repo_writer_write(w, o->out->data, o->out->len, err);
+		o->stored += o->out->len;
+		pgbk_buf_reset(o->out);
+	}
+	if (rc == PGBK_OK)
+		return repo_writer_commit(w, err);
+	repo_writer_abort(w);
+	return rc;
+}
+
+static void
+block_object_abort(BlockObject *o)
+{
+	if (o->enc)
+		codec_encoder_free(o->enc);
+	if (o->w)
+		repo_writer_abort(o->w);
+	o->enc = NULL;
+	o->w = NULL;
+}
+
+/*
+ * Is this page (to be) kept by the page-LSN rule: changed at or after the
+ * parent's start, or not a valid page (new, torn, short, bad checksum)?
+ */
+static bool
+page_changed(char *page, size_t len, BlockNumber blkno, XLogRecPtr since)
+{
+	if (len < BLCKSZ || PageIsNew((Page) page))
+		return true;
+	if (!PageIsVerifiedExtended((Page) page, blkno, 0))
+		return true;
+	return PageGetLSN((Page) page) >= since;
+}
+
+/* pread exactly len bytes or up to EOF; zero-fill what the file lacks. */
+static PgbkStatus
+pread_full(int fd, const char *path, unsigned char *buf, size_t len, off_t off, PgbkError *err)
+{
+	size_t done = 0;
+
+	while (done < len)
+	{
+		ssize_t n = pread(fd, buf + done, len - done, off + (off_t) done);
+
+		if (n < 0)
+		{
+			if (errno == EINTR)
+				continue;
+			return pgbk_error(err, PGBK_ERR_IO, "could not read \"%s\": %s", path, strerror(errno));
+		}
+		if (n == 0)
+		{
+			/* truncated while we read: the WAL after the start truncates it again */
+			memset(buf + done, 0, len - done);
+			break;
+		}
+		done += (size_t) n;
+	}
+	return PGBK_OK;
+}
+
+/*
+ * Copy a block file: only its listed blocks (summaries) or the pages the
+ * page-LSN rule keeps, concatenated into one object; the bitmap records
+ * which blocks it holds.  The file's size is taken when it is opened; it is
+ * capped at cf->cap blocks (the rest was written after the backup's start:
+ * the WAL replayed from there brings it back).
+ */
+static PgbkStatus
+copy_blocks(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, const char *path, int fd,
+            unsigned char *chunk, PgbkBuf *out, PgbkError *err)
+{
+	char         key[LAYOUT_KEY_LEN];
+	char         attrs[128];
+	struct stat  st;
+	uint64       size;
+	uint32       nblocks, b;
+	uint8       *bitmap = (uint8 *) cs + cs->bitmaps_off + cf->bitmap_off;
+	BlockObject  o;
+	PgbkStatus   rc = PGBK_OK;
+	uint64       read_bytes = 0;
+	const uint32 per_chunk = COPY_CHUNK / BLCKSZ;
+
+	if (!layout_backup_file_key(cs->backup_id, path, key, sizeof(key)))
+		return pgbk_error(err, PGBK_ERR_USAGE, "path too long: \"%s\"", path);
+	if (fstat(fd, &st) != 0)
+		return pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(errno));
+	size = (uint64) st.st_size;
+	nblocks = (uint32) Min((size + BLCKSZ - 1) / BLCKSZ, (uint64) cf->cap);
+	if ((uint64) nblocks * BLCKSZ < size)
+		size = (uint64) nblocks * BLCKSZ;
+	snprintf(attrs, sizeof(attrs), "kind=backup_file\nbackup=%s\n", cs->backup_id);
+	memset(&o, 0, sizeof(o));
+	o.ctx = ctx;
+	o.key = key;
+	o.attrs = attrs;
+	o.out = out;
+	memset(bitmap, 0, (cf->cap + 7) / 8);
+
+	if (cs->page_lsn)
+	{
+		/* read every page, keep the changed ones */
+		for (b = 0; rc == PGBK_OK && b < nblocks; b += per_chunk)
+		{
+			uint32 n = Min(per_chunk, nblocks - b);
+			size_t len = (size_t) Min((uint64) n * BLCKSZ, size - (uint64) b * BLCKSZ);
+			uint32 i;
+
+			if (pgbk_interrupted())
+				rc = pgbk_error(err, PGBK_ERR_INTERRUPTED, "interrupted");
+			if (rc == PGBK_OK)
+				rc = pread_full(fd, path, chunk, len, (off_t) b * BLCKSZ, err);
+			read_bytes += len;
+			for (i = 0; rc == PGBK_OK && i < n; i++)
+			{
+				size_t blen = Min((size_t) BLCKSZ, len - (size_t) i * BLCKSZ);
+
+				if (!page_changed((char *) chunk + (size_t) i * BLCKSZ, blen,
+				                  cf->base_blkno + b + i, cs->parent_start_lsn))
+					continue;
+				rc = block_object_put(&o, chunk + (size_t) i * BLCKSZ, blen, err);
+				bitmap[(b + i) / 8] |= (uint8) (1 << ((b + i) % 8));
+			}
+			pgbk_backup_add_progress(len, 0, 0, 0, 0);
+		}
+	}
+	else
+	{
+		const ManifestBlockRange *r =
+		    (const ManifestBlockRange *) ((char *) cs + cs->ranges_off) + cf->ranges_off;
+		uint32 k;
+
+		/* pread per run of listed blocks */
+		for (k = 0; rc == PGBK_OK && k < cf->nranges; k++)
+		{
+			uint32 last = Min(r[k].last, nblocks > 0 ? nblocks - 1 : 0);
+
+			if (nblocks == 0)
+				break;
+			for (b = r[k].first; rc == PGBK_OK && b <= last; b += per_chunk)
+			{
+				uint32 n = Min(per_chunk, last - b + 1);
+				size_t len = (size_t) Min((uint64) n * BLCKSZ, size - (uint64) b * BLCKSZ);
+				uint32 i;
+
+				if (pgbk_interrupted())
+					rc = pgbk_error(err, PGBK_ERR_INTERRUPTED, "interrupted");
+				if (rc == PGBK_OK)
+					rc = pread_full(fd, path, chunk, len, (off_t) b * BLCKSZ, err);
+				if (rc == PGBK_OK)
+					rc = block_object_put(&o, chunk, len, err);
+				for (i = 0; i < n; i++)
+					bitmap[(b + i) / 8] |= (uint8) (1 << ((b + i) % 8));
+				read_bytes += len;
+				pgbk_backup_add_progress(len, 0, 0, 0, 0);
+				if (b + n < b) /* wrapped */
+					break;
+			}
+		}
+	}
+	if (rc == PGBK_OK)
+		rc = block_object_finish(&o, cf->hash, err);
+	block_object_abort(&o);
+	if (rc != PGBK_OK)
+		return pgbk_error_prefix(err, "could not back up \"%s\"", path);
+	cf->size = size;
+	cf->mtime = (int64) st.st_mtime;
+	cf->mode = st.st_mode & 07777;
+	cf->stored = o.stored;
+	cf->state = COPY_DONE;
+	pgbk_backup_add_progress(0, o.stored, 1, (int64) read_bytes - (int64) cf->est, 0);
+	return PGBK_OK;
+}
+
 /* Stream one data directory file into the repository. */
 static PgbkStatus
 copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, PgbkBuf *out,
@@ -561,10 +904,16 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 		if (errno == ENOENT)
 		{
 			cf->state = COPY_VANISHED;
-			pgbk_backup_add_progress(0, 0, 0, -(int64) cf->size_hint, -1);
+			pgbk_backup_add_progress(0, 0, 0, -(int64) cf->est, -1);
 			return PGBK_OK;
 		}
 		return pgbk_error(err, PGBK_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+	}
+	if (cf->blocks)
+	{
+		rc = copy_blocks(ctx, cs, cf, path, fd, chunk, out, err);
+		close(fd);
+		return rc;
 	}
 	if (fstat(fd, &st) != 0)
 	{
@@ -642,7 +991,7 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 	cf->mode = st.st_mode & 07777;
 	cf->stored = stored;
 	cf->state = COPY_DONE;
-	pgbk_backup_add_progress(0, stored, 1, (int64) raw_size - (int64) cf->size_hint, 0);
+	pgbk_backup_add_progress(0, stored, 1, (int64) raw_size - (int64) cf->est, 0);
 	return PGBK_OK;
 }
 
@@ -773,6 +1122,387 @@ wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop
 	}
 }
 
+/* ------------------------------------------------------------------------
+ * Incremental backups: the parent and the changed blocks
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Relation file path -> relation fork and segment number: global/<rel>,
+ * base/<db>/<rel>, pg_tblspc/<spc>/<version dir>/<db>/<rel>, where <rel> is
+ * <relfilenode>[_fsm|_vm|_init][.<segno>].  False for any other file.
+ */
+static bool
+parse_relation_path(const char *path, WalRelFork *rf, uint32 *segno)
+{
+	const char   *p;
+	char         *end;
+	unsigned long v;
+
+	memset(rf, 0, sizeof(*rf));
+	*segno = 0;
+	if (strncmp(path, "global/", 7) == 0)
+	{
+		rf->spc = GLOBALTABLESPACE_OID;
+		rf->db = 0;
+		p = path + 7;
+	}
+	else if (strncmp(path, "base/", 5) == 0)
+	{
+		rf->spc = DEFAULTTABLESPACE_OID;
+		v = strtoul(path + 5, &end, 10);
+		if (end == path + 5 || *end != '/')
+			return false;
+		rf->db = (uint32) v;
+		p = end + 1;
+	}
+	else if (strncmp(path, "pg_tblspc/", 10) == 0)
+	{
+		size_t vlen = strlen(TABLESPACE_VERSION_DIRECTORY);
+
+		v = strtoul(path + 10, &end, 10);
+		if (end == path + 10 || *end != '/' ||
+		    strncmp(end + 1, TABLESPACE_VERSION_DIRECTORY, vlen) != 0 || end[1 + vlen] != '/')
+			return false;
+		rf->spc = (uint32) v;
+		p = end + 2 + vlen;
+		v = strtoul(p, &end, 10);
+		if (end == p || *end != '/')
+			return false;
+		rf->db = (uint32) v;
+		p = end + 1;
+	}
+	else
+		return false;
+	if (!isdigit((unsigned char) *p))
+		return false;
+	v = strtoul(p, &end, 10);
+	rf->rel = (uint32) v;
+	p = end;
+	if (strncmp(p, "_fsm", 4) == 0)
+		rf->fork = WALCHG_FORK_FSM, p += 4;
+	else if (strncmp(p, "_vm", 3) == 0)
+		rf->fork = WALCHG_FORK_VM, p += 3;
+	else if (strncmp(p, "_init", 5) == 0)
+		rf->fork = WALCHG_FORK_INIT, p += 5;
+	else
+		rf->fork = WALCHG_FORK_MAIN;
+	if (*p == '.')
+	{
+		p++;
+		if (!isdigit((unsigned char) *p))
+			return false;
+		v = strtoul(p, &end, 10);
+		*segno = (uint32) v;
+		p = end;
+	}
+	return *p == '\0' && rf->rel != 0;
+}
+
+/* This server's timeline history as a WalHistory (oldest first). */
+static void
+server_history(TimeLineID tli, WalHistory *out)
+{
+	List     *entries = readTimeLineHistory(tli); /* newest first */
+	int       n = list_length(entries), i = 0;
+	ListCell *lc;
+
+	out->n = 0;
+	out->entries = calloc((size_t) Max(n, 1), sizeof(WalHistoryEntry));
+	if (out->entries == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	foreach (lc, entries)
+	{
+		TimeLineHistoryEntry *e = lfirst(lc);
+		WalHistoryEntry      *w = &out->entries[n - 1 - i];
+
+		w->tli = e->tli;
+		w->begin = e->begin;
+		w->end = e->end;
+		w->reason = strdup("");
+		i++;
+	}
+	out->n = n;
+	for (i = 0; i < n; i++)
+		if (out->entries[i].reason == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+}
+
+static int
+cmp_cstring_ptr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+static bool
+parent_has(const Incremental *inc, const char *path)
+{
+	return bsearch(&path, inc->ppaths, (size_t) inc->pm->nfiles, sizeof(char *), cmp_cstring_ptr) !=
+	       NULL;
+}
+
+/* Start time of the full backup the chain of backup id ends in (catalog); 0 unknown. */
+static TimestampTz
+chain_full_start(const char *id)
+{
+	Oid         types[1] = {TEXTOID};
+	Datum       vals[1];
+	TimestampTz t = 0;
+	bool        isnull;
+
+	vals[0] = CStringGetTextDatum(id);
+	if (SPI_execute_with_args(
+	        "WITH RECURSIVE c(id, parent, type, start_time, depth) AS ("
+	        " SELECT id, parent, type, start_time, 0 FROM pgbk.backup WHERE id = $1"
+	        " UNION ALL SELECT b.id, b.parent, b.type, b.start_time, c.depth + 1"
+	        " FROM pgbk.backup b JOIN c ON b.id = c.parent WHERE c.depth < 100000) "
+	        "SELECT start_time FROM c WHERE type = 'full' LIMIT 1",
+	        1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pgbk.backup");
+	if (SPI_processed == 1)
+	{
+		Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			t = DatumGetTimestampTz(d);
+	}
+	return t;
+}
+
+static void
+incremental_off(Incremental *inc, const char *fmt, const char *arg)
+{
+	inc->on = false;
+	snprintf(inc->reason, sizeof(inc->reason), fmt, arg);
+}
+
+/*
+ * Wait until the segment holding lsn is archived: the archiver archives in
+ * order, so every segment before it is in the repository then too.  Returns
+ * false after pgbk.backup_wal_timeout (the summaries will then say which
+ * segment is missing, and the backup falls back).
+ */
+static bool
+wait_archived(TimeLineID tli, XLogRecPtr lsn)
+{
+	char        want[WALNAME_BUFLEN];
+	TimestampTz deadline =
+	    TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pgbk_backup_wal_timeout * 1000);
+
+	walname_format_segment(want, tli, walname_lsn_to_segno(lsn, wal_segment_size),
+	                       wal_segment_size);
+	for (;;)
+	{
+		char *last = NULL;
+		bool  done;
+
+		begin_tx();
+		pgstat_clear_snapshot();
+		spi_exec("SELECT last_archived_wal FROM pg_stat_archiver", SPI_OK_SELECT);
+		if (SPI_processed == 1)
+			last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		/* the first 24 characters of a segment, .partial or .backup name */
+		done = last != NULL && strlen(last) >= 24 && strspn(last, "0123456789ABCDEF") >= 24 &&
+		       strncmp(last, want, 24) >= 0;
+		end_tx();
+		if (done)
+			return true;
+		if (GetCurrentTimestamp() > deadline)
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200,
+		                 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Decide, after pg_backup_start, whether this backup is incremental and how
+ * its blocks are chosen.  An explicit request whose parent is missing or
+ * unreadable is refused; 'auto' takes a full backup then.
+ */
+static void
+plan_incremental(PgbkContext *ctx, BackupRequest req, TimeLineID tli, XLogRecPtr start_lsn,
+                 Incremental *inc)
+{
+	WalHistory chain;
+	char       why[PGBK_ERROR_LEN];
+	PgbkError  err;
+	PgbkStatus st;
+	bool       found;
+	int        i;
+
+	memset(inc, 0, sizeof(*inc));
+	if (req == REQUEST_FULL)
+		return;
+	if (req == REQUEST_AUTO && pgbk_max_backup_chain == 0)
+	{
+		incremental_off(inc, "%s", "pgbk.max_backup_chain is 0");
+		return;
+	}
+	server_history(tli, &chain);
+	begin_tx();
+	found = pgbk_plan_parent(&chain, start_lsn, inc->parent, sizeof(inc->parent), why, sizeof(why));
+	end_tx();
+	if (!found)
+	{
+		walname_history_free(&chain);
+		incremental_off(inc, "no parent: %s", why);
+		return;
+	}
+
+	pgbk_error_clear(&err);
+	st = manifest_load(ctx->repo, ctx->params.keyring, inc->parent, &inc->pm, &err);
+	if (st != PGBK_OK || inc->pm->wal_segment_size != (uint32) wal_segment_size ||
+	    inc->pm->system_identifier != GetSystemIdentifier())
+	{
+		const char *what = st == PGBK_NOT_FOUND ? "is missing from the repository (expired?)"
+		                   : st != PGBK_OK      ? "is unreadable"
+		                                        : "is of another database system";
+
+		walname_history_free(&chain);
+		if (req == REQUEST_INCREMENTAL)
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			                errmsg("cannot take an incremental backup: its parent backup %s %s",
+			                       inc->parent, what),
+			                st != PGBK_OK ? errdetail("%s", err.msg) : 0,
+			                errhint("Take a full backup: SELECT bk_base_backup(type => 'full').")));
+		manifest_free(inc->pm);
+		inc->pm = NULL;
+		snprintf(why, sizeof(why), "parent backup %s %s", inc->parent, what);
+		incremental_off(inc, "%s", why);
+		return;
+	}
+	inc->parent_start_lsn = inc->pm->start_lsn;
+	inc->chain_length = inc->pm->chain_length + 1;
+	if (req == REQUEST_AUTO)
+	{
+		TimestampTz full_at;
+
+		if (inc->chain_length > pgbk_max_backup_chain)
+		{
+			snprintf(why, sizeof(why),
+			         "the chain has %d incremental backups, pgbk.max_backup_chain is %d",
+			         inc->chain_length - 1, pgbk_max_backup_chain);
+			walname_history_free(&chain);
+			incremental_off(inc, "%s", why);
+			return;
+		}
+		begin_tx();
+		full_at = chain_full_start(inc->parent);
+		end_tx();
+		if (pgbk_full_backup_interval > 0 &&
+		    (full_at == 0 ||
+		     GetCurrentTimestamp() - full_at > (int64) pgbk_full_backup_interval * USECS_PER_SEC))
+		{
+			walname_history_free(&chain);
+			incremental_off(inc,
+			                full_at == 0 ? "the chain's full backup is not in the catalog%s"
+			                             : "the chain's full backup is older than "
+			                               "pgbk.full_backup_interval%s",
+			                "");
+			return;
+		}
+	}
+	inc->on = true;
+	inc->ppaths = palloc(sizeof(char *) * Max(inc->pm->nfiles, 1));
+	for (i = 0; i < inc->pm->nfiles; i++)
+		inc->ppaths[i] = inc->pm->files[i].path;
+	qsort(inc->ppaths, (size_t) inc->pm->nfiles, sizeof(char *), cmp_cstring_ptr);
+
+	/* the change range [parent start, start) archived, then summarized */
+	set_phase("summarizing changes");
+	begin_tx();
+	spi_exec("SELECT pg_switch_wal()", SPI_OK_SELECT);
+	end_tx();
+	if (!wait_archived(tli, start_lsn))
+	{
+		inc->page_lsn = true;
+		snprintf(inc->reason, sizeof(inc->reason),
+		         "the WAL up to the start LSN was not archived within pgbk.backup_wal_timeout");
+	}
+	else
+	{
+		const char *reason = NULL;
+
+		pgbk_error_clear(&err);
+		st = walchg_union_range(ctx->repo, ctx->params.keyring, &ctx->params, &chain,
+		                        inc->parent_start_lsn, start_lsn, (uint32) wal_segment_size,
+		                        &inc->changes, &err);
+		if (st != PGBK_OK)
+		{
+			inc->page_lsn = true;
+			snprintf(inc->reason, sizeof(inc->reason), "change summaries unavailable: %s", err.msg);
+		}
+		else if (!walchg_complete(inc->changes, &reason))
+		{
+			inc->page_lsn = true;
+			snprintf(inc->reason, sizeof(inc->reason), "change summaries incomplete: %s",
+			         reason ? reason : "no reason given");
+		}
+	}
+	if (inc->page_lsn && inc->changes)
+	{
+		walchg_free(inc->changes);
+		inc->changes = NULL;
+	}
+	walname_history_free(&chain);
+}
+
+/*
+ * The blocks of one relation segment file to copy, from the summaries, as
+ * ranges relative to the file (appended to *ranges); *limit is the file's
+ * block from which on everything is copied (MANIFEST_NO_LIMIT: none).
+ */
+static void
+file_ranges(const WalChangeEntry *e, uint32 base, uint32 cap, List **ranges, uint32 *limit)
+{
+	uint32 i;
+	uint32 flimit = MANIFEST_NO_LIMIT;
+	int64  first = -1, last = -1;
+
+	if (e->limit != WALCHG_NO_LIMIT && e->limit < base + (uint32) RELSEG_SIZE)
+		flimit = e->limit <= base ? 0 : e->limit - base;
+	for (i = 0; i < e->nblocks; i++)
+	{
+		uint32 b = e->blocks[i];
+
+		if (b < base || b - base >= cap || (flimit != MANIFEST_NO_LIMIT && b - base >= flimit))
+			continue;
+		b -= base;
+		if (last >= 0 && b == last + 1)
+			last = b;
+		else
+		{
+			if (last >= 0)
+			{
+				ManifestBlockRange *r = palloc(sizeof(*r));
+
+				r->first = (uint32) first;
+				r->last = (uint32) last;
+				*ranges = lappend(*ranges, r);
+			}
+			first = last = b;
+		}
+	}
+	if (last >= 0)
+	{
+		ManifestBlockRange *r = palloc(sizeof(*r));
+
+		r->first = (uint32) first;
+		r->last = (uint32) last;
+		*ranges = lappend(*ranges, r);
+	}
+	if (flimit != MANIFEST_NO_LIMIT && flimit < cap)
+	{
+		ManifestBlockRange *r = palloc(sizeof(*r));
+
+		r->first = flimit;
+		r->last = cap - 1;
+		*ranges = lappend(*ranges, r);
+	}
+	*limit = flimit;
+}
+
 static char *
 label_field(const char *label, const char *field)
 {
@@ -859,8 +1589,78 @@ add_source_config(Manifest *m)
 	end_tx();
 }
 
+/*
+ * Classify the listed files of an incremental: block files (main forks the
+ * parent has too, in databases not created or dropped meanwhile) with their
+ * ranges (summaries mode), everything else whole.  Sets cf->blocks, cap,
+ * base_blkno, limit, est; returns the ranges of each file (List of
+ * ManifestBlockRange, NIL for page-lsn or whole) in ranges[i].
+ */
 static void
-run_backup(const char *id)
+classify_files(const Incremental *inc, List *files, List **ranges, CopyFile *cfs)
+{
+	ListCell *lc;
+	int       i = 0;
+
+	foreach (lc, files)
+	{
+		ScanFile  *sf = lfirst(lc);
+		CopyFile  *cf = &cfs[i];
+		WalRelFork rf;
+		uint32     segno;
+		uint64     hint_blocks = (sf->size + BLCKSZ - 1) / BLCKSZ;
+
+		ranges[i] = NIL;
+		cf->est = sf->size;
+		cf->limit = MANIFEST_NO_LIMIT;
+		i++;
+		if (!inc->on || !parse_relation_path(sf->path, &rf, &segno) ||
+		    rf.fork != WALCHG_FORK_MAIN || !parent_has(inc, sf->path) ||
+		    (!inc->page_lsn && walchg_db_whole(inc->changes, rf.spc, rf.db)))
+			continue;
+		cf->blocks = true;
+		cf->base_blkno = segno * (uint32) RELSEG_SIZE;
+		cf->cap = (uint32) Min(hint_blocks + BLOCK_SLACK, (uint64) RELSEG_SIZE);
+		if (!inc->page_lsn)
+		{
+			const WalChangeEntry *e = walchg_lookup(inc->changes, &rf);
+			ListCell             *rc;
+			uint64                est = 0;
+
+			if (e != NULL)
+				file_ranges(e, cf->base_blkno, cf->cap, &ranges[i - 1], &cf->limit);
+			foreach (rc, ranges[i - 1])
+			{
+				ManifestBlockRange *r = lfirst(rc);
+
+				if (r->first < hint_blocks)
+					est += (uint64) (Min((uint64) r->last + 1, hint_blocks) - r->first) * BLCKSZ;
+			}
+			cf->est = Min(est, sf->size);
+		}
+	}
+}
+
+/* The canonical block list of a block file from its bitmap. */
+static char *
+bitmap_blocks(const uint8 *bitmap, uint32 cap)
+{
+	uint32 *list = palloc(sizeof(uint32) * Max(cap, 1));
+	uint32  n = 0, b;
+	char   *str;
+
+	for (b = 0; b < cap; b++)
+		if (bitmap[b / 8] & (1 << (b % 8)))
+			list[n++] = b;
+	str = manifest_blocks_format(list, n);
+	pfree(list);
+	if (str == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	return str;
+}
+
+static void
+run_backup(const char *id, BackupRequest req)
 {
 	PgbkContext            *ctx;
 	PgbkError               err;
@@ -883,6 +1683,9 @@ run_backup(const char *id)
 	Size                    off = 0;
 	char                   *label = psprintf("pgbk %s", id);
 	bool                    isnull;
+	Incremental             inc;
+	List                  **ranges;
+	Size                    nranges = 0, bitmaps = 0;
 
 	pgbk_error_clear(&err);
 	ctx = pgbk_context(&err);
@@ -909,37 +1712,95 @@ run_backup(const char *id)
 	if (!walname_parse_lsn(start_lsn_text, &start_lsn))
 		elog(ERROR, "unexpected start LSN \"%s\"", start_lsn_text);
 
+	/* 1b. incremental: the parent, and the blocks changed since its start */
+	plan_incremental(ctx, req, GetWALInsertionTimeLine(), start_lsn, &inc);
+	if (inc.on)
+	{
+		pgbk_backup_set_type("incremental", inc.parent,
+		                     inc.page_lsn ? MANIFEST_CHANGES_PAGE_LSN : MANIFEST_CHANGES_SUMMARIES,
+		                     inc.page_lsn ? inc.reason : NULL);
+		if (inc.page_lsn)
+			ereport(WARNING,
+			        (errmsg("incremental base backup %s compares page LSNs with its parent %s's "
+			                "start: %s",
+			                id, inc.parent, inc.reason),
+			         errdetail("Every page of every relation is read; only changed pages are "
+			                   "stored.")));
+		else
+			ereport(LOG,
+			        (errmsg("base backup %s is incremental on %s (change summaries from %X/%X)", id,
+			                inc.parent, LSN_FORMAT_ARGS(inc.parent_start_lsn))));
+	}
+	else
+	{
+		pgbk_backup_set_type("full", NULL, NULL, req == REQUEST_FULL ? NULL : inc.reason);
+		if (req != REQUEST_FULL)
+			ereport(req == REQUEST_INCREMENTAL ? WARNING : LOG,
+			        (errmsg("base backup %s is a full backup: %s", id, inc.reason)));
+	}
+
 	/* 2. list files */
 	set_phase("listing files");
 	memset(&sr, 0, sizeof(sr));
 	scan_dir(&sr, "", true);
 	list_sort(sr.files, cmp_size_desc);
-	foreach (lc, sr.files)
-		strings += strlen(((ScanFile *) lfirst(lc))->path) + 1;
-	size = offsetof(CopyShared, files) + sizeof(CopyFile) * list_length(sr.files);
-	size = MAXALIGN(size) + strings;
-	seg = dsm_create(size, 0);
-	cs = dsm_segment_address(seg);
-	memset(cs, 0, offsetof(CopyShared, files));
-	pg_atomic_init_u32(&cs->next, 0);
-	SpinLockInit(&cs->mutex);
-	cs->nfiles = list_length(sr.files);
-	cs->strings_off = MAXALIGN(offsetof(CopyShared, files) + sizeof(CopyFile) * cs->nfiles);
-	strlcpy(cs->backup_id, id, sizeof(cs->backup_id));
-	i = 0;
-	foreach (lc, sr.files)
 	{
-		ScanFile *sf = lfirst(lc);
-		size_t    n = strlen(sf->path) + 1;
+		/* classify first: block files need room for ranges and a bitmap */
+		CopyFile *tmp = palloc0(sizeof(CopyFile) * Max(list_length(sr.files), 1));
+		uint64    est = 0;
 
-		memset(&cs->files[i], 0, sizeof(CopyFile));
-		cs->files[i].path_off = (uint32) off;
-		cs->files[i].size_hint = sf->size;
-		memcpy(((char *) cs) + cs->strings_off + off, sf->path, n);
-		off += n;
-		i++;
+		ranges = palloc0(sizeof(List *) * Max(list_length(sr.files), 1));
+		classify_files(&inc, sr.files, ranges, tmp);
+		i = 0;
+		foreach (lc, sr.files)
+		{
+			strings += strlen(((ScanFile *) lfirst(lc))->path) + 1;
+			tmp[i].ranges_off = (uint32) nranges;
+			tmp[i].nranges = (uint32) list_length(ranges[i]);
+			nranges += tmp[i].nranges;
+			if (tmp[i].blocks)
+			{
+				tmp[i].bitmap_off = bitmaps;
+				bitmaps += (tmp[i].cap + 7) / 8;
+			}
+			est += tmp[i].est;
+			i++;
+		}
+		size = MAXALIGN(offsetof(CopyShared, files) + sizeof(CopyFile) * list_length(sr.files));
+		size += MAXALIGN(sizeof(ManifestBlockRange) * nranges) + MAXALIGN(bitmaps) + strings;
+		seg = dsm_create(size, 0);
+		cs = dsm_segment_address(seg);
+		memset(cs, 0, offsetof(CopyShared, files));
+		pg_atomic_init_u32(&cs->next, 0);
+		SpinLockInit(&cs->mutex);
+		cs->nfiles = list_length(sr.files);
+		cs->ranges_off = MAXALIGN(offsetof(CopyShared, files) + sizeof(CopyFile) * cs->nfiles);
+		cs->bitmaps_off = cs->ranges_off + MAXALIGN(sizeof(ManifestBlockRange) * nranges);
+		cs->strings_off = cs->bitmaps_off + MAXALIGN(bitmaps);
+		cs->page_lsn = inc.on && inc.page_lsn;
+		cs->parent_start_lsn = inc.parent_start_lsn;
+		strlcpy(cs->backup_id, id, sizeof(cs->backup_id));
+		i = 0;
+		foreach (lc, sr.files)
+		{
+			ScanFile           *sf = lfirst(lc);
+			size_t              n = strlen(sf->path) + 1;
+			ManifestBlockRange *ra = (ManifestBlockRange *) ((char *) cs + cs->ranges_off);
+			ListCell           *rc;
+			uint32              k = tmp[i].ranges_off;
+
+			cs->files[i] = tmp[i];
+			cs->files[i].path_off = (uint32) off;
+			cs->files[i].size_hint = sf->size;
+			foreach (rc, ranges[i])
+				ra[k++] = *(ManifestBlockRange *) lfirst(rc);
+			memcpy(((char *) cs) + cs->strings_off + off, sf->path, n);
+			off += n;
+			i++;
+		}
+		pfree(tmp);
+		pgbk_backup_set_totals(est, cs->nfiles);
 	}
-	pgbk_backup_set_totals(sr.bytes, cs->nfiles);
 
 	/* 3. copy in parallel */
 	set_phase("copying files");
@@ -1032,6 +1893,16 @@ run_backup(const char *id)
 	m->tablespace_map = spcmapfile ? strdup(spcmapfile) : NULL;
 	m->compression = strdup(ctx->params.compression == PGBK_COMPRESS_ZSTD ? "zstd" : "none");
 	m->encrypted = ctx->params.encrypt;
+	if (inc.on)
+	{
+		m->incremental = true;
+		strlcpy(m->parent, inc.parent, sizeof(m->parent));
+		m->parent_start_lsn = inc.parent_start_lsn;
+		m->chain_length = inc.chain_length;
+		m->changes_mode =
+		    strdup(inc.page_lsn ? MANIFEST_CHANGES_PAGE_LSN : MANIFEST_CHANGES_SUMMARIES);
+		m->changes_reason = inc.page_lsn ? strdup(inc.reason) : NULL;
+	}
 	add_source_config(m);
 	foreach (lc, sr.tablespaces)
 	{
@@ -1059,10 +1930,18 @@ run_backup(const char *id)
 		mf.mode = cf->mode;
 		memcpy(mf.hash, cf->hash, CODEC_HASH_BYTES);
 		mf.stored = cf->stored;
+		mf.limit = MANIFEST_NO_LIMIT;
+		if (cf->blocks)
+		{
+			mf.has_blocks = true;
+			mf.blocks = bitmap_blocks((uint8 *) cs + cs->bitmaps_off + cf->bitmap_off, cf->cap);
+			mf.limit = cf->limit;
+		}
 		if (!manifest_add_file(m, &mf))
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
 			                errdetail("Failed on adding \"%s\" to the backup manifest.", mf.path)));
-		m->bytes += cf->size;
+		/* raw bytes stored: a block file's blocks, not its size */
+		m->bytes += manifest_file_content_size(&m->files[m->nfiles - 1]);
 		m->stored_bytes += cf->stored;
 	}
 	pgbk_error_clear(&err);
@@ -1076,8 +1955,17 @@ run_backup(const char *id)
 	begin_tx();
 	pgbk_catalog_record_backup(m);
 	end_tx();
+	if (m->incremental)
+		ereport(LOG, (errmsg("base backup %s complete: incremental on %s (%s), " UINT64_FORMAT
+		                     " bytes of blocks, " UINT64_FORMAT " stored",
+		                     id, m->parent, m->changes_mode, (uint64) m->bytes,
+		                     (uint64) m->stored_bytes)));
+	else
+		ereport(LOG, (errmsg("base backup %s complete", id)));
 	manifest_free(m);
-	ereport(LOG, (errmsg("base backup %s complete", id)));
+	manifest_free(inc.pm);
+	if (inc.changes)
+		walchg_free(inc.changes);
 }
 
 void
@@ -1096,7 +1984,7 @@ pgbk_backup_main(Datum arg)
 	oldcontext = CurrentMemoryContext;
 	PG_TRY();
 	{
-		run_backup(id);
+		run_backup(id, (BackupRequest) MyBgworkerEntry->bgw_extra[0]);
 		pgbk_backup_finish(true, NULL);
 	}
 	PG_CATCH();

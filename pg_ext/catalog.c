@@ -446,9 +446,11 @@ catalog_add_object(SyncState *ss, const ListedObject *obj)
 void
 pgbk_catalog_record_backup(const Manifest *m)
 {
-	Oid   types[13] = {TEXTOID,        TEXTOID,        INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	                   TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID, TEXTOID};
-	Datum values[13];
+	Oid   types[16] = {TEXTOID, TEXTOID,        INT4OID,        TEXTOID, TEXTOID, TEXTOID,
+	                   TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID, INT8OID, INT4OID,
+	                   TEXTOID, TEXTOID,        TEXTOID,        INT4OID};
+	Datum values[16];
+	char  nulls[16];
 	char  buf[WALNAME_LSN_BUFLEN];
 	char  sysid[32];
 	int   ret;
@@ -467,12 +469,19 @@ pgbk_catalog_record_backup(const Manifest *m)
 	values[10] = Int64GetDatum((int64) m->stored_bytes);
 	values[11] = Int32GetDatum(m->nfiles);
 	values[12] = CStringGetTextDatum(sysid);
+	/* incremental backups: their chain */
+	memset(nulls, ' ', sizeof(nulls));
+	values[13] = CStringGetTextDatum(m->incremental ? "incremental" : "full");
+	values[14] = m->incremental ? CStringGetTextDatum(m->parent) : (Datum) 0;
+	nulls[14] = m->incremental ? ' ' : 'n';
+	values[15] = Int32GetDatum(m->chain_length);
 	ret = SPI_execute_with_args(
 	    "INSERT INTO pgbk.backup (id, label, timeline, start_lsn, stop_lsn, start_wal, stop_wal, "
-	    "start_time, stop_time, bytes, stored_bytes, files, system_identifier) "
-	    "VALUES ($1, $2, $3, $4::pg_lsn, $5::pg_lsn, $6, $7, $8, $9, $10, $11, $12, $13) "
-	    "ON CONFLICT (id) DO NOTHING",
-	    13, types, values, NULL, false, 0);
+	    "start_time, stop_time, bytes, stored_bytes, files, system_identifier, type, parent, "
+	    "chain_length) "
+	    "VALUES ($1, $2, $3, $4::pg_lsn, $5::pg_lsn, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+	    "$16) ON CONFLICT (id) DO NOTHING",
+	    16, types, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not record the backup: %s", SPI_result_code_string(ret));
 }

@@ -368,6 +368,8 @@ bk_expire(PG_FUNCTION_ARGS)
 	char        anchor_id[64];
 	char      **ids;
 	char      **stops;
+	bool       *keep;
+	char      **needed_by;
 	char       *oldest_start = NULL;
 	char       *oldest_id = NULL;
 	Oid         types[2] = {TIMESTAMPTZOID, TEXTOID};
@@ -445,9 +447,25 @@ bk_expire(PG_FUNCTION_ARGS)
 		oldest_id = ids[first_kept];
 	}
 
+	/*
+	 * Chains: a backup a kept incremental builds on is kept too, so expiring
+	 * never orphans an incremental (the rule is plan.c's).
+	 */
+	keep = palloc0(sizeof(bool) * (nbackups + 1));
+	needed_by = palloc0(sizeof(char *) * (nbackups + 1));
+	for (i = 0; i < nbackups; i++)
+		keep[i] = !(anchor >= 0 && (int) i < anchor);
+	if (nbackups > 0)
+		pgbk_plan_expiry_keep_chains(ids, (int) nbackups, keep, needed_by);
+
 	for (i = 0; i < nbackups; i++)
 	{
-		if (anchor >= 0 && (int) i < anchor)
+		if (keep[i] && needed_by[i] != NULL)
+			emit(&es, "backup", ids[i], "keep",
+			     psprintf("kept backup %s is an incremental whose chain needs it (a restore "
+			              "from that backup reads it)",
+			              needed_by[i]));
+		else if (!keep[i])
 		{
 			emit(&es, "backup", ids[i], dry_run ? "would delete" : "delete",
 			     psprintf("ended at %s, before backup %s, which is enough to restore to any "

@@ -31,6 +31,8 @@ char *pgbk_database = NULL;
 int   pgbk_catalog_sync_interval = 60;
 int   pgbk_backup_parallel = 2;
 int   pgbk_base_backup_interval = 0;
+int   pgbk_full_backup_interval = 7 * 24 * 3600;
+int   pgbk_max_backup_chain = 14;
 int   pgbk_backup_wal_timeout = 600;
 int   pgbk_expire_interval = 1440;
 
@@ -136,6 +138,20 @@ _PG_init(void)
 	    "Take a base backup when the newest one is older than this; 0 disables.",
 	    "The scheduler worker checks once a minute.", &pgbk_base_backup_interval, 0, 0,
 	    INT_MAX / 60, PGC_SIGHUP, GUC_UNIT_MIN, NULL, NULL, NULL);
+
+	DefineCustomIntVariable(
+	    "pgbk.full_backup_interval",
+	    "Scheduled backups are full ones when their chain's full backup is older than this; 0 "
+	    "never forces one by age.",
+	    "Otherwise they are incremental when a parent backup is usable.",
+	    &pgbk_full_backup_interval, 7 * 24 * 3600, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL,
+	    NULL);
+
+	DefineCustomIntVariable("pgbk.max_backup_chain",
+	                        "Incremental backups at most between two full ones; 0 takes only "
+	                        "full backups.",
+	                        NULL, &pgbk_max_backup_chain, 14, 0, 10000, PGC_SIGHUP, 0, NULL, NULL,
+	                        NULL);
 
 	DefineCustomIntVariable("pgbk.backup_wal_timeout",
 	                        "How long a base backup waits for the WAL up to its stop point to "

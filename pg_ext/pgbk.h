@@ -33,6 +33,8 @@ extern char *pgbk_database;
 extern int   pgbk_catalog_sync_interval;
 extern int   pgbk_backup_parallel;
 extern int   pgbk_base_backup_interval;
+extern int   pgbk_full_backup_interval; /* seconds */
+extern int   pgbk_max_backup_chain;
 extern int   pgbk_backup_wal_timeout;
 extern int   pgbk_expire_interval;
 extern int   pgbk_debug_expire_fail_after;
@@ -75,7 +77,10 @@ extern PGDLLEXPORT void pgbk_copier_main(Datum arg);
  * Fills id_out (32 bytes) and returns the sequence number of the backup;
  * ereports ERROR if one is already running or archiving is off.  With
  * handle_out the caller can wait for the coordinator to exit. */
-extern uint64 pgbk_start_backup(Oid dboid, char *id_out, BackgroundWorkerHandle **handle_out);
+/* request: pgbk_backup_request_of("full" | "incremental" | "auto") */
+extern int    pgbk_backup_request_of(const char *type);
+extern uint64 pgbk_start_backup(Oid dboid, int request, char *id_out,
+                                BackgroundWorkerHandle **handle_out);
 extern bool   pgbk_archiving_active(void);
 
 /* catalog.c: sync the catalog from the repository (in a transaction, SPI

@@ -38,6 +38,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
@@ -66,6 +67,7 @@ typedef enum PlanQuery
 	Q_BACKUPS_NEWEST,   /* $1 limit */
 	Q_BACKUPS_ALL,
 	Q_BACKUP_OLDEST,
+	Q_BACKUPS_BY_ID, /* $1 text[] of ids */
 	Q_TIMELINES,
 	Q_BLOCK,   /* $1 timeline, $2 first segno, $3 last segno */
 	Q_AFTER,   /* $1 timeline, $2 segno */
@@ -76,7 +78,7 @@ typedef enum PlanQuery
 
 #define BACKUP_COLS                                                                                \
 	"SELECT id, timeline, start_lsn, stop_lsn, start_time, stop_time, bytes, stored_bytes, "       \
-	"system_identifier FROM pgbk.backup "
+	"system_identifier, parent FROM pgbk.backup "
 
 static const struct
 {
@@ -93,6 +95,7 @@ static const struct
     [Q_BACKUPS_NEWEST] = {BACKUP_COLS "ORDER BY id DESC LIMIT $1", 1, {INT4OID}},
     [Q_BACKUPS_ALL] = {BACKUP_COLS "ORDER BY id", 0, {0}},
     [Q_BACKUP_OLDEST] = {BACKUP_COLS "ORDER BY id LIMIT 1", 0, {0}},
+    [Q_BACKUPS_BY_ID] = {BACKUP_COLS "WHERE id = ANY($1) ORDER BY id", 1, {TEXTARRAYOID}},
     [Q_TIMELINES] = {"SELECT tli, parent_tli, switch_lsn FROM pgbk.timeline ORDER BY tli", 0, {0}},
     [Q_BLOCK] = {"SELECT segno, stored_bytes, archived_at FROM pgbk.wal WHERE timeline = $1 "
                  "AND segno BETWEEN $2 AND $3 AND kind = 'segment' ORDER BY segno",
@@ -423,9 +426,14 @@ add_backup_rows(PlanView *v, CatView *cv)
 {
 	uint64 n = SPI_processed, i;
 
-	cv->rows = calloc(n > 0 ? n : 1, sizeof(PlanBackup));
-	if (cv->rows == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	{
+		PlanBackup *nr = realloc(cv->rows, (cv->nrows + n + 1) * sizeof(PlanBackup));
+
+		if (nr == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		cv->rows = nr;
+		memset(&cv->rows[cv->nrows], 0, (n + 1) * sizeof(PlanBackup));
+	}
 	for (i = 0; i < n; i++)
 	{
 		bool        isnull;
@@ -451,6 +459,15 @@ add_backup_rows(PlanView *v, CatView *cv)
 			r->system_identifier = strtoull(sysid, NULL, 10);
 			pfree(sysid);
 		}
+		d = col(i, 10, &isnull);
+		if (!isnull)
+		{
+			char *parent = TextDatumGetCString(d);
+
+			r->incremental = true;
+			strlcpy(r->parent, parent, sizeof(r->parent));
+			pfree(parent);
+		}
 		/* the catalog is this cluster's: its segment size */
 		r->wal_segment_size = (uint32_t) wal_segment_size;
 		r->loaded = true;
@@ -462,6 +479,46 @@ add_backup_rows(PlanView *v, CatView *cv)
 	SPI_freetuptable(SPI_tuptable);
 	if (cv->nrows > 1)
 		qsort(cv->rows, cv->nrows, sizeof(PlanBackup), row_cmp);
+}
+
+/*
+ * A partial view (the newest backups that can serve a target) holds the
+ * parents of its incrementals too, so the planner sees whole chains: the
+ * missing parents are fetched by id until none is (those the catalog lacks
+ * stay missing, and the planner says so).
+ */
+static void
+add_parent_rows(PlanView *v, CatView *cv)
+{
+	int round;
+
+	for (round = 0; round < PLAN_CHAIN_MAX; round++)
+	{
+		ArrayBuildState *astate = NULL;
+		int              i, nmissing = 0;
+		Datum            args[1];
+
+		for (i = 0; i < cv->nrows; i++)
+		{
+			const PlanBackup *r = &cv->rows[i];
+
+			if (!r->incremental || plan_view_find_backup(v, r->parent) != NULL)
+				continue;
+			astate = accumArrayResult(astate, CStringGetTextDatum(r->parent), false, TEXTOID,
+			                          CurrentMemoryContext);
+			nmissing++;
+		}
+		if (nmissing == 0)
+			return;
+		args[0] = makeArrayResult(astate, CurrentMemoryContext);
+		run_query(Q_BACKUPS_BY_ID, args);
+		if (SPI_processed == 0)
+		{
+			SPI_freetuptable(SPI_tuptable);
+			return; /* missing from the catalog: the planner says which */
+		}
+		add_backup_rows(v, cv);
+	}
 }
 
 /* Rebuild each timeline's history from the pgbk.timeline rows. */
@@ -591,6 +648,8 @@ cat_view_open(BackupSet set, const PlanTarget *t)
 		               (set == SET_FOR_TARGET && t->kind != PLAN_TARGET_TIME &&
 		                t->kind != PLAN_TARGET_LSN && SPI_processed < PLAN_SQL_FIRST_BACKUPS);
 		add_backup_rows(v, cv);
+		if (!cv->complete)
+			add_parent_rows(v, cv);
 		add_histories(v);
 	}
 	PG_CATCH();
@@ -771,8 +830,8 @@ pgbk_plan_database(PG_FUNCTION_ARGS)
 	PlanTarget t;
 	PlanResult res;
 	char      *kind;
-	Datum      values[12];
-	bool       nulls[12];
+	Datum      values[13];
+	bool       nulls[13];
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -871,6 +930,18 @@ pgbk_plan_database(PG_FUNCTION_ARGS)
 		values[11] = CStringGetTextDatum(res.note);
 	else
 		nulls[11] = true;
+	if (res.have_backup && res.chain_len > 0)
+	{
+		Datum *ids = palloc(sizeof(Datum) * res.chain_len);
+		int    k;
+
+		for (k = 0; k < res.chain_len; k++)
+			ids[k] = CStringGetTextDatum(res.chain[k]);
+		values[12] =
+		    PointerGetDatum(construct_array(ids, res.chain_len, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	else
+		nulls[12] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -996,4 +1067,93 @@ pgbk_plan_backup_for_time(TimestampTz at, char *id, size_t idlen)
 		return false;
 	strlcpy(id, res.backup.id, idlen);
 	return true;
+}
+
+bool
+pgbk_plan_parent(const WalHistory *chain, XLogRecPtr lsn, char *id, size_t idlen, char *reason,
+                 size_t reasonlen)
+{
+	PlanView   *v;
+	PlanBackup *p = NULL;
+	PgbkError   err;
+	PgbkStatus  st = PGBK_OK;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	v = cat_view_open(SET_ALL, NULL);
+	pgbk_error_clear(&err);
+	PG_TRY();
+	{
+		st = plan_parent(v, chain, lsn, GetSystemIdentifier(), &p, &err);
+		if (st == PGBK_OK)
+			strlcpy(id, p->id, idlen);
+	}
+	PG_FINALLY();
+	{
+		plan_view_free(v);
+	}
+	PG_END_TRY();
+	SPI_finish();
+	if (st == PGBK_NOT_FOUND)
+	{
+		strlcpy(reason, err.msg, reasonlen);
+		return false;
+	}
+	if (st != PGBK_OK)
+		pgbk_report_error(ERROR, &err, "could not choose the parent of an incremental backup");
+	return true;
+}
+
+void
+pgbk_plan_expiry_keep_chains(char **ids, int n, bool *keep, char **needed_by)
+{
+	PlanView  *v;
+	PgbkError  err;
+	PgbkStatus st = PGBK_OK;
+	bool      *vkeep;
+	char(*vneed)[MANIFEST_ID_LEN];
+	int           i;
+	MemoryContext caller = CurrentMemoryContext; /* SPI_finish frees its own */
+
+	for (i = 0; i < n; i++)
+		needed_by[i] = NULL;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	v = cat_view_open(SET_ALL, NULL);
+	vkeep = palloc0(sizeof(bool) * (v->nbackups + 1));
+	vneed = palloc0(sizeof(*vneed) * (v->nbackups + 1));
+	for (i = 0; i < n; i++)
+	{
+		PlanBackup *b = plan_view_find_backup(v, ids[i]);
+
+		if (b != NULL)
+			vkeep[b - v->backups] = keep[i];
+	}
+	pgbk_error_clear(&err);
+	PG_TRY();
+	{
+		st = plan_expiry_keep_chains(v, vkeep, vneed, &err);
+		for (i = 0; st == PGBK_OK && i < n; i++)
+		{
+			PlanBackup *b = plan_view_find_backup(v, ids[i]);
+			int         k;
+
+			if (b == NULL)
+				continue;
+			k = (int) (b - v->backups);
+			if (!keep[i] && vkeep[k])
+			{
+				keep[i] = true;
+				needed_by[i] = MemoryContextStrdup(caller, vneed[k]);
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		plan_view_free(v);
+	}
+	PG_END_TRY();
+	if (st != PGBK_OK)
+		pgbk_report_error(ERROR, &err, "could not follow the backup chains");
+	SPI_finish();
 }

@@ -73,7 +73,11 @@ insert_events(void)
 
 /*
  * Start a base backup when pgbk.base_backup_interval says one is due: the
- * newest backup in the catalog started longer ago than the interval.
+ * newest backup in the catalog started longer ago than the interval.  It is
+ * an incremental one when a parent is usable, unless the chain's full
+ * backup is older than pgbk.full_backup_interval or the chain has
+ * pgbk.max_backup_chain incrementals already (backup.c decides, so that
+ * bk_base_backup(type => 'auto') does the same).
  */
 static void
 maybe_scheduled_backup(void)
@@ -94,7 +98,8 @@ maybe_scheduled_backup(void)
 	due = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull || !DatumGetBool(due))
 		return;
-	(void) pgbk_start_backup(MyDatabaseId, id, NULL);
+	/* 'auto': incremental unless full_backup_interval or max_backup_chain say full */
+	(void) pgbk_start_backup(MyDatabaseId, pgbk_backup_request_of("auto"), id, NULL);
 	ereport(LOG, (errmsg("scheduled base backup %s started", id)));
 }
 

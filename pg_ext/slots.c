@@ -810,6 +810,10 @@ pgbk_backup_begin(const char *id, PgbkBackupState *running_out)
 	b->files_total = 0;
 	b->files_done = 0;
 	b->workers = 0;
+	b->type[0] = '\0';
+	b->parent[0] = '\0';
+	b->changes[0] = '\0';
+	b->changes_reason[0] = '\0';
 	LWLockRelease(pgbk_shared->lock);
 	return seq;
 }
@@ -854,6 +858,19 @@ pgbk_backup_set_workers(int workers)
 {
 	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
 	pgbk_shared->backup.workers = workers;
+	LWLockRelease(pgbk_shared->lock);
+}
+
+void
+pgbk_backup_set_type(const char *type, const char *parent, const char *changes, const char *reason)
+{
+	PgbkBackupState *b = &pgbk_shared->backup;
+
+	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
+	strlcpy(b->type, type ? type : "", sizeof(b->type));
+	strlcpy(b->parent, parent ? parent : "", sizeof(b->parent));
+	strlcpy(b->changes, changes ? changes : "", sizeof(b->changes));
+	strlcpy(b->changes_reason, reason ? reason : "", sizeof(b->changes_reason));
 	LWLockRelease(pgbk_shared->lock);
 }
 

@@ -142,6 +142,11 @@ typedef struct PgbkBackupState
 	int         files_total;
 	int         files_done;
 	int         workers;
+	/* what kind of backup it is (kept after it ends, like the counters) */
+	char type[16];                       /* "full", "incremental"; "" not decided */
+	char parent[PGBK_BACKUP_ID_LEN];     /* incremental: the backup it builds on */
+	char changes[16];                    /* incremental: "summaries", "page-lsn" */
+	char changes_reason[PGBK_ERROR_LEN]; /* why it fell back (page-lsn or full) */
 	/* outcome of the last finished backup (last_seq 0: none yet) */
 	uint64      last_seq;
 	bool        last_ok;
@@ -170,6 +175,9 @@ extern void pgbk_backup_attach(char *id_out);
 extern void pgbk_backup_set_phase(const char *phase);
 extern void pgbk_backup_set_totals(uint64 bytes, int files);
 extern void pgbk_backup_set_workers(int workers);
+/* The backup's type, parent, how its blocks were chosen and why (NULLs: ""). */
+extern void pgbk_backup_set_type(const char *type, const char *parent, const char *changes,
+                                 const char *reason);
 extern void pgbk_backup_add_progress(uint64 raw, uint64 stored, int files, int64 total_delta,
                                      int files_delta);
 /* The backup ended: record its outcome (error: NULL when ok), back to idle. */

@@ -198,17 +198,22 @@ verify_wal(VerifyState *vs)
 static void
 verify_backups(VerifyState *vs, const VerifyDescriptor *d)
 {
-	int    ret;
-	uint64 i, n;
-	char **ids;
+	int               ret;
+	uint64            i, n;
+	char            **ids;
+	VerifyChainEntry *chains;
 
 	ret = SPI_execute("SELECT id FROM pgbk.backup ORDER BY id", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read pgbk.backup");
 	n = SPI_processed;
 	ids = palloc(sizeof(char *) * (n + 1));
+	chains = palloc0(sizeof(VerifyChainEntry) * (n + 1));
 	for (i = 0; i < n; i++)
+	{
 		ids[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		chains[i].id = ids[i];
+	}
 	for (i = 0; i < n; i++)
 	{
 		PgbkError err;
@@ -221,10 +226,15 @@ verify_backups(VerifyState *vs, const VerifyDescriptor *d)
 			raise_unreadable(&err, psprintf("the manifest of backup %s", ids[i]));
 		if (vs->manifest == NULL)
 			continue;
+		chains[i].sound = true;
+		if (vs->manifest->incremental)
+			chains[i].parent = pstrdup(vs->manifest->parent);
 		(void) verify_backup_files(&vs->params, vs->manifest, check_backup_file, vs, &err);
 		manifest_free(vs->manifest);
 		vs->manifest = NULL;
 	}
+	/* every incremental's chain: its parents there and readable (ORDER BY id) */
+	verify_chains(&vs->params, chains, (int) n);
 }
 
 static int

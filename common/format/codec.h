@@ -118,6 +118,12 @@
 #define CODEC_LIMIT_SMALL    ((uint64_t) 1 << 20)
 #define CODEC_LIMIT_MANIFEST ((uint64_t) 256 << 20)
 #define CODEC_LIMIT_WAL_MAX  ((uint64_t) 1 << 30)
+/*
+ * A change summary (walchanges.h): at most about 5/8 of its segment's size
+ * (one varint of at most 5 bytes per block reference of at least 8 bytes),
+ * so 256 MiB covers 1 GiB segments; 16 MiB segments give at most ~10 MiB.
+ */
+#define CODEC_LIMIT_CHANGES ((uint64_t) 256 << 20)
 
 typedef struct CodecParams
 {

@@ -46,6 +46,18 @@ layout_wal_name(const char *key)
 }
 
 bool
+layout_changes_key(const char *segname, char *key, size_t keylen)
+{
+	WalFileKind kind = walname_classify(segname, NULL);
+	int         n;
+
+	if (kind != WAL_FILE_SEGMENT && kind != WAL_FILE_PARTIAL)
+		return false;
+	n = snprintf(key, keylen, LAYOUT_CHANGES_PREFIX "%.16s/%s", segname, segname);
+	return n > 0 && (size_t) n < keylen;
+}
+
+bool
 layout_backup_manifest_key(const char *backup_id, char *key, size_t keylen)
 {
 	int n = snprintf(key, keylen, LAYOUT_MANIFEST_PREFIX "%s", backup_id);

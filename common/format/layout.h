@@ -18,6 +18,10 @@
  *										manifest marks a complete backup, and
  *										listing manifest/ lists the backups
  *										without listing their files
+ *	  changes/TTTTTTTTLLLLLLLL/<name>	change summaries (walchanges.h): which
+ *										relation blocks the records beginning in
+ *										segment <name> (or <name>.partial) touch;
+ *										derived from wal/, rebuilt when missing
  *	  files/							the watcher's restic repository
  *
  *	  A listing of wal/ in key order is WAL order within each timeline, and
@@ -35,6 +39,7 @@
 #define LAYOUT_BACKUP_PREFIX   "backup/"
 #define LAYOUT_MANIFEST_PREFIX "manifest/"
 #define LAYOUT_FILES_PREFIX    "files/"
+#define LAYOUT_CHANGES_PREFIX  "changes/"
 #define LAYOUT_KEY_LEN         1024
 
 /*
@@ -45,6 +50,12 @@ bool layout_wal_key(const char *fname, char *key, size_t keylen);
 
 /* The file name part of a wal/ key (pointer into key); NULL if not one. */
 const char *layout_wal_name(const char *key);
+
+/*
+ * Key of the change summary of a segment or .partial file given its bare
+ * name, grouped like its wal/ key.  False for any other name.
+ */
+bool layout_changes_key(const char *segname, char *key, size_t keylen);
 
 /* Key of a base backup's manifest, and of one of its files. */
 bool layout_backup_manifest_key(const char *backup_id, char *key, size_t keylen);

@@ -26,7 +26,7 @@ manifest_new(void)
 	Manifest *m = calloc(1, sizeof(Manifest));
 
 	if (m)
-		m->format = MANIFEST_FORMAT;
+		m->format = MANIFEST_FORMAT_FULL;
 	return m;
 }
 
@@ -38,7 +38,10 @@ manifest_free(Manifest *m)
 	if (m == NULL)
 		return;
 	for (i = 0; i < m->nfiles; i++)
+	{
 		free(m->files[i].path);
+		free(m->files[i].blocks);
+	}
 	for (i = 0; i < m->ndirs; i++)
 		free(m->dirs[i].path);
 	for (i = 0; i < m->ntablespaces; i++)
@@ -56,6 +59,8 @@ manifest_free(Manifest *m)
 	free(m->backup_label);
 	free(m->tablespace_map);
 	free(m->compression);
+	free(m->changes_mode);
+	free(m->changes_reason);
 	free(m);
 }
 
@@ -88,8 +93,15 @@ manifest_add_file(Manifest *m, const ManifestFile *f)
 	nf = &m->files[m->nfiles];
 	*nf = *f;
 	nf->path = strdup(f->path);
-	if (nf->path == NULL)
+	nf->blocks = f->has_blocks ? strdup(f->blocks ? f->blocks : "") : NULL;
+	if (nf->path == NULL || (f->has_blocks && nf->blocks == NULL))
+	{
+		free(nf->path);
+		free(nf->blocks);
 		return false;
+	}
+	if (!f->has_blocks)
+		nf->limit = MANIFEST_NO_LIMIT;
 	m->nfiles++;
 	return true;
 }
@@ -142,6 +154,168 @@ manifest_add_tablespace(Manifest *m, uint32_t oid, const char *location)
 	return true;
 }
 
+/* ------------------------------------------------------------------------
+ * Block ranges: "0-5,9,12-40"
+ * ------------------------------------------------------------------------
+ */
+
+/* A block number: decimal, no sign, no leading zero, below InvalidBlockNumber. */
+static bool
+parse_blockno(const char **p, uint32_t *out)
+{
+	const char *s = *p;
+	uint64_t    v = 0;
+
+	if (!isdigit((unsigned char) *s) || (s[0] == '0' && isdigit((unsigned char) s[1])))
+		return false;
+	while (isdigit((unsigned char) *s))
+	{
+		v = v * 10 + (uint64_t) (*s - '0');
+		if (v >= MANIFEST_NO_LIMIT)
+			return false;
+		s++;
+	}
+	*out = (uint32_t) v;
+	*p = s;
+	return true;
+}
+
+PgbkStatus
+manifest_blocks_parse(const char *s, ManifestBlockRange **ranges, size_t *n, PgbkError *err)
+{
+	ManifestBlockRange *r = NULL;
+	size_t              cnt = 0, cap = 0;
+	const char         *p = s;
+
+	*ranges = NULL;
+	*n = 0;
+	if (s == NULL)
+		return pgbk_error(err, PGBK_ERR_FORMAT, "block list is missing");
+	while (*p != '\0')
+	{
+		ManifestBlockRange cur;
+
+		if (cnt > 0 && *p++ != ',')
+			goto bad;
+		if (!parse_blockno(&p, &cur.first))
+			goto bad;
+		cur.last = cur.first;
+		if (*p == '-')
+		{
+			p++;
+			if (!parse_blockno(&p, &cur.last) || cur.last <= cur.first)
+				goto bad;
+		}
+		/* ascending, disjoint and merged: a gap of at least one block */
+		if (cnt > 0 && cur.first <= r[cnt - 1].last + 1)
+			goto bad;
+		if (cnt == cap)
+		{
+			size_t              ncap = cap ? cap * 2 : 16;
+			ManifestBlockRange *nr = realloc(r, ncap * sizeof(*r));
+
+			if (nr == NULL)
+			{
+				free(r);
+				return pgbk_error(err, PGBK_ERR, "out of memory");
+			}
+			r = nr;
+			cap = ncap;
+		}
+		r[cnt++] = cur;
+	}
+	*ranges = r;
+	*n = cnt;
+	return PGBK_OK;
+
+bad:
+	free(r);
+	return pgbk_error(err, PGBK_ERR_FORMAT, "malformed block list at offset %zu", (size_t) (p - s));
+}
+
+char *
+manifest_blocks_format(const uint32_t *blocks, size_t n)
+{
+	PgbkBuf buf;
+	size_t  i = 0;
+	char   *out;
+
+	pgbk_buf_init(&buf);
+	if (!pgbk_buf_append(&buf, "", 1))
+		return NULL;
+	buf.len = 0;
+	while (i < n)
+	{
+		uint32_t first = blocks[i], last = blocks[i];
+		bool     ok;
+
+		if (first == MANIFEST_NO_LIMIT)
+			goto bad;
+		for (i++; i < n && blocks[i] <= last + 1; i++)
+		{
+			if (blocks[i] < last || blocks[i] == MANIFEST_NO_LIMIT)
+				goto bad; /* not ascending */
+			last = blocks[i];
+		}
+		if (first == last)
+			ok = pgbk_buf_printf(&buf, "%s%u", buf.len ? "," : "", first);
+		else
+			ok = pgbk_buf_printf(&buf, "%s%u-%u", buf.len ? "," : "", first, last);
+		if (!ok)
+			goto bad;
+	}
+	out = malloc(buf.len + 1);
+	if (out != NULL)
+	{
+		memcpy(out, buf.data, buf.len);
+		out[buf.len] = '\0';
+	}
+	pgbk_buf_free(&buf);
+	return out;
+
+bad:
+	pgbk_buf_free(&buf);
+	return NULL;
+}
+
+uint64_t
+manifest_blocks_count(const ManifestBlockRange *ranges, size_t n)
+{
+	uint64_t total = 0;
+	size_t   i;
+
+	for (i = 0; i < n; i++)
+		total += (uint64_t) ranges[i].last - ranges[i].first + 1;
+	return total;
+}
+
+uint64_t
+manifest_file_content_size(const ManifestFile *f)
+{
+	ManifestBlockRange *r;
+	size_t              n;
+	uint64_t            bytes;
+	PgbkError           err;
+
+	if (!f->has_blocks)
+		return f->size;
+	if (manifest_blocks_parse(f->blocks, &r, &n, &err) != PGBK_OK)
+		return 0;
+	bytes = manifest_blocks_count(r, n) * MANIFEST_BLOCK_SIZE;
+	/* a short last block of the file, when listed */
+	if (n > 0 && f->size % MANIFEST_BLOCK_SIZE != 0 &&
+	    (uint64_t) r[n - 1].last == f->size / MANIFEST_BLOCK_SIZE)
+		bytes -= MANIFEST_BLOCK_SIZE - f->size % MANIFEST_BLOCK_SIZE;
+	free(r);
+	return bytes;
+}
+
+bool
+manifest_file_has_object(const ManifestFile *f)
+{
+	return !f->has_blocks || (f->blocks != NULL && f->blocks[0] != '\0');
+}
+
 /*
  * JSON through cJSON: its names are all prefixed, so nothing clashes with
  * the server's own symbols (jansson's json_object() does: the postgres
@@ -189,8 +363,20 @@ manifest_to_json(const Manifest *m, PgbkBuf *out, PgbkError *err)
 	bool   ok = root != NULL;
 
 	snprintf(sysid, sizeof(sysid), "%" PRIu64, m->system_identifier);
-	ok = ok && add_num(root, "format", m->format) && add_str(root, "id", m->id) &&
-	     add_str(root, "label", m->label) && add_str(root, "system_identifier", sysid) &&
+	/* a block file belongs to an incremental backup only */
+	for (i = 0; i < m->nfiles; i++)
+		if (m->files[i].has_blocks && !m->incremental)
+		{
+			cJSON_Delete(root);
+			return pgbk_error(err, PGBK_ERR_USAGE,
+			                  "file \"%s\" is a block file in a full backup's manifest",
+			                  m->files[i].path);
+		}
+	ok = ok &&
+	     add_num(root, "format",
+	             m->incremental ? MANIFEST_FORMAT_INCREMENTAL : MANIFEST_FORMAT_FULL) &&
+	     add_str(root, "id", m->id) && add_str(root, "label", m->label) &&
+	     add_str(root, "system_identifier", sysid) &&
 	     add_num(root, "pg_version_num", m->pg_version_num) &&
 	     add_num(root, "timeline", m->timeline) && add_lsn(root, "start_lsn", m->start_lsn) &&
 	     add_lsn(root, "stop_lsn", m->stop_lsn) && add_str(root, "start_wal", m->start_wal) &&
@@ -199,6 +385,17 @@ manifest_to_json(const Manifest *m, PgbkBuf *out, PgbkError *err)
 	     add_num(root, "wal_segment_size", m->wal_segment_size) &&
 	     add_str(root, "backup_label", m->backup_label) &&
 	     add_str(root, "tablespace_map", m->tablespace_map);
+	if (ok && m->incremental)
+	{
+		cJSON *ch;
+
+		ok = add_str(root, "type", "incremental") && add_str(root, "parent", m->parent) &&
+		     add_lsn(root, "parent_start_lsn", m->parent_start_lsn) &&
+		     add_num(root, "chain_length", m->chain_length) &&
+		     (ch = cJSON_AddObjectToObject(root, "changes")) != NULL &&
+		     add_str(ch, "mode", m->changes_mode ? m->changes_mode : MANIFEST_CHANGES_SUMMARIES) &&
+		     (m->changes_reason == NULL || add_str(ch, "reason", m->changes_reason));
+	}
 
 	arr = ok ? cJSON_AddArrayToObject(root, "tablespaces") : NULL;
 	ok = ok && arr != NULL;
@@ -232,6 +429,9 @@ manifest_to_json(const Manifest *m, PgbkBuf *out, PgbkError *err)
 		     add_num(o, "size", (double) f->size) && add_num(o, "mtime", (double) f->mtime) &&
 		     add_num(o, "mode", f->mode) && add_str(o, "hash", hex) &&
 		     add_num(o, "stored", (double) f->stored);
+		if (ok && f->has_blocks)
+			ok = add_str(o, "blocks", f->blocks ? f->blocks : "") &&
+			     (f->limit == MANIFEST_NO_LIMIT || add_num(o, "limit", f->limit));
 	}
 	ok = ok && add_num(root, "bytes", (double) m->bytes) &&
 	     add_num(root, "stored_bytes", (double) m->stored_bytes) &&
@@ -301,6 +501,109 @@ jtime(const cJSON *obj, const char *key, int64_t *out)
 	return s != NULL && pgbk_time_parse(s, PGBK_TIME_INPUT, out, NULL) == PGBK_OK;
 }
 
+static char *jdup(const cJSON *obj, const char *key);
+
+/* A whole number in [0, max]; false if absent or anything else. */
+static bool
+juint(const cJSON *obj, const char *key, double max, uint64_t *out)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+	double       v;
+
+	if (!cJSON_IsNumber(item))
+		return false;
+	v = item->valuedouble;
+	if (!(v >= 0 && v <= max) || v != (double) (uint64_t) v)
+		return false;
+	*out = (uint64_t) v;
+	return true;
+}
+
+/*
+ * The incremental fields of a manifest: all or nothing, and only in
+ * format 2.  A full backup has none of them.
+ */
+static bool
+parse_incremental(const cJSON *root, Manifest *m)
+{
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "type");
+	const cJSON *changes;
+	const char  *s;
+	uint64_t     chain;
+
+	if (type == NULL || (cJSON_IsString(type) && strcmp(type->valuestring, "full") == 0))
+	{
+		m->incremental = false;
+		return cJSON_GetObjectItemCaseSensitive(root, "parent") == NULL &&
+		       cJSON_GetObjectItemCaseSensitive(root, "parent_start_lsn") == NULL;
+	}
+	if (!cJSON_IsString(type) || strcmp(type->valuestring, "incremental") != 0 ||
+	    m->format < MANIFEST_FORMAT_INCREMENTAL)
+		return false;
+	m->incremental = true;
+	s = jstr(root, "parent");
+	if (s == NULL || s[0] == '\0' || strlen(s) >= MANIFEST_ID_LEN || strcmp(s, m->id) == 0)
+		return false;
+	strcpy(m->parent, s);
+	if (!jlsn(root, "parent_start_lsn", &m->parent_start_lsn) || m->parent_start_lsn > m->start_lsn)
+		return false;
+	if (!juint(root, "chain_length", 1e6, &chain) || chain < 1)
+		return false;
+	m->chain_length = (int) chain;
+	changes = cJSON_GetObjectItemCaseSensitive(root, "changes");
+	s = jstr(changes, "mode");
+	if (s == NULL ||
+	    (strcmp(s, MANIFEST_CHANGES_SUMMARIES) != 0 && strcmp(s, MANIFEST_CHANGES_PAGE_LSN) != 0))
+		return false;
+	if ((m->changes_mode = strdup(s)) == NULL)
+		return false;
+	if (cJSON_GetObjectItemCaseSensitive(changes, "reason") != NULL)
+	{
+		if ((m->changes_reason = jdup(changes, "reason")) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * A file entry's "blocks" and "limit": strict ranges, inside the file's
+ * size, only in an incremental's manifest.
+ */
+static bool
+parse_file_blocks(const cJSON *item, const Manifest *m, ManifestFile *f)
+{
+	const cJSON        *blocks = cJSON_GetObjectItemCaseSensitive(item, "blocks");
+	ManifestBlockRange *r;
+	size_t              n;
+	uint64_t            limit, nblocks;
+	PgbkError           err;
+	bool                ok;
+
+	f->has_blocks = false;
+	f->blocks = NULL;
+	f->limit = MANIFEST_NO_LIMIT;
+	if (blocks == NULL)
+		return cJSON_GetObjectItemCaseSensitive(item, "limit") == NULL;
+	if (!m->incremental || !cJSON_IsString(blocks))
+		return false;
+	if (manifest_blocks_parse(blocks->valuestring, &r, &n, &err) != PGBK_OK)
+		return false;
+	nblocks = (f->size + MANIFEST_BLOCK_SIZE - 1) / MANIFEST_BLOCK_SIZE;
+	ok = n == 0 || (uint64_t) r[n - 1].last < nblocks;
+	free(r);
+	if (!ok)
+		return false;
+	if (cJSON_GetObjectItemCaseSensitive(item, "limit") != NULL)
+	{
+		if (!juint(item, "limit", (double) (MANIFEST_NO_LIMIT - 1), &limit))
+			return false;
+		f->limit = (uint32_t) limit;
+	}
+	f->has_blocks = true;
+	f->blocks = blocks->valuestring; /* copied by manifest_add_file */
+	return true;
+}
+
 static char *
 jdup(const cJSON *obj, const char *key)
 {
@@ -328,7 +631,7 @@ manifest_from_json(const char *text, size_t len, Manifest **out, PgbkError *err)
 		return pgbk_error(err, PGBK_ERR, "out of memory");
 	}
 	m->format = (int) jnum(root, "format");
-	if (m->format != MANIFEST_FORMAT)
+	if (m->format != MANIFEST_FORMAT_FULL && m->format != MANIFEST_FORMAT_INCREMENTAL)
 	{
 		int format = m->format;
 
@@ -360,6 +663,8 @@ manifest_from_json(const char *text, size_t len, Manifest **out, PgbkError *err)
 		goto bad;
 	strcpy(m->stop_wal, s);
 	m->wal_segment_size = (uint32_t) jnum(root, "wal_segment_size");
+	if (!parse_incremental(root, m))
+		goto bad;
 	m->backup_label = jdup(root, "backup_label");
 	m->tablespace_map = jdup(root, "tablespace_map");
 	m->compression = jdup(root, "compression");
@@ -417,7 +722,7 @@ manifest_from_json(const char *text, size_t len, Manifest **out, PgbkError *err)
 		f.mtime = (int64_t) jnum(item, "mtime");
 		f.mode = (unsigned) jnum(item, "mode");
 		f.stored = (uint64_t) jnum(item, "stored");
-		if (!manifest_add_file(m, &f))
+		if (!parse_file_blocks(item, m, &f) || !manifest_add_file(m, &f))
 			goto bad;
 	}
 	cJSON_Delete(root);
@@ -475,6 +780,12 @@ manifest_backup_attrs(const Manifest *m, PgbkBuf *out, PgbkError *err)
 	                     walname_format_lsn(l1, m->start_lsn), walname_format_lsn(l2, m->stop_lsn),
 	                     m->start_time_us, m->stop_time_us, m->wal_segment_size, m->bytes,
 	                     m->stored_bytes, m->system_identifier, m->pg_version_num))
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	if (!pgbk_buf_printf(out, "backup.type=%s\n", m->incremental ? "incremental" : "full"))
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	if (m->incremental &&
+	    !pgbk_buf_printf(out, "backup.parent=%s\nbackup.parent_start_lsn=%s\nbackup.chain=%d\n",
+	                     m->parent, walname_format_lsn(l1, m->parent_start_lsn), m->chain_length))
 		return pgbk_error(err, PGBK_ERR, "out of memory");
 	return PGBK_OK;
 }

@@ -75,7 +75,10 @@ plan_view_free(PlanView *v)
 	if (v->ops && v->ops->close)
 		v->ops->close(v);
 	for (i = 0; i < v->nbackups; i++)
+	{
 		free(v->backups[i].broken_reason);
+		free(v->backups[i].chain_reason);
+	}
 	free(v->backups);
 	for (i = 0; i < v->nhistories; i++)
 		walname_history_free(&v->histories[i].history);
@@ -1252,6 +1255,189 @@ walk_latest(Walk *w, PgbkError *err)
 	return st;
 }
 
+/* ------------------------------------------------------------------------
+ * Backup chains (issue 12): a full and the incrementals built on it
+ * ------------------------------------------------------------------------
+ */
+
+PlanBackup *
+plan_view_find_backup(PlanView *v, const char *id)
+{
+	int lo = 0, hi = v->nbackups - 1;
+
+	while (lo <= hi)
+	{
+		int mid = lo + (hi - lo) / 2;
+		int c = strcmp(v->backups[mid].id, id);
+
+		if (c == 0)
+			return &v->backups[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+static void chain_broken(PlanBackup *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+chain_broken(PlanBackup *b, const char *fmt, ...)
+{
+	char    buf[PLAN_REASON_LEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	free(b->chain_reason);
+	b->chain_reason = strdup(buf);
+	b->chain_state = PLAN_CHAIN_BROKEN;
+}
+
+PgbkStatus
+plan_backup_chain(PlanView *v, PlanBackup *b, char (*ids)[MANIFEST_ID_LEN], int *n, PgbkError *err)
+{
+	PlanBackup *list[PLAN_CHAIN_MAX];
+	PlanBackup *cur = b;
+	int         len = 0, i;
+	PgbkStatus  st;
+
+	if (n)
+		*n = 0;
+	if (b->chain_state == PLAN_CHAIN_BROKEN || (b->chain_state == PLAN_CHAIN_OK && ids == NULL))
+		return PGBK_OK;
+	if ((st = plan_view_load_backup(v, b, err)) != PGBK_OK)
+		return st;
+	if (b->broken)
+	{
+		chain_broken(b, "%s", b->broken_reason ? b->broken_reason : "its manifest is unreadable");
+		return PGBK_OK;
+	}
+	for (;;)
+	{
+		PlanBackup *parent;
+
+		if (len == PLAN_CHAIN_MAX)
+		{
+			chain_broken(b, "its chain is longer than %d backups", PLAN_CHAIN_MAX);
+			return PGBK_OK;
+		}
+		list[len++] = cur;
+		if (!cur->incremental)
+			break;
+		parent = plan_view_find_backup(v, cur->parent);
+		if (parent == NULL)
+		{
+			if (cur == b)
+				chain_broken(b,
+				             "it is an incremental backup and its parent, backup %s, is "
+				             "missing from the repository",
+				             cur->parent);
+			else
+				chain_broken(b,
+				             "it is an incremental backup and its chain needs backup %s (the "
+				             "parent of %s), which is missing from the repository",
+				             cur->parent, cur->id);
+			return PGBK_OK;
+		}
+		/* ids are start times: a parent started before its child */
+		if (strcmp(parent->id, cur->id) >= 0)
+		{
+			chain_broken(b, "its chain names backup %s as the parent of %s, which is not older",
+			             parent->id, cur->id);
+			return PGBK_OK;
+		}
+		if ((st = plan_view_load_backup(v, parent, err)) != PGBK_OK)
+			return st;
+		if (parent->broken)
+		{
+			chain_broken(b,
+			             "it is an incremental backup and its chain needs backup %s, which "
+			             "cannot be read: %s",
+			             parent->id,
+			             parent->broken_reason ? parent->broken_reason
+			                                   : "its manifest is unreadable");
+			return PGBK_OK;
+		}
+		if (parent->system_identifier != 0 && cur->system_identifier != 0 &&
+		    parent->system_identifier != cur->system_identifier)
+		{
+			chain_broken(b, "its chain needs backup %s, which is of another database system",
+			             parent->id);
+			return PGBK_OK;
+		}
+		cur = parent;
+	}
+	b->chain_state = PLAN_CHAIN_OK;
+	b->chain_len = len;
+	for (i = 0; ids != NULL && i < len; i++)
+		snprintf(ids[i], MANIFEST_ID_LEN, "%s", list[len - 1 - i]->id);
+	if (n)
+		*n = len;
+	return PGBK_OK;
+}
+
+char *
+plan_format_chain(const PlanResult *res, char *buf, size_t len)
+{
+	size_t used = 0;
+	int    i;
+
+	buf[0] = '\0';
+	for (i = 0; i < res->chain_len && used < len; i++)
+	{
+		int k = snprintf(buf + used, len - used, "%s%s", i ? " \u2190 " : "", res->chain[i]);
+
+		if (k < 0)
+			break;
+		used += (size_t) k;
+	}
+	return buf;
+}
+
+PgbkStatus
+plan_expiry_keep_chains(PlanView *v, bool *keep, char (*needed_by)[MANIFEST_ID_LEN], PgbkError *err)
+{
+	int        i;
+	PgbkStatus st;
+
+	for (i = 0; i < v->nbackups; i++)
+		needed_by[i][0] = '\0';
+	/* newest first: needed_by names the newest kept backup that reads it */
+	for (i = v->nbackups - 1; i >= 0; i--)
+	{
+		PlanBackup *cur = &v->backups[i];
+		int         depth = 0;
+
+		if (!keep[i])
+			continue;
+		/* follow the parents that are there, even when the chain is broken below */
+		for (;;)
+		{
+			PlanBackup *parent;
+			int         k;
+
+			if ((st = plan_view_load_backup(v, cur, err)) != PGBK_OK)
+				return st;
+			if (!cur->loaded || !cur->incremental || ++depth > PLAN_CHAIN_MAX)
+				break;
+			parent = plan_view_find_backup(v, cur->parent);
+			if (parent == NULL || strcmp(parent->id, cur->id) >= 0)
+				break;
+			k = (int) (parent - v->backups);
+			if (!keep[k])
+			{
+				keep[k] = true;
+				snprintf(needed_by[k], MANIFEST_ID_LEN, "%s", v->backups[i].id);
+			}
+			cur = parent;
+		}
+	}
+	return PGBK_OK;
+}
+
 /* A backup id "YYYYMMDDTHHMMSSZ" as Unix microseconds. */
 static bool
 backup_id_time(const char *id, int64_t *us)
@@ -1371,6 +1557,17 @@ plan_make(PlanView *v, const PlanTarget *t, PlanResult *res, PgbkError *err)
 		}
 		any_fit = true;
 
+		/* an incremental is usable only with its whole chain */
+		if ((st = plan_backup_chain(v, b, NULL, NULL, err)) != PGBK_OK)
+			return st;
+		if (b->chain_state == PLAN_CHAIN_BROKEN)
+		{
+			snprintf(other_reason, sizeof(other_reason), "backup %s cannot be used: %s", b->id,
+			         b->chain_reason);
+			other_note[0] = '\0';
+			continue;
+		}
+
 		/* the timeline chain, resolved from this backup as PostgreSQL does */
 		if (t->tli_mode == PLAN_TLI_NUMBER)
 			tli = t->tli;
@@ -1434,6 +1631,12 @@ plan_make(PlanView *v, const PlanTarget *t, PlanResult *res, PgbkError *err)
 		res->have_backup = true;
 		res->backup = *b;
 		res->backup.broken_reason = NULL;
+		res->backup.chain_reason = NULL;
+		if ((st = plan_backup_chain(v, b, res->chain, &res->chain_len, err)) != PGBK_OK)
+		{
+			walname_history_free(&chain);
+			return st;
+		}
 		res->timeline = tli;
 		set_settings_tli(&w, tli);
 
@@ -1555,6 +1758,56 @@ backup_on_chain(const PlanBackup *b, const WalHistory *chain)
 	return e != NULL && (e->end == WAL_INVALID_LSN || b->stop_lsn <= e->end);
 }
 
+/* ------------------------------------------------------------------------
+ * The parent of an incremental backup
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * A backup can be the parent of one starting at lsn on chain when it is of
+ * the same system, lies on the chain (its start on its own timeline as the
+ * chain sees it, its end before that timeline's switch) and ended at or
+ * before lsn: then its copy plus the blocks changed in [its start, lsn)
+ * give the data directory at lsn.
+ */
+static bool
+parent_usable(const PlanBackup *b, const WalHistory *chain, WalLsn lsn, uint64_t sysid)
+{
+	if (!b->loaded || b->broken)
+		return false;
+	if (sysid != 0 && b->system_identifier != 0 && b->system_identifier != sysid)
+		return false;
+	if (b->start_lsn >= lsn || b->stop_lsn > lsn)
+		return false;
+	return walname_history_tli_at(chain, b->start_lsn) == b->timeline && backup_on_chain(b, chain);
+}
+
+PgbkStatus
+plan_parent(PlanView *v, const WalHistory *chain, WalLsn lsn, uint64_t sysid, PlanBackup **out,
+            PgbkError *err)
+{
+	char l[WALNAME_LSN_BUFLEN];
+	int  i;
+
+	*out = NULL;
+	for (i = v->nbackups - 1; i >= 0; i--)
+	{
+		PlanBackup *b = &v->backups[i];
+		PgbkStatus  st;
+
+		if ((st = plan_view_load_backup(v, b, err)) != PGBK_OK)
+			return st;
+		if (parent_usable(b, chain, lsn, sysid))
+		{
+			*out = b;
+			return PGBK_OK;
+		}
+	}
+	return pgbk_error(err, PGBK_NOT_FOUND,
+	                  "no complete base backup on this timeline's history ended before %s",
+	                  walname_format_lsn(l, lsn));
+}
+
 PgbkStatus
 plan_window(PlanView *v, uint32_t tli, PlanWindow *out, PgbkError *err)
 {
@@ -1612,6 +1865,15 @@ plan_window(PlanView *v, uint32_t tli, PlanWindow *out, PgbkError *err)
 		if (!b->loaded || !walname_segsz_is_valid(b->wal_segment_size) ||
 		    !backup_on_chain(b, &chain))
 			continue;
+		if ((st = plan_backup_chain(v, b, NULL, NULL, err)) != PGBK_OK)
+			goto done;
+		if (b->chain_state != PLAN_CHAIN_OK)
+		{
+			if (out->reason[0] == '\0')
+				snprintf(out->reason, sizeof(out->reason), "backup %s cannot be used: %s", b->id,
+				         b->chain_reason);
+			continue;
+		}
 		if (v->segsz == 0)
 			v->segsz = b->wal_segment_size;
 		walk_init(&w, v, b, &chain, scratch);
@@ -1690,6 +1952,10 @@ plan_window(PlanView *v, uint32_t tli, PlanWindow *out, PgbkError *err)
 				bool        complete;
 
 				if (!b->loaded || b->wal_segment_size != w.segsz || !backup_on_chain(b, &chain))
+					continue;
+				if ((st = plan_backup_chain(v, b, NULL, NULL, err)) != PGBK_OK)
+					goto done;
+				if (b->chain_state != PLAN_CHAIN_OK)
 					continue;
 				walk_init(&bw, v, b, &chain, scratch);
 				if (bw.s0 < next)
@@ -1800,6 +2066,21 @@ backup_from_attrs(const char *attrs, PlanBackup *b)
 	b->stored_bytes = (uint64_t) stored;
 	b->system_identifier = (uint64_t) sysid;
 	b->pg_version_num = (int) pgv;
+	/* backup.type absent: a full (written before incrementals existed) */
+	{
+		char type[16];
+
+		b->incremental = false;
+		b->parent[0] = '\0';
+		if (codec_attr_get(attrs, "backup.type", type, sizeof(type)) &&
+		    strcmp(type, "incremental") == 0)
+		{
+			if (!codec_attr_get(attrs, "backup.parent", b->parent, sizeof(b->parent)) ||
+			    b->parent[0] == '\0')
+				return false; /* the manifest says it whole */
+			b->incremental = true;
+		}
+	}
 	return true;
 }
 
@@ -1816,6 +2097,8 @@ plan_backup_from_manifest(PlanBackup *b, const Manifest *m)
 	b->stored_bytes = m->stored_bytes;
 	b->system_identifier = m->system_identifier;
 	b->pg_version_num = m->pg_version_num;
+	b->incremental = m->incremental;
+	snprintf(b->parent, sizeof(b->parent), "%s", m->incremental ? m->parent : "");
 	b->loaded = true;
 }
 

@@ -112,7 +112,20 @@ typedef struct PlanBackup
 	uint64_t stored_bytes;
 	uint64_t system_identifier;
 	int      pg_version_num;
+	/* chains (issue 12): an incremental needs its parent, and so on to a full */
+	bool  incremental;
+	char  parent[MANIFEST_ID_LEN]; /* incremental: the backup it builds on */
+	int   chain_state;             /* PLAN_CHAIN_*, set by plan_backup_chain */
+	int   chain_len;               /* PLAN_CHAIN_OK: backups in its chain, itself included */
+	char *chain_reason;            /* PLAN_CHAIN_BROKEN: why (names the missing backup) */
 } PlanBackup;
+
+#define PLAN_CHAIN_UNCHECKED 0
+#define PLAN_CHAIN_OK        1
+#define PLAN_CHAIN_BROKEN    2
+
+/* The longest chain a restore follows (full + incrementals). */
+#define PLAN_CHAIN_MAX 128
 
 #define PLAN_SUMMARY_UNREAD 0 /* not read yet */
 #define PLAN_SUMMARY_OK     1 /* summary holds the walscan summary */
@@ -202,8 +215,11 @@ typedef struct PlanResult
 	char note[PLAN_REASON_LEN];   /* anything else worth saying ("" if nothing) */
 
 	bool       have_backup;
-	PlanBackup backup; /* broken_reason not copied */
+	PlanBackup backup; /* broken_reason, chain_reason not copied */
 	uint32_t   timeline;
+	/* the backups a restore reads, oldest (the full) first, backup.id last */
+	int  chain_len;
+	char chain[PLAN_CHAIN_MAX][MANIFEST_ID_LEN];
 
 	/* the WAL recovery needs: segments first..last along the chain */
 	bool     have_wal;
@@ -270,8 +286,44 @@ PgbkStatus plan_chain(PlanView *v, uint32_t tli, WalHistory *out, PgbkError *err
  */
 uint32_t plan_chain_tli_of_seg(const WalHistory *chain, WalSegNo segno, uint32_t segsz,
                                uint32_t min_tli);
+/*
+ * Chains.  A backup is usable only if its whole chain is: every parent
+ * listed in the view, readable, older than its child (ids are start
+ * times), down to a full backup, at most PLAN_CHAIN_MAX long.  Sets
+ * b->chain_state (and chain_len or chain_reason) once; the reason names the
+ * missing or unusable backup.  ids (may be NULL, else PLAN_CHAIN_MAX
+ * entries) receives the chain, oldest first.  An error only when the
+ * repository could not be read.
+ */
+PgbkStatus  plan_backup_chain(PlanView *v, PlanBackup *b, char (*ids)[MANIFEST_ID_LEN], int *n,
+                              PgbkError *err);
+PlanBackup *plan_view_find_backup(PlanView *v, const char *id);
+/* "F <- I1 <- I2" (backup ids, oldest first), truncated to len. */
+char *plan_format_chain(const PlanResult *res, char *buf, size_t len);
+
+/*
+ * Expiry over chains: keep[i] (v->backups order) says which backups the
+ * depth window needs on their own; every backup a kept one's chain reads is
+ * marked kept too, with needed_by[i] (MANIFEST_ID_LEN each, "" otherwise)
+ * naming the newest kept backup that needs it.  So expiring never orphans
+ * an incremental.  Backups whose chain is broken keep nothing below them
+ * beyond what is present.
+ */
+PgbkStatus plan_expiry_keep_chains(PlanView *v, bool *keep, char (*needed_by)[MANIFEST_ID_LEN],
+                                   PgbkError *err);
+
 /* The newest timeline reachable from tli through consecutive history files. */
 uint32_t plan_newest_timeline(const PlanView *v, uint32_t tli);
+
+/*
+ * The parent of an incremental backup starting at lsn on timeline chain
+ * chain (plan_chain): the newest complete backup of system sysid (0: any)
+ * whose start lies on the chain, on the timeline the chain gives for it,
+ * and which ended at or before lsn.  PGBK_NOT_FOUND (with a reason) when
+ * there is none; *out points into v->backups.
+ */
+PgbkStatus plan_parent(PlanView *v, const WalHistory *chain, WalLsn lsn, uint64_t sysid,
+                       PlanBackup **out, PgbkError *err);
 
 /*
  * The recoverable window on a timeline chain (0: 'latest' from timeline 1),

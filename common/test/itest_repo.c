@@ -117,7 +117,7 @@ main(int argc, char **argv)
 
 	if (argc < 4)
 	{
-		fprintf(stderr, "usage: itest_repo PGBK_CONF list|delete|flip|truncate|copy ARGS\n");
+		fprintf(stderr, "usage: itest_repo PGBK_CONF list|delete|flip|truncate|copy|cat ARGS\n");
 		return 2;
 	}
 	pgbk_error_clear(&err);
@@ -161,6 +161,18 @@ main(int argc, char **argv)
 			buf.len = n < buf.len ? buf.len - n : 0;
 		if (repo_put(repo, argv[3], buf.data, buf.len, &opts, &err) != PGBK_OK)
 			return fail(&err);
+	}
+	else if (strcmp(op, "cat") == 0 && argc == 4)
+	{
+		/* the decoded (verified) content of one object, e.g. a manifest's JSON */
+		PgbkBuf raw;
+
+		pgbk_buf_init(&raw);
+		if (repo_get(repo, argv[3], &buf, &err) != PGBK_OK ||
+		    codec_decode(ring, buf.data, buf.len, CODEC_LIMIT_WAL_MAX, &raw, NULL, &err) != PGBK_OK)
+			return fail(&err);
+		fwrite(raw.data, 1, raw.len, stdout);
+		pgbk_buf_free(&raw);
 	}
 	else if (strcmp(op, "copy") == 0 && argc == 5)
 	{

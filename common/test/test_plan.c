@@ -945,6 +945,272 @@ test_window(void **state)
 	plan_view_free(v);
 }
 
+/* ------------------------------------------------------------------------
+ * Chains: a full and incrementals
+ * ------------------------------------------------------------------------
+ */
+
+/* Mark backup id an incremental built on parent (after every add_backup). */
+static void
+make_incr(PlanView *v, const char *id, const char *parent)
+{
+	PlanBackup *b = plan_view_find_backup(v, id);
+
+	assert_non_null(b);
+	b->incremental = true;
+	snprintf(b->parent, sizeof(b->parent), "%s", parent);
+}
+
+#define F_ID  "20260921T000000Z"
+#define I1_ID "20260921T001000Z"
+#define I2_ID "20260921T002000Z"
+#define I3_ID "20260921T003000Z"
+
+/* F at 70..170, I1 at 550..650, I2 at 1150..1250, I3 at 1750..1850; WAL to 2400 s */
+static PlanView *
+chain_view(void)
+{
+	PlanView *v = new_view();
+
+	add_run(v, 1, 1, 40, 0);
+	add_backup(v, F_ID, 1, 2, 3, 70, 170);
+	add_backup(v, I1_ID, 1, 10, 11, 550, 650);
+	add_backup(v, I2_ID, 1, 20, 21, 1150, 1250);
+	add_backup(v, I3_ID, 1, 30, 31, 1750, 1850);
+	make_incr(v, I1_ID, F_ID);
+	make_incr(v, I2_ID, I1_ID);
+	make_incr(v, I3_ID, I2_ID);
+	return v;
+}
+
+static void
+test_chain_plan(void **state)
+{
+	PlanView  *v = chain_view();
+	PlanTarget t;
+	PlanResult r;
+	char       buf[256];
+
+	(void) state;
+	target_time(&t, 1500);
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_string_equal(r.backup.id, I2_ID);
+	assert_true(r.backup.incremental);
+	assert_int_equal(r.chain_len, 3);
+	assert_string_equal(r.chain[0], F_ID);
+	assert_string_equal(r.chain[2], I2_ID);
+	assert_string_equal(plan_format_chain(&r, buf, sizeof(buf)),
+	                    F_ID " \u2190 " I1_ID " \u2190 " I2_ID);
+	/* a full's chain is itself */
+	target_time(&t, 400);
+	plan(v, &t, &r);
+	assert_string_equal(r.backup.id, F_ID);
+	assert_int_equal(r.chain_len, 1);
+	/* --backup an incremental: the chain is implied */
+	target_time(&t, 2000);
+	strcpy(t.backup_id, I1_ID);
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_int_equal(r.chain_len, 2);
+	plan_view_free(v);
+}
+
+/* A chain with a missing or unreadable parent is not recoverable, and says which. */
+static void
+test_chain_missing_parent(void **state)
+{
+	PlanView  *v = new_view();
+	PlanTarget t;
+	PlanResult r;
+	PlanWindow w;
+	PgbkError  err;
+
+	(void) state;
+	add_run(v, 1, 1, 40, 0);
+	add_backup(v, F_ID, 1, 2, 3, 70, 170);
+	add_backup(v, I2_ID, 1, 20, 21, 1150, 1250);
+	add_backup(v, I3_ID, 1, 30, 31, 1750, 1850);
+	make_incr(v, I2_ID, I1_ID); /* I1 was expired or never completed */
+	make_incr(v, I3_ID, I2_ID);
+
+	/* forced: refused, naming the missing backup */
+	target_time(&t, 2000);
+	strcpy(t.backup_id, I3_ID);
+	plan(v, &t, &r);
+	assert_false(r.recoverable);
+	assert_contains(r.reason, "backup " I3_ID " cannot be used");
+	assert_contains(r.reason, "needs backup " I1_ID " (the parent of " I2_ID
+	                          "), which is missing from the repository");
+	strcpy(t.backup_id, I2_ID);
+	plan(v, &t, &r);
+	assert_false(r.recoverable);
+	assert_contains(r.reason, "its parent, backup " I1_ID ", is missing from the repository");
+
+	/* chosen: the planner goes down to the full, whose WAL reaches the target */
+	t.backup_id[0] = '\0';
+	plan(v, &t, &r);
+	assert_true(r.recoverable);
+	assert_string_equal(r.backup.id, F_ID);
+	assert_int_equal(r.chain_len, 1);
+
+	/* the window starts at the full, not at a broken incremental */
+	pgbk_error_clear(&err);
+	assert_int_equal(plan_window(v, 0, &w, &err), PGBK_OK);
+	assert_true(w.any);
+	assert_string_equal(w.earliest_backup, F_ID);
+	plan_view_free(v);
+
+	/* without the full's WAL nothing can serve, and the reason says why */
+	v = new_view();
+	add_run(v, 1, 19, 40, 1080);
+	add_backup(v, F_ID, 1, 2, 3, 70, 170);
+	add_backup(v, I2_ID, 1, 20, 21, 1150, 1250);
+	make_incr(v, I2_ID, I1_ID);
+	target_time(&t, 2000);
+	plan(v, &t, &r);
+	assert_false(r.recoverable);
+	pgbk_error_clear(&err);
+	assert_int_equal(plan_window(v, 0, &w, &err), PGBK_OK);
+	assert_false(w.any);
+	plan_view_free(v);
+
+	/* an unreadable parent */
+	v = chain_view();
+	{
+		PlanBackup *b = plan_view_find_backup(v, I1_ID);
+
+		b->loaded = false;
+		b->broken = true;
+		b->broken_reason = strdup("its object is tampered with");
+	}
+	target_time(&t, 2000);
+	strcpy(t.backup_id, I3_ID);
+	plan(v, &t, &r);
+	assert_false(r.recoverable);
+	assert_contains(r.reason, "needs backup " I1_ID ", which cannot be read: its object is "
+	                          "tampered with");
+	plan_view_free(v);
+
+	/* a parent that is not older than its child (a cycle) */
+	v = chain_view();
+	make_incr(v, F_ID, I3_ID);
+	target_time(&t, 2000);
+	strcpy(t.backup_id, I3_ID);
+	plan(v, &t, &r);
+	assert_false(r.recoverable);
+	assert_contains(r.reason, "not older");
+	plan_view_free(v);
+}
+
+/* Expiry: what a kept incremental needs is kept. */
+static void
+test_chain_expiry(void **state)
+{
+	PlanView   *v = chain_view();
+	bool        keep[8];
+	char        needed_by[8][MANIFEST_ID_LEN];
+	PgbkError   err;
+	PlanBackup *extra;
+
+	(void) state;
+	/* a second full after I3, and an incremental on it */
+	add_backup(v, "20260921T004000Z", 1, 36, 37, 2150, 2250);
+	add_backup(v, "20260921T005000Z", 1, 38, 39, 2350, 2450);
+	make_incr(v, "20260921T005000Z", "20260921T004000Z");
+	extra = plan_view_find_backup(v, "20260921T005000Z");
+	assert_non_null(extra);
+	assert_int_equal(v->nbackups, 6);
+
+	/* the window needs I2 onwards */
+	memset(keep, 0, sizeof(keep));
+	keep[2] = keep[3] = keep[4] = keep[5] = true;
+	pgbk_error_clear(&err);
+	assert_int_equal(plan_expiry_keep_chains(v, keep, needed_by, &err), PGBK_OK);
+	assert_true(keep[0] && keep[1]);
+	assert_string_equal(needed_by[0], I3_ID);
+	assert_string_equal(needed_by[1], I3_ID);
+	assert_string_equal(needed_by[2], "");
+
+	/* only the newest: its own full, not the older chain */
+	memset(keep, 0, sizeof(keep));
+	keep[5] = true;
+	assert_int_equal(plan_expiry_keep_chains(v, keep, needed_by, &err), PGBK_OK);
+	assert_false(keep[0] || keep[1] || keep[2] || keep[3]);
+	assert_true(keep[4]);
+	assert_string_equal(needed_by[4], "20260921T005000Z");
+
+	/* a broken chain keeps what is there of it */
+	plan_view_free(v);
+	v = new_view();
+	add_run(v, 1, 1, 40, 0);
+	add_backup(v, F_ID, 1, 2, 3, 70, 170);
+	add_backup(v, I2_ID, 1, 20, 21, 1150, 1250);
+	add_backup(v, I3_ID, 1, 30, 31, 1750, 1850);
+	make_incr(v, I2_ID, I1_ID);
+	make_incr(v, I3_ID, I2_ID);
+	memset(keep, 0, sizeof(keep));
+	keep[2] = true;
+	assert_int_equal(plan_expiry_keep_chains(v, keep, needed_by, &err), PGBK_OK);
+	assert_true(keep[1]);
+	assert_false(keep[0]);
+	plan_view_free(v);
+}
+
+/*
+ * The parent of an incremental: the newest backup on the chain that ended
+ * before the new one's start; a newer backup on an abandoned timeline, one
+ * still running (ends after the start), one of another system or one whose
+ * manifest is broken is passed over.
+ */
+static void
+test_parent(void **state)
+{
+	PlanView   *v = new_view();
+	PgbkError   err;
+	WalHistory  chain1, chain2;
+	PlanBackup *p = NULL;
+	PlanBackup *b;
+	const char *h2 = "1\t0/C000100\tafter a point-in-time restore\n";
+
+	(void) state;
+	add_backup(v, "20260921T000100Z", 1, 2, 3, 60, 70);
+	add_backup(v, "20260921T001000Z", 1, 10, 11, 550, 650);
+	/* timeline 1 went on after timeline 2 forked at segment 12 */
+	add_backup(v, "20260921T002000Z", 1, 14, 15, 1200, 1260);
+	b = add_backup(v, "20260921T002500Z", 2, 16, 17, 1500, 1560);
+	b->system_identifier = 42;
+	assert_int_equal(plan_view_add_history(v, 2, h2, strlen(h2), &err), PGBK_OK);
+	assert_int_equal(plan_chain(v, 1, &chain1, &err), PGBK_OK);
+	assert_int_equal(plan_chain(v, 2, &chain2, &err), PGBK_OK);
+
+	/* on timeline 1 at segment 20: the newest of timeline 1 */
+	assert_int_equal(plan_parent(v, &chain1, lsn(20, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T002000Z");
+	/* ... but not one that has not ended by the start */
+	assert_int_equal(plan_parent(v, &chain1, lsn(15, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T001000Z");
+	/* on timeline 2: its own backup, never timeline 1's after the fork */
+	assert_int_equal(plan_parent(v, &chain2, lsn(20, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T002500Z");
+	assert_int_equal(plan_parent(v, &chain2, lsn(16, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T001000Z");
+	/* another system's backup is no parent */
+	assert_int_equal(plan_parent(v, &chain2, lsn(20, 0), 7, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T001000Z");
+	/* a broken manifest is no parent either */
+	v->backups[1].broken = true;
+	assert_int_equal(plan_parent(v, &chain2, lsn(16, 0), 0, &p, &err), PGBK_OK);
+	assert_string_equal(p->id, "20260921T000100Z");
+	/* nothing before the first backup's end */
+	assert_int_equal(plan_parent(v, &chain1, lsn(3, 0), 0, &p, &err), PGBK_NOT_FOUND);
+	assert_null(p);
+	assert_contains(err.msg, "no complete base backup");
+	walname_history_free(&chain1);
+	walname_history_free(&chain2);
+	plan_view_free(v);
+}
+
 int
 main(void)
 {
@@ -967,6 +1233,10 @@ main(void)
 	    cmocka_unit_test(test_latest_immediate),
 	    cmocka_unit_test(test_timelines),
 	    cmocka_unit_test(test_window),
+	    cmocka_unit_test(test_chain_plan),
+	    cmocka_unit_test(test_chain_missing_parent),
+	    cmocka_unit_test(test_chain_expiry),
+	    cmocka_unit_test(test_parent),
 	};
 
 	setenv("TZ", "UTC", 1);

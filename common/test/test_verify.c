@@ -415,6 +415,38 @@ test_wal_continuity(void **state)
 	plan_view_free(v);
 }
 
+/* Chains: a missing or unreadable parent anywhere below an incremental is reported. */
+static void
+test_chains(void **state)
+{
+	Fixture         *f = *state;
+	VerifyChainEntry e[4] = {
+	    {"20260921T000000Z", NULL, true},
+	    {"20260921T001000Z", "20260921T000000Z", true},
+	    {"20260921T002000Z", "20260921T001000Z", true},
+	    {"20260921T003000Z", "20260921T002000Z", true},
+	};
+
+	f->p.report = collect;
+	f->p.report_arg = f;
+	f->nreports = 0;
+	verify_chains(&f->p, e, 4);
+	assert_int_equal(f->nreports, 0);
+	/* an unreadable manifest in the middle: both incrementals above it */
+	e[1].sound = false;
+	verify_chains(&f->p, e, 4);
+	assert_int_equal(f->nreports, 2);
+	assert_non_null(strstr(f->last, "backup 20260921T003000Z: "));
+	assert_non_null(strstr(f->last, "needs backup 20260921T001000Z, which has an unreadable "
+	                                "manifest: it cannot be restored"));
+	/* the full is gone */
+	e[1].sound = true;
+	f->nreports = 0;
+	verify_chains(&f->p, &e[1], 3);
+	assert_int_equal(f->nreports, 3);
+	assert_non_null(strstr(f->last, "needs backup 20260921T000000Z, which is missing"));
+}
+
 int
 main(void)
 {
@@ -424,6 +456,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_descriptor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_manifest_files, setup, teardown),
 	    cmocka_unit_test(test_wal_continuity),
+	    cmocka_unit_test_setup_teardown(test_chains, setup, teardown),
 	};
 	PgbkError err;
 

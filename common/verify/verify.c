@@ -306,6 +306,9 @@ verify_backup_files(const VerifyParams *p, const Manifest *m, VerifyEachFn each,
 
 		if (!verify_sampled(p))
 			continue;
+		/* an incremental's block file listing no block has no object */
+		if (!manifest_file_has_object(mf))
+			continue;
 		if (!layout_backup_file_key(m->id, mf->path, key, sizeof(key)))
 		{
 			problemf(p, VERIFY_KIND_BACKUP_FILE, mf->path, "path too long for a repository key");
@@ -317,9 +320,9 @@ verify_backup_files(const VerifyParams *p, const Manifest *m, VerifyEachFn each,
 		o.object = object;
 		o.key = key;
 		/* the manifest is authenticated: no more content than it records */
-		o.max_raw = mf->size;
+		o.max_raw = manifest_file_content_size(mf); /* a block file: its blocks */
 		o.check_content = true;
-		o.size = mf->size;
+		o.size = o.max_raw;
 		memcpy(o.hash, mf->hash, CODEC_HASH_BYTES);
 		o.stored = mf->stored;
 		if ((st = each(arg, &o, err)) != PGBK_OK)
@@ -564,4 +567,59 @@ verify_wal_gaps_free(VerifyWalGaps *g)
 {
 	free(g->gaps);
 	memset(g, 0, sizeof(*g));
+}
+
+static const VerifyChainEntry *
+chain_find(const VerifyChainEntry *e, int n, const char *id)
+{
+	int lo = 0, hi = n - 1;
+
+	while (lo <= hi)
+	{
+		int mid = lo + (hi - lo) / 2;
+		int c = strcmp(e[mid].id, id);
+
+		if (c == 0)
+			return &e[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return NULL;
+}
+
+void
+verify_chains(const VerifyParams *p, const VerifyChainEntry *entries, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+	{
+		const VerifyChainEntry *cur = &entries[i];
+		int                     depth = 0;
+		char                    problem[512];
+
+		if (!cur->sound || cur->parent == NULL)
+			continue;
+		while (cur->parent != NULL)
+		{
+			const VerifyChainEntry *parent = chain_find(entries, n, cur->parent);
+
+			if (parent == NULL || !parent->sound || strcmp(parent->id, cur->id) >= 0 ||
+			    ++depth > 1000)
+			{
+				snprintf(problem, sizeof(problem),
+				         "it is an incremental backup and its chain needs backup %s%s, which %s: "
+				         "it cannot be restored",
+				         cur->parent, cur == &entries[i] ? " (its parent)" : "",
+				         parent == NULL   ? "is missing from the repository"
+				         : !parent->sound ? "has an unreadable manifest"
+				                          : "is not older than the backup built on it");
+				p->report(p->report_arg, VERIFY_KIND_BACKUP, entries[i].id, problem);
+				break;
+			}
+			cur = parent;
+		}
+	}
 }

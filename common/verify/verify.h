@@ -147,6 +147,22 @@ typedef PgbkStatus (*VerifyEachFn)(void *arg, const VerifyObject *o, PgbkError *
 PgbkStatus verify_backup_files(const VerifyParams *p, const Manifest *m, VerifyEachFn each,
                                void *arg, PgbkError *err);
 
+/*
+ * Chains (issue 12): every backup an incremental builds on, down to its full
+ * backup, must be in the repository with a sound manifest.  entries, one
+ * per backup listed, sorted by id: parent NULL for a full backup, sound when
+ * its manifest was read and judged (its files are judged on their own).  A
+ * problem per incremental whose chain is broken, naming the backup missing
+ * or unreadable.
+ */
+typedef struct VerifyChainEntry
+{
+	const char *id;
+	const char *parent; /* NULL: a full backup */
+	bool        sound;
+} VerifyChainEntry;
+void verify_chains(const VerifyParams *p, const VerifyChainEntry *entries, int n);
+
 /* The line every WAL gap names (one segment, or a run of them). */
 void verify_report_wal_gap(const VerifyParams *p, const char *first, const char *last,
                            const char *backups);

@@ -40,6 +40,8 @@ walpush_free(WalPusher *p)
 	pgbk_buf_free(&p->raw);
 	pgbk_buf_free(&p->enc);
 	pgbk_buf_free(&p->attrs);
+	walchg_free(p->changes);
+	p->changes = NULL;
 }
 
 /* Read the rest of open file fd (size st_size) into buf (reset first); closes fd. */
@@ -173,9 +175,28 @@ build_attrs(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *re
 		 * planning, but refusing WAL would be far worse.  The planner treats
 		 * a segment without a summary as "times unknown".
 		 */
+		char             base[WALNAME_BUFLEN];
+		WalChgCollector *col;
+		PgbkStatus       scan_st;
+
+		/* one pass: the change summary collects from the same scan */
+		snprintf(base, sizeof(base), "%.*s", WALNAME_SEGMENT_LEN, fname);
+		if ((col = walchg_collector_begin(base)) == NULL)
+			return pgbk_error(err, PGBK_ERR, "out of memory");
 		pgbk_error_clear(&scan_err);
-		if (walscan_segment(p->data, p->len, (uint32_t) p->len, &res->summary, &scan_err) ==
-		    PGBK_OK)
+		scan_st = walscan_segment_hooked(p->data, p->len, (uint32_t) p->len, &res->summary,
+		                                 walchg_collect, col, &scan_err);
+		walchg_free(p->changes);
+		p->changes = walchg_collector_end(col, &res->summary, scan_st == PGBK_OK);
+		if (scan_st == PGBK_OK && p->changes == NULL)
+			return pgbk_error(err, PGBK_ERR, "out of memory summarizing \"%s\"", fname);
+		if (scan_st != PGBK_OK)
+		{
+			/* no summary: a backup needing it rebuilds it, fails the same way and says so */
+			walchg_free(p->changes);
+			p->changes = NULL;
+		}
+		if (scan_st == PGBK_OK)
 		{
 			res->has_summary = true;
 			if (walscan_summary_to_attrs(&res->summary, CODEC_MAX_ATTRS - p->attrs.len - 64,
@@ -290,6 +311,38 @@ map_or_read(WalPusher *p, const char *path, int64_t *mtime, PgbkError *err)
 	return PGBK_OK;
 }
 
+/*
+ * Store the change summary of the segment just pushed.  Only a failure to
+ * reach the repository fails the push (it is retried, and the segment is
+ * then found identical); anything about the stored summary itself is a
+ * warning: it is derived data, and a backup that cannot use it falls back.
+ */
+static PgbkStatus
+store_changes(WalPusher *p, const char *fname, WalPushResult *res, PgbkError *err)
+{
+	PgbkError  cerr;
+	PgbkStatus st;
+
+	if (p->changes == NULL)
+		return PGBK_OK;
+	pgbk_error_clear(&cerr);
+	st = walchg_store(p->repo, &p->params, fname, p->changes, &cerr);
+	if (st == PGBK_OK)
+	{
+		res->has_changes = true;
+		res->changes_complete = walchg_complete(p->changes, NULL);
+		return PGBK_OK;
+	}
+	if (st == PGBK_EXISTS || st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT ||
+	    st == PGBK_ERR_KEY || st == PGBK_ERR_USAGE)
+	{
+		pgbk_log(PGBK_LOG_WARNING, "%s", cerr.msg);
+		return PGBK_OK;
+	}
+	*err = cerr;
+	return st;
+}
+
 PgbkStatus
 walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *res, PgbkError *err)
 {
@@ -298,6 +351,8 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 	RepoPutOptions opts;
 
 	memset(res, 0, sizeof(*res));
+	walchg_free(p->changes);
+	p->changes = NULL;
 	kind = walname_classify(fname, NULL);
 	if (kind == WAL_FILE_OTHER || !layout_wal_key(fname, res->key, sizeof(res->key)))
 		return pgbk_error(err, PGBK_ERR_USAGE,
@@ -345,7 +400,11 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 	opts.no_overwrite = true;
 	st = repo_put(p->repo, res->key, p->enc.data, p->enc.len, &opts, err);
 	if (st == PGBK_EXISTS)
-		return compare_existing(p, res->key, fname, res, err);
+	{
+		if ((st = compare_existing(p, res->key, fname, res, err)) != PGBK_OK)
+			return st;
+		return store_changes(p, fname, res, err);
+	}
 	if (st != PGBK_OK)
 	{
 		char quoted[sizeof(res->key) + 2];
@@ -360,7 +419,7 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 			pgbk_error_prefix(err, "could not upload \"%s\" to %s", fname, repo_describe(p->repo));
 		return st;
 	}
-	return PGBK_OK;
+	return store_changes(p, fname, res, err);
 }
 
 /* The loaded file (p->data): its attributes, then the encoded object in p->enc. */

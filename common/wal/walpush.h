@@ -15,6 +15,12 @@
  *		records the system identifier of the first WAL pushed into it, and
  *		WAL from another system is refused (PGBK_EXISTS).
  *	  - PGBK_OK only once the repository durably holds the object.
+ *	  - Segments and .partial files also get their change summary
+ *		(walchanges.h), from the same scan, stored after the segment (also
+ *		when the segment was already there: a retry after a crash between
+ *		the two puts).  A repository failure storing it fails the push, so
+ *		that it is retried; a summary already stored with other content is
+ *		kept with a warning (derived data must never stop archiving).
  */
 #ifndef PGBK_WALPUSH_H
 #define PGBK_WALPUSH_H
@@ -22,6 +28,7 @@
 #include "format/codec.h"
 #include "format/layout.h"
 #include "repo/repo.h"
+#include "wal/walchanges.h"
 #include "wal/walscan.h"
 
 /* Reusable state: buffers survive between files to avoid re-allocating
@@ -39,6 +46,7 @@ typedef struct WalPusher
 	PgbkBuf     enc;
 	PgbkBuf     attrs;
 	uint64_t    checked_sysid; /* descriptor verified for this system id */
+	WalChanges *changes;       /* the change summary of the file being pushed */
 } WalPusher;
 
 typedef struct WalPushResult
@@ -52,6 +60,8 @@ typedef struct WalPushResult
 	int64_t       source_mtime_us; /* the same, microseconds */
 	bool          has_summary;
 	WalSummary    summary;
+	bool          has_changes;      /* a change summary was stored (or was there) */
+	bool          changes_complete; /* ... and it is complete */
 } WalPushResult;
 
 void walpush_init(WalPusher *p, Repo *repo, const CodecParams *params);

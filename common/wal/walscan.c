@@ -113,6 +113,8 @@ typedef struct Scan
 	uint32_t             next_page; /* first page offset not checked yet */
 	uint32_t             page_tli;  /* xlp_tli of the last checked page */
 	WalSummary          *s;
+	WalScanRecordHook    hook; /* may be NULL */
+	void                *hook_arg;
 } Scan;
 
 /* Where a record lies: it starts at pos with on_page bytes on its first page. */
@@ -619,6 +621,71 @@ record_continues(Scan *sc, const RecLoc *r, WalLsn lsn, const unsigned char *hdr
 	return true;
 }
 
+/* Hand an accepted record to the hook, if any. */
+static void
+call_hook(const Scan *sc, const RecLoc *r, WalLsn lsn, const unsigned char *hdr, bool complete)
+{
+	WalScanRecord rec;
+
+	if (sc->hook == NULL)
+		return;
+	memset(&rec, 0, sizeof(rec));
+	rec.lsn = lsn;
+	rec.tot_len = r->tot_len;
+	rec.complete = complete;
+	rec.have_header = hdr != NULL;
+	if (hdr)
+	{
+		rec.rmid = hdr[XL_RMID];
+		rec.info = hdr[XL_INFO];
+	}
+	rec.pg_major = sc->pg_major;
+	rec.scan_ = sc;
+	rec.pos_ = r->pos;
+	rec.on_page_ = r->on_page;
+	sc->hook(sc->hook_arg, &rec);
+}
+
+int
+walscan_record_bytes(const WalScanRecord *rec, uint32_t off, uint32_t n, void *out)
+{
+	const Scan    *sc = rec->scan_;
+	unsigned char *o = out;
+	uint32_t       per = sc->blcksz - SIZE_OF_SHORT_PHD;
+
+	if (off > rec->tot_len || n > rec->tot_len - off)
+		return READ_MALFORMED;
+	/* copy page by page: on the first page, then whole continuation pages */
+	while (n > 0)
+	{
+		uint64_t phys;
+		uint32_t chunk;
+
+		if (off < rec->on_page_)
+		{
+			phys = (uint64_t) rec->pos_ + off;
+			chunk = rec->on_page_ - off;
+		}
+		else
+		{
+			uint32_t l = off - rec->on_page_;
+
+			phys = (uint64_t) rec->pos_ + rec->on_page_ + (uint64_t) (l / per) * sc->blcksz +
+			       SIZE_OF_SHORT_PHD + l % per;
+			chunk = per - l % per;
+		}
+		if (chunk > n)
+			chunk = n;
+		if (phys + chunk > sc->segsz)
+			return READ_UNAVAILABLE;
+		memcpy(o, sc->d + phys, chunk);
+		o += chunk;
+		off += chunk;
+		n -= chunk;
+	}
+	return READ_OK;
+}
+
 /*
  * Walk the records from offset pos (a record start or a page start) to the
  * end of valid WAL.  valid_end is the offset just past the valid data
@@ -789,7 +856,10 @@ scan_records(Scan *sc, uint32_t pos, uint32_t valid_end, WalLsn prev)
 				end_inside(sc, valid_end, why);
 			}
 			else
+			{
 				s->last_tli = sc->page_tli;
+				call_hook(sc, &r, lsn, have_hdr ? hdr : NULL, false);
+			}
 			return;
 		}
 
@@ -801,6 +871,7 @@ scan_records(Scan *sc, uint32_t pos, uint32_t valid_end, WalLsn prev)
 			end_inside(sc, valid_end, why);
 			return;
 		}
+		call_hook(sc, &r, lsn, hdr, true);
 		valid_end = rec_end;
 		prev = lsn;
 		s->last_tli = sc->page_tli;
@@ -889,6 +960,13 @@ skip_continuation(Scan *sc, uint32_t *pos, uint32_t *valid_end)
 PgbkStatus
 walscan_segment(const void *data, size_t len, uint32_t wal_segsz, WalSummary *out, PgbkError *err)
 {
+	return walscan_segment_hooked(data, len, wal_segsz, out, NULL, NULL, err);
+}
+
+PgbkStatus
+walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, WalSummary *out,
+                       WalScanRecordHook hook, void *arg, PgbkError *err)
+{
 	const unsigned char *d = data;
 	Scan                 sc;
 	uint16_t             magic;
@@ -964,6 +1042,8 @@ walscan_segment(const void *data, size_t len, uint32_t wal_segsz, WalSummary *ou
 	sc.next_page = blcksz;
 	sc.page_tli = out->tli;
 	sc.s = out;
+	sc.hook = hook;
+	sc.hook_arg = arg;
 
 	if (info & XLP_FIRST_IS_CONTRECORD)
 	{

@@ -181,6 +181,45 @@ typedef struct WalSummary
 PgbkStatus walscan_segment(const void *data, size_t len, uint32_t wal_segsz, WalSummary *out,
                            PgbkError *err);
 
+/*
+ * A record the scan accepted, as handed to a WalScanRecordHook: so that
+ * one pass over a segment serves both this summary and others (the change
+ * summary of walchanges.h).  The hook sees every record that begins in the
+ * segment and passes the checks above, in WAL order: complete ones, and
+ * the last one if it continues into the next segment (complete false; its
+ * rmid and info are known only if have_header).  Records that finish one
+ * from an earlier segment, or were abandoned (overwritten contrecords), are
+ * not handed over.  Read the record's bytes with walscan_record_bytes.
+ */
+typedef struct WalScanRecord
+{
+	WalLsn   lsn;         /* start of the record */
+	uint32_t tot_len;     /* xl_tot_len */
+	bool     complete;    /* every byte of it is in this segment */
+	bool     have_header; /* its 24-byte header is in this segment */
+	uint8_t  rmid;        /* xl_rmid (have_header) */
+	uint8_t  info;        /* xl_info (have_header) */
+	int      pg_major;    /* of the segment's page magic */
+	/* private to walscan.c */
+	const void *scan_;
+	uint32_t    pos_;
+	uint32_t    on_page_;
+} WalScanRecord;
+
+typedef void (*WalScanRecordHook)(void *arg, const WalScanRecord *rec);
+
+/*
+ * Copy n bytes of the record from byte off (of its reassembled form: header
+ * at 0, as xl_tot_len counts).  1: copied; 0: [off, off + n) is not inside
+ * the record; -1: some of the bytes lie in the next segment.  Only valid
+ * during the hook call.
+ */
+int walscan_record_bytes(const WalScanRecord *rec, uint32_t off, uint32_t n, void *out);
+
+/* walscan_segment, calling hook(arg, record) for each record (see above). */
+PgbkStatus walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, WalSummary *out,
+                                  WalScanRecordHook hook, void *arg, PgbkError *err);
+
 /* Unix microseconds <-> PostgreSQL TimestampTz (microseconds since 2000-01-01 UTC). */
 int64_t walscan_pg_time_to_unix_us(int64_t pg_time);
 int64_t walscan_unix_us_to_pg_time(int64_t unix_us);

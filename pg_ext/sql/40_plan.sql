@@ -129,7 +129,8 @@ CREATE FUNCTION pgbk.plan_database(kind text, target_time timestamptz, target_ls
 	OUT wal_bytes bigint,
 	OUT backup_bytes bigint,
 	OUT command text,
-	OUT note text)
+	OUT note text,
+	OUT backup_chain text[])
 RETURNS record
 AS 'MODULE_PATHNAME', 'pgbk_plan_database'
 LANGUAGE C STABLE;
@@ -227,8 +228,10 @@ CREATE TYPE pgbk.plan_row AS (
 	wal_segments bigint,
 	bytes_to_fetch bigint,
 	command text,		-- the pgbk command that restores it (NULL for external scopes)
-	note text);			-- text to read: an external backup's registered note, the
+	note text,			-- text to read: an external backup's registered note, the
 						-- database plan's note (a quiet target, a gap after it)
+	backup_chain text[]);	-- the database: the backups a restore reads, the full
+						-- backup first, the chosen one last (one for a full)
 
 -- Every scope's plan for one target: kind 'time', 'lsn' or 'name'.  In
 -- plpgsql, which keeps the query's plan for the session (a SQL function
@@ -257,12 +260,15 @@ BEGIN
 		SELECT db.recoverable, db.reason, db.backup_id, db.backup_stop_time,
 			   CASE WHEN db.recoverable THEN interval '0' END, db.timeline, db.first_wal,
 			   db.last_wal, db.wal_segments,
-			   coalesce(db.backup_bytes, 0) + coalesce(db.wal_bytes, 0), db.command, db.note
+			   coalesce(db.backup_bytes, 0) + coalesce(db.wal_bytes, 0), db.command, db.note,
+			   db.backup_chain
 		  FROM db WHERE s.mechanism = 'wal'
 		UNION ALL
-		SELECT f.*, NULL::text FROM pgbk.plan_files(m.at, target_name) f WHERE s.mechanism = 'restic'
+		SELECT f.*, NULL::text, NULL::text[] FROM pgbk.plan_files(m.at, target_name) f
+		 WHERE s.mechanism = 'restic'
 		UNION ALL
-		SELECT * FROM pgbk.plan_external(s.name, m.at) WHERE s.mechanism = 'external'
+		SELECT x.*, NULL::text[] FROM pgbk.plan_external(s.name, m.at) x
+		 WHERE s.mechanism = 'external'
 	  ) p
 	 ORDER BY CASE s.mechanism WHEN 'wal' THEN 0 WHEN 'restic' THEN 1 ELSE 2 END, s.name;
 END

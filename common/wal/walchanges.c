@@ -1,0 +1,1612 @@
+/*
+ * walchanges.c
+ *	  Change summaries (see walchanges.h): the table of changed blocks, its
+ *	  binary form, the per-record rules that fill it from a segment, and the
+ *	  repository objects.
+ *
+ * The table: an array of entries (one per relation fork) with an open
+ * addressing hash over them.  Blocks are appended as records name them and
+ * sorted, deduplicated and cut at the limit lazily ("normalize"), before
+ * anything reads them, so summarizing a segment costs an append per block
+ * reference.
+ */
+#include "wal/walchanges.h"
+
+#include "format/layout.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Entry
+{
+	WalChangeEntry e;
+	uint32_t       cap;
+	uint32_t       sorted; /* blocks[0, sorted) are sorted, unique and < limit */
+	uint32_t       last;   /* the last block appended (skips repeats cheaply) */
+} Entry;
+
+struct WalChanges
+{
+	Entry    *ents;
+	size_t    n, cap;
+	uint32_t *hash;       /* entry index + 1; 0 empty */
+	size_t    hcap;       /* power of two, > 2 n */
+	bool      dirty;      /* some entry has unsorted blocks */
+	bool      ents_order; /* ents[] in key order */
+	uint64_t *whole;      /* (spc << 32) | db, sorted, unique */
+	size_t    nwhole, wcap;
+	bool      has_range;
+	uint32_t  tli;
+	WalLsn    start, end;
+	bool      incomplete;
+	char      reason[WALCHG_REASON_LEN];
+};
+
+#define LSN_ARGS(lsn) (uint32_t)((lsn) >> 32), (uint32_t) (lsn)
+
+WalChanges *
+walchg_new(void)
+{
+	WalChanges *c = calloc(1, sizeof(*c));
+
+	if (c)
+		c->ents_order = true;
+	return c;
+}
+
+void
+walchg_free(WalChanges *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->n; i++)
+		free(c->ents[i].e.blocks);
+	free(c->ents);
+	free(c->hash);
+	free(c->whole);
+	free(c);
+}
+
+static int
+rf_cmp(const WalRelFork *a, const WalRelFork *b)
+{
+	if (a->spc != b->spc)
+		return a->spc < b->spc ? -1 : 1;
+	if (a->db != b->db)
+		return a->db < b->db ? -1 : 1;
+	if (a->rel != b->rel)
+		return a->rel < b->rel ? -1 : 1;
+	if (a->fork != b->fork)
+		return a->fork < b->fork ? -1 : 1;
+	return 0;
+}
+
+static size_t
+rf_hash(const WalRelFork *rf)
+{
+	uint64_t h = ((uint64_t) rf->rel << 32 | rf->db) * UINT64_C(0x9E3779B97F4A7C15);
+
+	h ^= ((uint64_t) rf->spc << 8 | rf->fork) * UINT64_C(0xC2B2AE3D27D4EB4F);
+	h ^= h >> 29;
+	return (size_t) h;
+}
+
+static bool
+rehash(WalChanges *c, size_t hcap)
+{
+	uint32_t *h = calloc(hcap, sizeof(*h));
+	size_t    i;
+
+	if (h == NULL)
+		return false;
+	for (i = 0; i < c->n; i++)
+	{
+		size_t k = rf_hash(&c->ents[i].e.rf) & (hcap - 1);
+
+		while (h[k] != 0)
+			k = (k + 1) & (hcap - 1);
+		h[k] = (uint32_t) i + 1;
+	}
+	free(c->hash);
+	c->hash = h;
+	c->hcap = hcap;
+	return true;
+}
+
+static Entry *
+find(const WalChanges *c, const WalRelFork *rf)
+{
+	size_t k;
+
+	if (c->hcap == 0)
+		return NULL;
+	k = rf_hash(rf) & (c->hcap - 1);
+	while (c->hash[k] != 0)
+	{
+		Entry *e = &c->ents[c->hash[k] - 1];
+
+		if (rf_cmp(&e->e.rf, rf) == 0)
+			return e;
+		k = (k + 1) & (c->hcap - 1);
+	}
+	return NULL;
+}
+
+/* A hash with room for one more entry (rebuilt if a sort had to drop it). */
+static bool
+ensure_hash(WalChanges *c)
+{
+	size_t cap = c->hcap ? c->hcap : 64;
+
+	while ((c->n + 1) * 2 > cap)
+		cap *= 2;
+	return cap == c->hcap || rehash(c, cap);
+}
+
+static Entry *
+get(WalChanges *c, const WalRelFork *rf)
+{
+	Entry *e;
+	size_t k;
+
+	if (!ensure_hash(c))
+		return NULL;
+	if ((e = find(c, rf)) != NULL)
+		return e;
+	if (c->n >= UINT32_MAX - 1)
+		return NULL;
+	if (c->n == c->cap)
+	{
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		Entry *ne = realloc(c->ents, ncap * sizeof(*ne));
+
+		if (ne == NULL)
+			return NULL;
+		c->ents = ne;
+		c->cap = ncap;
+	}
+	e = &c->ents[c->n];
+	memset(e, 0, sizeof(*e));
+	e->e.rf.spc = rf->spc;
+	e->e.rf.db = rf->db;
+	e->e.rf.rel = rf->rel;
+	e->e.rf.fork = rf->fork;
+	e->e.limit = WALCHG_NO_LIMIT;
+	e->last = UINT32_MAX;
+	if (c->n > 0 && rf_cmp(&c->ents[c->n - 1].e.rf, rf) > 0)
+		c->ents_order = false;
+	k = rf_hash(rf) & (c->hcap - 1);
+	while (c->hash[k] != 0)
+		k = (k + 1) & (c->hcap - 1);
+	c->hash[k] = (uint32_t) c->n + 1;
+	c->n++;
+	return e;
+}
+
+static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Sort, deduplicate and cut one entry's blocks at its limit. */
+static void
+entry_normalize(Entry *e)
+{
+	uint32_t i, n = 0;
+
+	if (e->sorted == e->e.nblocks &&
+	    (e->e.nblocks == 0 || e->e.blocks[e->e.nblocks - 1] < e->e.limit))
+		return;
+	qsort(e->e.blocks, e->e.nblocks, sizeof(uint32_t), u32_cmp);
+	for (i = 0; i < e->e.nblocks; i++)
+	{
+		uint32_t b = e->e.blocks[i];
+
+		if (b >= e->e.limit)
+			break;
+		if (n == 0 || e->e.blocks[n - 1] != b)
+			e->e.blocks[n++] = b;
+	}
+	e->e.nblocks = n;
+	e->sorted = n;
+}
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	return rf_cmp(&((const Entry *) a)->e.rf, &((const Entry *) b)->e.rf);
+}
+
+/*
+ * Bring the table to its canonical form before it is read.  Logically const:
+ * the content does not change, only its arrangement.
+ */
+static void
+normalize(const WalChanges *cc)
+{
+	WalChanges *c = (WalChanges *) cc;
+	size_t      i;
+
+	if (c->dirty)
+	{
+		for (i = 0; i < c->n; i++)
+			entry_normalize(&c->ents[i]);
+		c->dirty = false;
+	}
+	if (!c->ents_order)
+	{
+		qsort(c->ents, c->n, sizeof(Entry), entry_cmp);
+		c->ents_order = true;
+		/* the hash holds indexes: same size, so only memory can fail */
+		if (!rehash(c, c->hcap))
+		{
+			/* keep working without a hash: find() falls back below */
+			free(c->hash);
+			c->hash = NULL;
+			c->hcap = 0;
+		}
+	}
+}
+
+static bool
+entry_append(WalChanges *c, Entry *e, uint32_t blkno)
+{
+	if (blkno >= e->e.limit || blkno == e->last)
+		return true;
+	if (e->e.nblocks == e->cap)
+	{
+		uint32_t  ncap;
+		uint32_t *nb;
+
+		/* many repeats: compact before growing */
+		if (e->e.nblocks >= 1024 && e->sorted < e->e.nblocks / 2)
+		{
+			entry_normalize(e);
+			if (e->e.nblocks < e->cap * 3 / 4)
+				goto append;
+		}
+		if (e->cap > UINT32_MAX / 2)
+			return false;
+		ncap = e->cap ? e->cap * 2 : 8;
+		nb = realloc(e->e.blocks, (size_t) ncap * sizeof(uint32_t));
+		if (nb == NULL)
+			return false;
+		e->e.blocks = nb;
+		e->cap = ncap;
+	}
+append:
+	if (e->e.nblocks > 0 && e->sorted == e->e.nblocks && e->e.blocks[e->e.nblocks - 1] < blkno)
+		e->sorted++; /* still in order: the common case of ascending references */
+	else
+		c->dirty = true;
+	e->e.blocks[e->e.nblocks++] = blkno;
+	if (e->e.nblocks == 1)
+		e->sorted = 1;
+	e->last = blkno;
+	return true;
+}
+
+bool
+walchg_add_block(WalChanges *c, const WalRelFork *rf, uint32_t blkno)
+{
+	Entry *e;
+
+	if ((e = get(c, rf)) == NULL)
+		return false;
+	return entry_append(c, e, blkno);
+}
+
+bool
+walchg_set_limit(WalChanges *c, const WalRelFork *rf, uint32_t limit)
+{
+	Entry *e;
+
+	if (limit == WALCHG_NO_LIMIT)
+		return true;
+	if ((e = get(c, rf)) == NULL)
+		return false;
+	if (limit < e->e.limit)
+	{
+		e->e.limit = limit;
+		if (e->e.nblocks > 0)
+		{
+			e->sorted = 0;
+			c->dirty = true;
+		}
+	}
+	return true;
+}
+
+bool
+walchg_add_whole_db(WalChanges *c, uint32_t spc, uint32_t db)
+{
+	uint64_t key = (uint64_t) spc << 32 | db;
+	size_t   lo = 0, hi = c->nwhole;
+
+	while (lo < hi)
+	{
+		size_t mid = (lo + hi) / 2;
+
+		if (c->whole[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < c->nwhole && c->whole[lo] == key)
+		return true;
+	if (c->nwhole == c->wcap)
+	{
+		size_t    ncap = c->wcap ? c->wcap * 2 : 8;
+		uint64_t *nw = realloc(c->whole, ncap * sizeof(*nw));
+
+		if (nw == NULL)
+			return false;
+		c->whole = nw;
+		c->wcap = ncap;
+	}
+	memmove(c->whole + lo + 1, c->whole + lo, (c->nwhole - lo) * sizeof(uint64_t));
+	c->whole[lo] = key;
+	c->nwhole++;
+	return true;
+}
+
+bool
+walchg_merge(WalChanges *dst, const WalChanges *src)
+{
+	size_t i;
+
+	normalize(src);
+	for (i = 0; i < src->n; i++)
+	{
+		const WalChangeEntry *s = &src->ents[i].e;
+		Entry                *d;
+		uint32_t              j;
+
+		if ((d = get(dst, &s->rf)) == NULL)
+			return false;
+		if (s->limit < d->e.limit)
+		{
+			d->e.limit = s->limit;
+			d->sorted = 0;
+			dst->dirty = true;
+		}
+		for (j = 0; j < s->nblocks; j++)
+			if (!entry_append(dst, d, s->blocks[j]))
+				return false;
+	}
+	for (i = 0; i < src->nwhole; i++)
+		if (!walchg_add_whole_db(dst, (uint32_t) (src->whole[i] >> 32), (uint32_t) src->whole[i]))
+			return false;
+	if (src->incomplete)
+		walchg_mark_incomplete(dst, src->reason);
+	if (src->has_range)
+	{
+		if (!dst->has_range)
+			walchg_set_range(dst, src->tli, src->start, src->end);
+		else
+		{
+			if (src->start < dst->start)
+				dst->start = src->start;
+			if (src->end > dst->end)
+			{
+				dst->end = src->end;
+				dst->tli = src->tli;
+			}
+		}
+	}
+	return true;
+}
+
+const WalChangeEntry *
+walchg_lookup(const WalChanges *c, const WalRelFork *rf)
+{
+	const Entry *e;
+
+	normalize(c);
+	if (c->hcap == 0)
+	{
+		/* no hash (out of memory while sorting): binary search */
+		size_t lo = 0, hi = c->n;
+
+		while (lo < hi)
+		{
+			size_t mid = (lo + hi) / 2;
+			int    r = rf_cmp(&c->ents[mid].e.rf, rf);
+
+			if (r == 0)
+				return &c->ents[mid].e;
+			if (r < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return NULL;
+	}
+	e = find(c, rf);
+	return e ? &e->e : NULL;
+}
+
+bool
+walchg_db_whole(const WalChanges *c, uint32_t spc, uint32_t db)
+{
+	size_t i;
+
+	for (i = 0; i < c->nwhole; i++)
+	{
+		uint32_t s = (uint32_t) (c->whole[i] >> 32), d = (uint32_t) c->whole[i];
+
+		if (s == spc && (d == 0 || d == db))
+			return true;
+	}
+	return false;
+}
+
+size_t
+walchg_count(const WalChanges *c)
+{
+	return c->n;
+}
+
+const WalChangeEntry *
+walchg_entry(const WalChanges *c, size_t i)
+{
+	normalize(c);
+	return i < c->n ? &c->ents[i].e : NULL;
+}
+
+size_t
+walchg_whole_count(const WalChanges *c)
+{
+	return c->nwhole;
+}
+
+void
+walchg_whole(const WalChanges *c, size_t i, uint32_t *spc, uint32_t *db)
+{
+	*spc = i < c->nwhole ? (uint32_t) (c->whole[i] >> 32) : 0;
+	*db = i < c->nwhole ? (uint32_t) c->whole[i] : 0;
+}
+
+uint64_t
+walchg_block_count(const WalChanges *c)
+{
+	uint64_t n = 0;
+	size_t   i;
+
+	normalize(c);
+	for (i = 0; i < c->n; i++)
+		n += c->ents[i].e.nblocks;
+	return n;
+}
+
+void
+walchg_set_range(WalChanges *c, uint32_t tli, WalLsn start, WalLsn end)
+{
+	c->has_range = true;
+	c->tli = tli;
+	c->start = start;
+	c->end = end;
+}
+
+void
+walchg_range(const WalChanges *c, uint32_t *tli, WalLsn *start, WalLsn *end)
+{
+	if (tli)
+		*tli = c->tli;
+	if (start)
+		*start = c->start;
+	if (end)
+		*end = c->end;
+}
+
+void
+walchg_mark_incomplete(WalChanges *c, const char *reason)
+{
+	size_t i;
+
+	if (c->incomplete)
+		return;
+	c->incomplete = true;
+	snprintf(c->reason, sizeof(c->reason), "%s", reason && reason[0] ? reason : "incomplete");
+	/* one line of printable text: it goes into logs and the binary form */
+	for (i = 0; c->reason[i]; i++)
+		if ((unsigned char) c->reason[i] < 0x20 || (unsigned char) c->reason[i] > 0x7e)
+			c->reason[i] = ' ';
+}
+
+bool
+walchg_complete(const WalChanges *c, const char **reason)
+{
+	if (reason)
+		*reason = c->incomplete ? c->reason : NULL;
+	return !c->incomplete;
+}
+
+bool
+walchg_equal(const WalChanges *a, const WalChanges *b)
+{
+	size_t i;
+
+	normalize(a);
+	normalize(b);
+	if (a->n != b->n || a->nwhole != b->nwhole || a->incomplete != b->incomplete ||
+	    a->has_range != b->has_range || a->tli != b->tli || a->start != b->start ||
+	    a->end != b->end)
+		return false;
+	if (a->incomplete && strcmp(a->reason, b->reason) != 0)
+		return false;
+	if (a->nwhole && memcmp(a->whole, b->whole, a->nwhole * sizeof(uint64_t)) != 0)
+		return false;
+	for (i = 0; i < a->n; i++)
+	{
+		const WalChangeEntry *x = &a->ents[i].e, *y = &b->ents[i].e;
+
+		if (rf_cmp(&x->rf, &y->rf) != 0 || x->limit != y->limit || x->nblocks != y->nblocks)
+			return false;
+		if (x->nblocks && memcmp(x->blocks, y->blocks, x->nblocks * sizeof(uint32_t)) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Binary form, version 1:
+ *	 "PGWC" 1
+ *	 varint tli, start, end; u8 flags (bit 0 range set, bit 1 incomplete)
+ *	 [incomplete: varint reason length (< WALCHG_REASON_LEN), reason bytes]
+ *	 varint nwhole, then (varint spc, varint db) ascending
+ *	 varint nentries, then per entry ascending by (spc, db, rel, fork):
+ *	   varint spc, db, rel; u8 fork; varint limit + 1 (0: no limit);
+ *	   varint nblocks; first block, then each next - previous - 1
+ * Varints are LEB128 (7 bits a byte, low first), minimal.  Nothing follows.
+ * ---------------------------------------------------------------------
+ */
+#define WALCHG_MAGIC   "PGWC"
+#define WALCHG_VERSION 1
+#define FLAG_RANGE     0x01
+#define FLAG_INCOMPL   0x02
+
+static bool
+put_varint(PgbkBuf *b, uint64_t v)
+{
+	unsigned char t[10];
+	size_t        n = 0;
+
+	do
+	{
+		t[n] = (unsigned char) (v & 0x7f);
+		v >>= 7;
+		if (v)
+			t[n] |= 0x80;
+		n++;
+	} while (v);
+	return pgbk_buf_append(b, t, n);
+}
+
+PgbkStatus
+walchg_encode(const WalChanges *c, PgbkBuf *out, PgbkError *err)
+{
+	size_t        i;
+	bool          ok;
+	unsigned char flags = (c->has_range ? FLAG_RANGE : 0) | (c->incomplete ? FLAG_INCOMPL : 0);
+	unsigned char v = WALCHG_VERSION;
+
+	normalize(c);
+	ok = pgbk_buf_append(out, WALCHG_MAGIC, 4) && pgbk_buf_append(out, &v, 1) &&
+	     put_varint(out, c->tli) && put_varint(out, c->start) && put_varint(out, c->end) &&
+	     pgbk_buf_append(out, &flags, 1);
+	if (ok && c->incomplete)
+		ok = put_varint(out, strlen(c->reason)) &&
+		     pgbk_buf_append(out, c->reason, strlen(c->reason));
+	ok = ok && put_varint(out, c->nwhole);
+	for (i = 0; ok && i < c->nwhole; i++)
+		ok = put_varint(out, c->whole[i] >> 32) && put_varint(out, (uint32_t) c->whole[i]);
+	ok = ok && put_varint(out, c->n);
+	for (i = 0; ok && i < c->n; i++)
+	{
+		const WalChangeEntry *e = &c->ents[i].e;
+		uint32_t              j;
+
+		ok = put_varint(out, e->rf.spc) && put_varint(out, e->rf.db) &&
+		     put_varint(out, e->rf.rel) && pgbk_buf_append(out, &e->rf.fork, 1) &&
+		     put_varint(out, e->limit == WALCHG_NO_LIMIT ? 0 : (uint64_t) e->limit + 1) &&
+		     put_varint(out, e->nblocks);
+		for (j = 0; ok && j < e->nblocks; j++)
+			ok = put_varint(out, j == 0 ? e->blocks[0] : e->blocks[j] - e->blocks[j - 1] - 1);
+	}
+	if (!ok)
+		return pgbk_error(err, PGBK_ERR, "out of memory encoding a change summary");
+	return PGBK_OK;
+}
+
+typedef struct Reader
+{
+	const unsigned char *p;
+	size_t               len, off;
+} Reader;
+
+static bool
+get_varint(Reader *r, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	int      shift = 0;
+
+	for (;;)
+	{
+		unsigned char b;
+
+		if (r->off >= r->len || shift > 63)
+			return false;
+		b = r->p[r->off++];
+		if (shift == 63 && (b & 0x7e))
+			return false;
+		v |= (uint64_t) (b & 0x7f) << shift;
+		shift += 7;
+		if (!(b & 0x80))
+		{
+			/* minimal: no trailing zero byte beyond the first */
+			if (b == 0 && shift > 7)
+				return false;
+			break;
+		}
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool
+get_u32(Reader *r, uint32_t *out)
+{
+	uint64_t v;
+
+	if (!get_varint(r, UINT32_MAX, &v))
+		return false;
+	*out = (uint32_t) v;
+	return true;
+}
+
+PgbkStatus
+walchg_decode(const void *data, size_t len, WalChanges **out, PgbkError *err)
+{
+	Reader        r = {data, len, 0};
+	WalChanges   *c;
+	uint64_t      v, n, i;
+	uint64_t      tli, start, end;
+	unsigned char flags;
+	const char   *what = "header";
+	WalRelFork    prev = {0, 0, 0, 0};
+
+	*out = NULL;
+	if (len < 5 || memcmp(data, WALCHG_MAGIC, 4) != 0)
+		return pgbk_error(err, PGBK_ERR_FORMAT, "not a change summary (bad magic)");
+	if (r.p[4] != WALCHG_VERSION)
+		return pgbk_error(err, PGBK_ERR_FORMAT, "unsupported change summary version %u", r.p[4]);
+	r.off = 5;
+	if ((c = walchg_new()) == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	if (!get_varint(&r, UINT32_MAX, &tli) || !get_varint(&r, UINT64_MAX, &start) ||
+	    !get_varint(&r, UINT64_MAX, &end) || r.off >= r.len)
+		goto bad;
+	flags = r.p[r.off++];
+	if ((flags & ~(FLAG_RANGE | FLAG_INCOMPL)) != 0 ||
+	    (!(flags & FLAG_RANGE) && (tli | start | end) != 0) || start > end)
+		goto bad;
+	if (flags & FLAG_RANGE)
+		walchg_set_range(c, (uint32_t) tli, start, end);
+	if (flags & FLAG_INCOMPL)
+	{
+		char reason[WALCHG_REASON_LEN];
+
+		what = "reason";
+		if (!get_varint(&r, WALCHG_REASON_LEN - 1, &v) || v == 0 || v > r.len - r.off)
+			goto bad;
+		memcpy(reason, r.p + r.off, v);
+		reason[v] = '\0';
+		for (i = 0; i < v; i++)
+			if (reason[i] < 0x20 || reason[i] > 0x7e)
+				goto bad;
+		r.off += v;
+		walchg_mark_incomplete(c, reason);
+	}
+	what = "whole databases";
+	if (!get_varint(&r, (r.len - r.off) / 2, &n))
+		goto bad;
+	for (i = 0; i < n; i++)
+	{
+		uint32_t spc, db;
+
+		if (!get_u32(&r, &spc) || !get_u32(&r, &db))
+			goto bad;
+		if (i > 0 && ((uint64_t) spc << 32 | db) <= c->whole[c->nwhole - 1])
+			goto bad;
+		if (!walchg_add_whole_db(c, spc, db))
+			goto oom;
+	}
+	what = "entries";
+	if (!get_varint(&r, (r.len - r.off) / 6, &n))
+		goto bad;
+	for (i = 0; i < n; i++)
+	{
+		WalRelFork rf;
+		uint64_t   lim, nb, j;
+		uint32_t   limit, prevb = 0;
+		Entry     *e;
+
+		if (!get_u32(&r, &rf.spc) || !get_u32(&r, &rf.db) || !get_u32(&r, &rf.rel) ||
+		    r.off >= r.len)
+			goto bad;
+		rf.fork = r.p[r.off++];
+		if (rf.fork > WALCHG_FORK_INIT || (i > 0 && rf_cmp(&rf, &prev) <= 0))
+			goto bad;
+		prev = rf;
+		if (!get_varint(&r, UINT32_MAX, &lim) || !get_varint(&r, r.len - r.off, &nb))
+			goto bad;
+		limit = lim == 0 ? WALCHG_NO_LIMIT : (uint32_t) (lim - 1);
+		if (limit == WALCHG_NO_LIMIT && nb == 0)
+			goto bad; /* an entry says something */
+		if ((e = get(c, &rf)) == NULL)
+			goto oom;
+		e->e.limit = limit;
+		if (nb > 0)
+		{
+			e->e.blocks = malloc(nb * sizeof(uint32_t));
+			if (e->e.blocks == NULL)
+				goto oom;
+			e->cap = (uint32_t) nb;
+		}
+		for (j = 0; j < nb; j++)
+		{
+			uint64_t d, b;
+
+			if (!get_varint(&r, UINT32_MAX, &d))
+				goto bad;
+			b = j == 0 ? d : (uint64_t) prevb + 1 + d;
+			if (b >= limit)
+				goto bad;
+			e->e.blocks[j] = prevb = (uint32_t) b;
+			e->e.nblocks = (uint32_t) j + 1;
+		}
+		e->sorted = e->e.nblocks;
+	}
+	if (r.off != r.len)
+	{
+		what = "end";
+		goto bad;
+	}
+	*out = c;
+	return PGBK_OK;
+
+bad:
+	walchg_free(c);
+	return pgbk_error(err, PGBK_ERR_FORMAT, "malformed change summary (%s, at byte %zu of %zu)",
+	                  what, r.off, len);
+oom:
+	walchg_free(c);
+	return pgbk_error(err, PGBK_ERR, "out of memory decoding a change summary");
+}
+
+/* ---------------------------------------------------------------------
+ * Summarizing records (PostgreSQL 15 formats; 13 to 17 agree on these
+ * except where noted)
+ * ---------------------------------------------------------------------
+ */
+#define SIZE_OF_XLOG_RECORD       24
+#define XLR_INFO_MASK             0x0F
+#define XLR_SPECIAL_REL_UPDATE    0x01
+#define XLR_MAX_BLOCK_ID          32
+#define XLR_BLOCK_ID_DATA_SHORT   255
+#define XLR_BLOCK_ID_DATA_LONG    254
+#define XLR_BLOCK_ID_ORIGIN       253
+#define XLR_BLOCK_ID_TOPLEVEL_XID 252
+#define BKPBLOCK_FORK_MASK        0x0F
+#define BKPBLOCK_HAS_IMAGE        0x10
+#define BKPBLOCK_HAS_DATA         0x20
+#define BKPBLOCK_SAME_REL         0x80
+#define BKPIMAGE_HAS_HOLE         0x01
+#define BKPIMAGE_IS_COMPRESSED_14 0x02
+#define BKPIMAGE_COMPRESSED_15    0x1C
+
+#define RM_XACT_ID   1
+#define RM_SMGR_ID   2
+#define RM_DBASE_ID  4
+#define RM_TBLSPC_ID 5
+
+#define XLOG_SMGR_CREATE   0x10
+#define XLOG_SMGR_TRUNCATE 0x20
+#define SMGR_TRUNCATE_HEAP 0x0001
+#define SMGR_TRUNCATE_VM   0x0002
+
+#define XLOG_XACT_OPMASK            0x70
+#define XLOG_XACT_HAS_INFO          0x80
+#define XLOG_XACT_COMMIT            0x00
+#define XLOG_XACT_ABORT             0x20
+#define XLOG_XACT_COMMIT_PREPARED   0x30
+#define XLOG_XACT_ABORT_PREPARED    0x40
+#define XACT_XINFO_HAS_DBINFO       (1U << 0)
+#define XACT_XINFO_HAS_SUBXACTS     (1U << 1)
+#define XACT_XINFO_HAS_RELFILENODES (1U << 2)
+
+/* PostgreSQL 15+; 13 and 14 had CREATE 0x00 and DROP 0x10 */
+#define XLOG_DBASE_CREATE_FILE_COPY 0x00
+#define XLOG_DBASE_CREATE_WAL_LOG   0x10
+#define XLOG_DBASE_DROP             0x20
+#define XLOG_DBASE_DROP_14          0x10
+
+#define XLOG_TBLSPC_DROP 0x10
+
+#define READ_OK          1
+#define READ_MALFORMED   0
+#define READ_UNAVAILABLE (-1)
+
+struct WalChgCollector
+{
+	WalChanges *c;
+	bool        oom;
+	char        segname[WALNAME_BUFLEN];
+};
+
+static uint32_t
+le32(const unsigned char *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+WalChgCollector *
+walchg_collector_begin(const char *segname)
+{
+	WalChgCollector *col = calloc(1, sizeof(*col));
+
+	if (col == NULL)
+		return NULL;
+	if ((col->c = walchg_new()) == NULL)
+	{
+		free(col);
+		return NULL;
+	}
+	snprintf(col->segname, sizeof(col->segname), "%s", segname ? segname : "");
+	return col;
+}
+
+static void
+incomplete(WalChgCollector *col, const WalScanRecord *rec, const char *what)
+{
+	char reason[WALCHG_REASON_LEN];
+
+	snprintf(reason, sizeof(reason), "record at %X/%X%s%s: %s", LSN_ARGS(rec->lsn),
+	         col->segname[0] ? " in segment " : "", col->segname, what);
+	walchg_mark_incomplete(col->c, reason);
+}
+
+/* Consume n bytes of the record at *off (bounded by *remaining). */
+static int
+take(const WalScanRecord *rec, uint32_t *off, uint32_t *remaining, uint32_t n, unsigned char *b)
+{
+	int rc;
+
+	if (*remaining < n)
+		return READ_MALFORMED;
+	if ((rc = walscan_record_bytes(rec, *off, n, b)) != READ_OK)
+		return rc;
+	*off += n;
+	*remaining -= n;
+	return READ_OK;
+}
+
+/* Block references of a record, as DecodeXLogRecord reads them. */
+typedef struct BlockRefs
+{
+	int        n;
+	WalRelFork rf[XLR_MAX_BLOCK_ID + 1];
+	uint32_t   blk[XLR_MAX_BLOCK_ID + 1];
+	uint32_t   main_off; /* main data: [main_off, main_off + main_len) */
+	uint32_t   main_len;
+} BlockRefs;
+
+static int
+decode_blocks(const WalScanRecord *rec, BlockRefs *br)
+{
+	uint32_t      off = SIZE_OF_XLOG_RECORD;
+	uint32_t      remaining = rec->tot_len - SIZE_OF_XLOG_RECORD;
+	uint64_t      datatotal = 0;
+	uint32_t      mlen = 0;
+	int           max_block_id = -1;
+	bool          have_rel = false;
+	WalRelFork    rel = {0, 0, 0, 0};
+	unsigned char b[12];
+	int           rc;
+
+	br->n = 0;
+	while (remaining > datatotal)
+	{
+		uint8_t id;
+
+		if ((rc = take(rec, &off, &remaining, 1, b)) != READ_OK)
+			return rc;
+		id = b[0];
+		if (id == XLR_BLOCK_ID_DATA_SHORT)
+		{
+			if ((rc = take(rec, &off, &remaining, 1, b)) != READ_OK)
+				return rc;
+			mlen = b[0];
+			datatotal += mlen;
+			break; /* the main data fragment is always last */
+		}
+		else if (id == XLR_BLOCK_ID_DATA_LONG)
+		{
+			if ((rc = take(rec, &off, &remaining, 4, b)) != READ_OK)
+				return rc;
+			mlen = le32(b);
+			datatotal += mlen;
+			break;
+		}
+		else if (id == XLR_BLOCK_ID_ORIGIN)
+		{
+			if ((rc = take(rec, &off, &remaining, 2, b)) != READ_OK)
+				return rc;
+		}
+		else if (id == XLR_BLOCK_ID_TOPLEVEL_XID)
+		{
+			if ((rc = take(rec, &off, &remaining, 4, b)) != READ_OK)
+				return rc;
+		}
+		else if (id <= XLR_MAX_BLOCK_ID)
+		{
+			uint8_t  fork_flags;
+			uint16_t data_len;
+
+			if ((int) id <= max_block_id)
+				return READ_MALFORMED;
+			max_block_id = id;
+			if ((rc = take(rec, &off, &remaining, 3, b)) != READ_OK)
+				return rc;
+			fork_flags = b[0];
+			memcpy(&data_len, b + 1, 2);
+			if (((fork_flags & BKPBLOCK_HAS_DATA) != 0) != (data_len != 0))
+				return READ_MALFORMED;
+			if ((fork_flags & BKPBLOCK_FORK_MASK) > WALCHG_FORK_INIT)
+				return READ_MALFORMED;
+			datatotal += data_len;
+			if (fork_flags & BKPBLOCK_HAS_IMAGE)
+			{
+				uint16_t img_len;
+				uint8_t  bimg_info;
+				bool     compressed;
+
+				/* bimg_len, hole_offset, bimg_info */
+				if ((rc = take(rec, &off, &remaining, 5, b)) != READ_OK)
+					return rc;
+				memcpy(&img_len, b, 2);
+				bimg_info = b[4];
+				datatotal += img_len;
+				compressed = (bimg_info & (rec->pg_major >= 15 ? BKPIMAGE_COMPRESSED_15
+				                                               : BKPIMAGE_IS_COMPRESSED_14)) != 0;
+				if (compressed && (bimg_info & BKPIMAGE_HAS_HOLE) &&
+				    (rc = take(rec, &off, &remaining, 2, b)) != READ_OK)
+					return rc;
+			}
+			if (!(fork_flags & BKPBLOCK_SAME_REL))
+			{
+				if ((rc = take(rec, &off, &remaining, 12, b)) != READ_OK)
+					return rc;
+				rel.spc = le32(b);
+				rel.db = le32(b + 4);
+				rel.rel = le32(b + 8);
+				have_rel = true;
+			}
+			else if (!have_rel)
+				return READ_MALFORMED;
+			if ((rc = take(rec, &off, &remaining, 4, b)) != READ_OK)
+				return rc;
+			br->rf[br->n] = rel;
+			br->rf[br->n].fork = fork_flags & BKPBLOCK_FORK_MASK;
+			br->blk[br->n] = le32(b);
+			br->n++;
+		}
+		else
+			return READ_MALFORMED;
+	}
+	if (remaining != datatotal)
+		return READ_MALFORMED;
+	br->main_off = rec->tot_len - mlen;
+	br->main_len = mlen;
+	return READ_OK;
+}
+
+/* Does this record's meaning depend on its main data? */
+static bool
+needs_main_data(const WalScanRecord *rec)
+{
+	uint8_t info = rec->info & ~XLR_INFO_MASK;
+
+	switch (rec->rmid)
+	{
+		case RM_SMGR_ID:
+		case RM_DBASE_ID:
+			return true;
+		case RM_TBLSPC_ID:
+			return info == XLOG_TBLSPC_DROP;
+		case RM_XACT_ID:
+			switch (info & XLOG_XACT_OPMASK)
+			{
+				case XLOG_XACT_COMMIT:
+				case XLOG_XACT_COMMIT_PREPARED:
+				case XLOG_XACT_ABORT:
+				case XLOG_XACT_ABORT_PREPARED:
+					return true;
+			}
+			return false;
+	}
+	return (rec->info & XLR_SPECIAL_REL_UPDATE) != 0;
+}
+
+static bool
+set_all_forks_zero(WalChanges *c, uint32_t spc, uint32_t db, uint32_t rel)
+{
+	WalRelFork rf = {spc, db, rel, 0};
+	uint8_t    f;
+
+	for (f = 0; f <= WALCHG_FORK_INIT; f++)
+	{
+		if (f == WALCHG_FORK_FSM)
+			continue; /* as PostgreSQL 17: FSM forks are copied whole anyway */
+		rf.fork = f;
+		if (!walchg_set_limit(c, &rf, 0))
+			return false;
+	}
+	return true;
+}
+
+/* xl_xact_commit / xl_xact_abort: the relations dropped with it. */
+static bool
+xact_record(WalChgCollector *col, const WalScanRecord *rec, const unsigned char *m, uint32_t len)
+{
+	uint32_t off = 8; /* xact_time */
+	uint32_t xinfo = 0;
+	uint32_t nrels, i;
+
+	if (rec->info & XLOG_XACT_HAS_INFO)
+	{
+		if (len < off + 4)
+			return false;
+		xinfo = le32(m + off);
+		off += 4;
+	}
+	if (xinfo & XACT_XINFO_HAS_DBINFO)
+		off += 8;
+	if (xinfo & XACT_XINFO_HAS_SUBXACTS)
+	{
+		uint32_t nsub;
+
+		if (len < off + 4)
+			return false;
+		nsub = le32(m + off);
+		if (nsub > (len - off - 4) / 4)
+			return false;
+		off += 4 + 4 * nsub;
+	}
+	if (!(xinfo & XACT_XINFO_HAS_RELFILENODES))
+		return len >= off;
+	if (len < off + 4)
+		return false;
+	nrels = le32(m + off);
+	off += 4;
+	if (nrels > (len - off) / 12)
+		return false;
+	for (i = 0; i < nrels; i++)
+	{
+		const unsigned char *n = m + off + 12 * i;
+
+		if (!set_all_forks_zero(col->c, le32(n), le32(n + 4), le32(n + 8)))
+			col->oom = true;
+	}
+	return true;
+}
+
+/* Main data rules; false if the main data is not what the record type says. */
+static bool
+main_data_record(WalChgCollector *col, const WalScanRecord *rec, const unsigned char *m,
+                 uint32_t len)
+{
+	uint8_t     info = rec->info & ~XLR_INFO_MASK;
+	WalChanges *c = col->c;
+	bool        ok = true;
+
+	switch (rec->rmid)
+	{
+		case RM_SMGR_ID:
+			if (info == XLOG_SMGR_CREATE)
+			{
+				/* xl_smgr_create: RelFileNode rnode; ForkNumber forkNum */
+				WalRelFork rf;
+				uint32_t   fork;
+
+				if (len < 16)
+					return false;
+				rf.spc = le32(m);
+				rf.db = le32(m + 4);
+				rf.rel = le32(m + 8);
+				fork = le32(m + 12);
+				if (fork > WALCHG_FORK_INIT)
+					return false;
+				rf.fork = (uint8_t) fork;
+				if (fork != WALCHG_FORK_FSM)
+					ok = walchg_set_limit(c, &rf, 0);
+			}
+			else if (info == XLOG_SMGR_TRUNCATE)
+			{
+				/* xl_smgr_truncate: BlockNumber blkno; RelFileNode rnode; int flags */
+				WalRelFork rf;
+				uint32_t   blkno, flags;
+
+				if (len < 20)
+					return false;
+				blkno = le32(m);
+				rf.spc = le32(m + 4);
+				rf.db = le32(m + 8);
+				rf.rel = le32(m + 12);
+				flags = le32(m + 16);
+				rf.fork = WALCHG_FORK_MAIN;
+				if (flags & SMGR_TRUNCATE_HEAP)
+					ok = walchg_set_limit(c, &rf, blkno);
+
+				/*
+				 * The visibility map is cut to the map page holding heap
+				 * block blkno, and that page is cleared in place; it is a
+				 * few pages per GB: count all of it as changed.
+				 */
+				rf.fork = WALCHG_FORK_VM;
+				if (ok && (flags & SMGR_TRUNCATE_VM))
+					ok = walchg_set_limit(c, &rf, 0);
+			}
+			else
+				goto special;
+			break;
+		case RM_DBASE_ID:
+			if (rec->pg_major >= 15 &&
+			    (info == XLOG_DBASE_CREATE_FILE_COPY || info == XLOG_DBASE_CREATE_WAL_LOG))
+			{
+				/* xl_dbase_create_*_rec: Oid db_id; Oid tablespace_id; ... */
+				if (len < 8)
+					return false;
+				ok = walchg_add_whole_db(c, le32(m + 4), le32(m));
+			}
+			else if (rec->pg_major < 15 && info == XLOG_DBASE_CREATE_FILE_COPY)
+			{
+				if (len < 8)
+					return false;
+				ok = walchg_add_whole_db(c, le32(m + 4), le32(m));
+			}
+			else if ((rec->pg_major >= 15 && info == XLOG_DBASE_DROP) ||
+			         (rec->pg_major < 15 && info == XLOG_DBASE_DROP_14))
+			{
+				/* xl_dbase_drop_rec: Oid db_id; int ntablespaces; Oid tablespace_ids[] */
+				uint32_t db, nts, i;
+
+				if (len < 8)
+					return false;
+				db = le32(m);
+				nts = le32(m + 4);
+				if (nts > (len - 8) / 4)
+					return false;
+				for (i = 0; ok && i < nts; i++)
+					ok = walchg_add_whole_db(c, le32(m + 8 + 4 * i), db);
+			}
+			else
+				goto special;
+			break;
+		case RM_TBLSPC_ID:
+			if (info == XLOG_TBLSPC_DROP)
+			{
+				if (len < 4)
+					return false;
+				ok = walchg_add_whole_db(c, le32(m), 0);
+			}
+			break;
+		case RM_XACT_ID:
+			return xact_record(col, rec, m, len);
+		default:
+			goto special;
+	}
+	if (!ok)
+		col->oom = true;
+	return true;
+
+special:
+	if (rec->info & XLR_SPECIAL_REL_UPDATE)
+	{
+		char what[128];
+
+		snprintf(what, sizeof(what),
+		         "resource manager %u, info 0x%02X changes relation files in a way this summary "
+		         "cannot attribute",
+		         rec->rmid, rec->info);
+		incomplete(col, rec, what);
+	}
+	return true;
+}
+
+void
+walchg_collect(void *arg, const WalScanRecord *rec)
+{
+	WalChgCollector *col = arg;
+	BlockRefs        br;
+	int              rc, i;
+
+	if (col->oom)
+		return;
+	if (!rec->have_header)
+	{
+		incomplete(col, rec, "continues into the next segment within its header");
+		return;
+	}
+	rc = decode_blocks(rec, &br);
+	/* the references read are real even when the rest is cut */
+	for (i = 0; i < br.n; i++)
+		if (!walchg_add_block(col->c, &br.rf[i], br.blk[i]))
+			col->oom = true;
+	if (rc == READ_UNAVAILABLE)
+	{
+		incomplete(col, rec, "continues into the next segment within its block references");
+		return;
+	}
+	if (rc == READ_MALFORMED)
+	{
+		incomplete(col, rec, "has invalid block references");
+		return;
+	}
+	if (!needs_main_data(rec))
+		return;
+	{
+		unsigned char  small[512];
+		unsigned char *m = small;
+
+		if (br.main_len > sizeof(small) && (m = malloc(br.main_len)) == NULL)
+		{
+			col->oom = true;
+			return;
+		}
+		rc = walscan_record_bytes(rec, br.main_off, br.main_len, m);
+		if (rc == READ_UNAVAILABLE)
+			incomplete(col, rec, "continues into the next segment within its main data");
+		else if (rc != READ_OK || !main_data_record(col, rec, m, br.main_len))
+			incomplete(col, rec, "has main data too short for its type");
+		if (m != small)
+			free(m);
+	}
+}
+
+WalChanges *
+walchg_collector_end(WalChgCollector *col, const WalSummary *scanned, bool scan_ok)
+{
+	WalChanges *c;
+	uint32_t    tli = 0;
+	WalSegNo    segno = 0;
+
+	if (col == NULL)
+		return NULL;
+	c = col->c;
+	if (col->oom)
+	{
+		walchg_free(c);
+		free(col);
+		return NULL;
+	}
+	if (scan_ok)
+	{
+		/*
+		 * The timeline is the name's: the first segment of a timeline starts
+		 * with its parent's pages.
+		 */
+		if (col->segname[0] == '\0' ||
+		    walname_parse_segment(col->segname, scanned->seg_size, &tli, &segno, NULL) != PGBK_OK)
+			tli = scanned->last_tli;
+		walchg_set_range(c, tli, walname_segno_to_lsn(scanned->segno, scanned->seg_size),
+		                 scanned->end_lsn);
+	}
+	free(col);
+	return c;
+}
+
+PgbkStatus
+walchg_scan_segment(const void *seg, size_t len, const char *segname, WalChanges **out,
+                    PgbkError *err)
+{
+	WalChgCollector *col;
+	WalSummary       s;
+	PgbkStatus       st;
+	char             base[WALNAME_BUFLEN];
+	const char      *dot;
+
+	*out = NULL;
+	/* a .partial summarizes under its segment's name */
+	snprintf(base, sizeof(base), "%s", segname ? segname : "");
+	if ((dot = strchr(base, '.')) != NULL)
+		base[dot - base] = '\0';
+	if ((col = walchg_collector_begin(base)) == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	st = walscan_segment_hooked(seg, len, (uint32_t) len, &s, walchg_collect, col, err);
+	if (st != PGBK_OK)
+	{
+		walchg_free(walchg_collector_end(col, &s, false));
+		return st;
+	}
+	if ((*out = walchg_collector_end(col, &s, true)) == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory summarizing changes");
+	return PGBK_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * Repository objects
+ * ---------------------------------------------------------------------
+ */
+
+/* The authenticated name of a summary object: its key's last part, prefixed. */
+static void
+object_name(const char *segname, char *name, size_t len)
+{
+	snprintf(name, len, LAYOUT_CHANGES_PREFIX "%s", segname);
+}
+
+PgbkStatus
+walchg_store(Repo *repo, const CodecParams *params, const char *segname, const WalChanges *c,
+             PgbkError *err)
+{
+	char           key[LAYOUT_KEY_LEN];
+	char           name[WALNAME_BUFLEN + 16];
+	char           attrs[WALNAME_BUFLEN + 64];
+	PgbkBuf        raw, enc;
+	PgbkStatus     st;
+	RepoPutOptions opts;
+
+	if (!layout_changes_key(segname, key, sizeof(key)))
+		return pgbk_error(err, PGBK_ERR_USAGE, "\"%s\" is not a WAL segment name", segname);
+	object_name(segname, name, sizeof(name));
+	snprintf(attrs, sizeof(attrs), "kind=changes\nname=%s\n", name);
+	pgbk_buf_init(&raw);
+	pgbk_buf_init(&enc);
+	st = walchg_encode(c, &raw, err);
+	if (st == PGBK_OK)
+		st = codec_encode(params, raw.data, raw.len, attrs, &enc, NULL, err);
+	if (st == PGBK_OK)
+	{
+		memset(&opts, 0, sizeof(opts));
+		opts.no_overwrite = true;
+		st = repo_put(repo, key, enc.data, enc.len, &opts, err);
+		if (st == PGBK_EXISTS)
+		{
+			WalChanges *have = NULL;
+			PgbkError   lerr;
+
+			/* a retry: the same summary is fine, another is kept and reported */
+			pgbk_error_clear(&lerr);
+			st = walchg_load(repo, params->keyring, segname, &have, &lerr);
+			if (st == PGBK_OK && !walchg_equal(have, c))
+				st = pgbk_error(err, PGBK_EXISTS,
+				                "refusing to overwrite change summary \"%s\" in %s: it holds a "
+				                "different summary",
+				                key, repo_describe(repo));
+			else if (st != PGBK_OK)
+				*err = lerr;
+			walchg_free(have);
+		}
+		else if (st != PGBK_OK)
+			pgbk_error_prefix(err, "could not store change summary \"%s\"", key);
+	}
+	pgbk_buf_free(&raw);
+	pgbk_buf_free(&enc);
+	return st;
+}
+
+PgbkStatus
+walchg_load(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges **out,
+            PgbkError *err)
+{
+	char        key[LAYOUT_KEY_LEN];
+	char        name[WALNAME_BUFLEN + 16];
+	PgbkBuf     stored, raw;
+	CodecHeader hdr;
+	PgbkStatus  st;
+
+	*out = NULL;
+	if (!layout_changes_key(segname, key, sizeof(key)))
+		return pgbk_error(err, PGBK_ERR_USAGE, "\"%s\" is not a WAL segment name", segname);
+	object_name(segname, name, sizeof(name));
+	pgbk_buf_init(&stored);
+	pgbk_buf_init(&raw);
+	st = repo_get(repo, key, &stored, err);
+	if (st == PGBK_NOT_FOUND)
+		pgbk_error(err, PGBK_NOT_FOUND, "change summary \"%s\" is not in %s", key,
+		           repo_describe(repo));
+	else if (st != PGBK_OK)
+		pgbk_error_prefix(err, "could not read change summary \"%s\"", key);
+	else
+	{
+		st = codec_decode(ring, stored.data, stored.len, CODEC_LIMIT_CHANGES, &raw, &hdr, err);
+		if (st == PGBK_OK)
+			st = codec_check_name(&hdr, name, err);
+		if (st == PGBK_OK)
+			st = walchg_decode(raw.data, raw.len, out, err);
+		if (st != PGBK_OK)
+			pgbk_error_prefix(err, "change summary \"%s\" in %s is unusable", key,
+			                  repo_describe(repo));
+	}
+	pgbk_buf_free(&stored);
+	pgbk_buf_free(&raw);
+	return st;
+}
+
+PgbkStatus
+walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges **out,
+               PgbkError *err)
+{
+	char        key[LAYOUT_KEY_LEN];
+	PgbkBuf     stored, raw;
+	CodecHeader hdr;
+	PgbkStatus  st;
+	WalFileKind kind = walname_classify(segname, NULL);
+
+	*out = NULL;
+	if ((kind != WAL_FILE_SEGMENT && kind != WAL_FILE_PARTIAL) ||
+	    !layout_wal_key(segname, key, sizeof(key)))
+		return pgbk_error(err, PGBK_ERR_USAGE, "\"%s\" is not a WAL segment name", segname);
+	pgbk_buf_init(&stored);
+	pgbk_buf_init(&raw);
+	st = repo_get(repo, key, &stored, err);
+	if (st == PGBK_NOT_FOUND)
+		pgbk_error(err, PGBK_NOT_FOUND, "WAL segment \"%s\" is not in %s", segname,
+		           repo_describe(repo));
+	else if (st != PGBK_OK)
+		pgbk_error_prefix(err, "could not read WAL segment \"%s\"", key);
+	else
+	{
+		st = codec_decode(ring, stored.data, stored.len, codec_wal_limit(segname, 0), &raw, &hdr,
+		                  err);
+		if (st == PGBK_OK)
+			st = codec_check_name(&hdr, segname, err);
+		if (st == PGBK_OK)
+			st = walchg_scan_segment(raw.data, raw.len, segname, out, err);
+		if (st != PGBK_OK)
+			pgbk_error_prefix(err, "could not summarize WAL segment \"%s\"", key);
+	}
+	pgbk_buf_free(&stored);
+	pgbk_buf_free(&raw);
+	return st;
+}
+
+PgbkStatus
+walchg_load_or_rebuild(Repo *repo, const PgbkKeyring *ring, const CodecParams *params,
+                       const char *segname, bool *rebuilt, WalChanges **out, PgbkError *err)
+{
+	PgbkStatus st;
+
+	if (rebuilt)
+		*rebuilt = false;
+	st = walchg_load(repo, ring, segname, out, err);
+	if (st != PGBK_NOT_FOUND)
+		return st;
+	pgbk_error_clear(err);
+	if ((st = walchg_rebuild(repo, ring, segname, out, err)) != PGBK_OK)
+		return st;
+	if (rebuilt)
+		*rebuilt = true;
+	if (params != NULL && (st = walchg_store(repo, params, segname, *out, err)) != PGBK_OK)
+	{
+		/* the summary is good; failing to keep it only costs a later rebuild */
+		pgbk_log(PGBK_LOG_WARNING, "%s", err->msg);
+		pgbk_error_clear(err);
+	}
+	return PGBK_OK;
+}
+
+/* Is st a statement about the object (missing, bad) rather than about reaching it? */
+static bool
+object_status(PgbkStatus st)
+{
+	return st == PGBK_NOT_FOUND || st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT ||
+	       st == PGBK_ERR_KEY || st == PGBK_ERR_USAGE;
+}
+
+PgbkStatus
+walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *params,
+                   const WalHistory *hist, WalLsn from, WalLsn to, uint32_t seg_size,
+                   WalChanges **out, PgbkError *err)
+{
+	WalChanges *u;
+	WalSegNo    first, last, segno;
+	uint32_t    last_tli = 0;
+
+	*out = NULL;
+	if (!walname_segsz_is_valid(seg_size))
+		return pgbk_error(err, PGBK_ERR_USAGE, "invalid WAL segment size %u", seg_size);
+	if (hist == NULL || hist->n < 1)
+		return pgbk_error(err, PGBK_ERR_USAGE, "a timeline history is required");
+	if (from > to)
+		return pgbk_error(err, PGBK_ERR_USAGE, "LSN range %X/%X to %X/%X is reversed",
+		                  LSN_ARGS(from), LSN_ARGS(to));
+	if ((u = walchg_new()) == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	if (from == to)
+	{
+		walchg_set_range(u, hist->entries[hist->n - 1].tli, from, to);
+		*out = u;
+		return PGBK_OK;
+	}
+	first = walname_lsn_to_segno(from, seg_size);
+	last = walname_end_lsn_to_segno(to, seg_size);
+	for (segno = first; segno <= last; segno++)
+	{
+		char        segname[WALNAME_BUFLEN];
+		char        reason[WALCHG_REASON_LEN];
+		WalChanges *s = NULL;
+		PgbkError   serr;
+		PgbkStatus  st;
+		uint32_t    tli = 0;
+		int         i;
+		WalLsn      seg_end = walname_segno_to_lsn(segno + 1, seg_size);
+		WalLsn      need = to < seg_end ? to : seg_end;
+		WalLsn      have_end;
+
+		/* as recovery reads it (XLogFileReadAnyTLI): newest timeline begun by now */
+		for (i = hist->n - 1; i >= 0; i--)
+		{
+			const WalHistoryEntry *h = &hist->entries[i];
+
+			if (h->begin == WAL_INVALID_LSN || segno >= walname_lsn_to_segno(h->begin, seg_size))
+			{
+				tli = h->tli;
+				break;
+			}
+		}
+		if (tli == 0)
+			tli = hist->entries[0].tli;
+		last_tli = tli;
+		walname_format_segment(segname, tli, segno, seg_size);
+		pgbk_error_clear(&serr);
+		st = walchg_load_or_rebuild(repo, ring, params, segname, NULL, &s, &serr);
+		if (st != PGBK_OK)
+		{
+			if (!object_status(st))
+			{
+				walchg_free(u);
+				*err = serr;
+				return st;
+			}
+			snprintf(reason, sizeof(reason), "no change summary for segment %s: %s", segname,
+			         serr.msg);
+			walchg_mark_incomplete(u, reason);
+			continue;
+		}
+		walchg_range(s, NULL, NULL, &have_end);
+		if (have_end < need)
+		{
+			char l1[WALNAME_LSN_BUFLEN], l2[WALNAME_LSN_BUFLEN];
+
+			snprintf(reason, sizeof(reason),
+			         "valid WAL in segment %s ends at %s, before %s that the range needs", segname,
+			         walname_format_lsn(l1, have_end), walname_format_lsn(l2, need));
+			walchg_mark_incomplete(u, reason);
+		}
+		if (!walchg_merge(u, s))
+		{
+			walchg_free(s);
+			walchg_free(u);
+			return pgbk_error(err, PGBK_ERR, "out of memory merging change summaries");
+		}
+		walchg_free(s);
+	}
+	walchg_set_range(u, last_tli, from, to);
+	*out = u;
+	return PGBK_OK;
+}
