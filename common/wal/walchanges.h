@@ -115,6 +115,13 @@ void walchg_range(const WalChanges *c, uint32_t *tli, WalLsn *start, WalLsn *end
 void walchg_mark_incomplete(WalChanges *c, const char *reason); /* first reason kept */
 bool walchg_complete(const WalChanges *c, const char **reason);
 
+/*
+ * Incomplete only because its last record continues into the next segment
+ * (walchg_scan_segment_next with that segment resolves it): that record's
+ * LSN; WAL_INVALID_LSN otherwise.
+ */
+WalLsn walchg_cont_lsn(const WalChanges *c);
+
 /* Do a and b hold the same changes, range and completeness? */
 bool walchg_equal(const WalChanges *a, const WalChanges *b);
 
@@ -135,6 +142,14 @@ PgbkStatus walchg_decode(const void *data, size_t len, WalChanges **out, PgbkErr
  */
 PgbkStatus walchg_scan_segment(const void *seg, size_t len, const char *segname, WalChanges **out,
                                PgbkError *err);
+
+/*
+ * The same with the image of the following segment beside it (next, may be
+ * NULL): the record continuing into it is then summarized whole, if it
+ * ends there.  Used to resolve a summary left incomplete by such a record.
+ */
+PgbkStatus walchg_scan_segment_next(const void *seg, size_t len, const void *next, size_t next_len,
+                                    const char *segname, WalChanges **out, PgbkError *err);
 
 /*
  * The same in the pass walscan makes anyway (walpush): a scan collector.
