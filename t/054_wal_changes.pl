@@ -82,13 +82,16 @@ my $oracle_start = sprintf('%X/%X', int($seg_start / 4294967296), $seg_start % 4
 # the workload
 $node->safe_psql('postgres', q{
 	CREATE TABLE big (id int PRIMARY KEY, pad text) WITH (fillfactor = 50);
-	INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 60000) g;
+	INSERT INTO big SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 150000) g;
 	UPDATE big SET pad = pad || 'x' WHERE id % 7 = 0;
 	CREATE TABLE shrink (id int, pad text);
 	INSERT INTO shrink SELECT g, repeat('s', 200) FROM generate_series(1, 20000) g;
 	DELETE FROM shrink WHERE id > 2000;
 });
 $node->safe_psql('postgres', 'VACUUM shrink');
+# many small transactions (as pgbench makes): commit records at segment ends
+$node->safe_psql('postgres',
+	join('', map { "UPDATE big SET pad = pad || 'u' WHERE id = " . ($_ * 37 % 150000 + 1) . ";\n" } 1 .. 30000));
 $node->safe_psql('postgres', q{
 	CREATE TABLE trunc (id int, pad text);
 	INSERT INTO trunc SELECT g, repeat('t', 100) FROM generate_series(1, 5000) g;
@@ -179,15 +182,78 @@ ok($kinds{'Database/CREATE_WAL_LOG'}, 'the workload creates a database with WAL_
 ok($kinds{'Database/DROP'}, 'the workload drops a database');
 
 ###########################################################################
+# Compare summary $j of segment $seg with the oracle; problems into @bad.
+# $cut_start (not 0): blocks of the record cut by the segment end may be missing.
+sub compare
+{
+	my ($name, $seg, $j, $cut_start, $bad, $nblocks) = @_;
+	my %got;
+	for my $r (@{ $j->{relations} })
+	{
+		my $k = "$r->{spc}/$r->{db}/$r->{rel}/$r->{fork}";
+		$got{$k} = $r;
+	}
+	my $want = $blocks{$seg} // {};
+	# blocks: equal below the limit; above it the limit covers them
+	for my $k (sort keys %$want)
+	{
+		my $limit = $got{$k} && defined $got{$k}{limit} ? $got{$k}{limit} : 4294967295;
+		my @w = sort { $a <=> $b } grep { $_ < $limit } keys %{ $want->{$k} };
+		my @g = $got{$k} ? @{ $got{$k}{blocks} } : ();
+		$$nblocks += @g;
+		if ("@w" ne "@g")
+		{
+			# only blocks of the cut record may be missing
+			my %g = map { $_ => 1 } @g;
+			my @missing = grep { !$g{$_} } @w;
+			my @extra = grep { !$want->{$k}{$_} } @g;
+			push @$bad, "$name $k: summary has extra blocks @extra[0..($#extra < 9 ? $#extra : 9)]"
+			  if @extra;
+			push @$bad, "$name $k: summary misses blocks @missing[0..($#missing < 9 ? $#missing : 9)]"
+			  if @missing && !$cut_start;
+		}
+	}
+	for my $k (sort keys %got)
+	{
+		next if $want->{$k};
+		push @$bad, "$name $k: summary has blocks the WAL does not reference"
+		  if @{ $got{$k}{blocks} };
+	}
+	for my $k (@{ $creates{$seg} // [] })
+	{
+		next if $k =~ m{/1$};    # FSM forks are not tracked (PostgreSQL 17 does the same)
+		push @$bad, "$name: created $k without limit 0"
+		  unless $got{$k} && defined $got{$k}{limit} && $got{$k}{limit} == 0;
+	}
+	for my $t (@{ $truncs{$seg} // [] })
+	{
+		my ($k, $n) = @$t;
+		push @$bad, "$name: truncated $k to $n without a limit <= $n"
+		  unless $got{$k} && defined $got{$k}{limit} && $got{$k}{limit} <= $n;
+	}
+	for my $k (@{ $drops{$seg} // [] })
+	{
+		push @$bad, "$name: dropped $k without limit 0"
+		  unless $got{$k} && defined $got{$k}{limit} && $got{$k}{limit} == 0;
+	}
+	my %w = map { ("$_->{spc}/$_->{db}" => 1) } @{ $j->{whole} };
+	for my $d (@{ $whole{$seg} // [] })
+	{
+		push @$bad, "$name: database $d created or dropped but not whole" unless $w{$d};
+	}
+	return;
+}
+
 # Every archived segment of the workload against the oracle
 my $first = int(lsn_num($start_lsn) / $SEGSZ);
 my $last = int((lsn_num($end_lsn) - 1) / $SEGSZ);
 my %summary;
-my ($nseg, $nblocks, $nincomplete, @bad) = (0, 0, 0);
+my ($rc, $out, $err);
+my ($nseg, $nblocks, $nincomplete, $nresolved, @bad) = (0, 0, 0, 0);
 for my $seg ($first .. $last)
 {
 	my $name = sprintf('%08X%08X%08X', $tli, int($seg / 256), $seg % 256);
-	my ($rc, $out, $err) =
+	($rc, $out, $err) =
 	  PgbkTest::pgbk('wal-changes', '--config', $repo->{conf}, '--json', $name);
 	if ($rc != 0)
 	{
@@ -221,64 +287,29 @@ for my $seg ($first .. $last)
 		}
 	}
 
-	my %got;
-	for my $r (@{ $j->{relations} })
+	compare($name, $seg, $j, $cut_start, \@bad, \$nblocks);
+
+	# resolved with the next segment, as a backup's union does: complete and exact
+	if (!$j->{complete} && $j->{reason} =~ /next segment/)
 	{
-		my $k = "$r->{spc}/$r->{db}/$r->{rel}/$r->{fork}";
-		$got{$k} = $r;
-	}
-	my $want = $blocks{$seg} // {};
-	# blocks: equal below the limit; above it the limit covers them
-	for my $k (sort keys %$want)
-	{
-		my $limit = $got{$k} && defined $got{$k}{limit} ? $got{$k}{limit} : 4294967295;
-		my @w = sort { $a <=> $b } grep { $_ < $limit } keys %{ $want->{$k} };
-		my @g = $got{$k} ? @{ $got{$k}{blocks} } : ();
-		$nblocks += @g;
-		if ("@w" ne "@g")
+		($rc, $out, $err) = PgbkTest::pgbk('wal-changes', '--config', $repo->{conf}, '--json',
+			'--resolve', $name);
+		my $r = $rc == 0 ? decode_json($out) : undef;
+		if (!$r || !$r->{complete} || $r->{source} ne 'resolved with the next segment')
 		{
-			# only blocks of the cut record may be missing
-			my %g = map { $_ => 1 } @g;
-			my @missing = grep { !$g{$_} } @w;
-			my @extra = grep { !$want->{$k}{$_} } @g;
-			push @bad, "$name $k: summary has extra blocks @extra[0..($#extra < 9 ? $#extra : 9)]"
-			  if @extra;
-			push @bad, "$name $k: summary misses blocks @missing[0..($#missing < 9 ? $#missing : 9)]"
-			  if @missing && !$cut_start;
+			push @bad, "$name: not resolved with the next segment ($rc): $err $out";
 		}
-	}
-	for my $k (sort keys %got)
-	{
-		next if $want->{$k};
-		push @bad, "$name $k: summary has blocks the WAL does not reference"
-		  if @{ $got{$k}{blocks} };
-	}
-	for my $k (@{ $creates{$seg} // [] })
-	{
-		next if $k =~ m{/1$};    # FSM forks are not tracked (PostgreSQL 17 does the same)
-		push @bad, "$name: created $k without limit 0"
-		  unless $got{$k} && defined $got{$k}{limit} && $got{$k}{limit} == 0;
-	}
-	for my $t (@{ $truncs{$seg} // [] })
-	{
-		my ($k, $n) = @$t;
-		push @bad, "$name: truncated $k to $n without a limit <= $n"
-		  unless $got{$k} && defined $got{$k}{limit} && $got{$k}{limit} <= $n;
-	}
-	for my $k (@{ $drops{$seg} // [] })
-	{
-		push @bad, "$name: dropped $k without limit 0"
-		  unless $got{$k} && defined $got{$k}{limit} && $got{$k}{limit} == 0;
-	}
-	my %w = map { ("$_->{spc}/$_->{db}" => 1) } @{ $j->{whole} };
-	for my $d (@{ $whole{$seg} // [] })
-	{
-		push @bad, "$name: database $d created or dropped but not whole" unless $w{$d};
+		else
+		{
+			$nresolved++;
+			compare($name, $seg, $r, 0, \@bad, \$nblocks);
+		}
 	}
 }
 is(join("\n", @bad), '', 'every summary agrees with pg_walinspect');
-cmp_ok($nseg, '>=', 5, "segments checked: $nseg");
-note("segments: $nseg, blocks: $nblocks, incomplete: $nincomplete");
+cmp_ok($nseg, '>=', 8, "segments checked: $nseg");
+note("segments: $nseg, blocks: $nblocks, incomplete: $nincomplete, resolved: $nresolved");
+is($nresolved, $nincomplete, 'every incomplete summary was resolved with the next segment');
 ok((grep { @{ $creates{$_} // [] } } keys %creates), 'creations were seen');
 ok((grep { @{ $drops{$_} // [] } } keys %drops), 'drops at commit or abort were seen');
 
@@ -289,7 +320,7 @@ my $key = "$repo->{dir}/changes/" . substr($victim, 0, 16) . "/$victim";
 ok(-f $key, "summary object of $victim is in the repository");
 my $orig_bytes = PgbkTest::slurp($key);
 unlink $key or die "unlink $key: $!";
-my ($rc, $out, $err) =
+($rc, $out, $err) =
   PgbkTest::pgbk('wal-changes', '--config', $repo->{conf}, '--json', $victim);
 is($rc, 0, 'wal-changes rebuilds a missing summary');
 my ($again, $stored) = (decode_json($out), decode_json($summary{$victim}));

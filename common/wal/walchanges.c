@@ -1551,31 +1551,31 @@ walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChan
 	return st;
 }
 
-/*
- * Summarize segment segname (tli, segno) again with the next segment of its
- * timeline beside it, for a summary left incomplete by its last record
- * only.  *out NULL (and PGBK_OK) if the next segment is not archived or does
- * not resolve it: the caller keeps the incomplete summary.
- */
-static PgbkStatus
-resolve_cont(Repo *repo, const PgbkKeyring *ring, const char *segname, uint32_t tli, WalSegNo segno,
-             uint32_t seg_size, WalChanges **out, PgbkError *err)
+PgbkStatus
+walchg_resolve(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges **out,
+               PgbkError *err)
 {
 	char       next_name[WALNAME_BUFLEN];
 	PgbkBuf    raw, next;
 	PgbkStatus st;
+	uint32_t   tli;
+	WalSegNo   segno;
 
 	*out = NULL;
 	pgbk_buf_init(&raw);
 	pgbk_buf_init(&next);
-	walname_format_segment(next_name, tli, segno + 1, seg_size);
 	st = fetch_wal(repo, ring, segname, &raw, err);
+	if (st == PGBK_OK &&
+	    walname_parse_segment(segname, (uint32_t) raw.len, &tli, &segno, NULL) != PGBK_OK)
+		st = pgbk_error(err, PGBK_ERR_USAGE, "\"%s\" is not a WAL segment name", segname);
 	if (st == PGBK_OK)
-		st = fetch_wal(repo, ring, next_name, &next, err);
+		st = fetch_wal(repo, ring,
+		               walname_format_segment(next_name, tli, segno + 1, (uint32_t) raw.len), &next,
+		               err);
 	if (st == PGBK_OK)
 		st = walchg_scan_segment_next(raw.data, raw.len, next.data, next.len, segname, out, err);
-	if (st != PGBK_OK && (st == PGBK_NOT_FOUND || st == PGBK_ERR_INTEGRITY ||
-	                      st == PGBK_ERR_FORMAT || st == PGBK_ERR_KEY))
+	if (st == PGBK_NOT_FOUND || st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT ||
+	    st == PGBK_ERR_KEY)
 	{
 		/* nothing to resolve with: not an error */
 		pgbk_error_clear(err);
@@ -1698,7 +1698,7 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 		{
 			WalChanges *whole = NULL;
 
-			st = resolve_cont(repo, ring, segname, tli, segno, seg_size, &whole, &serr);
+			st = walchg_resolve(repo, ring, segname, &whole, &serr);
 			if (st != PGBK_OK)
 			{
 				walchg_free(s);

@@ -182,6 +182,17 @@ PgbkStatus walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segna
                           WalChanges **out, PgbkError *err);
 
 /*
+ * For a summary left incomplete only by its last record continuing into the
+ * next segment (walchg_cont_lsn): summarize the archived segment again with
+ * the next segment of its timeline beside it.  *out is that summary if it
+ * is complete, else NULL (the next segment is not archived, unreadable, or
+ * does not resolve it); errors only for repository failures.  Never stored:
+ * the stored summary is what the segment alone says.
+ */
+PgbkStatus walchg_resolve(Repo *repo, const PgbkKeyring *ring, const char *segname,
+                          WalChanges **out, PgbkError *err);
+
+/*
  * The union of the summaries of every segment whose WAL lies in [from, to)
  * on the timeline history hist (as recovery reads it: for each segment, the
  * newest timeline of hist that began at or before it), loading or
