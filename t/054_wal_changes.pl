@@ -12,7 +12,8 @@
 #     next segment, and it names that record.
 # The workload: inserts and updates over many pages, a VACUUM that
 # truncates, TRUNCATE, DROP TABLE, VACUUM FULL, CREATE INDEX, CREATE
-# DATABASE with both strategies, DROP DATABASE, ALTER TABLE SET TABLESPACE,
+# DATABASE with both strategies, DROP DATABASE, ALTER TABLE and ALTER
+# DATABASE SET TABLESPACE,
 # an unlogged table, a prepared transaction.
 # Then: a deleted summary comes back identical (`pgbk wal-changes` and
 # `--rebuild`), and a tampered one is refused naming the object.
@@ -122,6 +123,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE d_copy STRATEGY FILE_COPY');
 $node->safe_psql('postgres', 'CREATE DATABASE d_wal STRATEGY WAL_LOG');
 $node->safe_psql('postgres', 'CREATE DATABASE d_drop STRATEGY WAL_LOG');
 $node->safe_psql('postgres', 'DROP DATABASE d_drop');
+$node->safe_psql('postgres', 'ALTER DATABASE d_copy SET TABLESPACE ts');
 $node->safe_psql('d_wal', q{
 	CREATE TABLE inner_ (id int);
 	INSERT INTO inner_ SELECT generate_series(1, 10000);
