@@ -129,6 +129,25 @@ $node->safe_psql('d_wal', q{
 	INSERT INTO inner_ SELECT generate_series(1, 10000);
 	BEGIN; CREATE TABLE rolled (id int); INSERT INTO rolled VALUES (1); ROLLBACK;
 });
+
+# A record whose main data crosses a segment end: COMMIT PREPARED of a
+# transaction that dropped 1500 tables (its relation list and invalidations
+# make it tens of kB), placed 16 kB before the end of a segment.
+$node->safe_psql('postgres', join('', map { "CREATE TABLE many_$_ (id int);\n" } 1 .. 1500));
+$node->safe_psql('postgres',
+	'BEGIN; DROP TABLE ' . join(', ', map { "many_$_" } 1 .. 1500) . "; PREPARE TRANSACTION 'bigdrop'");
+for my $try (1 .. 3)
+{
+	my $lsn = lsn_num($node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()'));
+	my $left = $SEGSZ - $lsn % $SEGSZ;
+	last if $left >= 8192 && $left <= 65536;
+	# WAL pages carry 24 bytes of header per 8192
+	my $n = int(($left - 16384) * 8168 / 8192) - 200;
+	$n = int(($left + $SEGSZ - 16384) * 8168 / 8192) - 200 if $n < 1000;
+	$node->safe_psql('postgres',
+		"SELECT pg_logical_emit_message(false, 'pad', repeat('x', $n))");
+}
+$node->safe_psql('postgres', "COMMIT PREPARED 'bigdrop'");
 my $end_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
 $node->safe_psql('postgres', 'SELECT pg_switch_wal()');
 $node->safe_psql('postgres', 'CHECKPOINT');
@@ -312,6 +331,10 @@ is(join("\n", @bad), '', 'every summary agrees with pg_walinspect');
 cmp_ok($nseg, '>=', 8, "segments checked: $nseg");
 note("segments: $nseg, blocks: $nblocks, incomplete: $nincomplete, resolved: $nresolved");
 is($nresolved, $nincomplete, 'every incomplete summary was resolved with the next segment');
+my ($big) = grep { $_->[2] eq 'Transaction/COMMIT_PREPARED' && int($_->[0] / $SEGSZ) != int(($_->[1] - 1) / $SEGSZ) }
+  map { @$_ } values %records;
+ok($big, 'the big COMMIT PREPARED crosses a segment end')
+  and cmp_ok($nresolved, '>=', 1, 'and its segment summary needed and got the next segment');
 ok((grep { @{ $creates{$_} // [] } } keys %creates), 'creations were seen');
 ok((grep { @{ $drops{$_} // [] } } keys %drops), 'drops at commit or abort were seen');
 
