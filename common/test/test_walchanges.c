@@ -22,6 +22,7 @@
 #include "format/layout.h"
 #include "repo/repo.h"
 #include "wal/walchanges.h"
+#include "wal/walpush.h"
 
 #define MB     (1024U * 1024U)
 #define SEG    (1 * MB)
@@ -1119,6 +1120,76 @@ test_union_cut(void **state)
 	free(w.d);
 }
 
+/* walpush stores the summary beside the segment, on a retry too, and a different stored one only warns. */
+static void
+test_walpush(void **state)
+{
+	Fixture      *f = *state;
+	Wal           w;
+	WalPusher     p;
+	WalPushResult res;
+	PgbkError     err;
+	WalChanges   *want = NULL, *got = NULL;
+	char          path[400];
+	const char   *name = "000000010000000000000031";
+	FILE         *fp;
+
+	wal_init(&w, 1, 0x31);
+	wal_touch(&w, 16384, 7);
+	wal_touch(&w, 16384, 3);
+	wal_switch(&w);
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(w.d, 1, SEG, fp), SEG);
+	fclose(fp);
+
+	walpush_init(&p, f->repo, &f->params);
+	if (walpush_file(&p, path, name, &res, &err) != PGBK_OK)
+		fail_msg("walpush_file: %s", err.msg);
+	assert_true(res.has_changes);
+	assert_true(res.changes_complete);
+	assert_int_equal(walchg_load(f->repo, f->ring, name, &got, &err), PGBK_OK);
+	assert_int_equal(walchg_scan_segment(w.d, SEG, name, &want, &err), PGBK_OK);
+	assert_true(walchg_equal(got, want));
+	assert_string_equal(show(got, 1663, 5, 16384, 0), "none:3,7");
+	walchg_free(got);
+
+	/* a retry after a crash between the two puts: the summary is stored then */
+	{
+		char key[LAYOUT_KEY_LEN];
+
+		assert_true(layout_changes_key(name, key, sizeof(key)));
+		assert_int_equal(unlink(local_path(f, key)), 0);
+		assert_int_equal(walpush_file(&p, path, name, &res, &err), PGBK_OK);
+		assert_true(res.already_present);
+		assert_true(res.has_changes);
+		assert_int_equal(walchg_load(f->repo, f->ring, name, &got, &err), PGBK_OK);
+		assert_true(walchg_equal(got, want));
+		walchg_free(got);
+
+		/* another summary stored under the name: kept, and archiving goes on */
+		assert_int_equal(unlink(local_path(f, key)), 0);
+		got = random_changes(5);
+		assert_int_equal(walchg_store(f->repo, &f->params, name, got, &err), PGBK_OK);
+		assert_int_equal(walpush_file(&p, path, name, &res, &err), PGBK_OK);
+		assert_true(res.already_present);
+		assert_false(res.has_changes);
+		walchg_free(got);
+	}
+	/* a history file gets no summary */
+	snprintf(path, sizeof(path), "%s/00000002.history", f->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("1\t0/31000000\tno recovery target specified\n", fp);
+	fclose(fp);
+	assert_int_equal(walpush_file(&p, path, "00000002.history", &res, &err), PGBK_OK);
+	assert_false(res.has_changes);
+	walpush_free(&p);
+	walchg_free(want);
+	free(w.d);
+}
+
 int
 main(void)
 {
@@ -1132,6 +1203,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_union_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_union_cut, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_walpush, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
