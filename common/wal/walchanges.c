@@ -930,7 +930,10 @@ take(const WalScanRecord *rec, uint32_t *off, uint32_t *remaining, uint32_t n, u
 
 	if (*remaining < n)
 		return READ_MALFORMED;
-	if ((rc = walscan_record_bytes(rec, *off, n, b)) != READ_OK)
+	/* nearly always on the record's first page: no call needed */
+	if (*off + n <= rec->head_len)
+		memcpy(b, rec->head + *off, n);
+	else if ((rc = walscan_record_bytes(rec, *off, n, b)) != READ_OK)
 		return rc;
 	*off += n;
 	*remaining -= n;

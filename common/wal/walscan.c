@@ -641,6 +641,10 @@ call_hook(const Scan *sc, const RecLoc *r, WalLsn lsn, const unsigned char *hdr,
 		rec.info = hdr[XL_INFO];
 	}
 	rec.pg_major = sc->pg_major;
+	rec.head = sc->d + r->pos;
+	rec.head_len = r->tot_len < r->on_page ? r->tot_len : r->on_page;
+	if (rec.head_len > sc->segsz - r->pos)
+		rec.head_len = sc->segsz - r->pos;
 	rec.scan_ = sc;
 	rec.pos_ = r->pos;
 	rec.on_page_ = r->on_page;

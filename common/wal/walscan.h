@@ -199,6 +199,9 @@ typedef struct WalScanRecord
 	uint8_t  rmid;        /* xl_rmid (have_header) */
 	uint8_t  info;        /* xl_info (have_header) */
 	int      pg_major;    /* of the segment's page magic */
+	/* the record's first head_len bytes lie contiguous at head (its first page) */
+	const unsigned char *head;
+	uint32_t             head_len;
 	/* private to walscan.c */
 	const void *scan_;
 	uint32_t    pos_;
