@@ -29,14 +29,15 @@ OBJS = $(PGEXT_SRCS:.c=.o) $(BACKEND_COMMON_SRCS:.c=.o)
 
 # The current version's install script is assembled from pg_ext/sql/*.sql
 # fragments (one per concern).  Released scripts are frozen and committed
-# (pg_ext/pgbk--1.0.sql, as shipped); every change since the last release
+# (pg_ext/pgbk--1.0.sql and pgbk--1.1.sql as shipped, with the shipped
+# upgrade script pgbk--1.0--1.1.sql); every change since the last release
 # goes into the fragments and, the same change, into an upgrade script
 # assembled from pg_ext/sql/upgrade/<version>/*.sql.  t/006 checks that an
 # upgraded catalog equals a fresh install, object by object.
-EXTVERSION = 1.1
-PREVVERSION = 1.0
+EXTVERSION = 1.2
+PREVVERSION = 1.1
 MODULEDIR = extension
-DATA = pg_ext/pgbk.control pg_ext/pgbk--1.0.sql
+DATA = pg_ext/pgbk.control pg_ext/pgbk--1.0.sql pg_ext/pgbk--1.1.sql pg_ext/pgbk--1.0--1.1.sql
 DATA_built = pg_ext/pgbk--$(EXTVERSION).sql pg_ext/pgbk--$(PREVVERSION)--$(EXTVERSION).sql
 SQL_FRAGMENTS := $(sort $(wildcard pg_ext/sql/*.sql))
 SQL_UPGRADE_FRAGMENTS := $(sort $(wildcard pg_ext/sql/upgrade/$(EXTVERSION)/*.sql))

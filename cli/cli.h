@@ -1,5 +1,7 @@
 /*
  * cli.h
+ *	  Program pgbk (the CLI); uses common/ config, context, repo and format (codec,
+ *	  keys).
  *	  Shared pieces of the pgbk command-line tool: exit codes, messages,
  *	  option parsing helpers and the repository context of one run.
  *

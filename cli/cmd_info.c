@@ -1,5 +1,6 @@
 /*
  * cmd_info.c
+ *	  Program pgbk; uses cli.h, common/ plan and base (time) and cJSON.
  *	  pgbk info: what the repository holds (base backups, WAL per timeline
  *	  with its gaps, timeline history files) and the recoverable window,
  *	  computed from the repository alone with the restore planner's rules

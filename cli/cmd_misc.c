@@ -1,6 +1,10 @@
 /*
  * cmd_misc.c
- *	  pgbk keygen and pgbk check.
+ *	  Program pgbk; uses cli.h, common/ repo and format (keys, codec, layout) and
+ *	  libsodium.
+ *	  pgbk keygen (a new key file, never over an existing one) and pgbk check
+ *	  (the repository is reachable and accepts a write, a refused overwrite,
+ *	  a read and a delete).
  */
 #include "cli.h"
 

@@ -1,5 +1,7 @@
 /*
  * cmd_restore.c
+ *	  Program pgbk; uses cli.h, common/ plan, format (layout, manifests), files
+ *	  (restic) and base, and pthreads.
  *	  pgbk restore: a base backup from the repository into a new data
  *	  directory, with the recovery settings that bring it to the target.
  *

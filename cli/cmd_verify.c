@@ -1,5 +1,7 @@
 /*
  * cmd_verify.c
+ *	  Program pgbk; uses cli.h, common/ verify, plan, format, files and base, pthreads
+ *	  and libpq (--catalog only).
  *	  pgbk verify: is the repository whole, from the repository alone (the
  *	  twin of the extension's bk_verify(), which starts from the catalog)?
  *	  Objects are judged by the object verifier both share (common/verify,

@@ -1,5 +1,7 @@
 /*
  * cmd_wal.c
+ *	  Program pgbk; uses cli.h, common/ wal (walpush, walchanges), plan, format
+ *	  and base, and pthreads.
  *	  pgbk wal-push (archive_command) and pgbk wal-fetch (restore_command);
  *	  pgbk wal-changes (a segment's change summary: print, rebuild).
  *

@@ -1,5 +1,6 @@
 /*
  * main.c
+ *	  Program pgbk, its entry point; uses cli.h (common/context through it).
  *	  pgbk: the command-line tool.  Works with the database server down: it
  *	  reads only pgbk.conf, the key file, the credentials file and the
  *	  repository.

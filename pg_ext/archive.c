@@ -1,5 +1,6 @@
 /*
  * archive.c
+ *	  Program pgbk.so (the extension); uses the backend, slots.h and push.c.
  *	  The archive module (archive_library = 'pgbk').
  *
  * PostgreSQL's archiver calls pgbk_archive_file() for one WAL file at a

@@ -1,5 +1,6 @@
 /*
  * backend.c
+ *	  Program pgbk.so; uses the backend (latches, interrupts, ereport) and common/context.
  *	  Glue between the plain-C modules (common/) and a PostgreSQL backend
  *	  process: interrupt and sleep hooks, the per-process repository context
  *	  loaded from pgbk.config, and ereport() of PgbkError values.

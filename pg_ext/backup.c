@@ -1,5 +1,7 @@
 /*
  * backup.c
+ *	  Program pgbk.so; uses the backend (SPI, DSM, background workers), slots.h and
+ *	  common/ base, repo and format (codec, layout, manifests).
  *	  Base backups: bk_base_backup(), the backup coordinator worker and the
  *	  copier workers.
  *

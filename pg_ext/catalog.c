@@ -1,5 +1,7 @@
 /*
  * catalog.c
+ *	  Program pgbk.so; uses the backend (SPI), slots.h and common/ base, repo, format
+ *	  (layout, manifests) and wal (walscan).
  *	  Keep the WAL catalog (pgbk.wal, pgbk.restore_point) in step with the
  *	  repository, which is the source of truth (DESIGN.md invariant 3).
  *

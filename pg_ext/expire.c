@@ -1,5 +1,7 @@
 /*
  * expire.c
+ *	  Program pgbk.so; uses the backend (SPI), slots.h, plan_sql.h (the planner's
+ *	  anchor) and common/ repo and format (layout, manifests).
  *	  bk_expire(): retention by depth.
  *
  * Rules (issue 5, DESIGN.md):

@@ -1,5 +1,7 @@
 /*
  * pgbk.c
+ *	  Program pgbk.so, its entry point; uses the backend (GUC, background workers) and
+ *	  slots.h.
  *	  Module entry: settings (pgbk.*), shared memory hooks and the background
  *	  workers that pgbk starts when it is in shared_preload_libraries.
  *

@@ -1,5 +1,7 @@
 /*
  * pgbk.h
+ *	  Program pgbk.so; uses backend headers and common/ config, context, repo, format
+ *	  and wal (walpush).
  *	  Declarations shared by the extension's source files: settings and the
  *	  per-process repository context.  Shared memory is behind slots.h.
  */

@@ -1,5 +1,6 @@
 /*
  * plan_sql.c
+ *	  Program pgbk.so; uses the backend (SPI) and common/ plan, wal (walscan) and base.
  *	  The restore planner over the catalog: pgbk.plan_database(),
  *	  bk_restore_window() and expiry's anchor run common/plan/plan.c, the
  *	  code `pgbk restore` runs over the repository (DESIGN.md invariant 5).

@@ -1,5 +1,6 @@
 /*
  * plan_sql.h
+ *	  Program pgbk.so; uses backend headers only.
  *	  The restore planner (common/plan) over the catalog, for other parts of
  *	  the extension (expiry).
  */

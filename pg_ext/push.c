@@ -1,5 +1,6 @@
 /*
  * push.c
+ *	  Program pgbk.so; uses the backend, slots.h and common/wal (walpush).
  *	  pgbk_push_wal_file(): one WAL-area file into the repository, for the
  *	  archive module and the uploader workers.  Wraps common/wal/walpush.c with
  *	  this process's repository context and records the outcome for

@@ -1,5 +1,7 @@
 /*
  * scheduler.c
+ *	  Program pgbk.so; uses the backend (SPI, background workers), slots.h and the
+ *	  extension's catalog sync, base backup and expiry functions.
  *	  The scheduler background worker: connected to pgbk.database, it keeps
  *	  the catalog in step with the repository (woken by the uploaders after
  *	  each upload, and periodically for `pgbk wal-push` uploads), records

@@ -1,5 +1,7 @@
 /*
  * slots.c
+ *	  Program pgbk.so; uses the backend (shared memory, LWLock, latches) and
+ *	  common/format (layout, manifests).
  *	  pgbk's shared memory and its one owner.  The struct is private to this
  *	  file; the archive callback, the uploaders, the scheduler, base backups
  *	  and the status functions go through the functions of slots.h.

@@ -1,5 +1,6 @@
 /*
  * slots.h
+ *	  Program pgbk.so; uses backend headers and common/base.
  *	  pgbk's shared memory, behind the functions of its one owner (slots.c):
  *	  the upload slot state machine, the archiving status, queued events,
  *	  the state of the running base backup, the latches that wake the

@@ -1,5 +1,6 @@
 /*
  * status.c
+ *	  Program pgbk.so; uses the backend (set-returning functions, fd.c) and slots.h.
  *	  pgbk.archive_state(): the archiving state kept in shared memory plus
  *	  the pending .ready files, the raw material of the bk_status view.
  *

@@ -1,5 +1,7 @@
 /*
  * uploader.c
+ *	  Program pgbk.so; uses the backend (background workers, latches), slots.h and
+ *	  push.c.
  *	  Uploader background workers: push WAL ahead of the archiver.
  *
  * PostgreSQL's archiver hands files to the archive module one at a time, so

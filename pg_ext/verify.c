@@ -1,5 +1,7 @@
 /*
  * verify.c
+ *	  Program pgbk.so; uses the backend (SPI, pg_prng) and common/ verify, repo and
+ *	  format (layout, manifests).
  *	  bk_verify(sample): is what the catalog promises really in the
  *	  repository?  Every catalogued object (or a random sample of them) is
  *	  read and judged by the object verifier (common/verify, shared with

@@ -13,7 +13,15 @@
 #  3. nothing in common/ includes a header of pg_ext/, cli/ or watcher/;
 #  4. a room's internal header (room/*_intern.h, e.g. repo/repo_intern.h) is
 #     included only by that room's own files, here and in pg_ext/, cli/,
-#     watcher/ and common/test/.
+#     watcher/ and common/test/;
+#  5. every .c/.h file of common/*/, pg_ext/, cli/ and watcher/ opens with a
+#     comment whose first line names the file and which names its place:
+#        common/<room>/   " *	  Room <room>; uses ..."   (its own room)
+#        pg_ext/          " *	  Program pgbk.so; ..."
+#        cli/             " *	  Program pgbk; ..."
+#        watcher/         " *	  Program pgbk-watcher; ..."
+#        common/test/     " *	  Tests of room <room>: ...", "Tests of program
+#                         <program> ..." or "Tests of every room ..."
 #
 # common/test/ holds the unit tests, not a room: it may include anything
 # (test_watcher.c compiles watcher/ sources), except rule 4.
@@ -137,6 +145,50 @@ for my $file (@common, @outside)
 	}
 }
 
+# rule 5: the opening comment names the file and its room or program
+my %program_of = (pg_ext => 'pgbk.so', cli => 'pgbk', watcher => 'pgbk-watcher');
+my %is_room = map { m{^common/([^/]+)/$} ? ($1 => 1) : () } glob('common/*/');
+delete $is_room{test};
+my $programs = join('|', map { quotemeta } sort values %program_of);
+for my $file (@common, @outside)
+{
+	open(my $fh, '<', $file) or die "check-includes: cannot read $file: $!\n";
+	my @head;
+	while (my $line = <$fh>)
+	{
+		push @head, $line;
+		last if $line =~ m{\*/} || @head > 200;
+	}
+	close($fh);
+	(my $base = $file) =~ s{.*/}{};
+	if (!@head || $head[0] !~ m{^/\*\s*$} || ($head[1] // '') !~ m{^ \* \Q$base\E\s*$})
+	{
+		push @errors, "$file:1: does not open with a comment whose first line is \" * $base\" (rule 5)";
+		next;
+	}
+	my $head = join('', @head);
+	my ($dir) = $file =~ m{^((?:common/)?[^/]+)/};
+	my ($want, $ok);
+	if ($dir eq 'common/test')
+	{
+		$want = '"Tests of room <room>", "Tests of program <program>" or "Tests of every room"';
+		$ok = ($head =~ m{^ \*\s+Tests of room (\w+)\b}m && $is_room{$1})
+		  || $head =~ m{^ \*\s+Tests of (?:program (?:$programs)(?![\w.-])|every room\b)}m;
+	}
+	elsif ($dir =~ m{^common/(.+)$})
+	{
+		$want = "\"Room $1\"";
+		$ok = $head =~ m{^ \*\s+Room \Q$1\E(?![\w-])}m;
+	}
+	else
+	{
+		$want = "\"Program $program_of{$dir}\"";
+		$ok = $head =~ m{^ \*\s+Program \Q$program_of{$dir}\E(?![\w.-])}m;
+	}
+	push @errors, "$file:1: its opening comment does not name its place: a line starting with $want (rule 5)"
+	  unless $ok;
+}
+
 # rule 1: depth-first search; a grey node met again closes a cycle
 sub find_cycles
 {
@@ -187,6 +239,6 @@ if (@errors)
 	print STDERR "check-includes: $_\n" for @errors;
 	exit 1;
 }
-printf "check-includes: ok (%d files of common/, %d include arrows, %d known up-arrows)\n",
-  scalar(@common), scalar(map { keys %$_ } values %edges), scalar(keys %known_up);
+printf "check-includes: ok (%d files of common/, %d include arrows, %d known up-arrows, %d opening comments)\n",
+  scalar(@common), scalar(map { keys %$_ } values %edges), scalar(keys %known_up), scalar(@common) + scalar(@outside);
 PERL

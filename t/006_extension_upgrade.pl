@@ -19,15 +19,22 @@ my $current = $node->safe_psql('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'pgbk'");
 isnt($current, '1.0', "the current version ($current) is past the shipped 1.0");
 
+# Every shipped version upgrades: 1.0 (through the shipped 1.0--1.1
+# script) and 1.1, each in its own database.
+my @shipped = ('1.0', '1.1');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('postgres', 'CREATE DATABASE upgraded');
 $node->safe_psql('fresh', 'CREATE EXTENSION pgbk');
-$node->safe_psql('upgraded', "CREATE EXTENSION pgbk VERSION '1.0'");
-is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'pgbk'"),
-	'1.0', 'the shipped 1.0 script installs');
-$node->safe_psql('upgraded', 'ALTER EXTENSION pgbk UPDATE');
-is($node->safe_psql('upgraded', "SELECT extversion FROM pg_extension WHERE extname = 'pgbk'"),
-	$current, "ALTER EXTENSION pgbk UPDATE reaches $current");
+for my $from (@shipped)
+{
+	my $db = 'upgraded_' . ($from =~ s/\./_/r);
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "CREATE EXTENSION pgbk VERSION '$from'");
+	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'pgbk'"),
+		$from, "the shipped $from script installs");
+	$node->safe_psql($db, 'ALTER EXTENSION pgbk UPDATE');
+	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'pgbk'"),
+		$current, "ALTER EXTENSION pgbk UPDATE reaches $current from $from");
+}
 
 # Every member object of the extension with its full definition.  Tables
 # bring their columns (in order), defaults, constraints, indexes, triggers,
@@ -116,7 +123,6 @@ sub describe
 }
 
 my ($fresh_objects, $fresh_rows) = describe('fresh');
-my ($upgraded_objects, $upgraded_rows) = describe('upgraded');
 cmp_ok(length($fresh_objects), '>', 10000, 'the description covers the catalog');
 like($fresh_objects, qr/function bk_restore_point\(timestamp with time zone\)/,
 	'functions are described');
@@ -136,10 +142,6 @@ sub first_difference
 	}
 	return '';
 }
-my $diff = first_difference($fresh_objects, $upgraded_objects);
-is($diff, '', 'upgraded objects, definitions and grants equal a fresh install');
-is($upgraded_rows, $fresh_rows, 'upgraded catalog rows equal a fresh install');
-
 # The same holds for what the roles may do (grants on roles are cluster-wide,
 # so they are checked through has_function_privilege in each database).
 my $privs = q{
@@ -150,11 +152,19 @@ JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.de
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pgbk',
 unnest(ARRAY['pgbk_reader', 'pgbk_admin', 'pgbk_recorder', 'public']) r
 };
-$node->safe_psql('postgres', 'CREATE ROLE upgrade_nobody LOGIN') ;
+$node->safe_psql('postgres', 'CREATE ROLE upgrade_nobody LOGIN');
 my $pub_fresh = $node->safe_psql('fresh', $privs =~ s/'public'/'upgrade_nobody'/r);
-my $pub_upgraded = $node->safe_psql('upgraded', $privs =~ s/'public'/'upgrade_nobody'/r);
-is($pub_upgraded, $pub_fresh, 'each role may execute the same functions after the upgrade');
 unlike($pub_fresh, qr/^upgrade_nobody .* t$/m, 'a role without grants may execute nothing');
+for my $from (@shipped)
+{
+	my $db = 'upgraded_' . ($from =~ s/\./_/r);
+	my ($upgraded_objects, $upgraded_rows) = describe($db);
+	my $diff = first_difference($fresh_objects, $upgraded_objects);
+	is($diff, '', "upgraded from $from: objects, definitions and grants equal a fresh install");
+	is($upgraded_rows, $fresh_rows, "upgraded from $from: catalog rows equal a fresh install");
+	my $pub_upgraded = $node->safe_psql($db, $privs =~ s/'public'/'upgrade_nobody'/r);
+	is($pub_upgraded, $pub_fresh, "upgraded from $from: each role may execute the same functions");
+}
 
 $node->stop;
 done_testing();

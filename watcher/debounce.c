@@ -1,5 +1,6 @@
 /*
  * debounce.c
+ *	  Program pgbk-watcher; uses libc only (pure: no I/O, no clock).
  *	  The snapshot timing state machine (see debounce.h).  No I/O, no
  *	  clock: the caller passes the time, so tests can drive it.
  */

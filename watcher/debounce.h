@@ -1,5 +1,6 @@
 /*
  * debounce.h
+ *	  Program pgbk-watcher; uses libc only.
  *	  When to take the next snapshot: the watcher's pure decision logic.
  *
  * Changes start a "dirty" period.  A snapshot is due once the tree has been

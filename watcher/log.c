@@ -1,5 +1,6 @@
 /*
  * log.c
+ *	  Program pgbk-watcher; uses common/base (errors) and libc.
  *	  pgbk-watcher's log lines on stderr (see log.h).
  */
 #include "log.h"

@@ -1,5 +1,6 @@
 /*
  * log.h
+ *	  Program pgbk-watcher; uses libc only.
  *	  pgbk-watcher's log: one line per message on stderr.
  *
  * Under systemd (JOURNAL_STREAM set) each line starts with the syslog

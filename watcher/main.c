@@ -1,14 +1,21 @@
 /*
  * main.c
+ *	  Program pgbk-watcher, its entry point and event loop; uses every watcher module
+ *	  and common/ base, config, repo, format, context and files.
  *	  pgbk-watcher: minute-granularity snapshots of application files with
  *	  restic, recorded in pgbk's catalog.
  *
  * One single-threaded event loop waits in poll() on: a signalfd (SIGTERM,
  * SIGINT, SIGHUP, SIGCHLD; the handlers' only job is done by the kernel),
  * the inotify descriptor, the running restic's stdout and stderr, and the
- * catalog connection's socket.  Its timeout is the nearest deadline: the
- * debounce's next snapshot, a retry, the next forget, a reconnection, a
- * stop deadline.  Nothing sleeps; an idle watcher uses no CPU.
+ * catalog connection's socket.  Its timeout comes from the loop's timers
+ * (timers.c, after redis's ae.c): every deadline is a timer registered by
+ * the code that decides it, not a minimum computed in the loop.  The next
+ * forget and a lookup's retry are timers whose callbacks make the work due;
+ * the scheduler arms a timer for the debounce's next snapshot when that is
+ * what it waits for; a running restic has a reap tick; a stop signal arms
+ * the stop, kill and exit deadlines; the catalog connection arms its own
+ * (record.c).  Nothing sleeps; an idle watcher uses no CPU.
  *
  * What runs when (one restic at a time):
  *   start      restic unlock (stale locks of this host's killed runs), then
@@ -44,6 +51,7 @@
 #include "restic.h"
 #include "settings.h"
 #include "spool.h"
+#include "timers.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -76,6 +84,7 @@
 #define WATCHER_EXIT_SPOOLED    6 /* --once: snapshot taken, its record spooled */
 
 #define KILL_GRACE_MS    10000 /* SIGTERM to SIGKILL for restic */
+#define JOB_TICK_MS      1000  /* reap a running restic at least this often */
 #define DELIVER_GRACE_MS 5000  /* on stop, time to deliver what is spooled */
 #define FORGET_STAMP     "forget.stamp"
 #define MAX_REQUESTS     64
@@ -93,6 +102,7 @@ typedef struct Watcher
 	WatchTable      *watch;
 	Spool           *spool;
 	Recorder        *rec;
+	Timers           timers; /* the event loop's; record.c arms its own among them */
 	Debounce         deb;
 	Job              job;
 	bool             once;
@@ -150,7 +160,8 @@ typedef struct Watcher
 	int64_t prev_end_us;
 	int64_t prev_first_us; /* first change since it began */
 	int     lookup_failures;
-	int64_t lookup_retry_at;
+	bool    lookup_due; /* set by t_lookup */
+	TimerId t_lookup;   /* the lookup's next attempt */
 
 	/* unsaved changes, for bk_scope_health (record_changes) */
 	int64_t changes_since_us;      /* first change not covered by a snapshot, 0: none */
@@ -159,11 +170,18 @@ typedef struct Watcher
 	bool    need_unlock;
 	bool    forget_after_unlock;
 	bool    forget_now;
-	int64_t next_forget;
+	bool    forget_due; /* set by t_forget */
+	TimerId t_forget;   /* the next forget */
+
+	TimerId t_snapshot; /* the debounce's next snapshot, while the scheduler waits for it */
+	TimerId t_job_tick; /* reap the running restic even if SIGCHLD was coalesced */
 
 	int     stop_signals;
 	int64_t stop_deadline;
 	int64_t exit_deadline;
+	TimerId t_stop; /* stop_deadline: SIGTERM to restic */
+	TimerId t_kill; /* stop_deadline + KILL_GRACE_MS: SIGKILL */
+	TimerId t_exit; /* exit_deadline */
 	bool    reload_requested;
 
 	bool once_started;
@@ -234,8 +252,6 @@ span_event(Watcher *w, int64_t earliest_us, int64_t latest_us)
 		w->last_event_us = latest_us;
 }
 
-static int64_t mono_ms(void);
-
 /* Read the inotify queue; a change restarts the debounce and is stamped. */
 static void
 process_inotify(Watcher *w)
@@ -248,7 +264,7 @@ process_inotify(Watcher *w)
 	flags = watch_process(w->watch);
 	if (flags & WATCH_CHANGED)
 	{
-		debounce_change(&w->deb, mono_ms());
+		debounce_change(&w->deb, timers_now());
 		note_change(w);
 		span_event(w, w->ino_checked_us, pgbk_now_us());
 	}
@@ -258,15 +274,6 @@ process_inotify(Watcher *w)
 	if (watch_degraded(w->watch))
 		w->watch_start_us = 0;
 	debounce_set_degraded(&w->deb, watch_degraded(w->watch));
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -377,21 +384,68 @@ open_repo(const WatcherSettings *set, PgbkConfig **cfg_out, FilesRepo **repo_out
 	return PGBK_OK;
 }
 
+/* t_forget's callback: a forget is due (schedule() starts it when restic is free). */
+static int64_t
+forget_due(int64_t now, void *arg)
+{
+	Watcher *w = arg;
+
+	(void) now;
+	w->forget_due = true;
+	return TIMER_DONE;
+}
+
+static void
+forget_at(Watcher *w, int64_t when)
+{
+	w->forget_due = false;
+	if (!timers_set(&w->timers, &w->t_forget, when, forget_due, w))
+		log_error("no room for the forget timer");
+}
+
+/* t_lookup's callback: the pending lookup may be tried again. */
+static int64_t
+lookup_due(int64_t now, void *arg)
+{
+	Watcher *w = arg;
+
+	(void) now;
+	w->lookup_due = true;
+	return TIMER_DONE;
+}
+
+static void
+lookup_at(Watcher *w, int64_t when)
+{
+	w->lookup_due = false;
+	if (!timers_set(&w->timers, &w->t_lookup, when, lookup_due, w))
+		log_error("no room for the lookup timer");
+}
+
+/* A timer that only wakes the loop. */
+static void
+wake_at(Watcher *w, TimerId *id, int64_t when)
+{
+	if (!timers_set(&w->timers, id, when, NULL, NULL))
+		log_error("no room for a timer");
+}
+
 static void
 read_forget_stamp(Watcher *w, int64_t now)
 {
 	char        path[PATH_MAX];
 	struct stat st;
+	int64_t     when = now; /* never forgotten before: after the first snapshot */
 
-	w->next_forget = now; /* never forgotten before: after the first snapshot */
 	snprintf(path, sizeof(path), "%s/%s", w->set->spool_dir, FORGET_STAMP);
 	if (stat(path, &st) == 0)
 	{
 		int64_t since_ms = (int64_t) (time(NULL) - st.st_mtime) * 1000;
 
 		if (since_ms < w->set->forget_interval_ms)
-			w->next_forget = now + (w->set->forget_interval_ms - since_ms);
+			when = now + (w->set->forget_interval_ms - since_ms);
 	}
+	forget_at(w, when);
 }
 
 static void
@@ -598,6 +652,16 @@ pattern_escape(const char *root, const char *rel)
 	return (char *) b.data;
 }
 
+/* t_job_tick's callback: wake the loop every JOB_TICK_MS while restic runs. */
+static int64_t
+job_tick(int64_t now, void *arg)
+{
+	Watcher *w = arg;
+
+	(void) now;
+	return job_active(&w->job) ? JOB_TICK_MS : TIMER_DONE;
+}
+
 static void
 start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 {
@@ -622,10 +686,13 @@ start_job(Watcher *w, JobKind kind, const char *const *args, int64_t now)
 		else if (kind == JOB_UNLOCK)
 			w->need_unlock = false;
 		else if (kind == JOB_LOOKUP)
-			w->lookup_retry_at = now + debounce_backoff(&w->deb);
+			lookup_at(w, now + debounce_backoff(&w->deb));
 		else if (kind == JOB_FORGET)
-			w->next_forget = now + w->set->retry_max_ms;
+			forget_at(w, now + w->set->retry_max_ms);
+		return;
 	}
+	if (!timers_set(&w->timers, &w->t_job_tick, now + JOB_TICK_MS, job_tick, w))
+		log_error("no room for the restic timer");
 }
 
 static void
@@ -806,24 +873,32 @@ start_forget(Watcher *w, int64_t now)
 	start_job(w, JOB_FORGET, args, now);
 }
 
-/* Start the next restic run, if one is due and none is running. */
-static void
-schedule(Watcher *w, int64_t now)
+/*
+ * Start the next restic run, if one is due and none is running.  Returns
+ * when the debounce's next snapshot is due if that is what the scheduler
+ * now waits for, else TIMERS_NEVER.
+ */
+static int64_t
+start_due(Watcher *w, int64_t now)
 {
 	Trigger why;
+	int64_t next;
 	bool    stopping = w->stop_signals > 0;
 
 	if (job_active(&w->job))
-		return;
+		return TIMERS_NEVER;
 	if (w->lookup_pending)
 	{
 		/* its record comes before anything else */
-		if (now >= w->lookup_retry_at && (!stopping || now < w->stop_deadline))
+		if (w->lookup_due && (!stopping || now < w->stop_deadline))
+		{
+			w->lookup_due = false;
 			start_lookup(w, now);
-		return;
+		}
+		return TIMERS_NEVER;
 	}
 	if (stopping || w->once_done)
-		return;
+		return TIMERS_NEVER;
 	if (w->once)
 	{
 		if (!w->once_started)
@@ -831,35 +906,50 @@ schedule(Watcher *w, int64_t now)
 			w->once_started = true;
 			start_backup(w, TRIGGER_ONCE, now);
 		}
-		return;
+		return TIMERS_NEVER;
 	}
 	if (w->need_unlock)
 	{
 		const char *args[] = {"unlock", NULL};
 
 		start_job(w, JOB_UNLOCK, args, now);
-		return;
+		return TIMERS_NEVER;
 	}
-	if (debounce_next(&w->deb, &why) <= now)
+	next = debounce_next(&w->deb, &why);
+	if (next <= now)
 	{
 		start_backup(w, why, now);
-		return;
+		return TIMERS_NEVER;
 	}
 	if (w->forget_now)
 	{
 		w->forget_now = false;
 		start_forget(w, now);
-		return;
+		return TIMERS_NEVER;
 	}
-	if (w->set->forget_interval_ms > 0 && now >= w->next_forget)
+	if (w->set->forget_interval_ms > 0 && w->forget_due)
 	{
 		const char *args[] = {"unlock", NULL};
 
 		/* a stale lock of a killed run would make prune fail */
 		w->forget_after_unlock = true;
-		w->next_forget = now + w->set->forget_interval_ms;
+		forget_at(w, now + w->set->forget_interval_ms);
 		start_job(w, JOB_UNLOCK, args, now);
+		return TIMERS_NEVER;
 	}
+	return next;
+}
+
+/*
+ * The scheduler step of the loop: start what is due, and keep the snapshot
+ * timer on the debounce's deadline while that is what it waits for (the
+ * debounce is pure and its deadline moves with every change, so it is
+ * re-read here, right before the loop waits, rather than tracked).
+ */
+static void
+schedule(Watcher *w, int64_t now)
+{
+	wake_at(w, &w->t_snapshot, start_due(w, now));
 }
 
 /* ----------------------------------------------------------------------
@@ -1060,7 +1150,7 @@ backup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		w->lookup_trigger = w->running_trigger;
 		memcpy(w->lookup_time, w->running_time, sizeof(w->lookup_time));
 		w->lookup_failures = 0;
-		w->lookup_retry_at = 0;
+		lookup_at(w, now);
 		for (i = 0; i < w->n_running_requests; i++)
 		{
 			w->lookup_requests[i] = w->running_requests[i];
@@ -1165,7 +1255,7 @@ lookup_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		delay *= 2;
 	if (delay > w->set->retry_max_ms)
 		delay = w->set->retry_max_ms;
-	w->lookup_retry_at = now + delay;
+	lookup_at(w, now + delay);
 	log_error("could not record snapshot %s: %s; retrying in %lld s", w->lookup_sum.short_id,
 	          err.msg, (long long) (delay / 1000));
 	log_error_detail(LOG_LEVEL_ERROR, &err);
@@ -1268,6 +1358,7 @@ static void
 forget_finished(Watcher *w, const FilesExit *ex, int64_t now)
 {
 	const Job  *job = &w->job;
+	int64_t     retry_ms;
 	PgbkError   err;
 	char      **ids = NULL;
 	size_t      n_ids = 0;
@@ -1280,10 +1371,9 @@ forget_finished(Watcher *w, const FilesExit *ex, int64_t now)
 		files_fail(w->repo, "forget old snapshots", ex, (const char *) job->err_tail.data, &err);
 		if (strstr(job->err_tail.data ? (const char *) job->err_tail.data : "", "locked"))
 			w->need_unlock = true;
-		w->next_forget =
-		    now + (w->set->forget_interval_ms < 3600000 ? w->set->forget_interval_ms : 3600000);
-		log_error("%s; trying again in %lld min", err.msg,
-		          (long long) ((w->next_forget - now) / 60000));
+		retry_ms = w->set->forget_interval_ms < 3600000 ? w->set->forget_interval_ms : 3600000;
+		forget_at(w, now + retry_ms);
+		log_error("%s; trying again in %lld min", err.msg, (long long) (retry_ms / 60000));
 		log_error_detail(LOG_LEVEL_ERROR, &err);
 		if (w->stop_signals == 0)
 			record_failure(w->rec, err.msg);
@@ -1366,6 +1456,18 @@ job_finished(Watcher *w, int64_t now)
  * The loop
  * ---------------------------------------------------------------------- */
 
+/*
+ * Wake the loop at the stop deadlines: enforce_stop() then signals restic,
+ * should_exit() gives up on delivering what is spooled.
+ */
+static void
+arm_stop_timers(Watcher *w)
+{
+	wake_at(w, &w->t_stop, w->stop_deadline);
+	wake_at(w, &w->t_kill, w->stop_deadline + KILL_GRACE_MS);
+	wake_at(w, &w->t_exit, w->exit_deadline);
+}
+
 static void
 handle_signals(Watcher *w, int64_t now)
 {
@@ -1389,6 +1491,7 @@ handle_signals(Watcher *w, int64_t now)
 					}
 					w->stop_deadline = now + w->set->stop_timeout_ms;
 					w->exit_deadline = w->stop_deadline + DELIVER_GRACE_MS;
+					arm_stop_timers(w);
 					if (job_active(&w->job))
 						log_info("received %s: stopping once restic %s is done (at most %lld s)",
 						         strsignal((int) si.ssi_signo), job_name(w->job.kind),
@@ -1402,6 +1505,7 @@ handle_signals(Watcher *w, int64_t now)
 					         strsignal((int) si.ssi_signo));
 					w->stop_deadline = now;
 					w->exit_deadline = now + KILL_GRACE_MS + 1000;
+					arm_stop_timers(w);
 				}
 				break;
 			case SIGHUP:
@@ -1465,12 +1569,6 @@ should_exit(Watcher *w, int64_t now)
 	return now >= w->exit_deadline || record_idle(w->rec) || !record_connected(w->rec);
 }
 
-static int64_t
-min64(int64_t a, int64_t b)
-{
-	return a < b ? a : b;
-}
-
 static void
 run(Watcher *w)
 {
@@ -1482,16 +1580,14 @@ run(Watcher *w)
 		int           i_db = -1;
 		int           i_job = -1;
 		int           n_job;
-		int64_t       now = mono_ms();
+		int64_t       now = timers_now();
 		int64_t       poll_enter_us;
 		int64_t       poll_return_us;
-		int64_t       wake = DEBOUNCE_NEVER;
-		Trigger       why;
 		short         db_events = 0;
 		int           db_fd;
-		int           timeout;
 		int           k;
 
+		timers_fire(&w->timers, now);
 		schedule(w, now);
 		if (should_exit(w, now))
 			break;
@@ -1505,45 +1601,20 @@ run(Watcher *w)
 		i_job = n;
 		n_job = job_pollfds(&w->job, &pfd[n]);
 		n += n_job;
-		db_fd = record_pollfd(w->rec, &db_events);
+		db_fd = record_prepare_poll(w->rec, &db_events);
 		if (db_fd >= 0)
 		{
 			i_db = n;
 			pfd[n++] = (struct pollfd){.fd = db_fd, .events = db_events};
 		}
 
-		if (!job_active(&w->job) && w->stop_signals == 0 && !w->once && !w->lookup_pending)
-		{
-			wake = min64(wake, debounce_next(&w->deb, &why));
-			if (w->set->forget_interval_ms > 0)
-				wake = min64(wake, w->next_forget);
-		}
-		if (w->lookup_pending && !job_active(&w->job))
-			wake = min64(wake, w->lookup_retry_at);
-		if (job_active(&w->job))
-			wake = min64(wake, now + 1000); /* reap even if SIGCHLD was coalesced */
-		if (w->stop_signals > 0)
-		{
-			wake = min64(wake, w->exit_deadline);
-			if (job_active(&w->job))
-				wake = min64(wake, w->job.term_signals == 0 ? w->stop_deadline
-				                                            : w->stop_deadline + KILL_GRACE_MS);
-		}
-		wake = min64(wake, record_wakeup(w->rec));
-		if (wake == DEBOUNCE_NEVER)
-			timeout = -1;
-		else if (wake <= now)
-			timeout = 0;
-		else
-			timeout = (int) min64(wake - now, INT_MAX);
-
 		poll_enter_us = pgbk_now_us();
-		if (poll(pfd, (nfds_t) n, timeout) < 0 && errno != EINTR)
+		if (poll(pfd, (nfds_t) n, timers_timeout(&w->timers, now)) < 0 && errno != EINTR)
 		{
 			log_fatal("poll failed: %s", strerror(errno));
 			break;
 		}
-		now = mono_ms();
+		now = timers_now();
 		poll_return_us = pgbk_now_us();
 		if (i_ino >= 0 && !pfd[i_ino].revents)
 		{
@@ -1662,6 +1733,7 @@ main(int argc, char **argv)
 	int64_t     now;
 
 	memset(&w, 0, sizeof(w));
+	timers_init(&w.timers);
 	w.sigfd = -1;
 	job_init(&w.job);
 	log_init(false);
@@ -1758,7 +1830,7 @@ main(int argc, char **argv)
 		goto done;
 	}
 
-	now = mono_ms();
+	now = timers_now();
 	if (!w.once)
 	{
 		if ((rc = watch_open(w.set->roots, w.set->n_roots, w.set->excludes, w.set->n_excludes,
@@ -1770,18 +1842,18 @@ main(int argc, char **argv)
 			goto done;
 		}
 		log_info("watching %zu directories under %d root(s) in %lld ms", watch_count(w.watch),
-		         w.set->n_roots, (long long) (mono_ms() - now));
+		         w.set->n_roots, (long long) (timers_now() - now));
 		w.ino_checked_us = pgbk_now_us();
 		w.watch_start_us = watch_degraded(w.watch) ? 0 : w.ino_checked_us;
 	}
-	w.rec = record_new(w.set->conninfo, w.set->host, w.spool, on_request, &w);
+	w.rec = record_new(w.set->conninfo, w.set->host, w.spool, &w.timers, on_request, &w);
 	if (w.rec == NULL)
 	{
 		log_fatal("out of memory");
 		code = WATCHER_EXIT_FAIL;
 		goto done;
 	}
-	now = mono_ms();
+	now = timers_now();
 	debounce_init(&w.deb, w.set->settle_ms, w.set->max_wait_ms, w.set->safety_ms, w.set->retry_ms,
 	              w.set->retry_max_ms, now);
 	if (w.watch)

@@ -1,5 +1,6 @@
 /*
  * record.c
+ *	  Program pgbk-watcher; uses spool.h, timers.h, log.h, common/base and libpq.
  *	  Asynchronous libpq: delivering spool records to the catalog and
  *	  listening for snapshot requests (see record.h).
  *
@@ -14,7 +15,6 @@
 #include "record.h"
 
 #include "base/pgbk_time.h"
-#include "debounce.h"
 #include "log.h"
 
 #include <errno.h>
@@ -58,6 +58,8 @@ struct Recorder
 	Spool          *spool;
 	RecordRequestFn fn;
 	void           *fn_arg;
+	Timers         *timers; /* the event loop's */
+	TimerId         wake;   /* when record_step must run without socket activity */
 
 	PGconn                   *conn;
 	RState                    state;
@@ -111,7 +113,8 @@ trim(char *s)
 }
 
 Recorder *
-record_new(const char *conninfo, const char *host, Spool *spool, RecordRequestFn fn, void *arg)
+record_new(const char *conninfo, const char *host, Spool *spool, Timers *timers, RecordRequestFn fn,
+           void *arg)
 {
 	Recorder *r = calloc(1, sizeof(*r));
 
@@ -127,6 +130,7 @@ record_new(const char *conninfo, const char *host, Spool *spool, RecordRequestFn
 	r->spool = spool;
 	r->fn = fn;
 	r->fn_arg = arg;
+	r->timers = timers;
 	r->state = R_DOWN;
 	r->backoff_ms = BACKOFF_MIN_MS;
 	return r;
@@ -152,6 +156,7 @@ record_free(Recorder *r)
 
 	if (r == NULL)
 		return;
+	timers_cancel(r->timers, r->wake);
 	disconnect(r);
 	for (i = 0; i < r->n_failures; i++)
 		free(r->failures[i]);
@@ -779,20 +784,9 @@ record_step(Recorder *r, short revents, int64_t now)
 		send_next(r, now);
 }
 
-int
-record_pollfd(const Recorder *r, short *events)
-{
-	if (r->conn == NULL || r->state == R_DOWN)
-		return -1;
-	if (r->state == R_CONNECTING)
-		*events = r->poll == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-	else
-		*events = POLLIN | (r->flush_pending ? POLLOUT : 0);
-	return PQsocket(r->conn);
-}
-
-int64_t
-record_wakeup(const Recorder *r)
+/* When record_step wants to run even without socket activity. */
+static int64_t
+wakeup(const Recorder *r)
 {
 	switch (r->state)
 	{
@@ -807,7 +801,25 @@ record_wakeup(const Recorder *r)
 				return r->retry_sql_at;
 			break;
 	}
-	return DEBOUNCE_NEVER;
+	return TIMERS_NEVER;
+}
+
+int
+record_prepare_poll(Recorder *r, short *events)
+{
+	/*
+	 * Re-read right before the loop waits: the spool's length, which the
+	 * SQL retry depends on, changes outside this file.
+	 */
+	if (!timers_set(r->timers, &r->wake, wakeup(r), NULL, NULL))
+		log_error("no room for the catalog connection's timer");
+	if (r->conn == NULL || r->state == R_DOWN)
+		return -1;
+	if (r->state == R_CONNECTING)
+		*events = r->poll == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+	else
+		*events = POLLIN | (r->flush_pending ? POLLOUT : 0);
+	return PQsocket(r->conn);
 }
 
 void

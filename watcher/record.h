@@ -1,5 +1,6 @@
 /*
  * record.h
+ *	  Program pgbk-watcher; uses spool.h and timers.h.
  *	  The watcher's connection to the catalog: delivers the spool's records
  *	  (bk_record_file_snapshot, bk_record_file_snapshots_forgotten) in
  *	  order, reports failed runs (bk_record_file_backup_failure), and
@@ -15,6 +16,7 @@
 #define WATCHER_RECORD_H
 
 #include "spool.h"
+#include "timers.h"
 
 #include <poll.h>
 
@@ -28,17 +30,20 @@ typedef struct Recorder Recorder;
  */
 typedef void (*RecordRequestFn)(int64_t id, const char *name, void *arg);
 
-Recorder *record_new(const char *conninfo, const char *host, Spool *spool, RecordRequestFn fn,
-                     void *arg);
+/* timers: the event loop's, where the recorder keeps its one wake-up timer */
+Recorder *record_new(const char *conninfo, const char *host, Spool *spool, Timers *timers,
+                     RecordRequestFn fn, void *arg);
 void      record_free(Recorder *r);
 
 /* New conninfo or host (SIGHUP): reconnect if the conninfo changed. */
 void record_configure(Recorder *r, const char *conninfo, const char *host);
 
-/* The socket to poll (and for what), or -1. */
-int record_pollfd(const Recorder *r, short *events);
-/* When record_step wants to run even without socket activity (ms, monotonic). */
-int64_t record_wakeup(const Recorder *r);
+/*
+ * Right before the loop waits: the socket to poll (and for what), or -1;
+ * and the recorder's timer is set to when record_step wants to run even
+ * without socket activity (a reconnection, a timeout, an SQL retry).
+ */
+int record_prepare_poll(Recorder *r, short *events);
 /* Advance: connect, read results and notifications, send the next record. */
 void record_step(Recorder *r, short revents, int64_t now);
 

@@ -1,5 +1,6 @@
 /*
  * restic.c
+ *	  Program pgbk-watcher; uses common/files (spawning restic, its JSON) and log.h.
  *	  Running restic inside the event loop (see restic.h).
  */
 #ifndef _GNU_SOURCE

@@ -1,5 +1,6 @@
 /*
  * restic.h
+ *	  Program pgbk-watcher; uses common/files.
  *	  One restic run at a time, inside the watcher's event loop.
  *
  * A job is a restic child started by files_spawn() (fork + execve, argv

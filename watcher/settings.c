@@ -1,5 +1,7 @@
 /*
  * settings.c
+ *	  Program pgbk-watcher; uses common/config (confread.c, config.c's duration parser)
+ *	  and base.
  *	  Parse and validate pgbk-watcher's configuration file (see settings.h).
  *
  * The file is read by common/config/confread.c, the reader pgbk.conf uses

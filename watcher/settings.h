@@ -1,5 +1,6 @@
 /*
  * settings.h
+ *	  Program pgbk-watcher; uses common/base only.
  *	  pgbk-watcher's configuration file (default /etc/pgbk/watcher.conf).
  *
  * Same syntax as postgresql.conf and pgbk.conf, read by the same reader

@@ -1,5 +1,6 @@
 /*
  * spool.c
+ *	  Program pgbk-watcher; uses common/files (snapshot records), base, log.h and cJSON.
  *	  The journal of records for the catalog (see spool.h).
  */
 #ifndef _GNU_SOURCE

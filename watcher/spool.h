@@ -1,5 +1,6 @@
 /*
  * spool.h
+ *	  Program pgbk-watcher; uses common/files and base.
  *	  The watcher's journal of records for the catalog.
  *
  * Every record (a snapshot taken, snapshots forgotten) is written here

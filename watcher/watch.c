@@ -1,5 +1,6 @@
 /*
  * watch.c
+ *	  Program pgbk-watcher; uses common/base, log.h and the kernel's inotify API.
  *	  Recursive inotify watching with the kernel API and a watch table of
  *	  our own (see watch.h).
  *

@@ -1,5 +1,6 @@
 /*
  * watch.h
+ *	  Program pgbk-watcher; uses common/base only.
  *	  Recursive inotify watching of the file roots, minus the excludes.
  *
  * The watcher only needs to know *that* something changed (restic always

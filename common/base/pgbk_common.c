@@ -1,5 +1,6 @@
 /*
  * pgbk_common.c
+ *	  Room base, the bottom room: uses libc only, no other room.
  *	  Error buffers, byte buffers, runtime hooks and small utilities used by
  *	  every plain-C module (see pgbk_common.h).
  */

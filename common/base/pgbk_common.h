@@ -1,5 +1,6 @@
 /*
  * pgbk_common.h
+ *	  Room base, the bottom room: includes no other room.
  *	  Status codes, error buffers, byte buffers and runtime hooks shared by
  *	  every plain-C module of pgbk.
  *

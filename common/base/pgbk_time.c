@@ -1,5 +1,6 @@
 /*
  * pgbk_time.c
+ *	  Room base; uses pgbk_common and libc only.
  *	  The one calendar, timestamp parser and formatter of pgbk (see
  *	  pgbk_time.h).  The calendar arithmetic is H. Hinnant's
  *	  days_from_civil/civil_from_days; every parser validates its parts

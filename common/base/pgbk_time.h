@@ -1,5 +1,6 @@
 /*
  * pgbk_time.h
+ *	  Room base; uses pgbk_common only.
  *	  The one calendar, timestamp parser and timestamp formatter of pgbk.
  *
  * Every time pgbk reads or writes as text goes through here: restore

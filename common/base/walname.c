@@ -1,5 +1,6 @@
 /*
  * walname.c
+ *	  Room base; uses pgbk_common and libc only.
  *	  WAL file names, segment numbers, LSNs and timeline history files
  *	  (see walname.h).
  *

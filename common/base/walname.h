@@ -1,5 +1,6 @@
 /*
  * walname.h
+ *	  Room base; uses pgbk_common only.
  *	  WAL file names, segment numbers, LSNs and timeline history files.
  *
  * Pure functions over PostgreSQL's naming conventions, usable in the

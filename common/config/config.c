@@ -1,5 +1,6 @@
 /*
  * config.c
+ *	  Room config; uses base (errors, secret files) and libsodium.
  *	  pgbk.conf parsing and validation, and AWS-style credentials files (see
  *	  config.h for the settings).
  *

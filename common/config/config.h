@@ -1,5 +1,6 @@
 /*
  * config.h
+ *	  Room config; uses base only.
  *	  pgbk.conf: the one configuration file that describes the repository.
  *
  * The same file is read by the extension (GUC pgbk.config points at it) and

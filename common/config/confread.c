@@ -1,5 +1,6 @@
 /*
  * confread.c
+ *	  Room config; uses base (errors, trusted-file reading) only.
  *	  The configuration-file reader shared by pgbk.conf and the watcher's
  *	  settings (see confread.h): file reading, lexer, include policy, origin
  *	  of each setting and the shape of every error message.

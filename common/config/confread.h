@@ -1,5 +1,6 @@
 /*
  * confread.h
+ *	  Room config; uses base only.
  *	  The one reader of configuration files in postgresql.conf syntax: pgbk.conf
  *	  (config.c) and pgbk-watcher's settings (watcher/settings.c).
  *

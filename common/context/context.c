@@ -1,5 +1,6 @@
 /*
  * context.c
+ *	  Room context; uses config, repo and format (codec, keys).
  *	  Opening and closing the repository context (see context.h): the one
  *	  place where pgbk.conf, the key ring, the repository handle and the codec
  *	  parameters are put together.

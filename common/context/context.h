@@ -1,5 +1,6 @@
 /*
  * context.h
+ *	  Room context; uses config, repo and format (codec, keys).
  *	  The repository context: pgbk.conf, the key ring, the repository and the
  *	  codec parameters, assembled one way for the extension (pg_ext/backend.c),
  *	  the CLI (cli/main.c) and the watcher (watcher/main.c).

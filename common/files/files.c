@@ -1,5 +1,7 @@
 /*
  * files.c
+ *	  Room files (linked into the programs only, never pgbk.so); uses base (errors,
+ *	  time), config and cJSON.
  *	  The files scope: running restic, parsing its JSON, finding and
  *	  restoring snapshots (see files.h).
  *

@@ -1,5 +1,6 @@
 /*
  * files.h
+ *	  Room files (programs only, never pgbk.so); uses base and config.
  *	  The files scope: restic driven from plain C.  Shared by pgbk-watcher
  *	  (which takes the snapshots) and the pgbk CLI (which restores them with
  *	  `pgbk restore --files-to DIR`).

@@ -1,5 +1,7 @@
 /*
  * codec.c
+ *	  Room format; uses base (WAL names), config (compression settings), keys.c,
+ *	  libsodium, zstd and xxHash.
  *	  The repository object format (see codec.h for the byte layout): encode
  *	  and decode, one-shot and streaming.
  *

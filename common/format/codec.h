@@ -1,5 +1,6 @@
 /*
  * codec.h
+ *	  Room format; uses config and keys.h.
  *	  The repository object format: a self-describing, authenticated
  *	  envelope around (optionally) zstd-compressed, (optionally) encrypted
  *	  content.  DESIGN.md invariant 4.

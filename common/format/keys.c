@@ -1,5 +1,6 @@
 /*
  * keys.c
+ *	  Room format; uses base (secret files) and libsodium.
  *	  Encryption key files: parsing, validation, key ids and generation
  *	  (see keys.h for the file format).
  *

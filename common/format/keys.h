@@ -1,5 +1,6 @@
 /*
  * keys.h
+ *	  Room format; uses base (secret files) only.
  *	  Encryption key files.
  *
  * A key file is text: '#' comments and one key per line, written as

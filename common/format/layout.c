@@ -1,5 +1,6 @@
 /*
  * layout.c
+ *	  Room format; uses base (WAL names) only.
  *	  Repository key names for each kind of object (see layout.h).
  */
 #include "format/layout.h"

@@ -1,5 +1,6 @@
 /*
  * layout.h
+ *	  Room format; uses base only.
  *	  Where each kind of object lives in a repository.  Keys are relative to
  *	  the repository root (repo.h):
  *

@@ -1,5 +1,7 @@
 /*
  * manifest.c
+ *	  Room format; uses base, repo (manifests are stored objects), codec.c, layout.c
+ *	  and cJSON.
  *	  Base backup manifests: building, JSON (cJSON) round trip, and
  *	  storing/loading them in the repository (see manifest.h).
  */

@@ -1,5 +1,6 @@
 /*
  * manifest.h
+ *	  Room format; uses repo.h and codec.h.
  *	  The base backup manifest: everything a restore needs to know about one
  *	  backup, stored as JSON inside a codec object at manifest/<id> (layout.h).
  *	  It is written last, after every file and after the WAL up to the

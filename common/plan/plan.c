@@ -1,5 +1,7 @@
 /*
  * plan.c
+ *	  Room plan; uses base, repo, format (codec, layout, manifests) and wal (walscan
+ *	  summaries).
  *	  Restore planning (see plan.h for the rules).
  *
  * Two halves: the view (arrays of backups, history files and WAL blocks,

@@ -1,5 +1,6 @@
 /*
  * plan.h
+ *	  Room plan; uses repo, format (codec, manifests) and wal (walscan).
  *	  Planning a point-in-time restore from the repository alone: which base
  *	  backup, which timeline chain, which WAL segments, and whether the target
  *	  is reachable at all (DESIGN.md invariant 5).

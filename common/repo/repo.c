@@ -1,5 +1,6 @@
 /*
  * repo.c
+ *	  Room repo; uses base and config (which backend the configuration names).
  *	  Repository front: opens the backend named by the configuration and
  *	  dispatches every operation through its RepoOps table (repo_intern.h).
  *

@@ -1,5 +1,6 @@
 /*
  * repo.h
+ *	  Room repo; uses base and config.
  *	  One interface over the repository backends: a local directory (the
  *	  embedded default) and an S3 bucket/prefix.
  *

@@ -1,5 +1,6 @@
 /*
  * repo_intern.h
+ *	  Room repo, private to it; uses repo.h (base, config).
  *	  The backend (driver) interface of the repository room: what repo.c
  *	  dispatches to and what repo_local.c and repo_s3.c implement.
  *

@@ -1,5 +1,6 @@
 /*
  * repo_local.c
+ *	  Room repo; uses base, config and the file system (POSIX calls) only.
  *	  The local-directory repository backend (the embedded default).
  *
  * A key "a/b/c" is the file <root>/a/b/c.  Writes go to a hidden temporary

@@ -1,5 +1,6 @@
 /*
  * repo_s3.c
+ *	  Room repo; uses base, config, the S3 client (s3.h) and libsodium.
  *	  The S3 repository backend: repository keys become object keys under
  *	  s3_prefix in one bucket, stored through the S3 client (s3.h).
  *

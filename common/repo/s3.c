@@ -1,5 +1,7 @@
 /*
  * s3.c
+ *	  Room repo; uses base (errors, time), config, sigv4.c, libcurl, libxml2 and
+ *	  OpenSSL (MD5).
  *	  S3 client on one libcurl easy handle (see s3.h).
  *
  * Every request goes through s3_execute(): build the URL (path or

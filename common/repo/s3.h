@@ -1,5 +1,6 @@
 /*
  * s3.h
+ *	  Room repo; uses base and config.
  *	  A small S3 client on one libcurl easy handle: PUT, GET (whole, ranged,
  *	  streamed), HEAD, ListObjectsV2, DELETE and multipart uploads, signed
  *	  with our own SigV4 (sigv4.h).

@@ -1,5 +1,6 @@
 /*
  * sigv4.c
+ *	  Room repo; uses base (time) and libsodium (SHA-256, HMAC).
  *	  AWS Signature Version 4 for S3 (see sigv4.h).
  *
  * The steps follow the AWS reference ("Signature Calculations for the

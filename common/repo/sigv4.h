@@ -1,5 +1,6 @@
 /*
  * sigv4.h
+ *	  Room repo; uses base only.
  *	  AWS Signature Version 4 for S3 requests (the "Authorization: AWS4-HMAC-
  *	  SHA256 ..." header).
  *

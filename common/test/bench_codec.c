@@ -1,5 +1,7 @@
 /*
  * bench_codec.c
+ *	  Tests of room format: a benchmark run by hand, not by make; uses codec.c, keys.c,
+ *	  base, libsodium and zstd.
  *	  Throughput of the object codec on 16 MiB WAL segments: encode and
  *	  decode, zstd levels 1 and 3, with and without encryption, plus the
  *	  cost of the pieces (zstd alone, BLAKE2b alone) to show where the time

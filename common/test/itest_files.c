@@ -1,5 +1,6 @@
 /*
  * itest_files.c
+ *	  Tests of room files: a driver for the TAP tests; uses files.c and config.
  *	  Integration test driver of files.c against real restic repositories:
  *	  the TAP tests (t/04x_watcher_*.pl) restore the watcher's snapshots with
  *	  it exactly the way `pgbk restore --files-to` does.

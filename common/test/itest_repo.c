@@ -1,5 +1,7 @@
 /*
  * itest_repo.c
+ *	  Tests of room repo: a helper for the TAP tests; uses repo.h, format (codec, keys)
+ *	  and config.
  *	  Test helper: direct access to repository objects through the Repo
  *	  interface, for TAP tests that must damage a repository (local or S3)
  *	  the way a faulty disk or a careless operator would.

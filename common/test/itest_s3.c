@@ -1,5 +1,6 @@
 /*
  * itest_s3.c
+ *	  Tests of room repo: the driver of t/010; uses repo.h, s3.h and config.
  *	  Integration test driver of the S3 repository backend (repo_s3.c, s3.c,
  *	  sigv4.c) against a real S3 server; t/010_s3_client.pl runs it against
  *	  RadosGW and against small fake servers.  It goes through the public

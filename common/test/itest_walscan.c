@@ -1,5 +1,6 @@
 /*
  * itest_walscan.c
+ *	  Tests of room wal: the driver of t/005; uses walscan.c only.
  *	  Print the walscan summary of each WAL segment file given, for
  *	  t/005_walscan.pl to compare with pg_waldump; optionally time the scans.
  *

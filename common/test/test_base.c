@@ -1,5 +1,6 @@
 /*
  * test_base.c
+ *	  Tests of room base (cmocka); uses unit.h and base.
  *	  Unit tests for common/base: errors with detail and hint, the one hex
  *	  decoder and the one calendar, time parser and formatter (pgbk_time.c).
  */

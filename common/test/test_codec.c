@@ -1,5 +1,6 @@
 /*
  * test_codec.c
+ *	  Tests of room format (cmocka); uses unit.h, codec.c, keys.c and libsodium.
  *	  Unit tests for the repository object format (codec.c): round trips in
  *	  every mode and size, streaming in odd pieces, key rotation, and the
  *	  promise of DESIGN.md invariant 4: every changed, truncated or extended

@@ -1,5 +1,6 @@
 /*
  * test_config.c
+ *	  Tests of room config (cmocka); uses unit.h, config, confread and context.
  *	  Unit tests for pgbk.conf parsing (config.c over the shared reader,
  *	  confread.c) and AWS-style credentials files: every setting and its default, each validation error naming the
  *	  setting, the file and the line, relative paths, quoting, and that no

@@ -1,5 +1,6 @@
 /*
  * test_files.c
+ *	  Tests of room files (cmocka); uses unit.h, files.c and config.
  *	  Unit tests for files.c: restic JSON (backup summary, snapshots,
  *	  forget), RFC 3339 times, restore point tags, the derived files
  *	  repository, restic's argv and environment, error classification, and

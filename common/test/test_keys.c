@@ -1,5 +1,6 @@
 /*
  * test_keys.c
+ *	  Tests of room format (cmocka): key files; uses unit.h and keys.c.
  *	  Unit tests for key files (keys.c): syntax, comments, errors that name
  *	  the file and line but never the key, the mode check, generation that
  *	  never overwrites, and stable key ids.

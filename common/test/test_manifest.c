@@ -1,5 +1,6 @@
 /*
  * test_manifest.c
+ *	  Tests of room format (cmocka): manifests; uses unit.h and manifest.c.
  *	  Unit tests for manifest.c: the JSON round trip, the source's
  *	  configuration files (binary-safe, empty, absent in older manifests)
  *	  and what a malformed manifest gives.

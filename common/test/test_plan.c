@@ -1,5 +1,6 @@
 /*
  * test_plan.c
+ *	  Tests of room plan (cmocka); uses unit.h and plan.c.
  *	  Unit tests for plan.c: the restore planner's decisions on synthetic
  *	  repositories (plain arrays: backups, history files, segments with
  *	  walscan summaries), including how few object headers it reads.

@@ -1,5 +1,6 @@
 /*
  * test_sigv4.c
+ *	  Tests of room repo (cmocka): SigV4; uses unit.h, sigv4.c and cJSON (vectors).
  *	  Unit tests of the SigV4 signer (common/repo/sigv4.c): the four published S3
  *	  examples in t/vectors/sigv4-s3.json reproduced exactly, and the edge
  *	  cases of URI encoding, query and header canonicalisation.

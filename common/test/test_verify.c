@@ -1,5 +1,6 @@
 /*
  * test_verify.c
+ *	  Tests of room verify (cmocka); uses unit.h, verify.c, repo, format and config.
  *	  Unit tests for common/verify (the object verifier of bk_verify and
  *	  pgbk verify) over a local repository in a scratch directory: sound,
  *	  missing, damaged, renamed and mismatching objects each give their

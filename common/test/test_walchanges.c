@@ -1,5 +1,7 @@
 /*
  * test_walchanges.c
+ *	  Tests of room wal (cmocka); uses unit.h, walchanges.c, walpush.c, repo,
+ *	  config and format.
  *	  Unit tests for walchanges.c: the binary form (round trip, determinism,
  *	  every truncation and garbling refused or harmless), merge semantics,
  *	  summarizing synthetic segments (block references with SAME_REL, smgr

@@ -1,5 +1,6 @@
 /*
  * test_walname.c
+ *	  Tests of room base (cmocka): WAL names; uses unit.h and walname.c.
  *	  Unit tests for walname.c: segment names, LSNs, file classification and
  *	  timeline history files.
  */

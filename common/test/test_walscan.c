@@ -1,5 +1,6 @@
 /*
  * test_walscan.c
+ *	  Tests of room wal (cmocka); uses unit.h and walscan.c.
  *	  Unit tests for walscan.c on synthetic WAL.
  *
  * A small WAL writer builds segment images in memory the way PostgreSQL's

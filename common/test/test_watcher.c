@@ -1,9 +1,11 @@
 /*
  * test_watcher.c
+ *	  Tests of program pgbk-watcher (cmocka); compiles watcher/ sources in, uses unit.h.
  *	  Unit tests for pgbk-watcher's pure parts: the debounce state machine,
- *	  the configuration parser (and that it reads files as pgbk.conf's does), exclude matching, the spool journal, and the
+ *	  the configuration parser (and that it reads files as pgbk.conf's does), exclude matching, the spool journal, the
  *	  inotify watch table against a real directory tree (new trees, renames,
- *	  excluded directories, deletions, queue overflow, the watch limit).
+ *	  excluded directories, deletions, queue overflow, the watch limit), and
+ *	  the event loop's timers (timers.c).
  *
  * The watcher's modules are compiled into this program directly (their
  * static helpers stay reachable and no extra Makefile rule is needed);
@@ -19,6 +21,7 @@
 #include "../../watcher/log.c"
 #include "../../watcher/settings.c"
 #include "../../watcher/spool.c"
+#include "../../watcher/timers.c"
 #include "../../watcher/watch.c"
 
 #include <ftw.h>
@@ -894,6 +897,233 @@ test_watch_root_missing(void **state)
 	assert_non_null(strstr(err.msg, "symbolic link"));
 }
 
+/* ----------------------------------------------------------------------
+ * timers.c: the event loop's timers
+ * ---------------------------------------------------------------------- */
+
+typedef struct FireLog
+{
+	Timers *t;
+	char    order[32]; /* one letter per callback run, in order */
+	int     n;
+	TimerId other; /* what the callback cancels, sets or adds */
+	int64_t again; /* what the callback returns */
+} FireLog;
+
+static void
+fire_note(FireLog *fl, char c)
+{
+	fl->order[fl->n++] = c;
+	fl->order[fl->n] = '\0';
+}
+
+static int64_t
+cb_a(int64_t now, void *arg)
+{
+	(void) now;
+	fire_note(arg, 'a');
+	return TIMER_DONE;
+}
+
+static int64_t
+cb_b(int64_t now, void *arg)
+{
+	(void) now;
+	fire_note(arg, 'b');
+	return TIMER_DONE;
+}
+
+static int64_t
+cb_periodic(int64_t now, void *arg)
+{
+	FireLog *fl = arg;
+
+	(void) now;
+	fire_note(fl, 'p');
+	return fl->again;
+}
+
+/* cancels fl->other, then adds a timer already due (for the next pass) */
+static int64_t
+cb_cancel_and_add(int64_t now, void *arg)
+{
+	FireLog *fl = arg;
+
+	fire_note(fl, 'c');
+	timers_cancel(fl->t, fl->other);
+	fl->other = timers_add(fl->t, now - 5, cb_a, fl);
+	return TIMER_DONE;
+}
+
+/* moves itself: the move stands, whatever it returns */
+static int64_t
+cb_move_self(int64_t now, void *arg)
+{
+	FireLog *fl = arg;
+
+	fire_note(fl, 'm');
+	timers_set(fl->t, &fl->other, now + 100, cb_move_self, fl);
+	return 7;
+}
+
+static void
+test_timers_deadlines(void **state)
+{
+	Timers  t;
+	TimerId a, b, c, none = 0;
+	int64_t t0 = timers_now();
+	int64_t t1;
+
+	(void) state;
+	timers_init(&t);
+	assert_true(t0 > 0);
+	assert_int_equal(timers_next(&t), TIMERS_NEVER);
+	assert_int_equal(timers_timeout(&t, 1000), -1);
+	assert_int_equal(timers_fire(&t, 1000), 0);
+
+	a = timers_add(&t, 5000, NULL, NULL);
+	b = timers_add(&t, 3000, NULL, NULL);
+	c = timers_add(&t, 4000, NULL, NULL);
+	assert_true(a != 0 && b != 0 && c != 0 && a != b && b != c && a != c);
+	assert_int_equal(timers_add(&t, TIMERS_NEVER, NULL, NULL), 0);
+	assert_int_equal(timers_next(&t), 3000);
+	assert_int_equal(timers_when(&t, c), 4000);
+	assert_int_equal(timers_timeout(&t, 1000), 2000);
+	assert_int_equal(timers_timeout(&t, 3000), 0);
+	assert_int_equal(timers_timeout(&t, 9000), 0);
+
+	/* cancel: the next deadline moves on; a second cancel finds nothing */
+	assert_true(timers_cancel(&t, b));
+	assert_false(timers_cancel(&t, b));
+	assert_false(timers_cancel(&t, 0));
+	assert_int_equal(timers_when(&t, b), TIMERS_NEVER);
+	assert_int_equal(timers_next(&t), 4000);
+
+	/* set: moves a pending timer in place, adds a missing one, NEVER cancels */
+	assert_true(timers_set(&t, &c, 6000, NULL, NULL));
+	assert_int_equal(timers_when(&t, c), 6000);
+	assert_int_equal(timers_next(&t), 5000);
+	assert_true(timers_set(&t, &none, 2500, NULL, NULL));
+	assert_true(none != 0 && none != a && none != c);
+	assert_int_equal(timers_next(&t), 2500);
+	assert_true(timers_set(&t, &none, TIMERS_NEVER, NULL, NULL));
+	assert_int_equal(none, 0);
+	assert_int_equal(timers_next(&t), 5000);
+	assert_true(timers_set(&t, &none, TIMERS_NEVER, NULL, NULL)); /* nothing to cancel */
+
+	/* wake-only timers fire once and are gone */
+	assert_int_equal(timers_fire(&t, 4999), 0);
+	assert_int_equal(timers_fire(&t, 5000), 1);
+	assert_int_equal(timers_when(&t, a), TIMERS_NEVER);
+	assert_int_equal(timers_fire(&t, 5000), 0);
+	assert_int_equal(timers_fire(&t, 7000), 1);
+	assert_int_equal(timers_timeout(&t, 7000), -1);
+
+	/* a far deadline: poll's int timeout is clamped, never negative */
+	timers_add(&t, (int64_t) INT_MAX * 4, NULL, NULL);
+	assert_int_equal(timers_timeout(&t, 0), INT_MAX);
+
+	/* the clock is monotonic, in milliseconds */
+	t1 = timers_now();
+	assert_true(t1 >= t0 && t1 - t0 < 60000);
+}
+
+static void
+test_timers_fire(void **state)
+{
+	Timers  t;
+	FireLog fl = {0};
+	TimerId p, c, m;
+
+	(void) state;
+	timers_init(&t);
+	fl.t = &t;
+
+	/* earliest deadline first, then the order of adding */
+	timers_add(&t, 30, cb_b, &fl);
+	timers_add(&t, 10, cb_a, &fl);
+	timers_add(&t, 30, cb_a, &fl);
+	timers_add(&t, 20, cb_b, &fl);
+	timers_add(&t, 40, cb_a, &fl);
+	assert_int_equal(timers_fire(&t, 30), 4);
+	assert_string_equal(fl.order, "abba");
+	assert_int_equal(timers_next(&t), 40);
+	assert_int_equal(timers_fire(&t, 100), 1);
+	assert_string_equal(fl.order, "abbaa");
+
+	/* periodic: re-armed at now + the delay, once per pass even with 0 */
+	fl.n = 0;
+	fl.again = 50;
+	p = timers_add(&t, 100, cb_periodic, &fl);
+	assert_int_equal(timers_fire(&t, 120), 1);
+	assert_int_equal(timers_when(&t, p), 170);
+	fl.again = 0;
+	assert_int_equal(timers_fire(&t, 170), 1);
+	assert_int_equal(timers_when(&t, p), 170);
+	assert_int_equal(timers_timeout(&t, 170), 0);
+	fl.again = TIMER_DONE;
+	assert_int_equal(timers_fire(&t, 171), 1);
+	assert_int_equal(timers_when(&t, p), TIMERS_NEVER);
+	assert_string_equal(fl.order, "ppp");
+
+	/*
+	 * A callback cancels a timer due in the same pass (it does not fire) and
+	 * adds one already due (it waits for the next pass).
+	 */
+	fl.n = 0;
+	fl.order[0] = '\0';
+	c = timers_add(&t, 200, cb_cancel_and_add, &fl);
+	fl.other = timers_add(&t, 210, cb_b, &fl);
+	assert_true(c != 0);
+	assert_int_equal(timers_fire(&t, 300), 1);
+	assert_string_equal(fl.order, "c");
+	assert_int_equal(timers_when(&t, fl.other), 295);
+	assert_int_equal(timers_fire(&t, 300), 1);
+	assert_string_equal(fl.order, "ca");
+	assert_int_equal(timers_next(&t), TIMERS_NEVER);
+
+	/* a callback that moves its own timer: the move wins over its return value */
+	fl.n = 0;
+	fl.other = 0;
+	assert_true(timers_set(&t, &fl.other, 400, cb_move_self, &fl));
+	m = fl.other;
+	assert_int_equal(timers_fire(&t, 400), 1);
+	assert_int_equal(fl.other, m);
+	assert_int_equal(timers_when(&t, m), 500);
+	assert_string_equal(fl.order, "m");
+	assert_true(timers_cancel(&t, m));
+}
+
+static void
+test_timers_full(void **state)
+{
+	Timers  t;
+	TimerId id = 0;
+	TimerId first = 0;
+	int     i;
+
+	(void) state;
+	timers_init(&t);
+	for (i = 0; i < TIMERS_MAX; i++)
+	{
+		TimerId x = timers_add(&t, 1000 + i, NULL, NULL);
+
+		assert_true(x != 0);
+		if (i == 0)
+			first = x;
+	}
+	assert_int_equal(timers_add(&t, 5, NULL, NULL), 0);
+	assert_false(timers_set(&t, &id, 5, NULL, NULL));
+	assert_int_equal(id, 0);
+	/* room again after a cancel; ids are not reused */
+	assert_true(timers_cancel(&t, first));
+	assert_true(timers_set(&t, &id, 5, NULL, NULL));
+	assert_true(id > first);
+	assert_int_equal(timers_next(&t), 5);
+	assert_int_equal(timers_fire(&t, 2000), TIMERS_MAX);
+	assert_int_equal(timers_next(&t), TIMERS_NEVER);
+}
+
 int
 main(void)
 {
@@ -911,6 +1141,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_watch_overflow, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_watch_limit, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_watch_root_missing, setup_dir, teardown_dir),
+	    cmocka_unit_test(test_timers_deadlines),
+	    cmocka_unit_test(test_timers_fire),
+	    cmocka_unit_test(test_timers_full),
 	};
 
 	log_init(false);

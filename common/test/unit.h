@@ -1,5 +1,6 @@
 /*
  * unit.h
+ *	  Tests of every room: the shared includes of the cmocka unit tests (cmocka, base).
  *	  Shared includes for the cmocka unit tests of common/ modules.
  *
  * Each common/test/test_<module>.c is one program; `make check-unit` builds

@@ -1,5 +1,6 @@
 /*
  * verify.c
+ *	  Room verify; uses repo, format (codec, layout, manifests) and cJSON.
  *	  The object verifier shared by bk_verify() and pgbk verify: every object
  *	  streamed through the codec's decoder (authenticated frame by frame,
  *	  counted and discarded), then judged against what its kind requires.

@@ -1,5 +1,6 @@
 /*
  * verify.h
+ *	  Room verify; uses repo and format (codec, manifests).
  *	  The object verifier: what "this object of the repository is sound"
  *	  means, in one place, for bk_verify() (pg_ext/verify.c, which starts
  *	  from the catalog, inside a backend) and pgbk verify (cli/cmd_verify.c,

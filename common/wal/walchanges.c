@@ -1,5 +1,6 @@
 /*
  * walchanges.c
+ *	  Room wal; uses base (WAL names), repo, format (codec, layout) and walscan.c.
  *	  Change summaries (see walchanges.h): the table of changed blocks, its
  *	  binary form, the per-record rules that fill it from a segment, and the
  *	  repository objects.

@@ -1,5 +1,6 @@
 /*
  * walchanges.h
+ *	  Room wal; uses base (WAL names), repo, format (codec) and walscan.h.
  *	  Change summaries: which relation blocks the WAL of one segment (or of an
  *	  LSN range) changes, so that an incremental base backup copies only
  *	  those blocks, and a restore can rebuild files from a chain.

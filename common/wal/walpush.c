@@ -1,5 +1,7 @@
 /*
  * walpush.c
+ *	  Room wal; uses base, repo, format (codec, layout), walscan.c, walchanges.c
+ *	  and cJSON.
  *	  Push one WAL-area file into the repository (see walpush.h for the
  *	  rules).  The hot path for a new segment is: read the file, scan it
  *	  (headers only), encode (compress + encrypt + hash, one pass), one

@@ -1,5 +1,6 @@
 /*
  * walpush.h
+ *	  Room wal; uses repo, format (codec, layout) and walscan.h.
  *	  Push one file of the WAL area (segment, .partial, .backup, .history)
  *	  into the repository, with the rules every archiving path shares: the
  *	  archive module, the uploader workers and `pgbk wal-push`.

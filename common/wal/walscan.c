@@ -1,5 +1,6 @@
 /*
  * walscan.c
+ *	  Room wal; uses base (WAL names) only.
  *	  Scan one WAL segment image for what restore planning needs: commit and
  *	  abort times, restore points, and where valid WAL ends (see walscan.h).
  *

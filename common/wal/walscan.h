@@ -1,5 +1,6 @@
 /*
  * walscan.h
+ *	  Room wal; uses base (WAL names) only.
  *	  A cheap scan of one WAL segment image: what a restore planner needs to
  *	  know about it, without replaying or decoding block data.
  *
