@@ -145,15 +145,19 @@ cmd_wal_push(int argc, char **argv)
 static void
 wal_changes_usage(FILE *out)
 {
-	fprintf(out, "Usage: pgbk wal-changes [--config FILE] [--rebuild] [--json] SEGMENT\n"
-	             "\n"
-	             "Print the change summary of an archived WAL segment (or .partial file):\n"
-	             "which relation blocks the records beginning in it change.  A summary that\n"
-	             "is missing is rebuilt from the archived segment and stored.\n"
-	             "--rebuild summarizes the archived segment again and compares the result\n"
-	             "with the stored summary (stored if there is none; never overwritten):\n"
-	             "exit 0 if they agree, 6 if the stored one is unreadable or differs.\n"
-	             "--json prints one JSON object.\n");
+	fprintf(out,
+	        "Usage: pgbk wal-changes [--config FILE] [--rebuild | --resolve] [--json] SEGMENT\n"
+	        "\n"
+	        "Print the change summary of an archived WAL segment (or .partial file):\n"
+	        "which relation blocks the records beginning in it change.  A summary that\n"
+	        "is missing is rebuilt from the archived segment and stored.\n"
+	        "--rebuild summarizes the archived segment again and compares the result\n"
+	        "with the stored summary (stored if there is none; never overwritten):\n"
+	        "exit 0 if they agree, 6 if the stored one is unreadable or differs.\n"
+	        "--resolve: if the summary is incomplete only because its last record\n"
+	        "continues into the next segment, summarize the segment again with the next\n"
+	        "one beside it (as a backup's union does) and print that (not stored).\n"
+	        "--json prints one JSON object.\n");
 }
 
 static char *
@@ -282,20 +286,23 @@ print_changes_json(const char *segname, const WalChanges *c, const char *source)
 int
 cmd_wal_changes(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'}, {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},         {"rebuild", no_argument, NULL, 'r'},
-	    {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0}};
-	const char *config = NULL;
-	const char *segname;
-	bool        rebuild = false, json = false, rebuilt = false;
-	CliContext  ctx;
-	WalChanges *c = NULL;
-	PgbkError   err;
-	PgbkStatus  st;
-	WalFileKind kind;
-	const char *source;
-	int         ch, rc;
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"quiet", no_argument, NULL, 'q'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"rebuild", no_argument, NULL, 'r'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"resolve", no_argument, NULL, 's'},
+	                                     {NULL, 0, NULL, 0}};
+	const char                *config = NULL;
+	const char                *segname;
+	bool                       rebuild = false, json = false, rebuilt = false, resolve = false;
+	CliContext                 ctx;
+	WalChanges                *c = NULL;
+	PgbkError                  err;
+	PgbkStatus                 st;
+	WalFileKind                kind;
+	const char                *source;
+	int                        ch, rc;
 
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "c:qh", opts, NULL)) != -1)
@@ -314,6 +321,9 @@ cmd_wal_changes(int argc, char **argv)
 			case 'j':
 				json = true;
 				break;
+			case 's':
+				resolve = true;
+				break;
 			case 'h':
 				wal_changes_usage(stdout);
 				return EXIT_OK;
@@ -322,7 +332,7 @@ cmd_wal_changes(int argc, char **argv)
 				return EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 1)
+	if (argc - optind != 1 || (rebuild && resolve))
 	{
 		wal_changes_usage(stderr);
 		return EXIT_USAGE;
@@ -341,6 +351,18 @@ cmd_wal_changes(int argc, char **argv)
 	{
 		st = walchg_load_or_rebuild(ctx.repo, ctx.ring, &ctx.params, segname, &rebuilt, &c, &err);
 		source = rebuilt ? "rebuilt from the archived segment and stored" : "stored";
+		if (st == PGBK_OK && resolve && walchg_cont_lsn(c) != WAL_INVALID_LSN)
+		{
+			WalChanges *whole = NULL;
+
+			st = walchg_resolve(ctx.repo, ctx.ring, segname, &whole, &err);
+			if (whole != NULL)
+			{
+				walchg_free(c);
+				c = whole;
+				source = "resolved with the next segment";
+			}
+		}
 	}
 	else
 	{

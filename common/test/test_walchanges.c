@@ -1,5 +1,7 @@
 /*
  * test_walchanges.c
+ *	  Tests of room wal (cmocka); uses unit.h, walchanges.c, walpush.c, repo,
+ *	  config and format.
  *	  Unit tests for walchanges.c: the binary form (round trip, determinism,
  *	  every truncation and garbling refused or harmless), merge semantics,
  *	  summarizing synthetic segments (block references with SAME_REL, smgr
@@ -22,6 +24,7 @@
 #include "format/layout.h"
 #include "repo/repo.h"
 #include "wal/walchanges.h"
+#include "wal/walpush.h"
 
 #define MB     (1024U * 1024U)
 #define SEG    (1 * MB)
@@ -671,6 +674,25 @@ test_scan_records(void **state)
 }
 
 /* A record cut by the segment end: blocks read if their headers are here. */
+/* Fill to 2 pages before the segment end, then a commit of 3 pages dropping 16777. */
+static void
+wal_cut_commit(Wal *w)
+{
+	Rec            r;
+	unsigned char *big = calloc(1, 3 * BLCKSZ);
+
+	while (w->pos < w->base + SEG - 2 * BLCKSZ)
+		wal_noop(w, 2000);
+	rec_init(&r);
+	put32(big + 8, 4);
+	put32(big + 12, 1);
+	put32(big + 16, 1663), put32(big + 20, 5), put32(big + 24, 16777);
+	rec_main(&r, big, 3 * BLCKSZ);
+	free(big);
+	rec_insert(w, &r, RM_XACT, 0x80);
+	wal_switch(w);
+}
+
 static void
 test_scan_cut(void **state)
 {
@@ -698,29 +720,70 @@ test_scan_cut(void **state)
 	walchg_free(c);
 	free(w.d);
 
-	/* 2: a commit whose main data is in the next segment: incomplete, naming it */
-	wal_init(&w, 1, 1);
-	while (w.pos < w.base + SEG - 2 * BLCKSZ)
-		wal_noop(&w, 2000);
-	rec_init(&r);
+	/*
+	 * 2: a commit dropping relation 16777 whose main data is in the next
+	 * segment: incomplete, naming it; resolved with the next segment beside.
+	 */
+	wal_init(&w, 2, 1);
+	wal_cut_commit(&w);
 	{
-		unsigned char *big = calloc(1, 3 * BLCKSZ);
-
-		put32(big + 8, 4);
-		put32(big + 12, 1);
-		rec_main(&r, big, 3 * BLCKSZ);
-		free(big);
-	}
-	{
-		WalLsn lsn = rec_insert(&w, &r, RM_XACT, 0x80);
-		char   want[64];
+		char      want[64];
+		PgbkError err;
 
 		c = summarize(&w, 0, "000000010000000000000001");
 		assert_false(walchg_complete(c, &why));
 		snprintf(want, sizeof(want), "record at 0/%X in segment 000000010000000000000001",
-		         (unsigned) lsn);
+		         (unsigned) walchg_cont_lsn(c));
+		assert_true(walchg_cont_lsn(c) > SEG);
 		assert_non_null(strstr(why, want));
 		assert_non_null(strstr(why, "main data"));
+		assert_string_equal(show(c, 1663, 5, 16777, 0), "-");
+		walchg_free(c);
+		assert_int_equal(walchg_scan_segment_next(w.d, SEG, w.d + SEG, SEG,
+		                                          "000000010000000000000001", &c, &err),
+		                 PGBK_OK);
+		if (!walchg_complete(c, &why))
+			fail_msg("with the next segment: %s", why);
+		assert_string_equal(show(c, 1663, 5, 16777, 0), "0:");
+		assert_int_equal(walchg_cont_lsn(c), WAL_INVALID_LSN);
+		walchg_free(c);
+		/* a next segment that does not continue the record resolves nothing */
+		memset(w.d + SEG, 0, BLCKSZ);
+		assert_int_equal(walchg_scan_segment_next(w.d, SEG, w.d + SEG, SEG,
+		                                          "000000010000000000000001", &c, &err),
+		                 PGBK_OK);
+		assert_false(walchg_complete(c, NULL));
+		walchg_free(c);
+	}
+	free(w.d);
+
+	/* 2b: a record whose header is cut by the segment end (16 bytes here) */
+	wal_init(&w, 2, 1);
+	while (w.base + SEG - w.pos > BLCKSZ - 24)
+		wal_noop(&w, 100);
+	wal_noop(&w, (uint32_t) (w.base + SEG - w.pos - 16 - 29));
+	assert_int_equal(w.pos, w.base + SEG - 16);
+	rec_init(&r);
+	rec_block(&r, REL_B, 0, 42, 10, false);
+	rec_insert(&w, &r, RM_HEAP, 0x00);
+	wal_switch(&w);
+	c = summarize(&w, 0, "000000010000000000000001");
+	assert_false(walchg_complete(c, &why));
+	assert_non_null(strstr(why, "within its header"));
+	assert_int_equal(walchg_cont_lsn(c), w.base + SEG - 16);
+	walchg_free(c);
+	{
+		PgbkError err;
+
+		assert_int_equal(walchg_scan_segment_next(w.d, SEG, w.d + SEG, SEG,
+		                                          "000000010000000000000001", &c, &err),
+		                 PGBK_OK);
+		assert_true(walchg_complete(c, NULL));
+		assert_string_equal(show(c, 1663, 5, 16390, 0), "none:42");
+		walchg_free(c);
+		/* and the next segment's own summary does not count it */
+		c = summarize(&w, 1, "000000010000000000000002");
+		assert_string_equal(show(c, 1663, 5, 16390, 0), "-");
 		walchg_free(c);
 	}
 	free(w.d);
@@ -1022,6 +1085,113 @@ test_union_range(void **state)
 	free(w.d);
 }
 
+/* The union resolves a summary left incomplete by a record continuing into the next segment. */
+static void
+test_union_cut(void **state)
+{
+	Fixture    *f = *state;
+	Wal         w;
+	WalChanges *u = NULL;
+	WalHistory  hist;
+	PgbkError   err;
+	const char *why;
+
+	wal_init(&w, 2, 0x20);
+	wal_cut_commit(&w);
+	put_wal(f, &w, 0, "000000010000000000000020");
+	hist.n = 1;
+	hist.entries = calloc(1, sizeof(WalHistoryEntry));
+	hist.entries[0].tli = 1;
+	/* the next segment is not archived (yet): incomplete */
+	assert_int_equal(walchg_union_range(f->repo, f->ring, &f->params, &hist, 0x20 * SEG, 0x21 * SEG,
+	                                    SEG, &u, &err),
+	                 PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "main data"));
+	walchg_free(u);
+	/* once it is, the same range is complete and has the drop */
+	put_wal(f, &w, 1, "000000010000000000000021");
+	assert_int_equal(walchg_union_range(f->repo, f->ring, &f->params, &hist, 0x20 * SEG, 0x21 * SEG,
+	                                    SEG, &u, &err),
+	                 PGBK_OK);
+	if (!walchg_complete(u, &why))
+		fail_msg("incomplete: %s", why);
+	assert_string_equal(show(u, 1663, 5, 16777, 0), "0:");
+	walchg_free(u);
+	free(hist.entries);
+	free(w.d);
+}
+
+/* walpush stores the summary beside the segment, on a retry too, and a different stored one only warns. */
+static void
+test_walpush(void **state)
+{
+	Fixture      *f = *state;
+	Wal           w;
+	WalPusher     p;
+	WalPushResult res;
+	PgbkError     err;
+	WalChanges   *want = NULL, *got = NULL;
+	char          path[400];
+	const char   *name = "000000010000000000000031";
+	FILE         *fp;
+
+	wal_init(&w, 1, 0x31);
+	wal_touch(&w, 16384, 7);
+	wal_touch(&w, 16384, 3);
+	wal_switch(&w);
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(w.d, 1, SEG, fp), SEG);
+	fclose(fp);
+
+	walpush_init(&p, f->repo, &f->params);
+	if (walpush_file(&p, path, name, &res, &err) != PGBK_OK)
+		fail_msg("walpush_file: %s", err.msg);
+	assert_true(res.has_changes);
+	assert_true(res.changes_complete);
+	assert_int_equal(walchg_load(f->repo, f->ring, name, &got, &err), PGBK_OK);
+	assert_int_equal(walchg_scan_segment(w.d, SEG, name, &want, &err), PGBK_OK);
+	assert_true(walchg_equal(got, want));
+	assert_string_equal(show(got, 1663, 5, 16384, 0), "none:3,7");
+	walchg_free(got);
+
+	/* a retry after a crash between the two puts: the summary is stored then */
+	{
+		char key[LAYOUT_KEY_LEN];
+
+		assert_true(layout_changes_key(name, key, sizeof(key)));
+		assert_int_equal(unlink(local_path(f, key)), 0);
+		assert_int_equal(walpush_file(&p, path, name, &res, &err), PGBK_OK);
+		assert_true(res.already_present);
+		assert_true(res.has_changes);
+		assert_int_equal(walchg_load(f->repo, f->ring, name, &got, &err), PGBK_OK);
+		assert_true(walchg_equal(got, want));
+		walchg_free(got);
+
+		/* another summary stored under the name: kept, and archiving goes on */
+		assert_int_equal(unlink(local_path(f, key)), 0);
+		got = random_changes(5);
+		assert_int_equal(walchg_store(f->repo, &f->params, name, got, &err), PGBK_OK);
+		assert_int_equal(walpush_file(&p, path, name, &res, &err), PGBK_OK);
+		assert_true(res.already_present);
+		assert_false(res.has_changes);
+		walchg_free(got);
+	}
+	/* a history file gets no summary */
+	snprintf(path, sizeof(path), "%s/00000002.history", f->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("1\t0/31000000\tno recovery target specified\n", fp);
+	fclose(fp);
+	assert_int_equal(walpush_file(&p, path, "00000002.history", &res, &err), PGBK_OK);
+	assert_false(res.has_changes);
+	walpush_free(&p);
+	walchg_free(want);
+	free(w.d);
+}
+
 int
 main(void)
 {
@@ -1034,6 +1204,8 @@ main(void)
 	    cmocka_unit_test(test_scan_cut),
 	    cmocka_unit_test_setup_teardown(test_store_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_union_range, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_union_cut, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_walpush, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,6 @@
 /*
  * walchanges.c
+ *	  Room wal; uses base (WAL names), repo, format (codec, layout) and walscan.c.
  *	  Change summaries (see walchanges.h): the table of changed blocks, its
  *	  binary form, the per-record rules that fill it from a segment, and the
  *	  repository objects.
@@ -42,6 +43,14 @@ struct WalChanges
 	WalLsn    start, end;
 	bool      incomplete;
 	char      reason[WALCHG_REASON_LEN];
+
+	/*
+	 * Incomplete only because the record at cont_lsn continues into the next
+	 * segment and what this summary needs of it lies there: summarizing this
+	 * segment with the next one beside it resolves it (walchg_union_range
+	 * does).  WAL_INVALID_LSN otherwise.
+	 */
+	WalLsn cont_lsn;
 };
 
 #define LSN_ARGS(lsn) (uint32_t)((lsn) >> 32), (uint32_t) (lsn)
@@ -529,6 +538,12 @@ walchg_complete(const WalChanges *c, const char **reason)
 	return !c->incomplete;
 }
 
+WalLsn
+walchg_cont_lsn(const WalChanges *c)
+{
+	return c->cont_lsn;
+}
+
 bool
 walchg_equal(const WalChanges *a, const WalChanges *b)
 {
@@ -541,6 +556,8 @@ walchg_equal(const WalChanges *a, const WalChanges *b)
 	    a->end != b->end)
 		return false;
 	if (a->incomplete && strcmp(a->reason, b->reason) != 0)
+		return false;
+	if (a->cont_lsn != b->cont_lsn)
 		return false;
 	if (a->nwhole && memcmp(a->whole, b->whole, a->nwhole * sizeof(uint64_t)) != 0)
 		return false;
@@ -561,6 +578,7 @@ walchg_equal(const WalChanges *a, const WalChanges *b)
  *	 "PGWC" 1
  *	 varint tli, start, end; u8 flags (bit 0 range set, bit 1 incomplete)
  *	 [incomplete: varint reason length (< WALCHG_REASON_LEN), reason bytes]
+ *	 [bit 2, resolvable by the next segment: varint cont_lsn]
  *	 varint nwhole, then (varint spc, varint db) ascending
  *	 varint nentries, then per entry ascending by (spc, db, rel, fork):
  *	   varint spc, db, rel; u8 fork; varint limit + 1 (0: no limit);
@@ -572,6 +590,7 @@ walchg_equal(const WalChanges *a, const WalChanges *b)
 #define WALCHG_VERSION 1
 #define FLAG_RANGE     0x01
 #define FLAG_INCOMPL   0x02
+#define FLAG_CONT      0x04
 
 static bool
 put_varint(PgbkBuf *b, uint64_t v)
@@ -595,7 +614,8 @@ walchg_encode(const WalChanges *c, PgbkBuf *out, PgbkError *err)
 {
 	size_t        i;
 	bool          ok;
-	unsigned char flags = (c->has_range ? FLAG_RANGE : 0) | (c->incomplete ? FLAG_INCOMPL : 0);
+	unsigned char flags = (c->has_range ? FLAG_RANGE : 0) | (c->incomplete ? FLAG_INCOMPL : 0) |
+	                      (c->cont_lsn != WAL_INVALID_LSN ? FLAG_CONT : 0);
 	unsigned char v = WALCHG_VERSION;
 
 	normalize(c);
@@ -605,6 +625,8 @@ walchg_encode(const WalChanges *c, PgbkBuf *out, PgbkError *err)
 	if (ok && c->incomplete)
 		ok = put_varint(out, strlen(c->reason)) &&
 		     pgbk_buf_append(out, c->reason, strlen(c->reason));
+	if (ok && c->cont_lsn != WAL_INVALID_LSN)
+		ok = put_varint(out, c->cont_lsn);
 	ok = ok && put_varint(out, c->nwhole);
 	for (i = 0; ok && i < c->nwhole; i++)
 		ok = put_varint(out, c->whole[i] >> 32) && put_varint(out, (uint32_t) c->whole[i]);
@@ -697,7 +719,8 @@ walchg_decode(const void *data, size_t len, WalChanges **out, PgbkError *err)
 	    !get_varint(&r, UINT64_MAX, &end) || r.off >= r.len)
 		goto bad;
 	flags = r.p[r.off++];
-	if ((flags & ~(FLAG_RANGE | FLAG_INCOMPL)) != 0 ||
+	if ((flags & ~(FLAG_RANGE | FLAG_INCOMPL | FLAG_CONT)) != 0 ||
+	    ((flags & FLAG_CONT) && !(flags & FLAG_INCOMPL)) ||
 	    (!(flags & FLAG_RANGE) && (tli | start | end) != 0) || start > end)
 		goto bad;
 	if (flags & FLAG_RANGE)
@@ -716,6 +739,13 @@ walchg_decode(const void *data, size_t len, WalChanges **out, PgbkError *err)
 				goto bad;
 		r.off += v;
 		walchg_mark_incomplete(c, reason);
+	}
+	if (flags & FLAG_CONT)
+	{
+		what = "continuing record";
+		if (!get_varint(&r, UINT64_MAX, &v) || v == WAL_INVALID_LSN)
+			goto bad;
+		c->cont_lsn = v;
 	}
 	what = "whole databases";
 	if (!get_varint(&r, (r.len - r.off) / 2, &n))
@@ -884,6 +914,10 @@ incomplete(WalChgCollector *col, const WalScanRecord *rec, const char *what)
 {
 	char reason[WALCHG_REASON_LEN];
 
+	/* the only thing missing is in the next segment: resolvable there */
+	if (!col->c->incomplete && !rec->complete && strstr(what, "next segment") != NULL)
+		col->c->cont_lsn = rec->lsn;
+
 	snprintf(reason, sizeof(reason), "record at %X/%X%s%s: %s", LSN_ARGS(rec->lsn),
 	         col->segname[0] ? " in segment " : "", col->segname, what);
 	walchg_mark_incomplete(col->c, reason);
@@ -897,7 +931,10 @@ take(const WalScanRecord *rec, uint32_t *off, uint32_t *remaining, uint32_t n, u
 
 	if (*remaining < n)
 		return READ_MALFORMED;
-	if ((rc = walscan_record_bytes(rec, *off, n, b)) != READ_OK)
+	/* nearly always on the record's first page: no call needed */
+	if (*off + n <= rec->head_len)
+		memcpy(b, rec->head + *off, n);
+	else if ((rc = walscan_record_bytes(rec, *off, n, b)) != READ_OK)
 		return rc;
 	*off += n;
 	*remaining -= n;
@@ -1244,12 +1281,25 @@ walchg_collect(void *arg, const WalScanRecord *rec)
 	BlockRefs        br;
 	int              rc, i;
 
+	WalScanRecord r2;
+
 	if (col->oom)
 		return;
 	if (!rec->have_header)
 	{
-		incomplete(col, rec, "continues into the next segment within its header");
-		return;
+		unsigned char hdr[SIZE_OF_XLOG_RECORD];
+
+		/* with the next segment beside it, the header can be read whole */
+		if (walscan_record_bytes(rec, 0, SIZE_OF_XLOG_RECORD, hdr) != READ_OK)
+		{
+			incomplete(col, rec, "continues into the next segment within its header");
+			return;
+		}
+		r2 = *rec;
+		r2.have_header = true;
+		r2.info = hdr[16];
+		r2.rmid = hdr[17];
+		rec = &r2;
 	}
 	rc = decode_blocks(rec, &br);
 	/* the references read are real even when the rest is cut */
@@ -1323,6 +1373,13 @@ PgbkStatus
 walchg_scan_segment(const void *seg, size_t len, const char *segname, WalChanges **out,
                     PgbkError *err)
 {
+	return walchg_scan_segment_next(seg, len, NULL, 0, segname, out, err);
+}
+
+PgbkStatus
+walchg_scan_segment_next(const void *seg, size_t len, const void *next, size_t next_len,
+                         const char *segname, WalChanges **out, PgbkError *err)
+{
 	WalChgCollector *col;
 	WalSummary       s;
 	PgbkStatus       st;
@@ -1336,7 +1393,8 @@ walchg_scan_segment(const void *seg, size_t len, const char *segname, WalChanges
 		base[dot - base] = '\0';
 	if ((col = walchg_collector_begin(base)) == NULL)
 		return pgbk_error(err, PGBK_ERR, "out of memory");
-	st = walscan_segment_hooked(seg, len, (uint32_t) len, &s, walchg_collect, col, err);
+	st = walscan_segment_hooked(seg, len, (uint32_t) len, next, next_len, &s, walchg_collect, col,
+	                            err);
 	if (st != PGBK_OK)
 	{
 		walchg_free(walchg_collector_end(col, &s, false));
@@ -1447,22 +1505,20 @@ walchg_load(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges
 	return st;
 }
 
-PgbkStatus
-walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges **out,
-               PgbkError *err)
+/* The content of the archived WAL object of segname, verified, into raw. */
+static PgbkStatus
+fetch_wal(Repo *repo, const PgbkKeyring *ring, const char *segname, PgbkBuf *raw, PgbkError *err)
 {
 	char        key[LAYOUT_KEY_LEN];
-	PgbkBuf     stored, raw;
+	PgbkBuf     stored;
 	CodecHeader hdr;
 	PgbkStatus  st;
 	WalFileKind kind = walname_classify(segname, NULL);
 
-	*out = NULL;
 	if ((kind != WAL_FILE_SEGMENT && kind != WAL_FILE_PARTIAL) ||
 	    !layout_wal_key(segname, key, sizeof(key)))
 		return pgbk_error(err, PGBK_ERR_USAGE, "\"%s\" is not a WAL segment name", segname);
 	pgbk_buf_init(&stored);
-	pgbk_buf_init(&raw);
 	st = repo_get(repo, key, &stored, err);
 	if (st == PGBK_NOT_FOUND)
 		pgbk_error(err, PGBK_NOT_FOUND, "WAL segment \"%s\" is not in %s", segname,
@@ -1471,17 +1527,71 @@ walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChan
 		pgbk_error_prefix(err, "could not read WAL segment \"%s\"", key);
 	else
 	{
-		st = codec_decode(ring, stored.data, stored.len, codec_wal_limit(segname, 0), &raw, &hdr,
+		st = codec_decode(ring, stored.data, stored.len, codec_wal_limit(segname, 0), raw, &hdr,
 		                  err);
 		if (st == PGBK_OK)
 			st = codec_check_name(&hdr, segname, err);
-		if (st == PGBK_OK)
-			st = walchg_scan_segment(raw.data, raw.len, segname, out, err);
 		if (st != PGBK_OK)
-			pgbk_error_prefix(err, "could not summarize WAL segment \"%s\"", key);
+			pgbk_error_prefix(err, "WAL segment \"%s\" is unreadable", key);
 	}
 	pgbk_buf_free(&stored);
+	return st;
+}
+
+PgbkStatus
+walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges **out,
+               PgbkError *err)
+{
+	PgbkBuf    raw;
+	PgbkStatus st;
+
+	*out = NULL;
+	pgbk_buf_init(&raw);
+	st = fetch_wal(repo, ring, segname, &raw, err);
+	if (st == PGBK_OK &&
+	    (st = walchg_scan_segment(raw.data, raw.len, segname, out, err)) != PGBK_OK)
+		pgbk_error_prefix(err, "could not summarize WAL segment \"%s\"", segname);
 	pgbk_buf_free(&raw);
+	return st;
+}
+
+PgbkStatus
+walchg_resolve(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges **out,
+               PgbkError *err)
+{
+	char       next_name[WALNAME_BUFLEN];
+	PgbkBuf    raw, next;
+	PgbkStatus st;
+	uint32_t   tli;
+	WalSegNo   segno;
+
+	*out = NULL;
+	pgbk_buf_init(&raw);
+	pgbk_buf_init(&next);
+	st = fetch_wal(repo, ring, segname, &raw, err);
+	if (st == PGBK_OK &&
+	    walname_parse_segment(segname, (uint32_t) raw.len, &tli, &segno, NULL) != PGBK_OK)
+		st = pgbk_error(err, PGBK_ERR_USAGE, "\"%s\" is not a WAL segment name", segname);
+	if (st == PGBK_OK)
+		st = fetch_wal(repo, ring,
+		               walname_format_segment(next_name, tli, segno + 1, (uint32_t) raw.len), &next,
+		               err);
+	if (st == PGBK_OK)
+		st = walchg_scan_segment_next(raw.data, raw.len, next.data, next.len, segname, out, err);
+	if (st == PGBK_NOT_FOUND || st == PGBK_ERR_INTEGRITY || st == PGBK_ERR_FORMAT ||
+	    st == PGBK_ERR_KEY)
+	{
+		/* nothing to resolve with: not an error */
+		pgbk_error_clear(err);
+		st = PGBK_OK;
+	}
+	if (*out != NULL && !walchg_complete(*out, NULL))
+	{
+		walchg_free(*out);
+		*out = NULL;
+	}
+	pgbk_buf_free(&raw);
+	pgbk_buf_free(&next);
 	return st;
 }
 
@@ -1587,6 +1697,24 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 			         serr.msg);
 			walchg_mark_incomplete(u, reason);
 			continue;
+		}
+		if (walchg_cont_lsn(s) != WAL_INVALID_LSN)
+		{
+			WalChanges *whole = NULL;
+
+			st = walchg_resolve(repo, ring, segname, &whole, &serr);
+			if (st != PGBK_OK)
+			{
+				walchg_free(s);
+				walchg_free(u);
+				*err = serr;
+				return st;
+			}
+			if (whole != NULL)
+			{
+				walchg_free(s);
+				s = whole;
+			}
 		}
 		walchg_range(s, NULL, NULL, &have_end);
 		if (have_end < need)

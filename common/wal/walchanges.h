@@ -1,5 +1,6 @@
 /*
  * walchanges.h
+ *	  Room wal; uses base (WAL names), repo, format (codec) and walscan.h.
  *	  Change summaries: which relation blocks the WAL of one segment (or of an
  *	  LSN range) changes, so that an incremental base backup copies only
  *	  those blocks, and a restore can rebuild files from a chain.
@@ -115,6 +116,13 @@ void walchg_range(const WalChanges *c, uint32_t *tli, WalLsn *start, WalLsn *end
 void walchg_mark_incomplete(WalChanges *c, const char *reason); /* first reason kept */
 bool walchg_complete(const WalChanges *c, const char **reason);
 
+/*
+ * Incomplete only because its last record continues into the next segment
+ * (walchg_scan_segment_next with that segment resolves it): that record's
+ * LSN; WAL_INVALID_LSN otherwise.
+ */
+WalLsn walchg_cont_lsn(const WalChanges *c);
+
 /* Do a and b hold the same changes, range and completeness? */
 bool walchg_equal(const WalChanges *a, const WalChanges *b);
 
@@ -135,6 +143,14 @@ PgbkStatus walchg_decode(const void *data, size_t len, WalChanges **out, PgbkErr
  */
 PgbkStatus walchg_scan_segment(const void *seg, size_t len, const char *segname, WalChanges **out,
                                PgbkError *err);
+
+/*
+ * The same with the image of the following segment beside it (next, may be
+ * NULL): the record continuing into it is then summarized whole, if it
+ * ends there.  Used to resolve a summary left incomplete by such a record.
+ */
+PgbkStatus walchg_scan_segment_next(const void *seg, size_t len, const void *next, size_t next_len,
+                                    const char *segname, WalChanges **out, PgbkError *err);
 
 /*
  * The same in the pass walscan makes anyway (walpush): a scan collector.
@@ -164,6 +180,17 @@ PgbkStatus walchg_load_or_rebuild(Repo *repo, const PgbkKeyring *ring, const Cod
 
 /* Summarize the archived WAL object of segname (no store). */
 PgbkStatus walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segname,
+                          WalChanges **out, PgbkError *err);
+
+/*
+ * For a summary left incomplete only by its last record continuing into the
+ * next segment (walchg_cont_lsn): summarize the archived segment again with
+ * the next segment of its timeline beside it.  *out is that summary if it
+ * is complete, else NULL (the next segment is not archived, unreadable, or
+ * does not resolve it); errors only for repository failures.  Never stored:
+ * the stored summary is what the segment alone says.
+ */
+PgbkStatus walchg_resolve(Repo *repo, const PgbkKeyring *ring, const char *segname,
                           WalChanges **out, PgbkError *err);
 
 /*

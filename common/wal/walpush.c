@@ -1,6 +1,7 @@
 /*
  * walpush.c
- *	  Room wal; uses base, repo, format (codec, layout), walscan.c and cJSON.
+ *	  Room wal; uses base, repo, format (codec, layout), walscan.c, walchanges.c
+ *	  and cJSON.
  *	  Push one WAL-area file into the repository (see walpush.h for the
  *	  rules).  The hot path for a new segment is: read the file, scan it
  *	  (headers only), encode (compress + encrypt + hash, one pass), one
@@ -184,7 +185,7 @@ build_attrs(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *re
 		if ((col = walchg_collector_begin(base)) == NULL)
 			return pgbk_error(err, PGBK_ERR, "out of memory");
 		pgbk_error_clear(&scan_err);
-		scan_st = walscan_segment_hooked(p->data, p->len, (uint32_t) p->len, &res->summary,
+		scan_st = walscan_segment_hooked(p->data, p->len, (uint32_t) p->len, NULL, 0, &res->summary,
 		                                 walchg_collect, col, &scan_err);
 		walchg_free(p->changes);
 		p->changes = walchg_collector_end(col, &res->summary, scan_st == PGBK_OK);

@@ -115,6 +115,8 @@ typedef struct Scan
 	WalSummary          *s;
 	WalScanRecordHook    hook; /* may be NULL */
 	void                *hook_arg;
+	const unsigned char *next; /* the following segment's image, or NULL */
+	size_t               next_len;
 } Scan;
 
 /* Where a record lies: it starts at pos with on_page bytes on its first page. */
@@ -640,10 +642,51 @@ call_hook(const Scan *sc, const RecLoc *r, WalLsn lsn, const unsigned char *hdr,
 		rec.info = hdr[XL_INFO];
 	}
 	rec.pg_major = sc->pg_major;
+	rec.head = sc->d + r->pos;
+	rec.head_len = r->tot_len < r->on_page ? r->tot_len : r->on_page;
+	if (rec.head_len > sc->segsz - r->pos)
+		rec.head_len = sc->segsz - r->pos;
 	rec.scan_ = sc;
 	rec.pos_ = r->pos;
 	rec.on_page_ = r->on_page;
 	sc->hook(sc->hook_arg, &rec);
+}
+
+/*
+ * Where byte l (counted from the start of the part in the next segment) of
+ * a record continuing into the next segment lies in that image, and how
+ * many bytes of the record follow it on its page; false if the page is not
+ * there or does not continue the record.  rem is the length of the record
+ * still to come at the start of the next segment (page 0's xlp_rem_len).
+ */
+static bool
+next_phys(const Scan *sc, uint32_t l, uint32_t rem, uint64_t *phys, uint32_t *chunk)
+{
+	uint32_t             per = sc->blcksz - SIZE_OF_SHORT_PHD;
+	uint32_t             first = sc->blcksz - SIZE_OF_LONG_PHD;
+	uint64_t             page;
+	const unsigned char *p;
+
+	if (l < first)
+	{
+		page = 0;
+		*phys = SIZE_OF_LONG_PHD + l;
+		*chunk = first - l;
+	}
+	else
+	{
+		page = 1 + (l - first) / per;
+		*phys = page * sc->blcksz + SIZE_OF_SHORT_PHD + (l - first) % per;
+		*chunk = per - (l - first) % per;
+	}
+	if (sc->next == NULL || page * sc->blcksz + sc->blcksz > sc->next_len)
+		return false;
+	p = sc->next + page * sc->blcksz;
+	/* the page continues this record */
+	return rd16(p + PH_MAGIC) == sc->magic &&
+	       rd64(p + PH_PAGEADDR) == sc->seg_start + sc->segsz + page * sc->blcksz &&
+	       (rd16(p + PH_INFO) & XLP_FIRST_IS_CONTRECORD) != 0 &&
+	       (uint64_t) rd32(p + PH_REM_LEN) + (page == 0 ? 0 : first + (page - 1) * per) == rem;
 }
 
 int
@@ -652,19 +695,33 @@ walscan_record_bytes(const WalScanRecord *rec, uint32_t off, uint32_t n, void *o
 	const Scan    *sc = rec->scan_;
 	unsigned char *o = out;
 	uint32_t       per = sc->blcksz - SIZE_OF_SHORT_PHD;
+	uint32_t       first_end = rec->pos_ - rec->pos_ % sc->blcksz + sc->blcksz;
+	uint32_t       here; /* bytes of the record in this segment */
 
 	if (off > rec->tot_len || n > rec->tot_len - off)
 		return READ_MALFORMED;
-	/* copy page by page: on the first page, then whole continuation pages */
+	here = first_end >= sc->segsz ? rec->on_page_
+	                              : rec->on_page_ + (sc->segsz - first_end) / sc->blcksz * per;
+	if (here > rec->tot_len)
+		here = rec->tot_len;
+	/* copy page by page */
 	while (n > 0)
 	{
-		uint64_t phys;
-		uint32_t chunk;
+		uint64_t             phys;
+		uint32_t             chunk;
+		const unsigned char *from;
 
-		if (off < rec->on_page_)
+		if (off >= here)
+		{
+			if (!next_phys(sc, off - here, rec->tot_len - here, &phys, &chunk))
+				return READ_UNAVAILABLE;
+			from = sc->next;
+		}
+		else if (off < rec->on_page_)
 		{
 			phys = (uint64_t) rec->pos_ + off;
 			chunk = rec->on_page_ - off;
+			from = sc->d;
 		}
 		else
 		{
@@ -673,12 +730,11 @@ walscan_record_bytes(const WalScanRecord *rec, uint32_t off, uint32_t n, void *o
 			phys = (uint64_t) rec->pos_ + rec->on_page_ + (uint64_t) (l / per) * sc->blcksz +
 			       SIZE_OF_SHORT_PHD + l % per;
 			chunk = per - l % per;
+			from = sc->d;
 		}
 		if (chunk > n)
 			chunk = n;
-		if (phys + chunk > sc->segsz)
-			return READ_UNAVAILABLE;
-		memcpy(o, sc->d + phys, chunk);
+		memcpy(o, from + phys, chunk);
 		o += chunk;
 		off += chunk;
 		n -= chunk;
@@ -960,12 +1016,13 @@ skip_continuation(Scan *sc, uint32_t *pos, uint32_t *valid_end)
 PgbkStatus
 walscan_segment(const void *data, size_t len, uint32_t wal_segsz, WalSummary *out, PgbkError *err)
 {
-	return walscan_segment_hooked(data, len, wal_segsz, out, NULL, NULL, err);
+	return walscan_segment_hooked(data, len, wal_segsz, NULL, 0, out, NULL, NULL, err);
 }
 
 PgbkStatus
-walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, WalSummary *out,
-                       WalScanRecordHook hook, void *arg, PgbkError *err)
+walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, const void *next,
+                       size_t next_len, WalSummary *out, WalScanRecordHook hook, void *arg,
+                       PgbkError *err)
 {
 	const unsigned char *d = data;
 	Scan                 sc;
@@ -1044,6 +1101,8 @@ walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, WalSumm
 	sc.s = out;
 	sc.hook = hook;
 	sc.hook_arg = arg;
+	sc.next = next;
+	sc.next_len = next ? next_len : 0;
 
 	if (info & XLP_FIRST_IS_CONTRECORD)
 	{

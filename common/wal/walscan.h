@@ -200,6 +200,9 @@ typedef struct WalScanRecord
 	uint8_t  rmid;        /* xl_rmid (have_header) */
 	uint8_t  info;        /* xl_info (have_header) */
 	int      pg_major;    /* of the segment's page magic */
+	/* the record's first head_len bytes lie contiguous at head (its first page) */
+	const unsigned char *head;
+	uint32_t             head_len;
 	/* private to walscan.c */
 	const void *scan_;
 	uint32_t    pos_;
@@ -211,13 +214,21 @@ typedef void (*WalScanRecordHook)(void *arg, const WalScanRecord *rec);
 /*
  * Copy n bytes of the record from byte off (of its reassembled form: header
  * at 0, as xl_tot_len counts).  1: copied; 0: [off, off + n) is not inside
- * the record; -1: some of the bytes lie in the next segment.  Only valid
- * during the hook call.
+ * the record; -1: some of the bytes lie in the next segment and it was not
+ * given (or is not the continuation of this record).  Only valid during
+ * the hook call.
  */
 int walscan_record_bytes(const WalScanRecord *rec, uint32_t off, uint32_t n, void *out);
 
-/* walscan_segment, calling hook(arg, record) for each record (see above). */
-PgbkStatus walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, WalSummary *out,
+/*
+ * walscan_segment, calling hook(arg, record) for each record (see above).
+ * next (may be NULL) is the image of the following segment: then the bytes
+ * of the last record that lie in it can be read too (its pages must
+ * continue this record: magic, address, XLP_FIRST_IS_CONTRECORD and
+ * xlp_rem_len are checked).  The summary itself never looks at next.
+ */
+PgbkStatus walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz,
+                                  const void *next, size_t next_len, WalSummary *out,
                                   WalScanRecordHook hook, void *arg, PgbkError *err);
 
 /* Unix microseconds <-> PostgreSQL TimestampTz (microseconds since 2000-01-01 UTC). */
