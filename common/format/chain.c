@@ -1,6 +1,7 @@
 /*
  * chain.c
- *	  Room: format.  The reconstruction rule of a backup chain: per restored
+ *	  Room format; uses base and format (manifests).
+ *	  The reconstruction rule of a backup chain: per restored
  *	  file, the list of (byte run -> backup object, offset) pieces
  *	  (chain.h).
  *

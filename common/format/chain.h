@@ -1,6 +1,7 @@
 /*
  * chain.h
- *	  Room: format.  The reconstruction rule of a backup chain (a full backup
+ *	  Room format; uses base and format (manifests).
+ *	  The reconstruction rule of a backup chain (a full backup
  *	  and the incrementals built on it), in one place: for one file of the
  *	  restored copy, which bytes come from which backup's stored object, and
  *	  which are zeros.  `pgbk restore` turns the result into one pwrite per

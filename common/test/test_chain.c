@@ -1,5 +1,6 @@
 /*
  * test_chain.c
+ *	  Tests of room format (cmocka): backup chains; uses unit.h and chain.c.
  *	  Unit tests for format/chain.c, the reconstruction rule of a backup
  *	  chain: hand-made chains (limits, truncation then growth, a file that
  *	  appears and disappears, zero ranges, a short last block, malformed
