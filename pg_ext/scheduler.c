@@ -28,6 +28,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
@@ -216,6 +217,51 @@ notify_unarchived_history(void)
 	}
 }
 
+/*
+ * Finished WAL segments of the current timeline that no archiver was told
+ * about.  A backend that completes a segment flushes it and only then
+ * creates its .ready file; killed in between (kill -9, out-of-memory killer)
+ * the server restarts after crash recovery, goes on writing the next
+ * segments, and that one segment has neither .ready nor .done.  PostgreSQL
+ * would mark it .ready only when a checkpoint comes to recycle it, which can
+ * be hours later: meanwhile every later segment is archived and the
+ * repository has a hole that no restore can cross.  Mark such segments
+ * .ready as the checkpointer would, but now: only below the segment being
+ * written (a recycled segment waiting for reuse has a future name), and only
+ * at start-up and reload, not while backends are finishing segments.
+ */
+static void
+notify_unarchived_segments(void)
+{
+	TimeLineID     tli;
+	XLogSegNo      current;
+	DIR           *dir;
+	struct dirent *de;
+
+	if (RecoveryInProgress() || !pgbk_archiving_active())
+		return;
+	tli = GetWALInsertionTimeLine();
+	XLByteToSeg(GetXLogInsertRecPtr(), current, wal_segment_size);
+	dir = AllocateDir(XLOGDIR);
+	while ((de = ReadDir(dir, XLOGDIR)) != NULL)
+	{
+		TimeLineID seg_tli;
+		XLogSegNo  segno;
+
+		if (!IsXLogFileName(de->d_name))
+			continue;
+		XLogFromFileName(de->d_name, &seg_tli, &segno, wal_segment_size);
+		if (seg_tli != tli || segno >= current || XLogArchiveIsReadyOrDone(de->d_name))
+			continue;
+		ereport(LOG, (errmsg("archiving WAL segment \"%s\", which was finished but never "
+		                     "marked ready for the archiver (a process killed after "
+		                     "writing it?)",
+		                     de->d_name)));
+		XLogArchiveNotify(de->d_name);
+	}
+	FreeDir(dir);
+}
+
 static void
 scheduler_detach(int code, Datum arg)
 {
@@ -262,6 +308,7 @@ pgbk_scheduler_main(Datum arg)
 		{
 			history_check = false;
 			notify_unarchived_history();
+			notify_unarchived_segments();
 		}
 
 		/*

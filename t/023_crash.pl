@@ -80,5 +80,38 @@ is( $node->safe_psql(
 my @tmp = glob("$repo->{dir}/wal/*/.*.tmp.*");
 note(scalar(@tmp) . ' temporary files left by the crash');
 
+###########################################################################
+# A process killed after finishing a segment and before marking it .ready:
+# after the crash restart the server writes on, and (while wal_keep_size or
+# a slot keeps it) no checkpoint marks that segment .ready; the scheduler
+# does at start-up, or the repository would have a hole from then on
+$node->safe_psql('postgres', "ALTER SYSTEM SET pgbk.config = ''");
+$node->reload;
+$node->safe_psql('postgres', "INSERT INTO t VALUES (-1, 'lost ready'); SELECT pg_switch_wal()");
+my $lost = $node->safe_psql('postgres',
+	'SELECT pg_walfile_name(pg_current_wal_lsn() - 1)');
+my $ready = $node->data_dir . "/pg_wal/archive_status/$lost.ready";
+ok(-e $ready, "segment $lost is finished and .ready");
+unlink($ready) or die "unlink $ready: $!";
+$node->safe_psql('postgres', "ALTER SYSTEM SET pgbk.config = '$repo->{conf}'");
+$node->append_conf('postgresql.conf', 'restart_after_crash = on');
+$node->reload;
+my $log_offset = -s $node->logfile;
+my $bg = $node->background_psql('postgres');
+my $bgpid = $bg->query_safe('SELECT pg_backend_pid()');
+kill 'KILL', $bgpid;
+ok($node->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()'),
+	'the server restarted after a backend was killed');
+ok($node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset),
+	'... through crash recovery');
+$node->safe_psql('postgres', "INSERT INTO t VALUES (-2, 'after'); SELECT pg_switch_wal()");
+ok(PgbkTest::wait_archived($node), 'archiving drains after the restart');
+ok($node->log_contains(
+		qr/archiving WAL segment "\Q$lost\E", which was finished but never marked ready/, $log_offset),
+	"the scheduler marked $lost .ready and says so");
+my ($frc, $fout, $ferr) = PgbkTest::pgbk('wal-fetch', '--config', $repo->{conf}, $lost, "$fetched/$lost");
+is($frc, 0, "segment $lost is in the repository") or diag($ferr);
+eval { $bg->quit };
+
 $node->stop;
 done_testing();

@@ -313,7 +313,12 @@ my $src_dump = dump_of($node);
 		$r->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
 		my $d = dump_of($r);
 		cmp_ok(length($d), '>', 1000000, 'pg_dump of the restored copy');
-		ok($d eq $src_dump, '... is byte-identical to the source\'s');
+		if (!ok($d eq $src_dump, '... is byte-identical to the source\'s'))
+		{
+			PgbkTest::write_file("$base/restored.sql", $d, 0600);
+			PgbkTest::write_file("$base/source.sql", $src_dump, 0600);
+			diag(`diff $base/restored.sql $base/source.sql | head -40`);
+		}
 		$r->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS amcheck');
 		is($r->safe_psql('postgres', "SELECT count(*) FROM verify_heapam('big')"),
 			'0', 'amcheck finds nothing wrong in the restored table');
