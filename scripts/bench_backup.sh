@@ -74,6 +74,21 @@ bytes=$(psql -X -At -c "SELECT sum(pg_database_size(datname)) FROM pg_database")
 log "database size $size"
 
 declare -A secs stored
+# Changing archive_library makes PostgreSQL 15's archiver exit; the
+# postmaster starts a new one at its next wake-up, up to 60 s later, and a
+# backup that waits for its stop segment to be archived waits for that too
+# (it cost pgBackRest 44 s in one round and not in the other).  Before
+# timing, switch a segment and wait until the new archiver has archived it,
+# for both tools alike.
+archiver_ready() {
+	local seg i
+	seg=$(psql -X -At -c "SELECT pg_walfile_name(pg_switch_wal())")
+	for i in $(seq 1 1200); do
+		[ "$(psql -X -At -c "SELECT coalesce(last_archived_wal >= '$seg', false) FROM pg_stat_archiver")" = t ] && return 0
+		sleep 0.1
+	done
+	log "the archiver did not archive $seg within 120 s"; exit 1
+}
 run_pgbk() {
 	local b="pgbk-r$1" t0 t1
 	"$top/scripts/rgw.sh" make-bucket "$dir/rgw" "$b" >/dev/null
@@ -88,6 +103,7 @@ EOF
 	psql -X -q -c "ALTER SYSTEM SET archive_library = 'pgbk'" \
 		-c "ALTER SYSTEM SET pgbk.config = '$dir/$b.conf'" -c "SELECT pg_reload_conf()" >/dev/null
 	sleep 1
+	archiver_ready
 	t0=$(now)
 	psql -X -q -At -c "SELECT bk_base_backup()" >/dev/null
 	t1=$(now)
@@ -134,6 +150,7 @@ EOF
 		-c "SELECT pg_reload_conf()" >/dev/null
 	pgbackrest --config="$conf" --stanza=bench stanza-create >/dev/null
 	sleep 1
+	archiver_ready
 	t0=$(now)
 	pgbackrest --config="$conf" --stanza=bench backup --type=full >/dev/null
 	t1=$(now)
