@@ -57,9 +57,10 @@
 typedef struct TablespaceDest
 {
 	uint32_t oid;
-	char    *dir;     /* absolute */
-	bool     mapped;  /* given by --tablespace-map */
-	bool     created; /* this run created it */
+	char    *dir;      /* absolute */
+	bool     mapped;   /* given by --tablespace-map */
+	bool     created;  /* this run created it */
+	char    *made_top; /* the topmost of its parents this run created, or NULL */
 } TablespaceDest;
 
 typedef struct RestoreOpts
@@ -294,6 +295,45 @@ remove_tree(const char *path, bool keep_top)
 		nftw(child, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	}
 	closedir(d);
+}
+
+/*
+ * The topmost ancestor of path that does not exist, which make_parents
+ * would create (strdup'd), or NULL when every ancestor exists.
+ */
+static char *
+missing_top(const char *path)
+{
+	char        buf[PATH_MAX];
+	char       *slash, *top = NULL;
+	struct stat st;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	while ((slash = strrchr(buf, '/')) != NULL && slash != buf)
+	{
+		*slash = '\0';
+		if (stat(buf, &st) == 0)
+			break;
+		free(top);
+		top = strdup(buf);
+	}
+	return top;
+}
+
+/* Remove path's parents up to top while they are empty directories. */
+static void
+remove_empty_parents(const char *path, const char *top)
+{
+	char  buf[PATH_MAX];
+	char *slash;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	while ((slash = strrchr(buf, '/')) != NULL && slash != buf)
+	{
+		*slash = '\0';
+		if (rmdir(buf) != 0 || strcmp(buf, top) == 0)
+			break;
+	}
 }
 
 /* mkdir -p for the parents of path (mode 0700), not path itself. */
@@ -2039,6 +2079,7 @@ create_tree(Restore *r, PgbkError *err)
 			return st;
 		if (!exists)
 		{
+			t->made_top = missing_top(t->dir);
 			if ((st = make_parents(t->dir, err)) != PGBK_OK)
 				return st;
 			if (mkdir(t->dir, 0700) != 0)
@@ -2394,6 +2435,10 @@ cleanup_failed(Restore *r)
 			remove_tree(r->ts[i].dir, false);
 		else
 			remove_tree(r->ts[i].dir, true);
+	/* the parents made for them (DIR.tblspc), once every one is gone */
+	for (i = 0; i < r->nts; i++)
+		if (r->ts[i].made_top)
+			remove_empty_parents(r->ts[i].dir, r->ts[i].made_top);
 	cli_error("restore: removed the partial restore from \"%s\"", r->datadir);
 }
 
@@ -2898,7 +2943,10 @@ done:
 		cli_close(&r->ctx);
 	manifest_chain_free(r->chain);
 	for (i = 0; i < r->nts; i++)
+	{
 		free(r->ts[i].dir);
+		free(r->ts[i].made_top);
+	}
 	free(r->order);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);

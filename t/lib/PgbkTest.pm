@@ -129,11 +129,14 @@ EOF
 }
 
 # A PostgreSQL node archiving through pgbk with the given pgbk.conf.
+# Options: upload_workers, archive_command (archive with `pgbk wal-push`),
+# extra (more postgresql.conf lines), initdb_extra (initdb arguments, e.g.
+# ['--data-checksums']).
 sub new_node
 {
 	my ($name, $conf, %opts) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(allows_streaming => 1);
+	$node->init(allows_streaming => 1, extra => $opts{initdb_extra} // []);
 	my $workers = $opts{upload_workers} // 2;
 	my $archive = $opts{archive_command}
 	  ? "archive_command = '" . pgbk_bin() . " wal-push --config $conf %p'"
