@@ -1711,8 +1711,18 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 				*err = serr;
 				return st;
 			}
-			snprintf(reason, sizeof(reason), "no change summary for segment %s: %s", segname,
-			         serr.msg);
+			/*
+			 * A stored summary that does not authenticate or decode is never
+			 * trusted, nor replaced by a rebuilt one (never overwritten): the
+			 * union is incomplete, naming it, and the backup falls back.
+			 */
+			if (st == PGBK_NOT_FOUND)
+				snprintf(reason, sizeof(reason), "no change summary for segment %s: %s", segname,
+				         serr.msg);
+			else
+				snprintf(reason, sizeof(reason),
+				         "change summary of segment %s unusable, not trusted: %s", segname,
+				         serr.msg);
 			walchg_mark_incomplete(u, reason);
 			continue;
 		}
