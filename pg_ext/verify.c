@@ -11,10 +11,11 @@
  *	  manifest; the repository descriptor (pgbk.repo) must be there and name
  *	  this database system; every catalogued segment's change summary must
  *	  decode (a missing one is a WARNING, not a row: backups rebuild it from
- *	  the segment, see common/verify/verify.h).  Every backup must have unbroken WAL on its
- *	  timeline chain from its start to the newest archived segment: the
- *	  rule pgbk verify applies (verify_wal_continuity), here over the
- *	  planner's view of the catalog, less the segments found missing.
+ *	  the segment, see common/verify/verify.h).  Every backup must have
+ *	  unbroken WAL on its timeline chain from its start to the newest
+ *	  archived segment: the rule pgbk verify applies
+ *	  (verify_wal_continuity), here over the planner's view of the catalog,
+ *	  less the segments found missing.
  *	  Problems come back as rows naming the object.
  *
  *	  Memory: the manifest being verified is malloc'd by common code; it is
