@@ -70,6 +70,7 @@ typedef struct Verify
 	VerifyParams params;
 	const char  *catalog; /* --catalog: libpq conninfo of the catalog's database */
 	int          parallel;
+	double       rebuild_sample; /* --rebuild-sample: summaries compared with a rebuilt one */
 
 	VerifyItem *items;
 	int         nitems;
@@ -102,7 +103,7 @@ verify_usage(FILE *out)
 {
 	fprintf(out,
 	        "Usage: pgbk verify [--config FILE] [--sample F] [--parallel N] [--catalog CONNINFO]\n"
-	        "                   [--quiet]\n"
+	        "                   [--rebuild-sample F] [--quiet]\n"
 	        "\n"
 	        "Read the repository and check that it is whole, without the database: the\n"
 	        "repository descriptor (pgbk.repo) decrypts and names the database system of\n"
@@ -119,6 +120,10 @@ verify_usage(FILE *out)
 	        "  --sample F     read only a random fraction F (0 < F <= 1) of the objects\n"
 	        "                 (default 1); manifests and WAL continuity are always checked\n"
 	        "  --parallel N   objects read at once (default 4, at most %d)\n"
+	        "  --rebuild-sample F\n"
+	        "                 also compare a random fraction F (0 <= F <= 1, default 0) of\n"
+	        "                 the change summaries read with the one rebuilt from their\n"
+	        "                 archived segment (each reads its segment once more)\n"
 	        "  --catalog CONNINFO\n"
 	        "                 also check the catalog's file snapshots (pgbk.file_snapshot,\n"
 	        "                 readable by pgbk_reader) against the restic repository: each\n"
@@ -294,6 +299,8 @@ list_changes_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 		return PGBK_OK;
 	verify_changes_object(&o, name, info->key);
 	o.stored = info->size;
+	o.rebuild_check =
+	    vr->rebuild_sample > 0 && (vr->rebuild_sample >= 1 || drand48() < vr->rebuild_sample);
 	return add_item(vr, &o, err);
 }
 
@@ -644,6 +651,7 @@ cmd_verify(int argc, char **argv)
 	                                     {"quiet", no_argument, NULL, 'q'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {"catalog", required_argument, NULL, 'C'},
+	                                     {"rebuild-sample", required_argument, NULL, 'R'},
 	                                     {NULL, 0, NULL, 0}};
 	const char                *config = NULL;
 	Verify                     vr;
@@ -664,7 +672,7 @@ cmd_verify(int argc, char **argv)
 	vr.params.progress_arg = &vr;
 	vr.parallel = 4;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:s:p:qhC:", opts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "c:s:p:qhC:R:", opts, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -680,6 +688,16 @@ cmd_verify(int argc, char **argv)
 				    !(vr.params.sample > 0 && vr.params.sample <= 1))
 				{
 					cli_error("verify: --sample must be a number in (0, 1], not \"%s\"", optarg);
+					return EXIT_USAGE;
+				}
+				break;
+			case 'R':
+				vr.rebuild_sample = strtod(optarg, &end);
+				if (end == optarg || *end != '\0' ||
+				    !(vr.rebuild_sample >= 0 && vr.rebuild_sample <= 1))
+				{
+					cli_error("verify: --rebuild-sample must be a number in [0, 1], not \"%s\"",
+					          optarg);
 					return EXIT_USAGE;
 				}
 				break;

@@ -19,7 +19,8 @@
 # `--rebuild`), and a tampered one is refused naming the object.
 # Verification: pgbk verify and bk_verify name a tampered summary as a
 # problem, and a missing one as a warning only (exit 0, no row) that says
-# how to rebuild it.  An incremental backup over a tampered summary compares
+# how to rebuild it; with --rebuild-sample, pgbk verify also finds an
+# authentic summary that differs from the one rebuilt from its segment.  An incremental backup over a tampered summary compares
 # page LSNs instead, and says why.
 use strict;
 use warnings;
@@ -432,6 +433,33 @@ like($vwarn, qr/NOTICE:  verified \d+ objects, 0 problems, \d+ warnings?/, '... 
 is($rc, 0, 'the command the warning names rebuilds it') or diag("$out$err");
 ($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf});
 unlike($out, qr/\Q$victim2\E/, '... and pgbk verify no longer warns about it');
+
+# An authentic summary that says something else (another segment's,
+# sealed with the key under this segment's name): it decodes, so only
+# comparing it with the summary rebuilt from its segment finds it
+# (pgbk verify --rebuild-sample).
+my ($victim3) = grep { $_ ne $victim && $_ ne $victim2 } sort keys %summary;
+my $vkey3 = 'changes/' . substr($victim3, 0, 16) . "/$victim3";
+my $sealdir = PostgreSQL::Test::Utils::tempdir('sealed');
+PgbkTest::write_file("$sealdir/content", PgbkTest::repo_tool($repo->{conf}, 'cat', $vkey), 0600);
+PgbkTest::repo_tool($repo->{conf}, 'seal', $vkey3, "$sealdir/content",
+	"kind=changes,name=changes/$victim3");
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf});
+is($rc, 0, "a summary of $victim sealed as $victim3's passes the object checks") or diag("$out$err");
+($rc, $out, $err) =
+  PgbkTest::pgbk('verify', '--config', $repo->{conf}, '--rebuild-sample', '1');
+is($rc, 6, '--rebuild-sample 1: it is a problem (exit 6)') or diag("$out$err");
+like($out,
+	qr/^change summary \Q$vkey3\E: it differs from the summary rebuilt from WAL segment \Q$victim3\E /m,
+	'... naming it and saying it differs from the one rebuilt from its segment');
+is(join("\n", grep { !/^warning: / && !/^change summary \Q$vkey3\E: / } split /\n/, $out), '',
+	'... and nothing else is a problem');
+unlink "$repo->{dir}/$vkey3" or die "unlink $vkey3: $!";
+($rc, $out, $err) = PgbkTest::pgbk('wal-changes', '--config', $repo->{conf}, '--rebuild', $victim3);
+is($rc, 0, 'with it deleted, wal-changes --rebuild stores the right one') or diag("$out$err");
+($rc, $out, $err) =
+  PgbkTest::pgbk('verify', '--config', $repo->{conf}, '--rebuild-sample', '1');
+is($rc, 0, '... and once rebuilt, every summary equals its rebuilt one') or diag("$out$err");
 
 ###########################################################################
 # An incremental backup meeting a tampered summary does not trust it: it

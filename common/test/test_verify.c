@@ -240,6 +240,24 @@ test_change_summaries(void **state)
 	assert_int_equal(f->nreports, 0);
 	assert_int_equal(f->nwarnings, 0);
 
+	/* compared with a rebuilt one: a segment missing or not scanning decides nothing */
+	o.rebuild_check = true;
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(outcome, VERIFY_SOUND);
+	assert_int_equal(f->nreports, 0);
+	{
+		char walkey[LAYOUT_KEY_LEN];
+		char junk[8192];
+
+		memset(junk, 'j', sizeof(junk));
+		layout_wal_key(WAL1, walkey, sizeof(walkey));
+		put(f, walkey, junk, sizeof(junk), "kind=wal\nname=" WAL1 "\nwal.kind=segment\n", NULL);
+		assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+		assert_int_equal(outcome, VERIFY_SOUND);
+		assert_int_equal(f->nreports, 0);
+		assert_int_equal(f->nwarnings, 0);
+	}
+
 	/* missing: no problem but a warning, naming the key and the command */
 	f->p.warn = collect_warning;
 	f->p.warn_arg = f;

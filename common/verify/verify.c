@@ -139,6 +139,35 @@ read_stream(const VerifyParams *p, Repo *repo, const char *key, uint64_t max_raw
 	return st;
 }
 
+/*
+ * Does the summary in content (already checked) differ from the one rebuilt
+ * from its archived segment?  A segment that is missing or unreadable
+ * decides nothing (the WAL's own check reports it).  Both summaries are
+ * freed before it returns.
+ */
+static PgbkStatus
+summary_differs(const VerifyParams *p, Repo *repo, const char *segname, const PgbkBuf *content,
+                bool *differs, PgbkError *err)
+{
+	WalChanges *stored = NULL, *rebuilt = NULL;
+	PgbkStatus  st;
+
+	*differs = false;
+	if ((st = walchg_decode(content->data, content->len, &stored, err)) != PGBK_OK)
+		return st;
+	st = walchg_rebuild(repo, p->ring, segname, &rebuilt, err);
+	if (st == PGBK_OK)
+		*differs = !walchg_equal(stored, rebuilt);
+	else if (st == PGBK_NOT_FOUND || damaged_status(st) || st == PGBK_ERR_USAGE)
+	{
+		pgbk_error_clear(err);
+		st = PGBK_OK;
+	}
+	walchg_free(stored);
+	walchg_free(rebuilt);
+	return st;
+}
+
 PgbkStatus
 verify_object(const VerifyParams *p, Repo *repo, const VerifyObject *o, VerifyOutcome *outcome,
               PgbkError *err)
@@ -155,7 +184,24 @@ verify_object(const VerifyParams *p, Repo *repo, const VerifyObject *o, VerifyOu
 	st = read_stream(p, repo, o->key, o->max_raw, o->changes_of ? &content : NULL, &hdr, hash, &raw,
 	                 err);
 	if (st == PGBK_OK && o->changes_of != NULL)
+	{
+		bool differs = false;
+
 		st = walchg_check_object(&hdr, content.data, content.len, o->changes_of, NULL, err);
+		if (st == PGBK_OK && o->rebuild_check)
+			st = summary_differs(p, repo, o->changes_of, &content, &differs, err);
+		pgbk_buf_free(&content);
+		if (st != PGBK_OK && !damaged_status(st))
+			return st;
+		if (differs)
+		{
+			problemf(p, o->kind, o->object,
+			         "it differs from the summary rebuilt from WAL segment %s (delete it, then "
+			         "`pgbk wal-changes %s --rebuild` stores the right one)",
+			         o->changes_of, o->changes_of);
+			return PGBK_OK;
+		}
+	}
 	pgbk_buf_free(&content);
 	if (st == PGBK_NOT_FOUND)
 	{

@@ -13,7 +13,9 @@
  *	    within the limit of its kind and carries the name it is stored under;
  *	  - a change summary (changes/..., issue 12): it decodes within its limit,
  *	    carries the name of the segment it summarizes and its content decodes
- *	    as a summary (walchg_check_object); a segment or .partial archived
+ *	    as a summary (walchg_check_object), and (rebuild_check, for a sample:
+ *	    it reads the segment) equals the summary rebuilt from its archived
+ *	    segment; a segment or .partial archived
  *	    without one is a warning, not a problem: a backup that needs it
  *	    rebuilds it from the WAL (or falls back), and `pgbk wal-changes SEG
  *	    --rebuild` stores it;
@@ -90,6 +92,7 @@ typedef struct VerifyObject
 	uint64_t      max_raw;       /* content limit of its kind (CODEC_LIMIT_*, manifest size) */
 	const char   *wal_name;      /* not NULL: the name the object must carry */
 	const char   *changes_of;    /* not NULL: the change summary of this segment */
+	bool          rebuild_check; /* a summary: also equal to one rebuilt from its segment */
 	bool          check_content; /* size and hash must be the ones below */
 	uint64_t      size;
 	unsigned char hash[CODEC_HASH_BYTES];
