@@ -313,8 +313,8 @@ name_cmp(const void *a, const void *b)
 /*
  * Summaries: every one listed is read; every segment or .partial listed
  * under wal/ without one is a warning.  (A segment archived while we list
- * may get its summary, stored just after it, between the listings: a
- * warning that a second run does not repeat.)
+ * may have its summary, stored just after it, missed by the listing of
+ * changes/: a warning that a second run does not repeat.)
  */
 static PgbkStatus
 check_summaries(Verify *vr, PgbkError *err)

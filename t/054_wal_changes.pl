@@ -405,8 +405,8 @@ like($out, qr/^change summary \Q$vkey\E: unreadable: .*(modified|damaged|authent
 	'... naming its key');
 is(join("\n", grep { !/^warning: / && !/^change summary \Q$vkey\E: / } split /\n/, $out), '',
 	'... and nothing else is a problem');
-my $rows = sql("SELECT string_agg(kind || ' ' || object || ': ' || problem, E'\\n') FROM bk_verify()");
-like($rows, qr/\Achange summary \Q$vkey\E: unreadable: .*(modified|damaged|authentication)[^\n]*\z/,
+my $problem_rows = sql("SELECT string_agg(kind || ' ' || object || ': ' || problem, E'\\n') FROM bk_verify()");
+like($problem_rows, qr/\Achange summary \Q$vkey\E: unreadable: .*(modified|damaged|authentication)[^\n]*\z/,
 	'bk_verify: one row, naming the tampered summary');
 # put the good bytes back
 substr($bytes, length($bytes) - 30, 1) ^= "\x01";
@@ -445,7 +445,7 @@ PgbkTest::write_file("$sealdir/content", PgbkTest::repo_tool($repo->{conf}, 'cat
 PgbkTest::repo_tool($repo->{conf}, 'seal', $vkey3, "$sealdir/content",
 	"kind=changes,name=changes/$victim3");
 ($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf});
-is($rc, 0, "a summary of $victim sealed as $victim3's passes the object checks") or diag("$out$err");
+is($rc, 0, "a summary of $victim sealed as ${victim3}'s passes the object checks") or diag("$out$err");
 ($rc, $out, $err) =
   PgbkTest::pgbk('verify', '--config', $repo->{conf}, '--rebuild-sample', '1');
 is($rc, 6, '--rebuild-sample 1: it is a problem (exit 6)') or diag("$out$err");
