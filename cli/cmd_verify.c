@@ -15,6 +15,9 @@
  *	  - every object under wal/ (segments, .partial, .backup, .history) is
  *	    read, decrypted, and checked against its content hash; a WAL
  *	    object must carry the name it is stored under;
+ *	  - every change summary under changes/ is read, authenticated and
+ *	    decoded; a segment or .partial under wal/ without one is a warning
+ *	    (printed, but not a problem: backups rebuild it or fall back);
  *	  - every manifest decodes, and every file it lists exists, decodes and
  *	    matches the manifest's size and hash;
  *	  - every backup has unbroken WAL on its timeline chain from its start to
@@ -24,7 +27,8 @@
  *	  --sample F reads a random fraction F of the objects (manifests and the
  *	  continuity check are always done: they cost listings, not downloads).
  *	  Problems go to stdout, one line each, naming the object; the exit code
- *	  is 6 (integrity) when there is any.
+ *	  is 6 (integrity) when there is any.  Warnings go to stdout too, one line
+ *	  each beginning "warning: ", and leave the exit code alone.
  */
 #include "cli.h"
 
@@ -57,6 +61,7 @@ typedef struct VerifyItem
 	VerifyObject o;
 	char        *object; /* o's strings, owned */
 	char        *key;
+	char        *segname; /* a change summary's segment, or NULL */
 } VerifyItem;
 
 typedef struct Verify
@@ -65,6 +70,7 @@ typedef struct Verify
 	VerifyParams params;
 	const char  *catalog; /* --catalog: libpq conninfo of the catalog's database */
 	int          parallel;
+	double       rebuild_sample; /* --rebuild-sample: summaries compared with a rebuilt one */
 
 	VerifyItem *items;
 	int         nitems;
@@ -78,11 +84,18 @@ typedef struct Verify
 	uint64_t        stored_done;
 	uint64_t        stored_total;
 	uint64_t        problems;
+	uint64_t        warnings;
 	bool            fatal; /* the repository could not be read at all */
 	PgbkError       fatal_err;
 
 	bool             any_object; /* the repository holds WAL or backups */
 	VerifyDescriptor descriptor;
+
+	/* segment and .partial names under wal/, and those with a summary (key order) */
+	char **segs;
+	int    nsegs, segcap;
+	char **sums;
+	int    nsums, sumcap;
 } Verify;
 
 static void
@@ -90,20 +103,27 @@ verify_usage(FILE *out)
 {
 	fprintf(out,
 	        "Usage: pgbk verify [--config FILE] [--sample F] [--parallel N] [--catalog CONNINFO]\n"
-	        "                   [--quiet]\n"
+	        "                   [--rebuild-sample F] [--quiet]\n"
 	        "\n"
 	        "Read the repository and check that it is whole, without the database: the\n"
 	        "repository descriptor (pgbk.repo) decrypts and names the database system of\n"
 	        "every backup; every WAL, history, .partial and .backup object decrypts and\n"
-	        "matches its checksum and its name; every base backup's manifest decodes and\n"
-	        "each of its files exists and matches the manifest's size and checksum; and\n"
-	        "every backup has unbroken WAL on its timeline from its start to the newest\n"
-	        "archived segment.  Each problem is printed on stdout as one line naming the\n"
-	        "object.\n"
+	        "matches its checksum and its name; every change summary decrypts and\n"
+	        "decodes; every base backup's manifest decodes and each of its files exists\n"
+	        "and matches the manifest's size and checksum; and every backup has unbroken\n"
+	        "WAL on its timeline from its start to the newest archived segment.  Each\n"
+	        "problem is printed on stdout as one line naming the object.  A WAL segment\n"
+	        "without a change summary is a warning (a line beginning \"warning: \"), not a\n"
+	        "problem: backups rebuild it from the segment, and `pgbk wal-changes SEGMENT\n"
+	        "--rebuild` stores it.\n"
 	        "\n"
 	        "  --sample F     read only a random fraction F (0 < F <= 1) of the objects\n"
 	        "                 (default 1); manifests and WAL continuity are always checked\n"
 	        "  --parallel N   objects read at once (default 4, at most %d)\n"
+	        "  --rebuild-sample F\n"
+	        "                 also compare a random fraction F (0 <= F <= 1, default 0) of\n"
+	        "                 the change summaries read with the one rebuilt from their\n"
+	        "                 archived segment (each reads its segment once more)\n"
 	        "  --catalog CONNINFO\n"
 	        "                 also check the catalog's file snapshots (pgbk.file_snapshot,\n"
 	        "                 readable by pgbk_reader) against the restic repository: each\n"
@@ -111,9 +131,9 @@ verify_usage(FILE *out)
 	        "                 conninfo, e.g. 'dbname=postgres', the database of\n"
 	        "                 pgbk.database)\n"
 	        "\n"
-	        "Exit codes: 0 no problem, 6 problems found, 4 repository unreachable,\n"
-	        "3 configuration error, 1 the catalog or the restic repository could not be\n"
-	        "read.\n",
+	        "Exit codes: 0 no problem (warnings aside), 6 problems found, 4 repository\n"
+	        "unreachable, 3 configuration error, 1 the catalog or the restic repository\n"
+	        "could not be read.\n",
 	        VERIFY_MAX_PARALLEL);
 }
 
@@ -127,6 +147,19 @@ report_problem(void *arg, const char *kind, const char *object, const char *prob
 	printf("%s %s: %s\n", kind, object, problem);
 	fflush(stdout);
 	vr->problems++;
+	pthread_mutex_unlock(&vr->lock);
+}
+
+/* Warnings: one line on stdout each, not counted as problems. */
+static void
+report_warning(void *arg, const char *kind, const char *object, const char *warning)
+{
+	Verify *vr = arg;
+
+	pthread_mutex_lock(&vr->lock);
+	printf("warning: %s %s: %s\n", kind, object, warning);
+	fflush(stdout);
+	vr->warnings++;
 	pthread_mutex_unlock(&vr->lock);
 }
 
@@ -176,18 +209,51 @@ add_item(void *arg, const VerifyObject *o, PgbkError *err)
 	it->o = *o;
 	it->object = strdup(o->object);
 	it->key = strdup(o->key);
-	if (it->object == NULL || it->key == NULL)
+	it->segname = o->changes_of ? strdup(o->changes_of) : NULL;
+	if (it->object == NULL || it->key == NULL || (o->changes_of != NULL && it->segname == NULL))
 	{
 		free(it->object);
 		free(it->key);
+		free(it->segname);
 		return pgbk_error(err, PGBK_ERR, "out of memory");
 	}
 	it->o.object = it->object;
 	it->o.key = it->key;
+	it->o.changes_of = it->segname;
 	if (o->wal_name != NULL)
 		it->o.wal_name = it->object;
 	vr->nitems++;
 	return PGBK_OK;
+}
+
+/* Append a copy of name to a list of names. */
+static PgbkStatus
+add_name(char ***names, int *n, int *cap, const char *name, PgbkError *err)
+{
+	if (*n == *cap)
+	{
+		int    ncap = *cap ? *cap * 2 : 256;
+		char **nn = realloc(*names, sizeof(char *) * (size_t) ncap);
+
+		if (nn == NULL)
+			return pgbk_error(err, PGBK_ERR, "out of memory");
+		*names = nn;
+		*cap = ncap;
+	}
+	if (((*names)[*n] = strdup(name)) == NULL)
+		return pgbk_error(err, PGBK_ERR, "out of memory");
+	(*n)++;
+	return PGBK_OK;
+}
+
+static void
+free_names(char **names, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 }
 
 /* Listing wal/: every object is a candidate. */
@@ -197,16 +263,75 @@ list_wal_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
 	Verify      *vr = arg;
 	const char  *name = layout_wal_name(info->key);
 	VerifyObject o;
+	WalFileKind  kind;
+	PgbkStatus   st;
 
 	if (name == NULL)
 		return PGBK_OK; /* not ours (a temporary file of a local upload) */
 	vr->any_object = true;
+	kind = walname_classify(name, NULL);
+	if ((kind == WAL_FILE_SEGMENT || kind == WAL_FILE_PARTIAL) &&
+	    (st = add_name(&vr->segs, &vr->nsegs, &vr->segcap, name, err)) != PGBK_OK)
+		return st;
 	vr->stored_total += info->size;
 	if (!verify_sampled(&vr->params))
 		return PGBK_OK;
 	verify_wal_object(&o, name, info->key, 0);
 	o.stored = info->size;
 	return add_item(vr, &o, err);
+}
+
+/* Listing changes/: every summary is a candidate. */
+static PgbkStatus
+list_changes_cb(void *arg, const RepoObjectInfo *info, PgbkError *err)
+{
+	Verify      *vr = arg;
+	const char  *name = layout_changes_name(info->key);
+	VerifyObject o;
+	PgbkStatus   st;
+
+	if (name == NULL)
+		return PGBK_OK; /* not ours */
+	if ((st = add_name(&vr->sums, &vr->nsums, &vr->sumcap, name, err)) != PGBK_OK)
+		return st;
+	vr->stored_total += info->size;
+	if (!verify_sampled(&vr->params))
+		return PGBK_OK;
+	verify_changes_object(&o, name, info->key);
+	o.stored = info->size;
+	o.rebuild_check =
+	    vr->rebuild_sample > 0 && (vr->rebuild_sample >= 1 || drand48() < vr->rebuild_sample);
+	return add_item(vr, &o, err);
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*
+ * Summaries: every one listed is read; every segment or .partial listed
+ * under wal/ without one is a warning.  (A segment archived while we list
+ * may have its summary, stored just after it, missed by the listing of
+ * changes/: a warning that a second run does not repeat.)
+ */
+static PgbkStatus
+check_summaries(Verify *vr, PgbkError *err)
+{
+	PgbkStatus st;
+	int        i;
+
+	if ((st = repo_list(vr->ctx.repo, LAYOUT_CHANGES_PREFIX, NULL, list_changes_cb, vr, err)) !=
+	    PGBK_OK)
+		return st;
+	if (vr->nsums > 1)
+		qsort(vr->sums, (size_t) vr->nsums, sizeof(char *), name_cmp);
+	for (i = 0; i < vr->nsegs; i++)
+		if (vr->nsums == 0 ||
+		    bsearch(&vr->segs[i], vr->sums, (size_t) vr->nsums, sizeof(char *), name_cmp) == NULL)
+			verify_report_changes_missing(&vr->params, vr->segs[i]);
+	return PGBK_OK;
 }
 
 typedef struct ManifestList
@@ -526,6 +651,7 @@ cmd_verify(int argc, char **argv)
 	                                     {"quiet", no_argument, NULL, 'q'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {"catalog", required_argument, NULL, 'C'},
+	                                     {"rebuild-sample", required_argument, NULL, 'R'},
 	                                     {NULL, 0, NULL, 0}};
 	const char                *config = NULL;
 	Verify                     vr;
@@ -540,11 +666,13 @@ cmd_verify(int argc, char **argv)
 	vr.params.random = drand48;
 	vr.params.report = report_problem;
 	vr.params.report_arg = &vr;
+	vr.params.warn = report_warning;
+	vr.params.warn_arg = &vr;
 	vr.params.progress = count_progress;
 	vr.params.progress_arg = &vr;
 	vr.parallel = 4;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:s:p:qhC:", opts, NULL)) != -1)
+	while ((c = getopt_long(argc, argv, "c:s:p:qhC:R:", opts, NULL)) != -1)
 	{
 		switch (c)
 		{
@@ -560,6 +688,16 @@ cmd_verify(int argc, char **argv)
 				    !(vr.params.sample > 0 && vr.params.sample <= 1))
 				{
 					cli_error("verify: --sample must be a number in (0, 1], not \"%s\"", optarg);
+					return EXIT_USAGE;
+				}
+				break;
+			case 'R':
+				vr.rebuild_sample = strtod(optarg, &end);
+				if (end == optarg || *end != '\0' ||
+				    !(vr.rebuild_sample >= 0 && vr.rebuild_sample <= 1))
+				{
+					cli_error("verify: --rebuild-sample must be a number in [0, 1], not \"%s\"",
+					          optarg);
 					return EXIT_USAGE;
 				}
 				break;
@@ -602,6 +740,8 @@ cmd_verify(int argc, char **argv)
 	if (st == PGBK_OK)
 		st = repo_list(vr.ctx.repo, LAYOUT_WAL_PREFIX, NULL, list_wal_cb, &vr, &err);
 	if (st == PGBK_OK)
+		st = check_summaries(&vr, &err);
+	if (st == PGBK_OK)
 		st = collect_backups(&vr, &err);
 	if (st == PGBK_OK && !vr.descriptor.present && vr.any_object)
 		verify_descriptor_missing(&vr.params);
@@ -621,16 +761,20 @@ cmd_verify(int argc, char **argv)
 	else
 	{
 		plan_format_bytes(vr.stored_done, bytes, sizeof(bytes));
-		cli_info("verify: %d objects read (%s), %" PRIu64 " problem%s", vr.done, bytes, vr.problems,
-		         vr.problems == 1 ? "" : "s");
+		cli_info("verify: %d objects read (%s), %" PRIu64 " problem%s, %" PRIu64 " warning%s",
+		         vr.done, bytes, vr.problems, vr.problems == 1 ? "" : "s", vr.warnings,
+		         vr.warnings == 1 ? "" : "s");
 		rc = vr.problems > 0 ? EXIT_INTEGRITY : EXIT_OK;
 	}
 	for (i = 0; i < vr.nitems; i++)
 	{
 		free(vr.items[i].object);
 		free(vr.items[i].key);
+		free(vr.items[i].segname);
 	}
 	free(vr.items);
+	free_names(vr.segs, vr.nsegs);
+	free_names(vr.sums, vr.nsums);
 	cli_close(&vr.ctx);
 	return rc;
 }

@@ -13,6 +13,10 @@
  *	 - delete WAL only before the start of the oldest kept backup: a segment
  *	   whose end is at or before that LSN can serve no kept backup (whatever
  *	   its timeline); timeline history files are always kept;
+ *	 - a segment's change summary (changes/..., issue 12) goes with it, just
+ *	   before it (expire_wal); a summary whose segment is no longer in the
+ *	   repository (an older pgbk did not expire them, or its segment was
+ *	   removed by hand) is deleted too (expire_orphan_summaries);
  *	 - external backup registrations older than their scope's depth go,
  *	   except each scope's newest; the files scope is expired by pgbk-watcher
  *	   (restic forget --keep-within depth).
@@ -178,6 +182,108 @@ collect_key(void *arg, const RepoObjectInfo *info, PgbkError *err)
 
 	kl->keys = lappend(kl->keys, pstrdup(info->key));
 	return PGBK_OK;
+}
+
+static int
+cmp_cstring(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/*
+ * Delete WAL objects (names[i] under keys[i]) with their change summaries.
+ * Every summary goes before any of the segments: an expiry stopped in
+ * between leaves segments without a summary, which is harmless (a backup
+ * needing one rebuilds it from the segment, and these are before every
+ * kept backup anyway) and which the next run deletes from their catalog
+ * rows (kept until the objects are gone).  The other order would leave
+ * summaries whose segment is gone: garbage no catalog row points at any
+ * more once the catalog is rebuilt from the repository, found only by
+ * listing (expire_orphan_summaries).  Deleting an absent summary (a segment
+ * archived before summaries, a .backup file) succeeds.
+ */
+static void
+expire_wal(ExpireState *es, char **names, char **keys, uint64 n)
+{
+	uint64 i;
+
+	for (i = 0; i < n; i++)
+	{
+		char key[LAYOUT_KEY_LEN];
+
+		if (layout_changes_key(names[i], key, sizeof(key)))
+			queue_delete(es, key);
+	}
+	flush_deletes(es);
+	for (i = 0; i < n; i++)
+		queue_delete(es, keys[i]);
+	flush_deletes(es);
+}
+
+typedef struct NameList
+{
+	List *names;
+	bool  changes; /* listing changes/ (else wal/) */
+} NameList;
+
+static PgbkStatus
+collect_name(void *arg, const RepoObjectInfo *info, PgbkError *err)
+{
+	NameList   *nl = arg;
+	const char *name = nl->changes ? layout_changes_name(info->key) : layout_wal_name(info->key);
+
+	if (name != NULL)
+		nl->names = lappend(nl->names, pstrdup(name));
+	return PGBK_OK;
+}
+
+/*
+ * Change summaries whose segment is not in the repository: garbage (derived
+ * from a segment that is gone, so no backup can need it).  changes/ is
+ * listed before wal/, and a summary is stored only after its segment
+ * (walpush, or rebuilt from the archived segment), so a summary stored
+ * while we list has its segment in the second listing: never taken for
+ * garbage.
+ */
+static void
+expire_orphan_summaries(ExpireState *es)
+{
+	NameList  sums, wal;
+	PgbkError err;
+	ListCell *lc;
+	char    **segs;
+	int       nsegs = 0;
+
+	memset(&sums, 0, sizeof(sums));
+	memset(&wal, 0, sizeof(wal));
+	sums.changes = true;
+	pgbk_error_clear(&err);
+	if (repo_list(es->ctx->repo, LAYOUT_CHANGES_PREFIX, NULL, collect_name, &sums, &err) != PGBK_OK)
+		pgbk_report_error(ERROR, &err, "could not list the change summaries");
+	if (sums.names == NIL)
+		return;
+	CHECK_FOR_INTERRUPTS();
+	pgbk_error_clear(&err);
+	if (repo_list(es->ctx->repo, LAYOUT_WAL_PREFIX, NULL, collect_name, &wal, &err) != PGBK_OK)
+		pgbk_report_error(ERROR, &err, "could not list the WAL");
+	segs = palloc(sizeof(char *) * (list_length(wal.names) + 1));
+	foreach (lc, wal.names)
+		segs[nsegs++] = lfirst(lc);
+	qsort(segs, nsegs, sizeof(char *), cmp_cstring);
+	foreach (lc, sums.names)
+	{
+		char *name = lfirst(lc);
+		char  key[LAYOUT_KEY_LEN];
+
+		if (nsegs > 0 && bsearch(&name, segs, nsegs, sizeof(char *), cmp_cstring) != NULL)
+			continue;
+		emit(es, "change summary", name, es->dry_run ? "would delete" : "delete",
+		     "its WAL segment is no longer in the repository (expired by an older pgbk, which "
+		     "left summaries behind, or removed by hand): no backup can use it");
+		if (!es->dry_run && layout_changes_key(name, key, sizeof(key)))
+			queue_delete(es, key);
+	}
+	flush_deletes(es);
 }
 
 /* Delete the data objects of backup id (backup/<id>/...). */
@@ -509,14 +615,11 @@ bk_expire(PG_FUNCTION_ARGS)
 			keys[i] = pstrdup(key);
 		}
 		for (i = 0; i < nwal; i++)
-		{
 			emit(&es, "wal", names[i], dry_run ? "would delete" : "delete",
 			     psprintf("before the start (%s) of the oldest kept backup %s", oldest_start,
 			              oldest_id));
-			if (!dry_run)
-				queue_delete(&es, keys[i]);
-		}
-		flush_deletes(&es);
+		if (!dry_run)
+			expire_wal(&es, names, keys, nwal);
 		if (!dry_run && nwal > 0)
 		{
 			ret = SPI_execute_with_args(
@@ -562,12 +665,19 @@ bk_expire(PG_FUNCTION_ARGS)
 		}
 	}
 
-	/* data of backups that never completed */
+	/* data of backups that never completed; summaries whose segment is gone */
 	if (es.ctx != NULL)
+	{
 		expire_incomplete_backups(&es, GetCurrentTimestamp());
+		expire_orphan_summaries(&es);
+	}
 	else
+	{
 		emit(&es, "backup", "incomplete backups", "unknown",
 		     psprintf("the repository could not be opened to look for them: %s", err.msg));
+		emit(&es, "change summary", "summaries of segments no longer archived", "unknown",
+		     psprintf("the repository could not be opened to look for them: %s", err.msg));
+	}
 
 	emit(&es, "files", "restic repository", "delegated",
 	     "pgbk-watcher runs restic forget --keep-within with the files scope's depth");

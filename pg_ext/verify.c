@@ -9,10 +9,13 @@
  *	  it in memory; WAL objects must carry the name they are catalogued
  *	  under; every backup's files must match the sizes and hashes of its
  *	  manifest; the repository descriptor (pgbk.repo) must be there and name
- *	  this database system.  Every backup must have unbroken WAL on its
- *	  timeline chain from its start to the newest archived segment: the
- *	  rule pgbk verify applies (verify_wal_continuity), here over the
- *	  planner's view of the catalog, less the segments found missing.
+ *	  this database system; every catalogued segment's change summary must
+ *	  decode (a missing one is a WARNING, not a row: backups rebuild it from
+ *	  the segment, see common/verify/verify.h).  Every backup must have
+ *	  unbroken WAL on its timeline chain from its start to the newest
+ *	  archived segment: the rule pgbk verify applies
+ *	  (verify_wal_continuity), here over the planner's view of the catalog,
+ *	  less the segments found missing.
  *	  Problems come back as rows naming the object.
  *
  *	  Memory: the manifest being verified is malloc'd by common code; it is
@@ -49,6 +52,7 @@ typedef struct VerifyState
 	VerifyParams   params;
 	int64          checked;
 	int64          problems;
+	int64          warnings;
 	List          *missing_wal; /* catalogued segments absent from the repository */
 	char         **gone;        /* missing_wal sorted, for the continuity check */
 	int            ngone;
@@ -102,6 +106,19 @@ problem(void *arg, const char *kind, const char *object, const char *what)
 	values[2] = CStringGetTextDatum(what);
 	tuplestore_putvalues(vs->rsinfo->setResult, vs->rsinfo->setDesc, values, nulls);
 	vs->problems++;
+}
+
+/* Warnings raised one by one; past this many only counted (an old repository has many). */
+#define VERIFY_WARNINGS_SHOWN 20
+
+/* verify/'s warn callback: a WARNING, no row. */
+static void
+warning(void *arg, const char *kind, const char *object, const char *what)
+{
+	VerifyState *vs = arg;
+
+	if (++vs->warnings <= VERIFY_WARNINGS_SHOWN)
+		ereport(WARNING, (errmsg("%s %s: %s", kind, object, what)));
 }
 
 static double
@@ -185,13 +202,25 @@ verify_wal(VerifyState *vs)
 	{
 		char         key[LAYOUT_KEY_LEN];
 		VerifyObject o;
+		WalFileKind  kind;
 
 		if (!verify_sampled(&vs->params))
 			continue;
 		layout_wal_key(names[i], key, sizeof(key));
 		verify_wal_object(&o, names[i], key, (uint32_t) wal_segment_size);
 		if (check_object(vs, &o) == VERIFY_MISSING)
+		{
+			/* its summary does not matter then: the gap is the problem */
 			vs->missing_wal = lappend(vs->missing_wal, names[i]);
+			continue;
+		}
+		kind = walname_classify(names[i], NULL);
+		if ((kind == WAL_FILE_SEGMENT || kind == WAL_FILE_PARTIAL) &&
+		    layout_changes_key(names[i], key, sizeof(key)))
+		{
+			verify_changes_object(&o, names[i], key);
+			(void) check_object(vs, &o);
+		}
 	}
 }
 
@@ -316,6 +345,8 @@ bk_verify(PG_FUNCTION_ARGS)
 	vs->params.random = random_fraction;
 	vs->params.report = problem;
 	vs->params.report_arg = vs;
+	vs->params.warn = warning;
+	vs->params.warn_arg = vs;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	/* the catalog first catches up, so WAL archived a moment ago is no gap */
@@ -325,7 +356,15 @@ bk_verify(PG_FUNCTION_ARGS)
 	verify_backups(vs, &d);
 	verify_continuity(vs);
 	SPI_finish();
-	ereport(NOTICE, (errmsg("verified %lld objects, %lld problems", (long long) vs->checked,
-	                        (long long) vs->problems)));
+	if (vs->warnings > VERIFY_WARNINGS_SHOWN)
+		ereport(WARNING, (errmsg("%lld more warnings like the ones above",
+		                         (long long) (vs->warnings - VERIFY_WARNINGS_SHOWN))));
+	if (vs->warnings > 0)
+		ereport(NOTICE, (errmsg("verified %lld objects, %lld problems, %lld warnings",
+		                        (long long) vs->checked, (long long) vs->problems,
+		                        (long long) vs->warnings)));
+	else
+		ereport(NOTICE, (errmsg("verified %lld objects, %lld problems", (long long) vs->checked,
+		                        (long long) vs->problems)));
 	PG_RETURN_VOID();
 }

@@ -9,6 +9,11 @@
 # two repository deletions, as a crash would) and run again leaves the
 # repository and the catalog consistent: catalog = repository, bk_verify()
 # clean, and a restore to the new window's start works.
+# Change summaries (issue 12) go with their segments: after expiry no
+# changes/ object of a deleted segment is left and every kept segment keeps
+# its own; an expiry stopped after the summaries and before the segments
+# leaves segments without summaries, never the other way round; a summary
+# whose segment is already gone (left by an older pgbk) is deleted too.
 use strict;
 use warnings;
 
@@ -47,6 +52,16 @@ sub wal_objects
 	return { map { (m{([^/]+)$})[0] => 1 } keys %$l };
 }
 
+# segment (or .partial) name => 1 for every change summary in the repository
+sub summaries
+{
+	my $l = listing('changes/');
+	return { map { (m{([^/]+)$})[0] => 1 } keys %$l };
+}
+
+# the WAL names that have (or had) a change summary: segments and .partial
+sub summarized { return grep { /^[0-9A-F]{24}(\.partial)?$/ } @_; }
+
 my $w = PgbkRestore::workload($node, steps => 6, backups => [ 0, 2, 4 ]);
 my ($b0, $b1, $b2) = @{ $w->{backups} };
 my @t = map { $_->{time} } @{ $w->{moments} };    # $t[0] = T1 ... $t[5] = T6
@@ -75,6 +90,20 @@ for my $id ($orphan, $young)
 }
 my $backups_before = listing('backup/');
 
+# every segment archived has its change summary; plant one whose segment
+# is not in the repository (left over by an older pgbk)
+my $sums_before = summaries();
+my @want_sums = summarized(@want_wal);
+ok(@want_sums >= 2, scalar(@want_sums) . ' of them are segments');
+is(join(',', grep { !$sums_before->{$_} } @want_sums), '',
+	'... and each has its change summary before expiry');
+my $stray = '000000010000000000000000';
+my ($some_sum) = sort keys %{ listing('changes/') };
+PgbkTest::repo_tool($conf, 'copy', $some_sum, 'changes/' . substr($stray, 0, 16) . "/$stray");
+ok(!exists $wal_before->{$stray} && summaries()->{$stray},
+	"a summary of $stray, a segment not in the repository");
+$sums_before = summaries();
+
 # a dry run says exactly that, and changes nothing
 my $dry = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(true, $as_of1) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
 is($dry, join("\n", "backup $orphan would delete", "backup $b0 would delete",
@@ -85,6 +114,10 @@ like(sq("SELECT reason FROM bk_expire(true, $as_of1) WHERE object = '$orphan'"),
 like(sq("SELECT reason FROM bk_expire(true, $as_of1) WHERE object = '$b1'"),
 	qr/newest backup that ended before the depth window began/, '... B1 is kept as the anchor, with the reason');
 is_deeply(wal_objects(), $wal_before, '... and the dry run deleted nothing');
+is(sq("SELECT string_agg(kind || ' ' || object || ' ' || action, ',') FROM bk_expire(true, $as_of1) WHERE kind = 'change summary'"),
+	"change summary $stray would delete",
+	'dry run: the summary whose segment is gone would go (those of the expired WAL go with it)');
+is_deeply(summaries(), $sums_before, '... and no summary was deleted');
 is_deeply(listing('backup/'), $backups_before, '... not even backup data');
 
 # an as_of that is not a moment that has come is refused, and nothing
@@ -111,6 +144,25 @@ is_deeply(listing('backup/'), $backups_before, '... and every backup object');
 like(sq("SELECT count(*) FROM bk_expire(true, now() + interval '4 minutes')"), qr/^\d+$/,
 	'an as_of a few minutes ahead (clock skew) is accepted');
 
+# An expiry stopped right after the summaries of the expired WAL, before
+# the first segment (B0's manifest and data objects go first): the segments
+# are all there, without summaries, and the catalog is unchanged (the run
+# rolled back); the run below finishes it.
+{
+	my $b0_objects = scalar(keys %{ listing("backup/$b0/") });
+	my $stop = 1 + $b0_objects + scalar(@want_sums);
+	my ($ret, $o, $e) = $node->psql('postgres',
+		"SET pgbk.debug_expire_fail_after = $stop; SELECT * FROM bk_expire(false, $as_of1)");
+	like($e, qr/expiry stopped by pgbk.debug_expire_fail_after after $stop deletions/,
+		"an expiry stopped after $stop deletions (B0: 1 + $b0_objects, summaries: "
+		  . scalar(@want_sums) . ')');
+	is(join(',', grep { !wal_objects()->{$_} } @want_wal), '',
+		'... leaves every segment it was to expire');
+	is(join(',', grep { summaries()->{$_} } @want_sums), '',
+		'... but none of their summaries: summaries go first');
+	is(sq($rows_q), $rows_before, '... and the catalog as it was');
+}
+
 # the real expiry
 my $done = sq("SELECT kind || ' ' || object || ' ' || action FROM bk_expire(false, $as_of1) WHERE action <> 'keep' AND kind IN ('backup', 'wal') ORDER BY 1");
 is($done, join("\n", "backup $orphan delete", "backup $b0 delete", map { "wal $_ delete" } @want_wal),
@@ -121,6 +173,11 @@ rmtree("$repo->{dir}/backup/$young");
 my %expect_wal = %$wal_before;
 delete $expect_wal{$_} for @want_wal;
 is_deeply(wal_objects(), \%expect_wal, 'the repository lost exactly those WAL objects');
+my %expect_sums = %$sums_before;
+delete $expect_sums{$_} for @want_sums, $stray;
+is_deeply(summaries(), \%expect_sums,
+	'... and exactly their change summaries and the stray one: kept segments keep theirs');
+is(join(',', grep { summaries()->{$_} } @want_wal), '', 'no changes/ object of a deleted segment is left');
 my $l = listing('backup/');
 ok(!grep({ m{^backup/\Q$b0\E/} } keys %$l), "backup $b0: no data object left");
 ok(scalar(grep { m{^backup/\Q$b1\E/} } keys %$l) > 0 && scalar(grep { m{^backup/\Q$b2\E/} } keys %$l) > 0,
@@ -175,6 +232,9 @@ is_deeply([ sort keys %{ listing('manifest/') } ], ["manifest/$b2"], 'only B2 ha
 is(sq("SELECT string_agg(id, ',' ORDER BY id) FROM pgbk.backup"), $b2, 'catalog: only B2');
 my $cat_wal = sq("SELECT string_agg(name, ',' ORDER BY name) FROM pgbk.wal");
 is($cat_wal, join(',', sort keys %{ wal_objects() }), 'catalog WAL rows = WAL objects in the repository');
+is(join(',', grep { summaries()->{$_} } @want_wal2), '', 'no summary of the segments expired now is left');
+is(join(',', grep { !wal_objects()->{$_} } keys %{ summaries() }), '',
+	'every change summary left has its segment');
 sq_admin('SELECT bk_catalog_sync()');
 is(sq("SELECT string_agg(name, ',' ORDER BY name) FROM pgbk.wal"), $cat_wal,
 	'a catalog rebuilt from the repository (by pgbk_admin) is the same');

@@ -17,6 +17,11 @@
 # an unlogged table, a prepared transaction.
 # Then: a deleted summary comes back identical (`pgbk wal-changes` and
 # `--rebuild`), and a tampered one is refused naming the object.
+# Verification: pgbk verify and bk_verify name a tampered summary as a
+# problem, and a missing one as a warning only (exit 0, no row) that says
+# how to rebuild it; with --rebuild-sample, pgbk verify also finds an
+# authentic summary that differs from the one rebuilt from its segment.  An incremental backup over a tampered summary compares
+# page LSNs instead, and says why.
 use strict;
 use warnings;
 
@@ -386,6 +391,107 @@ note($err);
   PgbkTest::pgbk('wal-changes', '--config', $repo->{conf}, '--rebuild', $victim);
 is($rc, 6, '--rebuild reports the tampered stored summary too');
 is(PgbkTest::slurp($key), $bytes, 'the tampered object is left as it is (never overwritten)');
+
+###########################################################################
+# Verification reads every summary: the tampered one is a problem naming
+# its key in pgbk verify (exit 6) and bk_verify (a row); a segment archived
+# without a summary is a warning that says how to rebuild it, and no
+# problem (exit 0, no row).
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+my $vkey = 'changes/' . substr($victim, 0, 16) . "/$victim";
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf});
+is($rc, 6, 'pgbk verify: a tampered summary is a problem (exit 6)') or diag("$out$err");
+like($out, qr/^change summary \Q$vkey\E: unreadable: .*(modified|damaged|authentication)/m,
+	'... naming its key');
+is(join("\n", grep { !/^warning: / && !/^change summary \Q$vkey\E: / } split /\n/, $out), '',
+	'... and nothing else is a problem');
+my $problem_rows = sql("SELECT string_agg(kind || ' ' || object || ': ' || problem, E'\\n') FROM bk_verify()");
+like($problem_rows, qr/\Achange summary \Q$vkey\E: unreadable: .*(modified|damaged|authentication)[^\n]*\z/,
+	'bk_verify: one row, naming the tampered summary');
+# put the good bytes back
+substr($bytes, length($bytes) - 30, 1) ^= "\x01";
+PgbkTest::write_file($key, $bytes, 0600);
+
+my ($victim2) = grep { $_ ne $victim } sort keys %summary;
+my $vkey2 = 'changes/' . substr($victim2, 0, 16) . "/$victim2";
+unlink "$repo->{dir}/$vkey2" or die "unlink $vkey2: $!";
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf});
+is($rc, 0, 'pgbk verify: a segment without its summary is no problem (exit 0)') or diag("$out$err");
+like($out,
+	qr/^warning: change summary \Q$vkey2\E: missing: WAL segment \Q$victim2\E was archived without a change summary; .*`pgbk wal-changes \Q$victim2\E --rebuild` stores it now$/m,
+	'... but a warning naming it and how to rebuild it');
+is(join("\n", grep { !/^warning: / } split /\n/, $out), '', '... and only warnings');
+like($err, qr/0 problems, \d+ warnings?/, '... counted apart from problems');
+my ($vrows, $vwarn) = ('', '');
+$node->psql('postgres', 'SELECT count(*) FROM bk_verify()', stdout => \$vrows, stderr => \$vwarn);
+is($vrows, '0', 'bk_verify: no row for it');
+like($vwarn,
+	qr/WARNING:  change summary \Q$vkey2\E: missing: WAL segment \Q$victim2\E was archived without a change summary; .*`pgbk wal-changes \Q$victim2\E --rebuild`/,
+	'... but a WARNING naming it and how to rebuild it');
+like($vwarn, qr/NOTICE:  verified \d+ objects, 0 problems, \d+ warnings?/, '... counted apart');
+($rc, $out, $err) = PgbkTest::pgbk('wal-changes', '--config', $repo->{conf}, '--rebuild', $victim2);
+is($rc, 0, 'the command the warning names rebuilds it') or diag("$out$err");
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf});
+unlike($out, qr/\Q$victim2\E/, '... and pgbk verify no longer warns about it');
+
+# An authentic summary that says something else (another segment's,
+# sealed with the key under this segment's name): it decodes, so only
+# comparing it with the summary rebuilt from its segment finds it
+# (pgbk verify --rebuild-sample).
+my ($victim3) = grep { $_ ne $victim && $_ ne $victim2 } sort keys %summary;
+my $vkey3 = 'changes/' . substr($victim3, 0, 16) . "/$victim3";
+my $sealdir = PostgreSQL::Test::Utils::tempdir('sealed');
+PgbkTest::write_file("$sealdir/content", PgbkTest::repo_tool($repo->{conf}, 'cat', $vkey), 0600);
+PgbkTest::repo_tool($repo->{conf}, 'seal', $vkey3, "$sealdir/content",
+	"kind=changes,name=changes/$victim3");
+($rc, $out, $err) = PgbkTest::pgbk('verify', '--config', $repo->{conf});
+is($rc, 0, "a summary of $victim sealed as ${victim3}'s passes the object checks") or diag("$out$err");
+($rc, $out, $err) =
+  PgbkTest::pgbk('verify', '--config', $repo->{conf}, '--rebuild-sample', '1');
+is($rc, 6, '--rebuild-sample 1: it is a problem (exit 6)') or diag("$out$err");
+like($out,
+	qr/^change summary \Q$vkey3\E: it differs from the summary rebuilt from WAL segment \Q$victim3\E /m,
+	'... naming it and saying it differs from the one rebuilt from its segment');
+is(join("\n", grep { !/^warning: / && !/^change summary \Q$vkey3\E: / } split /\n/, $out), '',
+	'... and nothing else is a problem');
+unlink "$repo->{dir}/$vkey3" or die "unlink $vkey3: $!";
+($rc, $out, $err) = PgbkTest::pgbk('wal-changes', '--config', $repo->{conf}, '--rebuild', $victim3);
+is($rc, 0, 'with it deleted, wal-changes --rebuild stores the right one') or diag("$out$err");
+($rc, $out, $err) =
+  PgbkTest::pgbk('verify', '--config', $repo->{conf}, '--rebuild-sample', '1');
+is($rc, 0, '... and once rebuilt, every summary equals its rebuilt one') or diag("$out$err");
+
+###########################################################################
+# An incremental backup meeting a tampered summary does not trust it: it
+# compares page LSNs, and bk_backup_progress and the log name the summary.
+my $full = sql('SELECT bk_base_backup()');
+like($full, qr/^\d{8}T\d{6}Z$/, "full backup $full");
+sql('CREATE TABLE after_full AS SELECT g FROM generate_series(1, 10000) g');
+my $tseg = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+sql('SELECT pg_switch_wal()');
+sql('CREATE TABLE after_switch (i int)');
+ok(PgbkTest::wait_archived($node), 'WAL archived');
+my $tkey = "$repo->{dir}/changes/" . substr($tseg, 0, 16) . "/$tseg";
+my $deadline = time() + 60;
+sleep 1 while !-f $tkey && time() < $deadline;
+ok(-f $tkey, "segment $tseg has a summary");
+my $tbytes = PgbkTest::slurp($tkey);
+substr($tbytes, length($tbytes) - 10, 1) ^= "\x01";
+PgbkTest::write_file($tkey, $tbytes, 0600);
+my $log_offset = -s $node->logfile;
+my $inc = sql("SELECT bk_base_backup(type => 'incremental')");
+my ($ptype, $pparent, $pchanges, $preason) = split /\|/,
+  sql('SELECT type, parent, changes, changes_reason FROM bk_backup_progress');
+is("$ptype $pparent", "incremental $full", "incremental backup $inc on $full");
+is($pchanges, 'page-lsn', '... comparing page LSNs, not trusting the tampered summary');
+like($preason,
+	qr/change summary of segment \Q$tseg\E unusable, not trusted: change summary "changes\/[0-9A-F]{16}\/\Q$tseg\E"/,
+	'... and bk_backup_progress says which summary and why');
+ok( $node->log_contains(
+		qr/incremental base backup \Q$inc\E compares page LSNs .*change summary of segment \Q$tseg\E unusable, not trusted/,
+		$log_offset),
+	'the server log says so too');
+is(PgbkTest::slurp($tkey), $tbytes, 'the tampered summary is left as it is');
 
 $node->stop;
 done_testing();

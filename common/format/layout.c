@@ -57,6 +57,24 @@ layout_changes_key(const char *segname, char *key, size_t keylen)
 	return n > 0 && (size_t) n < keylen;
 }
 
+const char *
+layout_changes_name(const char *key)
+{
+	const char *name;
+	WalFileKind kind;
+	size_t      plen = strlen(LAYOUT_CHANGES_PREFIX);
+
+	if (strncmp(key, LAYOUT_CHANGES_PREFIX, plen) != 0)
+		return NULL;
+	name = strrchr(key, '/') + 1;
+	kind = walname_classify(name, NULL);
+	/* exactly changes/<first 16 characters of the name>/<name> */
+	if ((kind != WAL_FILE_SEGMENT && kind != WAL_FILE_PARTIAL) || name != key + plen + 17 ||
+	    strncmp(key + plen, name, 16) != 0)
+		return NULL;
+	return name;
+}
+
 bool
 layout_backup_manifest_key(const char *backup_id, char *key, size_t keylen)
 {

@@ -57,6 +57,12 @@ const char *layout_wal_name(const char *key);
  */
 bool layout_changes_key(const char *segname, char *key, size_t keylen);
 
+/*
+ * The segment (or .partial) name a changes/ key is the summary of (pointer
+ * into key); NULL if the key is not one layout_changes_key makes.
+ */
+const char *layout_changes_name(const char *key);
+
 /* Key of a base backup's manifest, and of one of its files. */
 bool layout_backup_manifest_key(const char *backup_id, char *key, size_t keylen);
 bool layout_backup_file_key(const char *backup_id, const char *path, char *key, size_t keylen);

@@ -17,6 +17,10 @@
  *	        with the key) and its content (or CONTENT_FILE's) in a plain object
  *	        with only unkeyed checks, as pgbk before 1.1 wrote with
  *	        encryption off
+ *	  itest_repo PGBK_CONF seal KEY CONTENT_FILE ATTRS
+ *	        write KEY as a valid object (the configuration's key, encryption
+ *	        and zstd) holding CONTENT_FILE's bytes, with ATTRS ("a=b,c=d"):
+ *	        an authentic object whose content says something else
  *	  itest_repo PGBK_CONF bomb KEY MIB ATTRS
  *	        write KEY as a valid object (the configuration's key, encryption
  *	        and zstd) of MIB MiB of zero bytes, streamed (no size in its
@@ -201,6 +205,23 @@ main(int argc, char **argv)
 			return fail(&err);
 		pgbk_buf_free(&raw);
 		pgbk_buf_free(&forged);
+	}
+	else if (strcmp(op, "seal") == 0 && argc == 6)
+	{
+		PgbkBuf content;
+		char    attrs[CODEC_MAX_ATTRS];
+		char   *c;
+
+		snprintf(attrs, sizeof(attrs), "%s\n", argv[5]);
+		for (c = attrs; *c; c++)
+			if (*c == ',')
+				*c = '\n';
+		pgbk_buf_init(&content);
+		if (pgbk_read_file(argv[4], &content, &err) != PGBK_OK ||
+		    codec_encode(&params, content.data, content.len, attrs, &buf, NULL, &err) != PGBK_OK ||
+		    repo_put(repo, argv[3], buf.data, buf.len, &opts, &err) != PGBK_OK)
+			return fail(&err);
+		pgbk_buf_free(&content);
 	}
 	else if (strcmp(op, "bomb") == 0 && argc == 6)
 	{

@@ -1,10 +1,12 @@
 /*
  * test_verify.c
- *	  Tests of room verify (cmocka); uses unit.h, verify.c, repo, format and config.
+ *	  Tests of room verify (cmocka); uses unit.h, verify.c, repo, format, wal
+ *	  (walchanges) and config.
  *	  Unit tests for common/verify (the object verifier of bk_verify and
  *	  pgbk verify) over a local repository in a scratch directory: sound,
  *	  missing, damaged, renamed and mismatching objects each give their
- *	  outcome and one report; the descriptor; a manifest's files.
+ *	  outcome and one report; change summaries (a missing one a warning);
+ *	  the descriptor; a manifest's files.
  */
 #include "unit.h"
 
@@ -18,6 +20,7 @@
 #include "format/manifest.h"
 #include "repo/repo.h"
 #include "verify/verify.h"
+#include "wal/walchanges.h"
 
 #define WAL1 "000000010000000000000001"
 #define WAL2 "000000010000000000000002"
@@ -31,7 +34,18 @@ typedef struct Fixture
 	VerifyParams p;
 	int          nreports;
 	char         last[4 * PGBK_ERRMSG_LEN]; /* "kind object: problem" */
+	int          nwarnings;
+	char         last_warning[4 * PGBK_ERRMSG_LEN];
 } Fixture;
+
+static void
+collect_warning(void *arg, const char *kind, const char *object, const char *warning)
+{
+	Fixture *f = arg;
+
+	f->nwarnings++;
+	snprintf(f->last_warning, sizeof(f->last_warning), "%s %s: %s", kind, object, warning);
+}
 
 static void
 collect(void *arg, const char *kind, const char *object, const char *problem)
@@ -116,6 +130,8 @@ check(Fixture *f, const VerifyObject *o, VerifyOutcome *outcome)
 	pgbk_error_clear(&err);
 	f->nreports = 0;
 	f->last[0] = '\0';
+	f->nwarnings = 0;
+	f->last_warning[0] = '\0';
 	return verify_object(&f->p, f->repo, o, outcome, &err);
 }
 
@@ -158,6 +174,136 @@ test_wal_objects(void **state)
 	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
 	assert_int_equal(outcome, VERIFY_DAMAGED);
 	assert_non_null(strstr(f->last, "wal " WAL1 ": unreadable: "));
+}
+
+/* Flip one byte of a local repository's object, len bytes before its end. */
+static void
+flip_byte(Fixture *f, const char *key, long from_end)
+{
+	char  path[1400];
+	FILE *fp;
+	long  size;
+	int   c;
+
+	snprintf(path, sizeof(path), "%s/repo/%s", f->dir, key);
+	fp = fopen(path, "r+b");
+	assert_non_null(fp);
+	fseek(fp, 0, SEEK_END);
+	size = ftell(fp);
+	fseek(fp, size - from_end, SEEK_SET);
+	c = fgetc(fp);
+	fseek(fp, size - from_end, SEEK_SET);
+	fputc(c ^ 0x01, fp);
+	fclose(fp);
+}
+
+static void
+test_change_summaries(void **state)
+{
+	Fixture      *f = *state;
+	char          key1[LAYOUT_KEY_LEN], key2[LAYOUT_KEY_LEN], key3[LAYOUT_KEY_LEN];
+	WalChanges   *c = walchg_new();
+	WalRelFork    rf = {1663, 5, 16384, WALCHG_FORK_MAIN};
+	CodecParams   params;
+	PgbkError     err;
+	VerifyObject  o;
+	VerifyOutcome outcome;
+
+	/* the key <-> name mapping both directions agree on */
+	assert_true(layout_changes_key(WAL1, key1, sizeof(key1)));
+	assert_string_equal(layout_changes_name(key1), WAL1);
+	assert_true(layout_changes_key(WAL2 ".partial", key3, sizeof(key3)));
+	assert_string_equal(layout_changes_name(key3), WAL2 ".partial");
+	assert_null(layout_changes_name("wal/0000000100000000/" WAL1));
+	assert_null(layout_changes_name("changes/0000000100000000/" WAL1 ".backup"));
+	assert_null(layout_changes_name("changes/0000000200000000/" WAL1)); /* wrong directory */
+	assert_null(layout_changes_name("changes/" WAL1));
+	assert_true(layout_changes_key(WAL2, key2, sizeof(key2)));
+
+	memset(&params, 0, sizeof(params));
+	params.compression = PGBK_COMPRESS_ZSTD;
+	params.level = 3;
+	params.keyring = f->ring;
+	params.encrypt = true;
+	assert_non_null(c);
+	assert_true(walchg_add_block(c, &rf, 7));
+	walchg_set_range(c, 1, 0x1000028, 0x2000000);
+	pgbk_error_clear(&err);
+	if (walchg_store(f->repo, &params, WAL1, c, &err) != PGBK_OK)
+		fail_msg("store: %s", err.msg);
+	walchg_free(c);
+
+	/* sound: no problem, no warning */
+	verify_changes_object(&o, WAL1, key1);
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(outcome, VERIFY_SOUND);
+	assert_int_equal(f->nreports, 0);
+	assert_int_equal(f->nwarnings, 0);
+
+	/* compared with a rebuilt one: a segment missing or not scanning decides nothing */
+	o.rebuild_check = true;
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(outcome, VERIFY_SOUND);
+	assert_int_equal(f->nreports, 0);
+	{
+		char walkey[LAYOUT_KEY_LEN];
+		char junk[8192];
+
+		memset(junk, 'j', sizeof(junk));
+		layout_wal_key(WAL1, walkey, sizeof(walkey));
+		put(f, walkey, junk, sizeof(junk), "kind=wal\nname=" WAL1 "\nwal.kind=segment\n", NULL);
+		assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+		assert_int_equal(outcome, VERIFY_SOUND);
+		assert_int_equal(f->nreports, 0);
+		assert_int_equal(f->nwarnings, 0);
+	}
+
+	/* missing: no problem but a warning, naming the key and the command */
+	f->p.warn = collect_warning;
+	f->p.warn_arg = f;
+	verify_changes_object(&o, WAL2, key2);
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(outcome, VERIFY_MISSING);
+	assert_int_equal(f->nreports, 0);
+	assert_int_equal(f->nwarnings, 1);
+	assert_non_null(strstr(f->last_warning,
+	                       "change summary "
+	                       "changes/0000000100000000/" WAL2 ": missing: WAL segment " WAL2));
+	assert_non_null(strstr(f->last_warning, "pgbk wal-changes " WAL2 " --rebuild"));
+	/* a caller without a warn callback still hears of it (as a problem) */
+	f->p.warn = NULL;
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(f->nreports, 1);
+	assert_non_null(strstr(f->last, "missing: WAL segment " WAL2));
+	f->p.warn = collect_warning;
+
+	/* an authentic summary copied under another segment's key: damaged, naming both */
+	put(f, key2, "x", 1, "kind=changes\nname=changes/" WAL1 "\n", NULL);
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(outcome, VERIFY_DAMAGED);
+	assert_int_equal(f->nreports, 1);
+	assert_int_equal(f->nwarnings, 0);
+	assert_non_null(strstr(f->last, "change summary changes/0000000100000000/" WAL2 ": "));
+	assert_non_null(strstr(f->last, WAL1));
+
+	/* authentic, rightly named, but its content is no summary */
+	put(f, key2, "not a summary", 13, "kind=changes\nname=changes/" WAL2 "\n", NULL);
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(outcome, VERIFY_DAMAGED);
+	assert_int_equal(f->nreports, 1);
+	assert_non_null(
+	    strstr(f->last, "change summary changes/0000000100000000/" WAL2 ": unreadable: "));
+
+	/* one byte changed: damaged, naming the key */
+	flip_byte(f, key1, 20);
+	verify_changes_object(&o, WAL1, key1);
+	assert_int_equal(check(f, &o, &outcome), PGBK_OK);
+	assert_int_equal(outcome, VERIFY_DAMAGED);
+	assert_int_equal(f->nreports, 1);
+	assert_int_equal(f->nwarnings, 0);
+	assert_non_null(
+	    strstr(f->last, "change summary changes/0000000100000000/" WAL1 ": unreadable: "));
+	f->p.warn = NULL;
 }
 
 static void
@@ -452,6 +598,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_wal_objects, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_change_summaries, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backup_files, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_descriptor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_manifest_files, setup, teardown),

@@ -1080,6 +1080,10 @@ test_union_range(void **state)
 	                 PGBK_OK);
 	assert_false(walchg_complete(u, &why));
 	assert_non_null(strstr(why, "changes/0000000100000000/000000010000000000000011"));
+	/* as untrusted, not as absent (its segment is there) */
+	assert_non_null(
+	    strstr(why, "change summary of segment 000000010000000000000011 unusable, not trusted: "));
+	assert_null(strstr(why, "no change summary"));
 	walchg_free(u);
 	free(hist.entries);
 	free(w.d);

@@ -1,6 +1,7 @@
 /*
  * verify.c
- *	  Room verify; uses repo, format (codec, layout, manifests) and cJSON.
+ *	  Room verify; uses repo, format (codec, layout, manifests), wal
+ *	  (walchanges) and cJSON.
  *	  The object verifier shared by bk_verify() and pgbk verify: every object
  *	  streamed through the codec's decoder (authenticated frame by frame,
  *	  counted and discarded), then judged against what its kind requires.
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "format/layout.h"
+#include "wal/walchanges.h"
 
 /* Long enough for a key, an object name and a codec message together. */
 #define VERIFY_PROBLEM_LEN (3 * PGBK_ERRMSG_LEN)
@@ -35,6 +37,25 @@ problemf(const VerifyParams *p, const char *kind, const char *object, const char
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	p->report(p->report_arg, kind, object, msg);
+}
+
+static void warnf(const VerifyParams *p, const char *kind, const char *object, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The same for a warning (the report callback if the caller has none). */
+static void
+warnf(const VerifyParams *p, const char *kind, const char *object, const char *fmt, ...)
+{
+	char    msg[VERIFY_PROBLEM_LEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (p->warn != NULL)
+		p->warn(p->warn_arg, kind, object, msg);
+	else
+		p->report(p->report_arg, kind, object, msg);
 }
 
 bool
@@ -118,6 +139,35 @@ read_stream(const VerifyParams *p, Repo *repo, const char *key, uint64_t max_raw
 	return st;
 }
 
+/*
+ * Does the summary in content (already checked) differ from the one rebuilt
+ * from its archived segment?  A segment that is missing or unreadable
+ * decides nothing (the WAL's own check reports it).  Both summaries are
+ * freed before it returns.
+ */
+static PgbkStatus
+summary_differs(const VerifyParams *p, Repo *repo, const char *segname, const PgbkBuf *content,
+                bool *differs, PgbkError *err)
+{
+	WalChanges *stored = NULL, *rebuilt = NULL;
+	PgbkStatus  st;
+
+	*differs = false;
+	if ((st = walchg_decode(content->data, content->len, &stored, err)) != PGBK_OK)
+		return st;
+	st = walchg_rebuild(repo, p->ring, segname, &rebuilt, err);
+	if (st == PGBK_OK)
+		*differs = !walchg_equal(stored, rebuilt);
+	else if (st == PGBK_NOT_FOUND || damaged_status(st) || st == PGBK_ERR_USAGE)
+	{
+		pgbk_error_clear(err);
+		st = PGBK_OK;
+	}
+	walchg_free(stored);
+	walchg_free(rebuilt);
+	return st;
+}
+
 PgbkStatus
 verify_object(const VerifyParams *p, Repo *repo, const VerifyObject *o, VerifyOutcome *outcome,
               PgbkError *err)
@@ -126,14 +176,41 @@ verify_object(const VerifyParams *p, Repo *repo, const VerifyObject *o, VerifyOu
 	unsigned char hash[CODEC_HASH_BYTES];
 	uint64_t      raw = 0;
 	PgbkStatus    st;
+	PgbkBuf       content;
 
 	*outcome = VERIFY_DAMAGED;
-	st = read_stream(p, repo, o->key, o->max_raw, NULL, &hdr, hash, &raw, err);
+	pgbk_buf_init(&content);
+	/* a summary's content is kept (bounded by its limit) to be decoded */
+	st = read_stream(p, repo, o->key, o->max_raw, o->changes_of ? &content : NULL, &hdr, hash, &raw,
+	                 err);
+	if (st == PGBK_OK && o->changes_of != NULL)
+	{
+		bool differs = false;
+
+		st = walchg_check_object(&hdr, content.data, content.len, o->changes_of, NULL, err);
+		if (st == PGBK_OK && o->rebuild_check)
+			st = summary_differs(p, repo, o->changes_of, &content, &differs, err);
+		pgbk_buf_free(&content);
+		if (st != PGBK_OK && !damaged_status(st))
+			return st;
+		if (differs)
+		{
+			problemf(p, o->kind, o->object,
+			         "it differs from the summary rebuilt from WAL segment %s (delete it, then "
+			         "`pgbk wal-changes %s --rebuild` stores the right one)",
+			         o->changes_of, o->changes_of);
+			return PGBK_OK;
+		}
+	}
+	pgbk_buf_free(&content);
 	if (st == PGBK_NOT_FOUND)
 	{
 		pgbk_error_clear(err);
 		*outcome = VERIFY_MISSING;
-		problemf(p, o->kind, o->object, "missing: \"%s\" is not in the repository", o->key);
+		if (o->changes_of != NULL)
+			verify_report_changes_missing(p, o->changes_of);
+		else
+			problemf(p, o->kind, o->object, "missing: \"%s\" is not in the repository", o->key);
 		return PGBK_OK;
 	}
 	if (damaged_status(st))
@@ -171,6 +248,31 @@ verify_wal_object(VerifyObject *o, const char *name, const char *key, uint32_t s
 	o->key = key;
 	o->wal_name = name;
 	o->max_raw = codec_wal_limit(name, segsz);
+}
+
+void
+verify_changes_object(VerifyObject *o, const char *segname, const char *key)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = VERIFY_KIND_CHANGES;
+	o->object = key;
+	o->key = key;
+	o->changes_of = segname;
+	o->max_raw = CODEC_LIMIT_CHANGES;
+}
+
+void
+verify_report_changes_missing(const VerifyParams *p, const char *segname)
+{
+	char key[LAYOUT_KEY_LEN];
+
+	if (!layout_changes_key(segname, key, sizeof(key)))
+		return;
+	warnf(p, VERIFY_KIND_CHANGES, key,
+	      "missing: WAL segment %s was archived without a change summary; incremental backups "
+	      "rebuild it from the segment when they need it (or compare page LSNs), and "
+	      "`pgbk wal-changes %s --rebuild` stores it now",
+	      segname, segname);
 }
 
 PgbkStatus

@@ -1,6 +1,6 @@
 /*
  * verify.h
- *	  Room verify; uses repo and format (codec, manifests).
+ *	  Room verify; uses repo, format (codec, manifests) and wal (walchanges).
  *	  The object verifier: what "this object of the repository is sound"
  *	  means, in one place, for bk_verify() (pg_ext/verify.c, which starts
  *	  from the catalog, inside a backend) and pgbk verify (cli/cmd_verify.c,
@@ -11,6 +11,14 @@
  *	    database system identifier, and names the expected system;
  *	  - a WAL object (segment, .partial, .backup, .history): it decodes
  *	    within the limit of its kind and carries the name it is stored under;
+ *	  - a change summary (changes/..., issue 12): it decodes within its limit,
+ *	    carries the name of the segment it summarizes and its content decodes
+ *	    as a summary (walchg_check_object), and (rebuild_check, for a sample:
+ *	    it reads the segment) equals the summary rebuilt from its archived
+ *	    segment; a segment or .partial archived
+ *	    without one is a warning, not a problem: a backup that needs it
+ *	    rebuilds it from the WAL (or falls back), and `pgbk wal-changes SEG
+ *	    --rebuild` stores it;
  *	  - a base backup: its manifest decodes and names the descriptor's
  *	    database system; every file it lists (or a sample) exists, decodes
  *	    within the size the manifest records, and has that size and checksum.
@@ -22,7 +30,11 @@
  *	  measures it).  Only the descriptor's content (at most 1 MiB) is kept.
  *
  *	  Problems go to the caller's report callback as (kind, object,
- *	  problem): the backend emits a row, the CLI prints a line.  A failure
+ *	  problem): the backend emits a row, the CLI prints a line.  Warnings
+ *	  (something is missing that nothing needs to restore, and that can be
+ *	  made again) go to the warn callback the same way: the backend raises a
+ *	  WARNING, the CLI prints a line beginning "warning: "; neither counts
+ *	  them as problems (no row, no exit code 6).  A failure
  *	  that is no object's problem (the repository unreachable, out of
  *	  memory, interrupted) is returned as a status instead, for the caller
  *	  to raise.
@@ -47,6 +59,7 @@
 #define VERIFY_KIND_WAL_GAP     "wal gap"
 #define VERIFY_KIND_BACKUP      "backup"
 #define VERIFY_KIND_BACKUP_FILE "backup file"
+#define VERIFY_KIND_CHANGES     "change summary"
 
 /* A problem found: kind (VERIFY_KIND_*), the object it names, what is wrong. */
 typedef void (*VerifyReportFn)(void *arg, const char *kind, const char *object,
@@ -59,6 +72,9 @@ typedef struct VerifyParams
 	double (*random)(void);    /* uniform in [0, 1): draws the sample (sample < 1) */
 	VerifyReportFn report;
 	void          *report_arg;
+	/* Warnings (see above); NULL: reported with report, as problems. */
+	VerifyReportFn warn;
+	void          *warn_arg;
 	/*
 	 * Optional: stored bytes as they are read (progress).  Called from the
 	 * thread that reads; may be NULL.
@@ -75,6 +91,8 @@ typedef struct VerifyObject
 	const char   *key;           /* repository key */
 	uint64_t      max_raw;       /* content limit of its kind (CODEC_LIMIT_*, manifest size) */
 	const char   *wal_name;      /* not NULL: the name the object must carry */
+	const char   *changes_of;    /* not NULL: the change summary of this segment */
+	bool          rebuild_check; /* a summary: also equal to one rebuilt from its segment */
 	bool          check_content; /* size and hash must be the ones below */
 	uint64_t      size;
 	unsigned char hash[CODEC_HASH_BYTES];
@@ -106,6 +124,19 @@ PgbkStatus verify_object(const VerifyParams *p, Repo *repo, const VerifyObject *
  * (0: not known, the largest PostgreSQL allows).
  */
 void verify_wal_object(VerifyObject *o, const char *name, const char *key, uint32_t segsz);
+
+/*
+ * The change summary of segment (or .partial) segname, stored under key
+ * (both must outlive o): the object a problem names is its key.  Missing,
+ * it is a warning (verify_report_changes_missing), not a problem.
+ */
+void verify_changes_object(VerifyObject *o, const char *segname, const char *key);
+
+/*
+ * The warning for a segment archived without a change summary (the CLI finds
+ * them by listing, verify_object by reading).
+ */
+void verify_report_changes_missing(const VerifyParams *p, const char *segname);
 
 /* What the descriptor said, for the manifests' check. */
 typedef struct VerifyDescriptor

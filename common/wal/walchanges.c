@@ -1468,11 +1468,32 @@ walchg_store(Repo *repo, const CodecParams *params, const char *segname, const W
 }
 
 PgbkStatus
+walchg_check_object(const CodecHeader *hdr, const void *raw, size_t len, const char *segname,
+                    WalChanges **out, PgbkError *err)
+{
+	char        name[WALNAME_BUFLEN + 16];
+	WalChanges *c = NULL;
+	PgbkStatus  st;
+
+	if (out != NULL)
+		*out = NULL;
+	object_name(segname, name, sizeof(name));
+	if ((st = codec_check_name(hdr, name, err)) != PGBK_OK)
+		return st;
+	if ((st = walchg_decode(raw, len, &c, err)) != PGBK_OK)
+		return st;
+	if (out != NULL)
+		*out = c;
+	else
+		walchg_free(c);
+	return PGBK_OK;
+}
+
+PgbkStatus
 walchg_load(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges **out,
             PgbkError *err)
 {
 	char        key[LAYOUT_KEY_LEN];
-	char        name[WALNAME_BUFLEN + 16];
 	PgbkBuf     stored, raw;
 	CodecHeader hdr;
 	PgbkStatus  st;
@@ -1480,7 +1501,6 @@ walchg_load(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges
 	*out = NULL;
 	if (!layout_changes_key(segname, key, sizeof(key)))
 		return pgbk_error(err, PGBK_ERR_USAGE, "\"%s\" is not a WAL segment name", segname);
-	object_name(segname, name, sizeof(name));
 	pgbk_buf_init(&stored);
 	pgbk_buf_init(&raw);
 	st = repo_get(repo, key, &stored, err);
@@ -1493,9 +1513,7 @@ walchg_load(Repo *repo, const PgbkKeyring *ring, const char *segname, WalChanges
 	{
 		st = codec_decode(ring, stored.data, stored.len, CODEC_LIMIT_CHANGES, &raw, &hdr, err);
 		if (st == PGBK_OK)
-			st = codec_check_name(&hdr, name, err);
-		if (st == PGBK_OK)
-			st = walchg_decode(raw.data, raw.len, out, err);
+			st = walchg_check_object(&hdr, raw.data, raw.len, segname, out, err);
 		if (st != PGBK_OK)
 			pgbk_error_prefix(err, "change summary \"%s\" in %s is unusable", key,
 			                  repo_describe(repo));
@@ -1693,8 +1711,18 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 				*err = serr;
 				return st;
 			}
-			snprintf(reason, sizeof(reason), "no change summary for segment %s: %s", segname,
-			         serr.msg);
+			/*
+			 * A stored summary that does not authenticate or decode is never
+			 * trusted, nor replaced by a rebuilt one (never overwritten): the
+			 * union is incomplete, naming it, and the backup falls back.
+			 */
+			if (st == PGBK_NOT_FOUND)
+				snprintf(reason, sizeof(reason), "no change summary for segment %s: %s", segname,
+				         serr.msg);
+			else
+				snprintf(reason, sizeof(reason),
+				         "change summary of segment %s unusable, not trusted: %s", segname,
+				         serr.msg);
 			walchg_mark_incomplete(u, reason);
 			continue;
 		}

@@ -178,6 +178,16 @@ PgbkStatus walchg_load_or_rebuild(Repo *repo, const PgbkKeyring *ring, const Cod
                                   const char *segname, bool *rebuilt, WalChanges **out,
                                   PgbkError *err);
 
+/*
+ * What walchg_load requires of a summary object once the codec has
+ * authenticated and decoded it (hdr, content raw of len bytes): it carries
+ * the name of segname's summary (not another segment's, copied) and its
+ * content decodes.  *out (NULL: only checked) receives the summary.  The
+ * one rule for walchg_load and the verifier (common/verify).
+ */
+PgbkStatus walchg_check_object(const CodecHeader *hdr, const void *raw, size_t len,
+                               const char *segname, WalChanges **out, PgbkError *err);
+
 /* Summarize the archived WAL object of segname (no store). */
 PgbkStatus walchg_rebuild(Repo *repo, const PgbkKeyring *ring, const char *segname,
                           WalChanges **out, PgbkError *err);
