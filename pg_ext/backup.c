@@ -203,12 +203,7 @@ wal_reaches_repository(void)
 static void
 format_backup_id(TimestampTz ts, char *out)
 {
-	pg_time_t t = timestamptz_to_time_t(ts);
-	struct tm tm;
-	time_t    tt = (time_t) t;
-
-	gmtime_r(&tt, &tm);
-	strftime(out, MANIFEST_ID_LEN, "%Y%m%dT%H%M%SZ", &tm);
+	layout_backup_id_format((int64_t) timestamptz_to_time_t(ts), out, MANIFEST_ID_LEN);
 }
 
 /* 'full', 'incremental' or 'auto' (bk_base_backup's type argument). */

@@ -372,12 +372,9 @@ expire_incomplete_backups(ExpireState *es, TimestampTz now)
 	char      after[LAYOUT_KEY_LEN + 8];
 	PgbkError err;
 	ListCell *lc, *mc;
-	time_t    t = (time_t) timestamptz_to_time_t(now);
-	struct tm gm;
 
 	/* the cutoff: now, or the running backup's start if earlier */
-	gmtime_r(&t, &gm);
-	strftime(cutoff, sizeof(cutoff), "%Y%m%dT%H%M%SZ", &gm);
+	layout_backup_id_format((int64_t) timestamptz_to_time_t(now), cutoff, sizeof(cutoff));
 	if (pgbk_backup_running(running) && running[0] != '\0' && strcmp(running, cutoff) < 0)
 		strlcpy(cutoff, running, sizeof(cutoff));
 

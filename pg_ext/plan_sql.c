@@ -47,6 +47,7 @@
 #include "plan/plan.h"
 #include "plan_sql.h"
 #include "base/walname.h"
+#include "format/layout.h"
 #include "wal/walscan.h"
 
 PG_FUNCTION_INFO_V1(pgbk_plan_database);
@@ -616,13 +617,10 @@ cat_view_open(BackupSet set, const PlanTarget *t)
 		if (set == SET_FOR_TARGET && t->kind == PLAN_TARGET_TIME)
 		{
 			/* ids are start times (seconds): one that ended before T has id <= T's */
-			char   idbound[32];
-			time_t secs =
-			    (time_t) (t->time_us >= 0 ? t->time_us / 1000000 : (t->time_us - 999999) / 1000000);
-			struct tm tm;
+			char    idbound[32];
+			int64_t secs = t->time_us >= 0 ? t->time_us / 1000000 : (t->time_us - 999999) / 1000000;
 
-			gmtime_r(&secs, &tm);
-			strftime(idbound, sizeof(idbound), "%Y%m%dT%H%M%SZ", &tm);
+			layout_backup_id_format(secs, idbound, sizeof(idbound));
 			args[0] = TimestampTzGetDatum(unix_us_to_ts(t->time_us));
 			args[1] = CStringGetTextDatum(idbound);
 			args[2] = Int32GetDatum(PLAN_SQL_FIRST_BACKUPS);

@@ -102,6 +102,14 @@ typedef struct PgbkShared
 	/* latches to wake: uploaders (new work) and the scheduler (new objects) */
 	Latch *uploader_latch[PGBK_MAX_UPLOADERS];
 	Latch *scheduler_latch;
+
+	/*
+	 * Backup ids are start times to the second and last_id forgets them when
+	 * shared memory is made anew (a crash restart): a backup killed in that
+	 * second left its objects under its id.  New ids are after this one, the
+	 * second shared memory was made in.
+	 */
+	char id_floor[PGBK_BACKUP_ID_LEN];
 } PgbkShared;
 
 static PgbkShared *pgbk_shared = NULL;
@@ -147,6 +155,8 @@ pgbk_shmem_startup(void)
 	{
 		memset(pgbk_shared, 0, sizeof(PgbkShared));
 		pgbk_shared->lock = &(GetNamedLWLockTranche("pgbk"))->lock;
+		layout_backup_id_format((int64_t) time(NULL), pgbk_shared->id_floor,
+		                        sizeof(pgbk_shared->id_floor));
 		ConditionVariableInit(&pgbk_shared->slot_cv);
 	}
 	header_cache = ShmemInitStruct("pgbk header cache", sizeof(HeaderCache), &found);
@@ -770,7 +780,8 @@ pgbk_backup_id_is_new(const char *id)
 
 	Assert(pgbk_shared != NULL);
 	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
-	is_new = strcmp(id, pgbk_shared->backup.last_id) > 0 && strcmp(id, pgbk_shared->backup.id) > 0;
+	is_new = strcmp(id, pgbk_shared->backup.last_id) > 0 &&
+	         strcmp(id, pgbk_shared->backup.id) > 0 && strcmp(id, pgbk_shared->id_floor) > 0;
 	LWLockRelease(pgbk_shared->lock);
 	return is_new;
 }

@@ -243,6 +243,9 @@ sql('SELECT bk_catalog_sync()');
 is(sql("SELECT count(*) FROM pgbk.backup WHERE id = '$killed'"), '0',
 	'catalog sync does not list it');
 my $inc3 = sql("SELECT bk_base_backup(type => 'incremental')");
+# ids are start times to the second; the crash restart made shared memory
+# anew, and the first backup after it once got the killed one's id
+cmp_ok($inc3, 'gt', $killed, "the next backup's id $inc3 is not the killed one's");
 is(sql("SELECT parent FROM pgbk.backup WHERE id = '$inc3'"), $auto,
 	'the next incremental builds on the newest complete backup, not the killed one');
 my ($irc, $iout) = PgbkTest::pgbk('info', '--config', $conf);

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/walname.h"
 
@@ -104,4 +105,15 @@ layout_backup_id_of_manifest(const char *key, char *id, size_t idlen)
 		return false;
 	memcpy(id, key + plen, n + 1);
 	return true;
+}
+
+void
+layout_backup_id_format(int64_t unix_seconds, char *out, size_t outlen)
+{
+	time_t    t = (time_t) unix_seconds;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	if (strftime(out, outlen, "%Y%m%dT%H%M%SZ", &tm) == 0 && outlen > 0)
+		out[0] = '\0';
 }

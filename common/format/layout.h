@@ -67,6 +67,13 @@ const char *layout_changes_name(const char *key);
 bool layout_backup_manifest_key(const char *backup_id, char *key, size_t keylen);
 bool layout_backup_file_key(const char *backup_id, const char *path, char *key, size_t keylen);
 
+/*
+ * A backup id: its start time to the second, UTC, as YYYYMMDDTHHMMSSZ (so
+ * ids sort as times do).  Also the bound planners and expiry compare ids
+ * with.  outlen >= 17.
+ */
+void layout_backup_id_format(int64_t unix_seconds, char *out, size_t outlen);
+
 /* The backup id of a manifest/<id> key; false if key is not one. */
 bool layout_backup_id_of_manifest(const char *key, char *id, size_t idlen);
 

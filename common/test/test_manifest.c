@@ -8,6 +8,7 @@
  */
 #include "unit.h"
 
+#include "format/layout.h"
 #include "format/manifest.h"
 
 static Manifest *
@@ -467,6 +468,26 @@ test_backup_attrs_chain(void **state)
 	manifest_free(full);
 }
 
+/* Backup ids: start time to the second, UTC, sorting as times do. */
+static void
+test_backup_id_format(void **state)
+{
+	char id[MANIFEST_ID_LEN];
+	char later[MANIFEST_ID_LEN];
+
+	(void) state;
+	layout_backup_id_format(0, id, sizeof(id));
+	assert_string_equal(id, "19700101T000000Z");
+	layout_backup_id_format(1796392020, id, sizeof(id)); /* 2026-12-04 13:47:00 UTC */
+	assert_string_equal(id, "20261204T134700Z");
+	layout_backup_id_format(1796392021, later, sizeof(later));
+	assert_true(strcmp(later, id) > 0);
+	layout_backup_id_format(-1, id, sizeof(id)); /* before 1970: still a valid, smaller id */
+	assert_string_equal(id, "19691231T235959Z");
+	layout_backup_id_format(0, id, 4); /* too short: empty, never truncated */
+	assert_string_equal(id, "");
+}
+
 int
 main(void)
 {
@@ -482,6 +503,7 @@ main(void)
 	    cmocka_unit_test(test_incremental_malformed),
 	    cmocka_unit_test(test_full_refuses_block_file),
 	    cmocka_unit_test(test_backup_attrs_chain),
+	    cmocka_unit_test(test_backup_id_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
