@@ -228,9 +228,11 @@ notify_unarchived_history(void)
  * repository has a hole that no restore can cross.  Mark such segments
  * .ready as the checkpointer would, but now: only below the segment being
  * written (a recycled segment waiting for reuse has a future name), and only
- * at start-up and reload, not while backends are finishing segments.
+ * once per start of the scheduler (which a crash restart starts anew), as
+ * soon as archiving is active, not while backends are finishing segments.
+ * Returns whether it looked (false: in recovery, or archiving not active).
  */
-static void
+static bool
 notify_unarchived_segments(void)
 {
 	TimeLineID     tli;
@@ -239,7 +241,7 @@ notify_unarchived_segments(void)
 	struct dirent *de;
 
 	if (RecoveryInProgress() || !pgbk_archiving_active())
-		return;
+		return false;
 	tli = GetWALInsertionTimeLine();
 	XLByteToSeg(GetXLogInsertRecPtr(), current, wal_segment_size);
 	dir = AllocateDir(XLOGDIR);
@@ -260,6 +262,7 @@ notify_unarchived_segments(void)
 		XLogArchiveNotify(de->d_name);
 	}
 	FreeDir(dir);
+	return true;
 }
 
 static void
@@ -278,6 +281,7 @@ pgbk_scheduler_main(Datum arg)
 	TimestampTz last_backup_check = 0;
 	TimestampTz last_expire = 0;
 	bool        history_check = true;
+	bool        segments_checked = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -308,8 +312,9 @@ pgbk_scheduler_main(Datum arg)
 		{
 			history_check = false;
 			notify_unarchived_history();
-			notify_unarchived_segments();
 		}
+		if (!segments_checked)
+			segments_checked = notify_unarchived_segments();
 
 		/*
 		 * Sync when woken by an upload or an event (at most once a second, so
