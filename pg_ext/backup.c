@@ -234,6 +234,7 @@ pgbk_start_backup(Oid dboid, int request, char *id_out, BackgroundWorkerHandle *
 	BackgroundWorkerHandle *handle;
 	PgbkError               err;
 	char                    id[MANIFEST_ID_LEN];
+	char                    floor_id[MANIFEST_ID_LEN];
 	uint64                  seq;
 	PgbkBackupState         running;
 
@@ -252,11 +253,16 @@ pgbk_start_backup(Oid dboid, int request, char *id_out, BackgroundWorkerHandle *
 		                errhint("Set archive_mode = on and archive_library = 'pgbk' (or "
 		                        "archive_command = 'pgbk wal-push %%p').")));
 
-	/* ids are start times to the second; never reuse one */
+	/*
+	 * ids are start times to the second; never reuse one, not even one a
+	 * backup killed before the last crash restart took (shared memory
+	 * forgot it): none of the second the memory was set up in, or before
+	 */
+	format_backup_id(pgbk_shared_started_at(), floor_id);
 	for (;;)
 	{
 		format_backup_id(GetCurrentTimestamp(), id);
-		if (pgbk_backup_id_is_new(id))
+		if (strcmp(id, floor_id) > 0 && pgbk_backup_id_is_new(id))
 			break;
 		pg_usleep(200 * 1000L);
 		CHECK_FOR_INTERRUPTS();

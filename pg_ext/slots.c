@@ -95,6 +95,13 @@ typedef struct PgbkShared
 	/* base backups (backup.c): at most one at a time */
 	PgbkBackupState backup;
 
+	/*
+	 * When this memory was set up.  A backup of a server life whose memory
+	 * is gone (killed, then a crash restart) may have taken an id of that
+	 * second or before: no new id is of that second or before.
+	 */
+	TimestampTz started_at;
+
 	/* durations of the last archive callbacks, microseconds (ring) */
 	uint32 callback_us[PGBK_CALLBACK_RING];
 	uint64 callback_count;
@@ -147,6 +154,7 @@ pgbk_shmem_startup(void)
 	{
 		memset(pgbk_shared, 0, sizeof(PgbkShared));
 		pgbk_shared->lock = &(GetNamedLWLockTranche("pgbk"))->lock;
+		pgbk_shared->started_at = GetCurrentTimestamp();
 		ConditionVariableInit(&pgbk_shared->slot_cv);
 	}
 	header_cache = ShmemInitStruct("pgbk header cache", sizeof(HeaderCache), &found);
@@ -773,6 +781,13 @@ pgbk_backup_id_is_new(const char *id)
 	is_new = strcmp(id, pgbk_shared->backup.last_id) > 0 && strcmp(id, pgbk_shared->backup.id) > 0;
 	LWLockRelease(pgbk_shared->lock);
 	return is_new;
+}
+
+TimestampTz
+pgbk_shared_started_at(void)
+{
+	Assert(pgbk_shared != NULL);
+	return pgbk_shared->started_at;
 }
 
 uint64

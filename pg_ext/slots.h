@@ -161,6 +161,8 @@ extern void pgbk_backup_get(PgbkBackupState *out);
 extern bool pgbk_backup_running(char *id_out);
 /* Is id later than every backup id handed out so far? */
 extern bool pgbk_backup_id_is_new(const char *id);
+/* When pgbk's shared memory was set up (server start, or restart after a crash). */
+extern TimestampTz pgbk_shared_started_at(void);
 /*
  * Mark backup id running, progress zeroed.  Returns its sequence number, or
  * 0 if another backup is running (its state copied into running_out): one
