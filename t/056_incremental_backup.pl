@@ -2,14 +2,18 @@
 # and RadosGW: a full backup, then an incremental after ~1% of a multi-MB
 # table's pages changed stores only the changed blocks (manifest, catalog
 # and bk_backup_progress say so, and its stored bytes are far below the
-# full's); with one summary object removed and one WAL object hidden the
-# next incremental falls back to comparing page LSNs and says why; an
+# full's); with one summary object removed, one WAL object hidden and that
+# segment gone from pg_wal the next incremental falls back to comparing
+# page LSNs and says why; an
 # incremental whose parent is missing or unreadable is refused naming it;
 # kill -9 of the backup worker during an incremental leaves no manifest and
 # planning never uses it; 'auto' (what the scheduler takes) forces a full
 # backup by chain length and by pgbk.full_backup_interval, and the scheduler
 # takes incrementals; a restore from the chain full <- incremental <-
-# page-LSN incremental gives the source's pg_dump.
+# page-LSN incremental gives the source's pg_dump; with archiving paused an
+# incremental summarizes the segments not yet archived from pg_wal (mode
+# summaries), waits only at its stop, and its chain restores to the
+# source's pg_dump.
 use strict;
 use warnings;
 
