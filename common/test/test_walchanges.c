@@ -1321,6 +1321,26 @@ test_union_local(void **state)
 	assert_non_null(strstr(why, "main data"));
 	walchg_free(u);
 	free(w.d);
+
+	/*
+	 * The segment being written is read up to `to` and a margin: a record
+	 * at `to` longer than the margin makes the whole file read.
+	 */
+	wal_init(&w, 1, 0x60);
+	wal_touch(&w, 16384, 600);
+	to = w.pos;
+	wal_noop(&w, 400 * 1024);
+	wal_touch(&w, 16384, 601);
+	put_local(dir, &w, 0, "000000010000000000000060");
+	r.from = 0x60 * SEG;
+	r.to = to;
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	if (!walchg_complete(u, &why))
+		fail_msg("a long record at `to`: %s", why);
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:600,601");
+	assert_int_equal(stats.local, 1);
+	walchg_free(u);
+	free(w.d);
 	free(hist.entries);
 }
 

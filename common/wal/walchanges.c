@@ -1633,7 +1633,8 @@ object_status(PgbkStatus st)
 }
 
 PgbkStatus
-walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, PgbkBuf *out, PgbkError *err)
+walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, uint32_t want, PgbkBuf *out,
+                PgbkError *err)
 {
 	char        path[4096];
 	int         fd;
@@ -1657,9 +1658,11 @@ walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, PgbkBuf *out,
 		close(fd);
 		return pgbk_error(err, PGBK_ERR, "out of memory reading \"%s\"", path);
 	}
-	while (got < seg_size)
+	if (want > seg_size)
+		want = seg_size;
+	while (got < want)
 	{
-		ssize_t n = pread(fd, out->data + got, seg_size - got, (off_t) got);
+		ssize_t n = pread(fd, out->data + got, want - got, (off_t) got);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -1674,7 +1677,8 @@ walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, PgbkBuf *out,
 		got += (size_t) n;
 	}
 	close(fd);
-	out->len = got;
+	memset(out->data + got, 0, seg_size - got);
+	out->len = seg_size;
 	return PGBK_OK;
 }
 
@@ -1701,7 +1705,7 @@ segment_tli(const WalHistory *hist, WalSegNo segno, uint32_t seg_size)
  * its first page which segment it held: never used.
  */
 static bool
-local_image(const WalChgRange *r, const char *segname, WalSegNo segno, PgbkBuf *out)
+local_image(const WalChgRange *r, const char *segname, WalSegNo segno, uint32_t want, PgbkBuf *out)
 {
 	PgbkError lerr;
 	WalSegNo  got;
@@ -1711,7 +1715,7 @@ local_image(const WalChgRange *r, const char *segname, WalSegNo segno, PgbkBuf *
 	if (r->local == NULL || r->local->read == NULL)
 		return false;
 	pgbk_error_clear(&lerr);
-	if (r->local->read(r->local->arg, segname, r->seg_size, out, &lerr) != PGBK_OK ||
+	if (r->local->read(r->local->arg, segname, r->seg_size, want, out, &lerr) != PGBK_OK ||
 	    walscan_identify(out->data, out->len, r->seg_size, &got, &sysid, &lerr) != PGBK_OK ||
 	    got != segno || (r->local->sysid != 0 && sysid != r->local->sysid))
 	{
@@ -1732,7 +1736,7 @@ segment_image(const WalChgRange *r, WalSegNo segno, PgbkBuf *out, bool *was_loca
 	char name[WALNAME_BUFLEN];
 
 	walname_format_segment(name, segment_tli(r->hist, segno, r->seg_size), segno, r->seg_size);
-	*was_local = local_image(r, name, segno, out);
+	*was_local = local_image(r, name, segno, r->seg_size, out);
 	if (*was_local)
 		return PGBK_OK;
 	pgbk_buf_reset(out);
@@ -1779,6 +1783,10 @@ resolve_cont(const WalChgRange *r, const char *segname, WalSegNo segno, WalChang
 	return st;
 }
 
+/* What local_summary reads of the segment being written past what it needs (rounded up). */
+#define LOCAL_MARGIN (256 * 1024)
+#define LOCAL_ROUND  (64 * 1024)
+
 /*
  * Summarize the local file of segment segno (segname), needing valid WAL up
  * to need.  *out NULL if there is no usable local file, or if its valid WAL
@@ -1796,8 +1804,10 @@ resolve_cont(const WalChgRange *r, const char *segname, WalSegNo segno, WalChang
  *    checkpoint record, which lies after `to`), and written bytes never
  *    change while the server runs: a read concurrent with the WAL writer
  *    sees them as they are, and sees later bytes either written or not yet
- *    (zeros, or an old recycled page whose xlp_pageaddr ends the scan).  So
- *    every record before `to` is read whole, and what follows only adds:
+ *    (zeros, or an old recycled page whose xlp_pageaddr ends the scan); a
+ *    prefix read with zeros after it is the same as WAL not written yet.
+ *    The valid WAL must reach `to` (have_end >= need, checked), so every
+ *    record before `to` is read whole, and what follows only adds:
  *    extra blocks are harmless (the copy of an unchanged block is the same
  *    block); a record cut at the end of written WAL begins at or after the
  *    end of flushed WAL, past `to`, and the scan ends the valid WAL before
@@ -1815,34 +1825,54 @@ local_summary(const WalChgRange *r, const char *segname, WalSegNo segno, WalLsn 
 	PgbkError   lerr;
 	WalChanges *s = NULL;
 	WalLsn      have_end;
+	WalLsn      seg_start = walname_segno_to_lsn(segno, r->seg_size);
+	uint32_t    want = r->seg_size;
 
+	/*
+	 * The segment being written: its bytes up to need and a margin for the
+	 * record there (the rest reads as zeros, the end of WAL), not the whole
+	 * file, most of which is not written yet; the whole file if that margin
+	 * was not enough.
+	 */
+	if (need - seg_start < r->seg_size)
+	{
+		uint64_t w =
+		    ((need - seg_start) + LOCAL_MARGIN + LOCAL_ROUND - 1) / LOCAL_ROUND * LOCAL_ROUND;
+
+		if (w < r->seg_size)
+			want = (uint32_t) w;
+	}
 	*out = NULL;
 	pgbk_buf_init(&img);
-	if (!local_image(r, segname, segno, &img))
+	for (;;)
 	{
-		pgbk_buf_free(&img);
-		return PGBK_OK;
-	}
-	pgbk_error_clear(&lerr);
-	if (walchg_scan_segment(img.data, img.len, segname, &s, &lerr) != PGBK_OK)
-	{
-		/* the image is what identify accepted: only memory can fail here */
-		pgbk_buf_free(&img);
-		if (lerr.code == PGBK_ERR)
+		if (!local_image(r, segname, segno, want, &img))
+			break;
+		pgbk_error_clear(&lerr);
+		if (walchg_scan_segment(img.data, img.len, segname, &s, &lerr) != PGBK_OK)
 		{
-			*err = lerr;
-			return PGBK_ERR;
+			/* the image is what identify accepted: only memory can fail here */
+			if (lerr.code == PGBK_ERR)
+			{
+				pgbk_buf_free(&img);
+				*err = lerr;
+				return PGBK_ERR;
+			}
+			break;
 		}
-		return PGBK_OK;
+		walchg_range(s, NULL, NULL, &have_end);
+		if (have_end >= need)
+		{
+			*out = s;
+			break;
+		}
+		walchg_free(s);
+		s = NULL;
+		if (want == r->seg_size)
+			break;
+		want = r->seg_size;
 	}
 	pgbk_buf_free(&img);
-	walchg_range(s, NULL, NULL, &have_end);
-	if (have_end < need)
-	{
-		walchg_free(s);
-		return PGBK_OK;
-	}
-	*out = s;
 	return PGBK_OK;
 }
 

@@ -195,9 +195,11 @@ PgbkStatus walchg_resolve(Repo *repo, const PgbkKeyring *ring, const char *segna
 
 /*
  * A local source of segment images, the server's pg_wal: read(arg,
- * segname, seg_size, out, err) appends the bytes of the file named segname
- * to out and returns PGBK_OK, or PGBK_NOT_FOUND if there is no such file
- * (any other status: the file is not used either).  The union never trusts
+ * segname, seg_size, want, out, err) puts a seg_size image of the file
+ * named segname into out, of which at least the first want bytes (<=
+ * seg_size) are the file's and the rest may be zeros (which a scan reads
+ * as the end of WAL), and returns PGBK_OK, or PGBK_NOT_FOUND if there is
+ * no such file (any other status: the file is not used either).  The union never trusts
  * what it reads: walscan_identify must find the segment it asked for
  * (xlp_pageaddr) of this cluster (sysid, unless 0), since a checkpoint may
  * have recycled the file (renamed it ahead, old contents inside) once it
@@ -205,7 +207,7 @@ PgbkStatus walchg_resolve(Repo *repo, const PgbkKeyring *ring, const char *segna
  * not the segment's own.
  */
 typedef PgbkStatus (*WalChgReadLocal)(void *arg, const char *segname, uint32_t seg_size,
-                                      PgbkBuf *out, PgbkError *err);
+                                      uint32_t want, PgbkBuf *out, PgbkError *err);
 
 typedef struct WalChgLocal
 {
@@ -214,9 +216,9 @@ typedef struct WalChgLocal
 	uint64_t        sysid; /* the cluster's system identifier; 0: not checked */
 } WalChgLocal;
 
-/* A WalChgReadLocal reading <dir>/<segname>, dir being arg (a char *). */
-PgbkStatus walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, PgbkBuf *out,
-                           PgbkError *err);
+/* A WalChgReadLocal reading <dir>/<segname>, dir being arg (a char *): want bytes, then zeros. */
+PgbkStatus walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, uint32_t want,
+                           PgbkBuf *out, PgbkError *err);
 
 /* What walchg_union summarizes. */
 typedef struct WalChgRange
