@@ -28,13 +28,13 @@
  * build on a parent: the newest complete backup on this server's timeline
  * history that ended before this one's start (plan_parent, the planner's
  * rule).  Between 1 and 2 the coordinator
- *	 a. switches the WAL segment and waits until the archiver has archived
- *		the segment holding the start LSN (the archiver goes in order, so
- *		every segment before it is in the repository too);
- *	 b. unions the change summaries of every segment from the parent's start
- *		to this start (walchg_union_range loads each summary, or rebuilds it
- *		from the archived segment), so the change range [parent start, start)
- *		is summarized before any file is read.
+ *	 a. unions the change summaries of every segment from the parent's start
+ *		to this start (walchg_union loads each summary the archiver stored;
+ *		a segment not archived yet, such as the one holding the start LSN,
+ *		is summarized from its pg_wal file, and one in neither place is
+ *		rebuilt from the archived segment), so the change range [parent
+ *		start, start) is summarized before any file is read, without
+ *		waiting for the archiver.
  * Main forks of relation files the parent has too then become block files:
  * only their changed blocks are read (pread per run) and stored; other
  * files (FSM, VM and init forks, non-relation files, files new since the
@@ -166,6 +166,8 @@ typedef struct Incremental
 	bool         page_lsn;
 	char         reason[PGBK_ERROR_LEN]; /* why page-lsn, or why full */
 	WalChanges  *changes;                /* summaries mode */
+	uint32       segments;               /* in the change range */
+	uint32       local_segments;         /* of them summarized from pg_wal */
 } Incremental;
 
 /* What the coordinator found in the data directory. */
@@ -247,7 +249,11 @@ pgbk_start_backup(Oid dboid, int request, char *id_out, BackgroundWorkerHandle *
 		                errhint("Set archive_mode = on and archive_library = 'pgbk' (or "
 		                        "archive_command = 'pgbk wal-push %%p').")));
 
-	/* ids are start times to the second; never reuse one */
+	/*
+	 * ids are start times to the second; never reuse one (after a crash
+	 * restart too: pgbk_backup_id_is_new knows the second shared memory was
+	 * made in)
+	 */
 	for (;;)
 	{
 		format_backup_id(GetCurrentTimestamp(), id);
@@ -1075,7 +1081,12 @@ end_tx(void)
 	CommitTransactionCommand();
 }
 
-/* Wait until every WAL segment from start to stop is in the repository. */
+/*
+ * Wait until every WAL segment from start to stop is in the repository.
+ * Polls with a backoff from 10 ms doubling to 500 ms, from 10 ms again for
+ * each segment: the stop segment usually arrives within milliseconds, and
+ * the backup should not sleep long after it does.
+ */
 static void
 wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop_lsn)
 {
@@ -1084,6 +1095,7 @@ wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop
 	TimestampTz deadline =
 	    TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pgbk_backup_wal_timeout * 1000);
 	PgbkError err;
+	long      delay_ms = 10;
 
 	while (seg <= last)
 	{
@@ -1099,6 +1111,7 @@ wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop
 		if (st == PGBK_OK)
 		{
 			seg++;
+			delay_ms = 10;
 			continue;
 		}
 		if (st != PGBK_NOT_FOUND)
@@ -1110,10 +1123,11 @@ wait_for_wal(PgbkContext *ctx, uint32 tli, XLogRecPtr start_lsn, XLogRecPtr stop
 			                "within pgbk.backup_wal_timeout (%d s)",
 			                name, pgbk_backup_wal_timeout),
 			         errhint("Check bk_status: archiving may be failing.")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 500,
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, delay_ms,
 		                 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
+		delay_ms = Min(delay_ms * 2, 500);
 	}
 }
 
@@ -1271,46 +1285,6 @@ incremental_off(Incremental *inc, const char *fmt, const char *arg)
 }
 
 /*
- * Wait until the segment holding lsn is archived: the archiver archives in
- * order, so every segment before it is in the repository then too.  Returns
- * false after pgbk.backup_wal_timeout (the summaries will then say which
- * segment is missing, and the backup falls back).
- */
-static bool
-wait_archived(TimeLineID tli, XLogRecPtr lsn)
-{
-	char        want[WALNAME_BUFLEN];
-	TimestampTz deadline =
-	    TimestampTzPlusMilliseconds(GetCurrentTimestamp(), pgbk_backup_wal_timeout * 1000);
-
-	walname_format_segment(want, tli, walname_lsn_to_segno(lsn, wal_segment_size),
-	                       wal_segment_size);
-	for (;;)
-	{
-		char *last = NULL;
-		bool  done;
-
-		begin_tx();
-		pgstat_clear_snapshot();
-		spi_exec("SELECT last_archived_wal FROM pg_stat_archiver", SPI_OK_SELECT);
-		if (SPI_processed == 1)
-			last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		/* the first 24 characters of a segment, .partial or .backup name */
-		done = last != NULL && strlen(last) >= 24 && strspn(last, "0123456789ABCDEF") >= 24 &&
-		       strncmp(last, want, 24) >= 0;
-		end_tx();
-		if (done)
-			return true;
-		if (GetCurrentTimestamp() > deadline)
-			return false;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200,
-		                 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/*
  * Decide, after pg_backup_start, whether this backup is incremental and how
  * its blocks are chosen.  An explicit request whose parent is missing or
  * unreadable is refused; 'auto' takes a full backup then.
@@ -1404,25 +1378,36 @@ plan_incremental(PgbkContext *ctx, BackupRequest req, TimeLineID tli, XLogRecPtr
 		inc->ppaths[i] = inc->pm->files[i].path;
 	qsort(inc->ppaths, (size_t) inc->pm->nfiles, sizeof(char *), cmp_cstring_ptr);
 
-	/* the change range [parent start, start) archived, then summarized */
+	/*
+	 * The change range [parent start, start) summarized: summaries the
+	 * archiver stored, and pg_wal's files for the segments it has not
+	 * archived yet (the one holding the start LSN is still being written),
+	 * so nothing waits for archiving here.
+	 */
 	set_phase("summarizing changes");
-	begin_tx();
-	spi_exec("SELECT pg_switch_wal()", SPI_OK_SELECT);
-	end_tx();
-	if (!wait_archived(tli, start_lsn))
 	{
-		inc->page_lsn = true;
-		snprintf(inc->reason, sizeof(inc->reason),
-		         "the WAL up to the start LSN was not archived within pgbk.backup_wal_timeout");
-	}
-	else
-	{
-		const char *reason = NULL;
+		const char      *reason = NULL;
+		WalChgLocal      local;
+		WalChgRange      range;
+		WalChgUnionStats stats;
 
+		memset(&local, 0, sizeof(local));
+		local.read = walchg_read_dir;
+		local.arg = (void *) XLOGDIR;
+		local.sysid = GetSystemIdentifier();
+		memset(&range, 0, sizeof(range));
+		range.repo = ctx->repo;
+		range.ring = ctx->params.keyring;
+		range.params = &ctx->params;
+		range.hist = &chain;
+		range.from = inc->parent_start_lsn;
+		range.to = start_lsn;
+		range.seg_size = (uint32) wal_segment_size;
+		range.local = &local;
 		pgbk_error_clear(&err);
-		st = walchg_union_range(ctx->repo, ctx->params.keyring, &ctx->params, &chain,
-		                        inc->parent_start_lsn, start_lsn, (uint32) wal_segment_size,
-		                        &inc->changes, &err);
+		st = walchg_union(&range, &inc->changes, &stats, &err);
+		inc->segments = stats.segments;
+		inc->local_segments = stats.local;
 		if (st != PGBK_OK)
 		{
 			inc->page_lsn = true;
@@ -1723,8 +1708,10 @@ run_backup(const char *id, BackupRequest req)
 			                   "stored.")));
 		else
 			ereport(LOG,
-			        (errmsg("base backup %s is incremental on %s (change summaries from %X/%X)", id,
-			                inc.parent, LSN_FORMAT_ARGS(inc.parent_start_lsn))));
+			        (errmsg("base backup %s is incremental on %s (change summaries from %X/%X: %u "
+			                "segments, %u of them summarized from pg_wal)",
+			                id, inc.parent, LSN_FORMAT_ARGS(inc.parent_start_lsn), inc.segments,
+			                inc.local_segments)));
 	}
 	else
 	{

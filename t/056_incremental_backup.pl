@@ -2,14 +2,18 @@
 # and RadosGW: a full backup, then an incremental after ~1% of a multi-MB
 # table's pages changed stores only the changed blocks (manifest, catalog
 # and bk_backup_progress say so, and its stored bytes are far below the
-# full's); with one summary object removed and one WAL object hidden the
-# next incremental falls back to comparing page LSNs and says why; an
+# full's); with one summary object removed, one WAL object hidden and that
+# segment gone from pg_wal the next incremental falls back to comparing
+# page LSNs and says why; an
 # incremental whose parent is missing or unreadable is refused naming it;
 # kill -9 of the backup worker during an incremental leaves no manifest and
 # planning never uses it; 'auto' (what the scheduler takes) forces a full
 # backup by chain length and by pgbk.full_backup_interval, and the scheduler
 # takes incrementals; a restore from the chain full <- incremental <-
-# page-LSN incremental gives the source's pg_dump.
+# page-LSN incremental gives the source's pg_dump; with archiving paused an
+# incremental summarizes the segments not yet archived from pg_wal (mode
+# summaries), waits only at its stop, and its chain restores to the
+# source's pg_dump.
 use strict;
 use warnings;
 
@@ -151,6 +155,21 @@ isnt(repo('list', "changes/$prefix/$seg"), '', "segment $seg has a change summar
 repo('delete', "changes/$prefix/$seg");
 repo('copy', "wal/$prefix/$seg", "hidden/$seg");
 repo('delete', "wal/$prefix/$seg");
+# a backup summarizes a segment from pg_wal when the repository has no
+# summary: the segment must be gone from there too (removed by a checkpoint,
+# as an archived segment is once wal_keep_size no longer keeps it)
+my $pgwal = $node->data_dir . '/pg_wal';
+sql('ALTER SYSTEM SET wal_keep_size = 0');
+sql('SELECT pg_reload_conf()');
+for (1 .. 20)
+{
+	last if !-e "$pgwal/$seg";
+	sql('CREATE TABLE IF NOT EXISTS ckpt_filler (i int); INSERT INTO ckpt_filler VALUES (1)');
+	sql('SELECT pg_switch_wal()');
+	sql('CHECKPOINT');
+	usleep(100_000);
+}
+ok(!-e "$pgwal/$seg", "segment $seg is no longer in pg_wal either");
 my $log_offset = -s $node->logfile;
 my $inc2 = sql("SELECT bk_base_backup(type => 'incremental')");
 ($ptype, $pparent, $pchanges, $preason) = split /\|/,
@@ -173,6 +192,8 @@ cmp_ok($nb, '>=', $changed2, "the table's changed pages are kept ($nb >= $change
 cmp_ok($nb, '<', $bigpages / 10, "... and only those pages ($nb of $bigpages)");
 # put the WAL back for what follows
 repo('copy', "hidden/$seg", "wal/$prefix/$seg");
+sql('ALTER SYSTEM RESET wal_keep_size');
+sql('SELECT pg_reload_conf()');
 
 ###########################################################################
 # A missing or unreadable parent is refused when asked for explicitly
@@ -321,6 +342,102 @@ my $src_dump = dump_of($node);
 			PgbkTest::write_file("$base/restored.sql", $d, 0600);
 			PgbkTest::write_file("$base/source.sql", $src_dump, 0600);
 			diag(`diff $base/restored.sql $base/source.sql | head -40`);
+		}
+		$r->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS amcheck');
+		is($r->safe_psql('postgres', "SELECT count(*) FROM verify_heapam('big')"),
+			'0', 'amcheck finds nothing wrong in the restored table');
+		PgbkRestore::drop($r);
+	}
+}
+
+###########################################################################
+# Archiving paused: an incremental summarizes the segments the archiver has
+# not archived yet from pg_wal (the earlier ones' summaries are in the
+# repository), without waiting for the archiver; it waits only at its stop,
+# for its own WAL; and the copy restored from its chain is the source.
+# archive_command = 'pgbk wal-push', paused while a file is missing.
+my $resume = "$base/archive-resume";
+PgbkTest::write_file($resume, '', 0600);
+my $pgbk_bin = PgbkTest::pgbk_bin();
+sql("ALTER SYSTEM SET archive_library = ''");
+sql("ALTER SYSTEM SET archive_command = 'test -e $resume && $pgbk_bin wal-push --config $conf %p'");
+sql('SELECT pg_reload_conf()');
+sql('CREATE TABLE before_pause (i int)');
+sql('SELECT pg_switch_wal()');
+ok(PgbkTest::wait_archived($node), 'archive_command = pgbk wal-push archives');
+my $ppar = sql("SELECT bk_base_backup(type => 'incremental')");
+is(sql("SELECT changes FROM bk_backup_progress"), 'summaries', "parent $ppar taken");
+
+unlink $resume or die "unlink $resume: $!";
+my $failed0 = sql('SELECT failed_count FROM pg_stat_archiver');
+sql("UPDATE big SET pad = repeat('p', 200) WHERE i BETWEEN 60001 AND 60400");
+my $pseg = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+sql('SELECT pg_switch_wal()');
+sql('CREATE TABLE paused AS SELECT g AS i, repeat(\'w\', 100) AS t FROM generate_series(1, 20000) g');
+sql("UPDATE big SET pad = repeat('q', 200) WHERE i BETWEEN 20001 AND 20100");
+my $pseg2 = sql('SELECT pg_walfile_name(pg_current_wal_lsn())');
+sql('SELECT pg_switch_wal()');
+sql("UPDATE big SET pad = repeat('r', 200) WHERE i BETWEEN 30001 AND 30100");
+ok($node->poll_query_until('postgres', "SELECT failed_count > $failed0 FROM pg_stat_archiver"),
+	'archiving fails while paused');
+my $pprefix = substr($pseg, 0, 16);
+ok(-e $node->data_dir . "/pg_wal/archive_status/$pseg.ready", "segment $pseg is not archived");
+is(repo('list', "changes/$pprefix/$pseg"), '', '... and has no change summary in the repository');
+my $pchanged = sql("SELECT count(DISTINCT (ctid::text::point)[0]) FROM big "
+	  . "WHERE i BETWEEN 60001 AND 60400 OR i BETWEEN 20001 AND 20100 OR i BETWEEN 30001 AND 30100");
+
+$log_offset = -s $node->logfile;
+my $pinc = sql("SELECT bk_base_backup(false, 'incremental')");
+ok( $node->poll_query_until(
+		'postgres', "SELECT phase = 'waiting for WAL' OR NOT running FROM bk_backup_progress"),
+	"incremental $pinc reaches its stop while archiving is paused");
+my ($prun, $pphase, $pctype, $pcchanges, $pcreason) = split /\|/, sql(
+	"SELECT running, phase, type, changes, coalesce(changes_reason, '') FROM bk_backup_progress");
+is("$prun $pphase", 't waiting for WAL', '... and waits there for its WAL, archiving being paused');
+is($pctype, 'incremental', '... an incremental');
+is($pcchanges, 'summaries', '... with blocks chosen by change summaries');
+is($pcreason, '', '... and no fallback');
+ok( $node->log_contains(
+		qr/base backup \Q$pinc\E is incremental on \Q$ppar\E \(change summaries from \S+: \d+ segments, [1-9]\d* of them summarized from pg_wal\)/,
+		$log_offset),
+	'the log says how many segments were summarized from pg_wal');
+ok(-e $node->data_dir . "/pg_wal/archive_status/$pseg.ready", "segment $pseg is still not archived");
+
+# resume; a new segment wakes the archiver up
+PgbkTest::write_file($resume, '', 0600);
+sql('CREATE TABLE wake_archiver (i int)');
+sql('SELECT pg_switch_wal()');
+ok($node->poll_query_until('postgres', 'SELECT NOT running FROM bk_backup_progress'),
+	'with archiving resumed the backup finishes');
+is(sql("SELECT last_ok, type, parent, changes FROM bk_backup_progress"),
+	"t|incremental|$ppar|summaries", '... as an incremental on the parent, with summaries');
+my $mp = manifest($pinc);
+is($mp->{changes}{mode}, 'summaries', 'the manifest records summaries');
+my $bp = file_entry($mp, $bigpath);
+cmp_ok(nblocks($bp->{blocks}), '>=', $pchanged,
+	"the table's block file holds the pages changed while archiving was paused ($bp->{blocks})");
+cmp_ok(nblocks($bp->{blocks}), '<', $bigpages / 5, '... and not every page');
+ok(defined file_entry($mp, sql("SELECT pg_relation_filepath('paused')")),
+	'the table created while paused is in the backup');
+
+sql("CREATE TABLE marker2 AS SELECT 'end2'::text AS t");
+sql('SELECT pg_switch_wal()');
+ok(PgbkTest::wait_archived($node), 'the WAL up to the end is archived');
+{
+	my $src = dump_of($node);
+	my ($r, $rrc, $rout, $rerr) = PgbkRestore::restore('paused', $conf, '--backup', $pinc,
+		'--target', 'latest', '--parallel', 4);
+	is($rrc, 0, "restore from the chain ending in $pinc succeeds") or diag("$rout$rerr");
+	if ($rrc == 0)
+	{
+		$r->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()');
+		my $d = dump_of($r);
+		cmp_ok(length($d), '>', 1000000, 'pg_dump of the restored copy');
+		if (!ok($d eq $src, '... is byte-identical to the source\'s'))
+		{
+			PgbkTest::write_file("$base/restored2.sql", $d, 0600);
+			PgbkTest::write_file("$base/source2.sql", $src, 0600);
+			diag(`diff $base/restored2.sql $base/source2.sql | head -40`);
 		}
 		$r->safe_psql('postgres', 'CREATE EXTENSION IF NOT EXISTS amcheck');
 		is($r->safe_psql('postgres', "SELECT count(*) FROM verify_heapam('big')"),

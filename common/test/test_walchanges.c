@@ -9,7 +9,8 @@
  *	  tablespace records, a record cut by the segment end), and the union
  *	  over a range of segments stored in a local repository (rebuilt when
  *	  missing, incomplete when a segment is missing, a tampered summary
- *	  refused).
+ *	  refused), also with a local source (pg_wal) for the segments not in
+ *	  the repository.
  *
  * The WAL writer is a trimmed copy of test_walscan.c's.
  */
@@ -1126,6 +1127,227 @@ test_union_cut(void **state)
 	free(w.d);
 }
 
+/* Write segment i of w into the local directory dir under name. */
+static void
+put_local(const char *dir, const Wal *w, int i, const char *name)
+{
+	char  path[600];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(w->d + (size_t) i * w->segsz, 1, w->segsz, fp), w->segsz);
+	fclose(fp);
+}
+
+static void
+unlink_local(const char *dir, const char *name)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	unlink(path);
+}
+
+/*
+ * The union with a local source (pg_wal): segments without a summary in the
+ * repository are summarized from local files, the one being written too;
+ * a recycled file or one of another cluster is never used; a record
+ * continuing into a local next segment is resolved; a record cut at the
+ * end of written WAL, past the range, is harmless.
+ */
+static void
+test_union_local(void **state)
+{
+	Fixture         *f = *state;
+	Wal              w;
+	WalChanges      *u = NULL, *one = NULL;
+	WalHistory       hist;
+	PgbkError        err;
+	const char      *why;
+	char             dir[400], name[WALNAME_BUFLEN];
+	WalChgLocal      local;
+	WalChgRange      r;
+	WalChgUnionStats stats;
+	WalLsn           to, cut;
+	int              i;
+
+	snprintf(dir, sizeof(dir), "%s/pg_wal", f->dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	hist.n = 1;
+	hist.entries = calloc(1, sizeof(WalHistoryEntry));
+	hist.entries[0].tli = 1;
+
+	/*
+	 * Segments 0x40..0x43: segment i touches block 200 + i of 16384; 0x40
+	 * and 0x41 are archived with summaries, 0x42 is only in pg_wal, 0x43 is
+	 * being written: two records, then one whose second page is not written
+	 * yet (zeros), then nothing.
+	 */
+	wal_init(&w, 4, 0x40);
+	for (i = 0; i < 3; i++)
+	{
+		wal_touch(&w, 16384, 200 + (uint32_t) i);
+		wal_switch(&w);
+	}
+	wal_touch(&w, 16384, 203);
+	wal_touch(&w, 16385, 5);
+	/* `to`, a record start; the record there (a checkpoint's) is written whole */
+	to = w.pos;
+	wal_touch(&w, 16385, 6);
+	{
+		Rec      rc;
+		uint32_t rn[3] = {1663, 5, 16386};
+		WalLsn   page;
+
+		rec_init(&rc);
+		rec_block(&rc, rn, 0, 77, 8000, false);
+		rec_block(&rc, NULL, 0, 78, 8000, false);
+		cut = rec_insert(&w, &rc, RM_HEAP, 0x00);
+		page = (cut / BLCKSZ + 1) * BLCKSZ;
+		memset(w.d + (page - w.base), 0, w.base + w.size - page);
+	}
+	for (i = 0; i < 2; i++)
+	{
+		put_wal(f, &w, i, walname_format_segment(name, 1, 0x40 + (WalSegNo) i, SEG));
+		assert_int_equal(
+		    walchg_load_or_rebuild(f->repo, f->ring, &f->params, name, NULL, &one, &err), PGBK_OK);
+		walchg_free(one);
+	}
+	put_local(dir, &w, 2, "000000010000000000000042");
+	put_local(dir, &w, 3, "000000010000000000000043");
+
+	memset(&local, 0, sizeof(local));
+	local.read = walchg_read_dir;
+	local.arg = dir;
+	local.sysid = UINT64_C(7301234567890123456);
+	memset(&r, 0, sizeof(r));
+	r.repo = f->repo;
+	r.ring = f->ring;
+	r.params = &f->params;
+	r.hist = &hist;
+	r.from = 0x40 * SEG + 100;
+	r.to = to;
+	r.seg_size = SEG;
+	r.local = &local;
+
+	/* without the local source: incomplete, naming the first unarchived segment */
+	assert_int_equal(
+	    walchg_union_range(f->repo, f->ring, &f->params, &hist, r.from, r.to, SEG, &u, &err),
+	    PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "000000010000000000000042"));
+	walchg_free(u);
+
+	/* with it: complete, every segment's blocks, the cut record past `to` left out */
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	if (!walchg_complete(u, &why))
+		fail_msg("incomplete: %s", why);
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:200,201,202,203");
+	assert_string_equal(show(u, 1663, 5, 16385, 0), "none:5,6"); /* 6: past `to`, harmless */
+	assert_string_equal(show(u, 1663, 5, 16386, 0), "-");
+	assert_int_equal(stats.segments, 4);
+	assert_int_equal(stats.local, 2);
+	walchg_free(u);
+	/* ... and nothing summarized locally was stored */
+	assert_int_equal(walchg_load(f->repo, f->ring, "000000010000000000000042", &one, &err),
+	                 PGBK_NOT_FOUND);
+
+	/* a range ending past the end of written WAL: incomplete, naming the segment */
+	r.to = cut + 100;
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "000000010000000000000043"));
+	walchg_free(u);
+	r.to = to;
+
+	/* a recycled file (segment 0x41's bytes renamed to 0x42): not used */
+	put_local(dir, &w, 1, "000000010000000000000042");
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "no change summary for segment 000000010000000000000042"));
+	assert_int_equal(stats.local, 1);
+	walchg_free(u);
+	/* ... the archived segment is used then */
+	put_wal(f, &w, 2, "000000010000000000000042");
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	assert_true(walchg_complete(u, NULL));
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:200,201,202,203");
+	assert_int_equal(stats.local, 1);
+	walchg_free(u);
+
+	/* a file of another cluster: not used; a missing one neither */
+	local.sysid = 42;
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "000000010000000000000043"));
+	assert_int_equal(stats.local, 0);
+	walchg_free(u);
+	local.sysid = UINT64_C(7301234567890123456);
+	unlink_local(dir, "000000010000000000000043");
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "000000010000000000000043"));
+	walchg_free(u);
+	free(w.d);
+
+	/*
+	 * A record continuing from archived segment 0x50 into 0x51, which is
+	 * only in pg_wal: resolved with it.  Were 0x51 nowhere, a range ending
+	 * at or before the record needs nothing of it; one past it does.
+	 */
+	wal_init(&w, 2, 0x50);
+	wal_cut_commit(&w);
+	put_wal(f, &w, 0, "000000010000000000000050");
+	one = summarize(&w, 0, "000000010000000000000050");
+	cut = walchg_cont_lsn(one);
+	assert_true(cut != WAL_INVALID_LSN);
+	walchg_free(one);
+	r.from = 0x50 * SEG;
+	r.to = 0x51 * SEG + 100;
+	put_local(dir, &w, 1, "000000010000000000000051");
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	if (!walchg_complete(u, &why))
+		fail_msg("incomplete: %s", why);
+	assert_string_equal(show(u, 1663, 5, 16777, 0), "0:");
+	assert_int_equal(stats.local, 1);
+	walchg_free(u);
+	unlink_local(dir, "000000010000000000000051");
+	r.to = cut;
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	if (!walchg_complete(u, &why))
+		fail_msg("a range ending at the cut record: %s", why);
+	walchg_free(u);
+	r.to = cut + 1;
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	assert_false(walchg_complete(u, &why));
+	assert_non_null(strstr(why, "main data"));
+	walchg_free(u);
+	free(w.d);
+
+	/*
+	 * The segment being written is read up to `to` and a margin: a record
+	 * at `to` longer than the margin makes the whole file read.
+	 */
+	wal_init(&w, 1, 0x60);
+	wal_touch(&w, 16384, 600);
+	to = w.pos;
+	wal_noop(&w, 400 * 1024);
+	wal_touch(&w, 16384, 601);
+	put_local(dir, &w, 0, "000000010000000000000060");
+	r.from = 0x60 * SEG;
+	r.to = to;
+	assert_int_equal(walchg_union(&r, &u, &stats, &err), PGBK_OK);
+	if (!walchg_complete(u, &why))
+		fail_msg("a long record at `to`: %s", why);
+	assert_string_equal(show(u, 1663, 5, 16384, 0), "none:600,601");
+	assert_int_equal(stats.local, 1);
+	walchg_free(u);
+	free(w.d);
+	free(hist.entries);
+}
+
 /* walpush stores the summary beside the segment, on a retry too, and a different stored one only warns. */
 static void
 test_walpush(void **state)
@@ -1209,6 +1431,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_union_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_union_cut, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_union_local, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_walpush, setup, teardown),
 	};
 

@@ -15,10 +15,14 @@
 
 #include "format/layout.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct Entry
 {
@@ -1647,32 +1651,278 @@ object_status(PgbkStatus st)
 }
 
 PgbkStatus
-walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *params,
-                   const WalHistory *hist, WalLsn from, WalLsn to, uint32_t seg_size,
-                   WalChanges **out, PgbkError *err)
+walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, uint32_t want, PgbkBuf *out,
+                PgbkError *err)
 {
-	WalChanges *u;
-	WalSegNo    first, last, segno;
-	uint32_t    last_tli = 0;
+	char        path[4096];
+	int         fd;
+	struct stat stb;
+	size_t      got = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", (const char *) dir, segname);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return pgbk_error(err, errno == ENOENT ? PGBK_NOT_FOUND : PGBK_ERR_IO,
+		                  "could not open \"%s\": %s", path, strerror(errno));
+	if (fstat(fd, &stb) != 0 || !S_ISREG(stb.st_mode) || stb.st_size != (off_t) seg_size)
+	{
+		close(fd);
+		return pgbk_error(err, PGBK_ERR_FORMAT, "\"%s\" is not a WAL segment file of %u bytes",
+		                  path, seg_size);
+	}
+	pgbk_buf_reset(out);
+	if (!pgbk_buf_reserve(out, seg_size))
+	{
+		close(fd);
+		return pgbk_error(err, PGBK_ERR, "out of memory reading \"%s\"", path);
+	}
+	if (want > seg_size)
+		want = seg_size;
+	while (got < want)
+	{
+		ssize_t n = pread(fd, out->data + got, want - got, (off_t) got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+		{
+			int save = errno;
+
+			close(fd);
+			return pgbk_error(err, PGBK_ERR_IO, "could not read \"%s\": %s", path,
+			                  n < 0 ? strerror(save) : "file shrank");
+		}
+		got += (size_t) n;
+	}
+	close(fd);
+	memset(out->data + got, 0, seg_size - got);
+	out->len = seg_size;
+	return PGBK_OK;
+}
+
+/* The timeline recovery reads segment segno on (XLogFileReadAnyTLI): the newest of hist begun by then. */
+static uint32_t
+segment_tli(const WalHistory *hist, WalSegNo segno, uint32_t seg_size)
+{
+	int i;
+
+	for (i = hist->n - 1; i >= 0; i--)
+	{
+		const WalHistoryEntry *h = &hist->entries[i];
+
+		if (h->begin == WAL_INVALID_LSN || segno >= walname_lsn_to_segno(h->begin, seg_size))
+			return h->tli;
+	}
+	return hist->entries[0].tli;
+}
+
+/*
+ * The image of segment segno (file segname) from the local source into out,
+ * if the file is there and really is that segment of this cluster.  A
+ * recycled file (renamed ahead by a checkpoint once archived) still says on
+ * its first page which segment it held: never used.
+ */
+static bool
+local_image(const WalChgRange *r, const char *segname, WalSegNo segno, uint32_t want, PgbkBuf *out)
+{
+	PgbkError lerr;
+	WalSegNo  got;
+	uint64_t  sysid;
+
+	pgbk_buf_reset(out);
+	if (r->local == NULL || r->local->read == NULL)
+		return false;
+	pgbk_error_clear(&lerr);
+	if (r->local->read(r->local->arg, segname, r->seg_size, want, out, &lerr) != PGBK_OK ||
+	    walscan_identify(out->data, out->len, r->seg_size, &got, &sysid, &lerr) != PGBK_OK ||
+	    got != segno || (r->local->sysid != 0 && sysid != r->local->sysid))
+	{
+		pgbk_buf_reset(out);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The image of segment segno: local if usable (*was_local), else the archived
+ * one.  PGBK_OK, or an object status (missing, unreadable), or a repository
+ * failure.
+ */
+static PgbkStatus
+segment_image(const WalChgRange *r, WalSegNo segno, PgbkBuf *out, bool *was_local, PgbkError *err)
+{
+	char name[WALNAME_BUFLEN];
+
+	walname_format_segment(name, segment_tli(r->hist, segno, r->seg_size), segno, r->seg_size);
+	*was_local = local_image(r, name, segno, r->seg_size, out);
+	if (*was_local)
+		return PGBK_OK;
+	pgbk_buf_reset(out);
+	return fetch_wal(r->repo, r->ring, name, out, err);
+}
+
+/*
+ * A summary of segment segno (segname) was left incomplete only by its last
+ * record continuing into segment segno + 1 (walchg_cont_lsn): summarize it
+ * again with that one beside it, each local or archived (as walchg_resolve
+ * does from the repository alone; the next segment on the timeline recovery
+ * reads it on).  *out: the summary if complete, else NULL.  Errors only for
+ * repository failures.
+ */
+static PgbkStatus
+resolve_cont(const WalChgRange *r, const char *segname, WalSegNo segno, WalChanges **out,
+             PgbkError *err)
+{
+	PgbkBuf    own, next;
+	PgbkStatus st;
+	bool       was_local;
 
 	*out = NULL;
-	if (!walname_segsz_is_valid(seg_size))
-		return pgbk_error(err, PGBK_ERR_USAGE, "invalid WAL segment size %u", seg_size);
-	if (hist == NULL || hist->n < 1)
+	pgbk_buf_init(&own);
+	pgbk_buf_init(&next);
+	st = segment_image(r, segno, &own, &was_local, err);
+	if (st == PGBK_OK)
+		st = segment_image(r, segno + 1, &next, &was_local, err);
+	if (st == PGBK_OK)
+		st = walchg_scan_segment_next(own.data, own.len, next.data, next.len, segname, out, err);
+	if (object_status(st))
+	{
+		/* nothing to resolve with: not an error */
+		pgbk_error_clear(err);
+		st = PGBK_OK;
+	}
+	if (*out != NULL && !walchg_complete(*out, NULL))
+	{
+		walchg_free(*out);
+		*out = NULL;
+	}
+	pgbk_buf_free(&own);
+	pgbk_buf_free(&next);
+	return st;
+}
+
+/* What local_summary reads of the segment being written past what it needs (rounded up). */
+#define LOCAL_MARGIN (256 * 1024)
+#define LOCAL_ROUND  (64 * 1024)
+
+/*
+ * Summarize the local file of segment segno (segname), needing valid WAL up
+ * to need.  *out NULL if there is no usable local file, or if its valid WAL
+ * ends before need (a file recycled and being overwritten while it was read
+ * reads as the old segment's pages up to the first page the new one has
+ * written, and that page ends the scan): the repository is asked then.
+ *
+ * Why a local file gives a SUPERSET of the blocks changed in [from, to):
+ *  - a complete local segment is the same bytes the archiver will read, and
+ *    is summarized by the same code (walchg_scan_segment_next) as at archive
+ *    time;
+ *  - the segment holding `to` is still being written.  Every record
+ *    beginning before `to` (the backup's start, a checkpoint's redo
+ *    pointer) is written and flushed (pg_backup_start waits for its
+ *    checkpoint record, which lies after `to`), and written bytes never
+ *    change while the server runs: a read concurrent with the WAL writer
+ *    sees them as they are, and sees later bytes either written or not yet
+ *    (zeros, or an old recycled page whose xlp_pageaddr ends the scan); a
+ *    prefix read with zeros after it is the same as WAL not written yet.
+ *    The valid WAL must reach `to` (have_end >= need, checked), so every
+ *    record before `to` is read whole, and what follows only adds:
+ *    extra blocks are harmless (the copy of an unchanged block is the same
+ *    block); a record cut at the end of written WAL begins at or after the
+ *    end of flushed WAL, past `to`, and the scan ends the valid WAL before
+ *    it (it is not summarized, and it need not be: recovery of this backup
+ *    replays every record from `to` on, with full-page images).  Missing a
+ *    block changed before `to` would be corruption; a summary that cannot
+ *    vouch for a record before `to` stays incomplete, and the backup falls
+ *    back to page LSNs.
+ */
+static PgbkStatus
+local_summary(const WalChgRange *r, const char *segname, WalSegNo segno, WalLsn need,
+              WalChanges **out, PgbkError *err)
+{
+	PgbkBuf     img;
+	PgbkError   lerr;
+	WalChanges *s = NULL;
+	WalLsn      have_end;
+	WalLsn      seg_start = walname_segno_to_lsn(segno, r->seg_size);
+	uint32_t    want = r->seg_size;
+
+	/*
+	 * The segment being written: its bytes up to need and a margin for the
+	 * record there (the rest reads as zeros, the end of WAL), not the whole
+	 * file, most of which is not written yet; the whole file if that margin
+	 * was not enough.
+	 */
+	if (need - seg_start < r->seg_size)
+	{
+		uint64_t w =
+		    ((need - seg_start) + LOCAL_MARGIN + LOCAL_ROUND - 1) / LOCAL_ROUND * LOCAL_ROUND;
+
+		if (w < r->seg_size)
+			want = (uint32_t) w;
+	}
+	*out = NULL;
+	pgbk_buf_init(&img);
+	for (;;)
+	{
+		if (!local_image(r, segname, segno, want, &img))
+			break;
+		pgbk_error_clear(&lerr);
+		if (walchg_scan_segment(img.data, img.len, segname, &s, &lerr) != PGBK_OK)
+		{
+			/* the image is what identify accepted: only memory can fail here */
+			if (lerr.code == PGBK_ERR)
+			{
+				pgbk_buf_free(&img);
+				*err = lerr;
+				return PGBK_ERR;
+			}
+			break;
+		}
+		walchg_range(s, NULL, NULL, &have_end);
+		if (have_end >= need)
+		{
+			*out = s;
+			break;
+		}
+		walchg_free(s);
+		s = NULL;
+		if (want == r->seg_size)
+			break;
+		want = r->seg_size;
+	}
+	pgbk_buf_free(&img);
+	return PGBK_OK;
+}
+
+PgbkStatus
+walchg_union(const WalChgRange *r, WalChanges **out, WalChgUnionStats *stats, PgbkError *err)
+{
+	WalChanges      *u;
+	WalSegNo         first, last, segno;
+	uint32_t         last_tli = 0;
+	WalChgUnionStats dummy;
+
+	*out = NULL;
+	if (stats == NULL)
+		stats = &dummy;
+	memset(stats, 0, sizeof(*stats));
+	if (!walname_segsz_is_valid(r->seg_size))
+		return pgbk_error(err, PGBK_ERR_USAGE, "invalid WAL segment size %u", r->seg_size);
+	if (r->hist == NULL || r->hist->n < 1)
 		return pgbk_error(err, PGBK_ERR_USAGE, "a timeline history is required");
-	if (from > to)
+	if (r->from > r->to)
 		return pgbk_error(err, PGBK_ERR_USAGE, "LSN range %X/%X to %X/%X is reversed",
-		                  LSN_ARGS(from), LSN_ARGS(to));
+		                  LSN_ARGS(r->from), LSN_ARGS(r->to));
 	if ((u = walchg_new()) == NULL)
 		return pgbk_error(err, PGBK_ERR, "out of memory");
-	if (from == to)
+	if (r->from == r->to)
 	{
-		walchg_set_range(u, hist->entries[hist->n - 1].tli, from, to);
+		walchg_set_range(u, r->hist->entries[r->hist->n - 1].tli, r->from, r->to);
 		*out = u;
 		return PGBK_OK;
 	}
-	first = walname_lsn_to_segno(from, seg_size);
-	last = walname_end_lsn_to_segno(to, seg_size);
+	first = walname_lsn_to_segno(r->from, r->seg_size);
+	last = walname_end_lsn_to_segno(r->to, r->seg_size);
 	for (segno = first; segno <= last; segno++)
 	{
 		char        segname[WALNAME_BUFLEN];
@@ -1680,29 +1930,37 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 		WalChanges *s = NULL;
 		PgbkError   serr;
 		PgbkStatus  st;
-		uint32_t    tli = 0;
-		int         i;
-		WalLsn      seg_end = walname_segno_to_lsn(segno + 1, seg_size);
-		WalLsn      need = to < seg_end ? to : seg_end;
+		uint32_t    tli = segment_tli(r->hist, segno, r->seg_size);
+		WalLsn      seg_end = walname_segno_to_lsn(segno + 1, r->seg_size);
+		WalLsn      need = r->to < seg_end ? r->to : seg_end;
 		WalLsn      have_end;
+		WalLsn      cont;
 
-		/* as recovery reads it (XLogFileReadAnyTLI): newest timeline begun by now */
-		for (i = hist->n - 1; i >= 0; i--)
-		{
-			const WalHistoryEntry *h = &hist->entries[i];
-
-			if (h->begin == WAL_INVALID_LSN || segno >= walname_lsn_to_segno(h->begin, seg_size))
-			{
-				tli = h->tli;
-				break;
-			}
-		}
-		if (tli == 0)
-			tli = hist->entries[0].tli;
+		stats->segments++;
 		last_tli = tli;
-		walname_format_segment(segname, tli, segno, seg_size);
+		walname_format_segment(segname, tli, segno, r->seg_size);
 		pgbk_error_clear(&serr);
-		st = walchg_load_or_rebuild(repo, ring, params, segname, NULL, &s, &serr);
+		st = walchg_load(r->repo, r->ring, segname, &s, &serr);
+		if (st == PGBK_NOT_FOUND && r->local != NULL)
+		{
+			/* not archived yet (or archived, summary not stored yet): pg_wal */
+			pgbk_error_clear(&serr);
+			if ((st = local_summary(r, segname, segno, need, &s, &serr)) != PGBK_OK)
+			{
+				walchg_free(u);
+				*err = serr;
+				return st;
+			}
+			if (s != NULL)
+				stats->local++;
+			else
+				st = PGBK_NOT_FOUND;
+		}
+		if (st == PGBK_NOT_FOUND)
+		{
+			pgbk_error_clear(&serr);
+			st = walchg_load_or_rebuild(r->repo, r->ring, r->params, segname, NULL, &s, &serr);
+		}
 		if (st != PGBK_OK)
 		{
 			if (!object_status(st))
@@ -1726,11 +1984,11 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 			walchg_mark_incomplete(u, reason);
 			continue;
 		}
-		if (walchg_cont_lsn(s) != WAL_INVALID_LSN)
+		if ((cont = walchg_cont_lsn(s)) != WAL_INVALID_LSN)
 		{
 			WalChanges *whole = NULL;
 
-			st = walchg_resolve(repo, ring, segname, &whole, &serr);
+			st = resolve_cont(r, segname, segno, &whole, &serr);
 			if (st != PGBK_OK)
 			{
 				walchg_free(s);
@@ -1742,6 +2000,17 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 			{
 				walchg_free(s);
 				s = whole;
+			}
+			else if (cont >= r->to)
+			{
+				/*
+				 * Its only gap is a record beginning at or after `to`, whose
+				 * changes recovery replays from the backup's own WAL (see
+				 * local_summary): nothing before `to` is missing.
+				 */
+				s->incomplete = false;
+				s->reason[0] = '\0';
+				s->cont_lsn = WAL_INVALID_LSN;
 			}
 		}
 		walchg_range(s, NULL, NULL, &have_end);
@@ -1762,7 +2031,25 @@ walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *param
 		}
 		walchg_free(s);
 	}
-	walchg_set_range(u, last_tli, from, to);
+	walchg_set_range(u, last_tli, r->from, r->to);
 	*out = u;
 	return PGBK_OK;
+}
+
+PgbkStatus
+walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *params,
+                   const WalHistory *hist, WalLsn from, WalLsn to, uint32_t seg_size,
+                   WalChanges **out, PgbkError *err)
+{
+	WalChgRange r;
+
+	memset(&r, 0, sizeof(r));
+	r.repo = repo;
+	r.ring = ring;
+	r.params = params;
+	r.hist = hist;
+	r.from = from;
+	r.to = to;
+	r.seg_size = seg_size;
+	return walchg_union(&r, out, NULL, err);
 }

@@ -204,15 +204,69 @@ PgbkStatus walchg_resolve(Repo *repo, const PgbkKeyring *ring, const char *segna
                           WalChanges **out, PgbkError *err);
 
 /*
+ * A local source of segment images, the server's pg_wal: read(arg,
+ * segname, seg_size, want, out, err) puts a seg_size image of the file
+ * named segname into out, of which at least the first want bytes (<=
+ * seg_size) are the file's and the rest may be zeros (which a scan reads
+ * as the end of WAL), and returns PGBK_OK, or PGBK_NOT_FOUND if there is
+ * no such file (any other status: the file is not used either).  The union never trusts
+ * what it reads: walscan_identify must find the segment it asked for
+ * (xlp_pageaddr) of this cluster (sysid, unless 0), since a checkpoint may
+ * have recycled the file (renamed it ahead, old contents inside) once it
+ * was archived, and the scan ends the valid WAL at the first page that is
+ * not the segment's own.
+ */
+typedef PgbkStatus (*WalChgReadLocal)(void *arg, const char *segname, uint32_t seg_size,
+                                      uint32_t want, PgbkBuf *out, PgbkError *err);
+
+typedef struct WalChgLocal
+{
+	WalChgReadLocal read;
+	void           *arg;
+	uint64_t        sysid; /* the cluster's system identifier; 0: not checked */
+} WalChgLocal;
+
+/* A WalChgReadLocal reading <dir>/<segname>, dir being arg (a char *): want bytes, then zeros. */
+PgbkStatus walchg_read_dir(void *dir, const char *segname, uint32_t seg_size, uint32_t want,
+                           PgbkBuf *out, PgbkError *err);
+
+/* What walchg_union summarizes. */
+typedef struct WalChgRange
+{
+	Repo              *repo;
+	const PgbkKeyring *ring;
+	const CodecParams *params; /* for storing rebuilt summaries; NULL: not stored */
+	const WalHistory  *hist;
+	WalLsn             from, to;
+	uint32_t           seg_size;
+	const WalChgLocal *local; /* NULL: the repository only */
+} WalChgRange;
+
+typedef struct WalChgUnionStats
+{
+	uint32_t segments; /* in the range */
+	uint32_t local;    /* of them summarized from local files */
+} WalChgUnionStats;
+
+/*
  * The union of the summaries of every segment whose WAL lies in [from, to)
  * on the timeline history hist (as recovery reads it: for each segment, the
- * newest timeline of hist that began at or before it), loading or
- * rebuilding each.  A segment whose WAL object is missing or unreadable, or
- * whose valid WAL ends before the range does, makes the result incomplete
- * (the reason names the segment); that is not an error.  Errors: bad
- * arguments, repository failures other than a missing object, out of
- * memory.
+ * newest timeline of hist that began at or before it).  Each segment's
+ * summary is loaded from the repository; if it is not there and a local
+ * source is given, the local file is summarized (never stored: the
+ * archiver stores the segment's own when it archives it); otherwise, or if
+ * the local file is missing, recycled or ends early, it is rebuilt from the
+ * archived segment.  A record continuing into the next segment is
+ * summarized with that segment (local or archived) beside it.  A segment
+ * whose summary cannot be had that way, or whose valid WAL ends before the
+ * range does, makes the result incomplete (the reason names the segment);
+ * that is not an error.  Errors: bad arguments, repository failures other
+ * than a missing object, out of memory.  stats may be NULL.
  */
+PgbkStatus walchg_union(const WalChgRange *r, WalChanges **out, WalChgUnionStats *stats,
+                        PgbkError *err);
+
+/* walchg_union over the repository only. */
 PgbkStatus walchg_union_range(Repo *repo, const PgbkKeyring *ring, const CodecParams *params,
                               const WalHistory *hist, WalLsn from, WalLsn to, uint32_t seg_size,
                               WalChanges **out, PgbkError *err);

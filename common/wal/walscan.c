@@ -1019,23 +1019,21 @@ walscan_segment(const void *data, size_t len, uint32_t wal_segsz, WalSummary *ou
 	return walscan_segment_hooked(data, len, wal_segsz, NULL, 0, out, NULL, NULL, err);
 }
 
-PgbkStatus
-walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, const void *next,
-                       size_t next_len, WalSummary *out, WalScanRecordHook hook, void *arg,
-                       PgbkError *err)
+/*
+ * The checks of a segment image's first page (its long header) that every
+ * scan makes before reading records; *major is the page magic's version.
+ */
+static PgbkStatus
+check_first_page(const unsigned char *d, size_t len, uint32_t wal_segsz, int *major_out,
+                 PgbkError *err)
 {
-	const unsigned char *d = data;
-	Scan                 sc;
-	uint16_t             magic;
-	uint16_t             info;
-	uint32_t             blcksz;
-	WalLsn               pageaddr;
-	int                  major = 0;
-	size_t               i;
-	uint32_t             pos = SIZE_OF_LONG_PHD;
-	uint32_t             valid_end = SIZE_OF_LONG_PHD;
+	uint16_t magic;
+	uint16_t info;
+	uint32_t blcksz;
+	WalLsn   pageaddr;
+	int      major = 0;
+	size_t   i;
 
-	memset(out, 0, sizeof(*out));
 	if (!walname_segsz_is_valid(wal_segsz))
 		return pgbk_error(err, PGBK_ERR_USAGE,
 		                  "invalid WAL segment size %u: must be a power of two from 1 MB to 1 GB",
@@ -1080,6 +1078,49 @@ walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, const v
 		                  LSN_ARGS(pageaddr));
 	if (rd32(d + PH_TLI) == 0)
 		return pgbk_error(err, PGBK_ERR_FORMAT, "invalid timeline ID 0 in the first page header");
+
+	*major_out = major;
+	return PGBK_OK;
+}
+
+PgbkStatus
+walscan_identify(const void *data, size_t len, uint32_t wal_segsz, WalSegNo *segno, uint64_t *sysid,
+                 PgbkError *err)
+{
+	const unsigned char *d = data;
+	int                  major;
+	PgbkStatus           st;
+
+	if ((st = check_first_page(d, len, wal_segsz, &major, err)) != PGBK_OK)
+		return st;
+	*segno = rd64(d + PH_PAGEADDR) / wal_segsz;
+	*sysid = rd64(d + PH_SYSID);
+	return PGBK_OK;
+}
+
+PgbkStatus
+walscan_segment_hooked(const void *data, size_t len, uint32_t wal_segsz, const void *next,
+                       size_t next_len, WalSummary *out, WalScanRecordHook hook, void *arg,
+                       PgbkError *err)
+{
+	const unsigned char *d = data;
+	Scan                 sc;
+	uint16_t             magic;
+	uint16_t             info;
+	uint32_t             blcksz;
+	WalLsn               pageaddr;
+	int                  major = 0;
+	PgbkStatus           st;
+	uint32_t             pos = SIZE_OF_LONG_PHD;
+	uint32_t             valid_end = SIZE_OF_LONG_PHD;
+
+	memset(out, 0, sizeof(*out));
+	if ((st = check_first_page(d, len, wal_segsz, &major, err)) != PGBK_OK)
+		return st;
+	magic = rd16(d + PH_MAGIC);
+	info = rd16(d + PH_INFO);
+	blcksz = rd32(d + PH_XLOG_BLCKSZ);
+	pageaddr = rd64(d + PH_PAGEADDR);
 
 	out->page_magic = magic;
 	out->pg_major = major;

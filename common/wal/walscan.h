@@ -182,6 +182,16 @@ PgbkStatus walscan_segment(const void *data, size_t len, uint32_t wal_segsz, Wal
                            PgbkError *err);
 
 /*
+ * Which segment an image says it is, from its first page's long header
+ * alone (the checks walscan_segment makes before reading records):
+ * xlp_pageaddr / wal_segsz and xlp_sysid.  A file in pg_wal may be a
+ * recycled one, renamed ahead of use and still holding an old segment: its
+ * name proves nothing, this does.  Errors as walscan_segment's.
+ */
+PgbkStatus walscan_identify(const void *data, size_t len, uint32_t wal_segsz, WalSegNo *segno,
+                            uint64_t *sysid, PgbkError *err);
+
+/*
  * A record the scan accepted, as handed to a WalScanRecordHook: so that
  * one pass over a segment serves both this summary and others (the change
  * summary of walchanges.h).  The hook sees every record that begins in the
