@@ -224,6 +224,15 @@ pgbk_backup_request_of(const char *type)
 	return REQUEST_FULL; /* keep the compiler quiet */
 }
 
+static void
+backup_already_running(const PgbkBackupState *running)
+{
+	ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+	                errmsg("a base backup is already running (%s, started at %s)", running->id,
+	                       timestamptz_to_str(running->started_at)),
+	                errhint("Wait for it to finish; bk_backup_progress shows how far it is.")));
+}
+
 uint64
 pgbk_start_backup(Oid dboid, int request, char *id_out, BackgroundWorkerHandle **handle_out)
 {
@@ -250,6 +259,14 @@ pgbk_start_backup(Oid dboid, int request, char *id_out, BackgroundWorkerHandle *
 		                        "archive_command = 'pgbk wal-push %%p').")));
 
 	/*
+	 * One backup at a time: refused now, not after waiting for a new id
+	 * below (the running one has this second's id; pgbk_backup_begin checks
+	 * again, for two callers at once).
+	 */
+	if (pgbk_backup_busy(&running))
+		backup_already_running(&running);
+
+	/*
 	 * ids are start times to the second; never reuse one (after a crash
 	 * restart too: pgbk_backup_id_is_new knows the second shared memory was
 	 * made in)
@@ -265,11 +282,7 @@ pgbk_start_backup(Oid dboid, int request, char *id_out, BackgroundWorkerHandle *
 
 	seq = pgbk_backup_begin(id, &running);
 	if (seq == 0)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
-		                errmsg("a base backup is already running (%s, started at %s)", running.id,
-		                       timestamptz_to_str(running.started_at)),
-		                errhint("Wait for it to finish; bk_backup_progress shows how far it "
-		                        "is.")));
+		backup_already_running(&running);
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

@@ -786,6 +786,33 @@ pgbk_backup_id_is_new(const char *id)
 	return is_new;
 }
 
+/*
+ * Is a backup running (caller holds the lock)?  One whose worker is gone
+ * (killed) or never started within a minute is not.
+ */
+static bool
+backup_alive(const PgbkBackupState *b)
+{
+	if (!b->running)
+		return false;
+	return b->pid == 0 ? !TimestampDifferenceExceeds(b->started_at, GetCurrentTimestamp(), 60000)
+	                   : (kill(b->pid, 0) == 0 || errno != ESRCH);
+}
+
+bool
+pgbk_backup_busy(PgbkBackupState *running_out)
+{
+	bool busy;
+
+	Assert(pgbk_shared != NULL);
+	LWLockAcquire(pgbk_shared->lock, LW_SHARED);
+	busy = backup_alive(&pgbk_shared->backup);
+	if (busy)
+		memcpy(running_out, &pgbk_shared->backup, sizeof(*running_out));
+	LWLockRelease(pgbk_shared->lock);
+	return busy;
+}
+
 uint64
 pgbk_backup_begin(const char *id, PgbkBackupState *running_out)
 {
@@ -795,19 +822,11 @@ pgbk_backup_begin(const char *id, PgbkBackupState *running_out)
 	Assert(pgbk_shared != NULL);
 	b = &pgbk_shared->backup;
 	LWLockAcquire(pgbk_shared->lock, LW_EXCLUSIVE);
-	if (b->running)
+	if (backup_alive(b))
 	{
-		int  pid = b->pid;
-		bool alive = pid == 0
-		                 ? !TimestampDifferenceExceeds(b->started_at, GetCurrentTimestamp(), 60000)
-		                 : (kill(pid, 0) == 0 || errno != ESRCH);
-
-		if (alive)
-		{
-			memcpy(running_out, b, sizeof(*running_out));
-			LWLockRelease(pgbk_shared->lock);
-			return 0;
-		}
+		memcpy(running_out, b, sizeof(*running_out));
+		LWLockRelease(pgbk_shared->lock);
+		return 0;
 	}
 	seq = ++b->seq;
 	b->running = true;

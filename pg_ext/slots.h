@@ -159,6 +159,8 @@ typedef struct PgbkBackupState
 extern void pgbk_backup_get(PgbkBackupState *out);
 /* Is a backup running?  Copies its id into id_out (may be NULL). */
 extern bool pgbk_backup_running(char *id_out);
+/* Is a backup running (its state copied into running_out)? */
+extern bool pgbk_backup_busy(PgbkBackupState *running_out);
 /* Is id later than every backup id handed out so far? */
 extern bool pgbk_backup_id_is_new(const char *id);
 /*
