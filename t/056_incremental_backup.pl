@@ -39,31 +39,9 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pgbk');
 
 sub repo { return PgbkTest::repo_tool($conf, @_); }
 
-sub manifest
-{
-	my ($id) = @_;
-	return JSON::PP->new->decode(repo('cat', "manifest/$id"));
-}
-
-sub file_entry
-{
-	my ($m, $path) = @_;
-	my @f = grep { $_->{path} eq $path } @{ $m->{files} };
-	return $f[0];
-}
-
-# number of blocks in a "0-5,9" list
-sub nblocks
-{
-	my ($s) = @_;
-	my $n = 0;
-	for my $r (split /,/, $s)
-	{
-		my ($a, $b) = split /-/, $r;
-		$n += defined $b ? $b - $a + 1 : 1;
-	}
-	return $n;
-}
+sub manifest { return PgbkTest::manifest($conf, @_); }
+sub file_entry { return PgbkTest::manifest_file(@_); }
+sub nblocks { return PgbkTest::block_count(@_); }
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 

@@ -54,31 +54,9 @@ is($node->safe_psql('postgres', 'SHOW data_checksums'), 'on', 'the source has da
 sub sql { return $node->safe_psql($_[1] // 'postgres', $_[0]); }
 sub repo { return PgbkTest::repo_tool($conf, @_); }
 
-sub manifest
-{
-	my ($id) = @_;
-	return JSON::PP->new->decode(repo('cat', "manifest/$id"));
-}
-
-sub file_entry
-{
-	my ($m, $path) = @_;
-	my @f = grep { $_->{path} eq $path } @{ $m->{files} };
-	return $f[0];
-}
-
-# number of blocks in a "0-5,9" list
-sub nblocks
-{
-	my ($s) = @_;
-	my $n = 0;
-	for my $r (split /,/, $s // '')
-	{
-		my ($a, $b) = split /-/, $r;
-		$n += defined $b ? $b - $a + 1 : 1;
-	}
-	return $n;
-}
+sub manifest { return PgbkTest::manifest($conf, @_); }
+sub file_entry { return PgbkTest::manifest_file(@_); }
+sub nblocks { return PgbkTest::block_count(@_); }
 
 ###########################################################################
 # Before the full backup
@@ -424,7 +402,7 @@ is($tlirc, 0, 'timeline 2: an incremental backup') or diag($tlierr);
 is($c->safe_psql('postgres', "SELECT type, parent FROM pgbk.backup WHERE id = '$tlinc'"),
 	"incremental|$tlfull",
 	"... $tlinc builds on the timeline-1 full backup, not on the later one off its history");
-my $tlm = JSON::PP->new->decode(PgbkTest::repo_tool($tlconf, 'cat', "manifest/$tlinc"));
+my $tlm = PgbkTest::manifest($tlconf, $tlinc);
 is($tlm->{changes}{mode}, 'summaries', '... from the change summaries of both timelines')
   or diag($tlm->{changes}{reason});
 $c->safe_psql('postgres', "UPDATE t SET t = 'tl2 again' WHERE i % 13 = 0");

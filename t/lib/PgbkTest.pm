@@ -128,6 +128,35 @@ EOF
 	return { dir => $dir, conf => $conf, key => $key, base => $base };
 }
 
+# A backup's manifest, decoded (read through itest_repo, which checks it).
+sub manifest
+{
+	my ($conf, $id) = @_;
+	require JSON::PP;
+	return JSON::PP->new->decode(repo_tool($conf, 'cat', "manifest/$id"));
+}
+
+# The entry of path in a decoded manifest, or undef.
+sub manifest_file
+{
+	my ($m, $path) = @_;
+	my @f = grep { $_->{path} eq $path } @{ $m->{files} };
+	return $f[0];
+}
+
+# Number of blocks in a manifest's block list ("0-5,9"; empty or undef: 0).
+sub block_count
+{
+	my ($s) = @_;
+	my $n = 0;
+	for my $r (split /,/, $s // '')
+	{
+		my ($a, $b) = split /-/, $r;
+		$n += defined $b ? $b - $a + 1 : 1;
+	}
+	return $n;
+}
+
 # A PostgreSQL node archiving through pgbk with the given pgbk.conf.
 # Options: upload_workers, archive_command (archive with `pgbk wal-push`),
 # extra (more postgresql.conf lines), initdb_extra (initdb arguments, e.g.
