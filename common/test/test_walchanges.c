@@ -559,6 +559,58 @@ test_many(void **state)
 	walchg_free(c);
 }
 
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Blocks in random order over every byte of a block number (the radix sort
+ * skips bytes all values share: here none, then only the low two), with
+ * repeats and a limit, against qsort and a by-hand deduplication.
+ */
+static void
+test_sort_random(void **state)
+{
+	static const uint32_t masks[] = {UINT32_MAX - 1, 0xFFFF, 0xFF, 0x3F};
+	uint64_t              x = 88172645463325252ULL;
+	size_t                m;
+
+	(void) state;
+	for (m = 0; m < sizeof(masks) / sizeof(masks[0]); m++)
+	{
+		uint32_t              n = m == 3 ? 50 : 200000, i, k = 0, limit = masks[m] / 3 * 2;
+		uint32_t             *ref = malloc(n * sizeof(uint32_t));
+		WalChanges           *c = walchg_new();
+		const WalChangeEntry *e;
+
+		assert_non_null(ref);
+		for (i = 0; i < n; i++)
+		{
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			/* every fourth a repeat of an earlier one */
+			ref[i] = (i % 4 == 3 && i > 10) ? ref[(uint32_t) (x % i)] : (uint32_t) x & masks[m];
+			assert_true(walchg_add_block(c, rf(1663, 5, 30000, 0), ref[i]));
+		}
+		assert_true(walchg_set_limit(c, rf(1663, 5, 30000, 0), limit));
+		qsort(ref, n, sizeof(uint32_t), cmp_u32);
+		for (i = 0; i < n && ref[i] < limit; i++)
+			if (k == 0 || ref[k - 1] != ref[i])
+				ref[k++] = ref[i];
+		e = walchg_lookup(c, rf(1663, 5, 30000, 0));
+		assert_non_null(e);
+		assert_int_equal(e->nblocks, k);
+		assert_memory_equal(e->blocks, ref, (size_t) k * sizeof(uint32_t));
+		free(ref);
+		walchg_free(c);
+	}
+}
+
 /* ------------------------------------------------------------------------
  * Summarizing segments
  * ------------------------------------------------------------------------
@@ -1426,6 +1478,7 @@ main(void)
 	    cmocka_unit_test(test_decode_bad),
 	    cmocka_unit_test(test_merge),
 	    cmocka_unit_test(test_many),
+	    cmocka_unit_test(test_sort_random),
 	    cmocka_unit_test(test_scan_records),
 	    cmocka_unit_test(test_scan_cut),
 	    cmocka_unit_test_setup_teardown(test_store_load, setup, teardown),
