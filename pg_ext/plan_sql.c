@@ -999,13 +999,13 @@ bk_restore_window(PG_FUNCTION_ARGS)
 					    first, cv->rows[i].timeline,
 					    walname_lsn_to_segno(cv->rows[i].start_lsn, (uint32_t) wal_segment_size),
 					    (uint32_t) wal_segment_size);
-			for (k = 0; k <= w->ngaps; k++)
+			for (k = 0; k <= w->ngaps && st == PGBK_OK; k++)
 			{
-				Datum   values[6];
-				bool    nulls[6] = {false, false, false, false, false, false};
-				int64_t to;
-				char    last[WALNAME_BUFLEN];
-				int     nb = 0;
+				Datum              values[8];
+				bool               nulls[8] = {false};
+				int64_t            to;
+				char               last[WALNAME_BUFLEN];
+				PlanStretchBackups sb;
 
 				if (k < w->ngaps)
 				{
@@ -1017,15 +1017,16 @@ bk_restore_window(PG_FUNCTION_ARGS)
 					to = w->latest_us;
 					strlcpy(last, w->last_wal, sizeof(last));
 				}
-				for (i = 0; i < cv->nrows; i++)
-					if (cv->rows[i].stop_time_us >= from && cv->rows[i].stop_time_us <= to)
-						nb++;
+				if ((st = plan_stretch_backups(v, from, to, &sb, &err)) != PGBK_OK)
+					break;
 				values[0] = Int32GetDatum((int32) w->timeline);
 				values[1] = TimestampTzGetDatum(unix_us_to_ts(from));
 				values[2] = TimestampTzGetDatum(unix_us_to_ts(to));
 				values[3] = CStringGetTextDatum(first);
 				values[4] = CStringGetTextDatum(last);
-				values[5] = Int32GetDatum(nb);
+				values[5] = Int32GetDatum(sb.backups);
+				values[6] = Int32GetDatum(sb.incrementals);
+				values[7] = Int32GetDatum(sb.longest_chain);
 				nulls[3] = first[0] == '\0';
 				nulls[4] = last[0] == '\0';
 				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

@@ -110,6 +110,11 @@ is(sql("SELECT array_to_string(backup_chain, ' ') FROM bk_restore_point('$after[
 		  . "WHERE scope <> 'database' AND backup_chain IS NOT NULL"),
 	'', '... and no chain for the other scopes');
 
+# the window shows the chains: a full, 5 incrementals on it and a second full
+# end in the one stretch; a restore there reads at most 6 backups
+is(sql("SELECT backups, incremental_backups, longest_chain FROM bk_restore_window()"),
+	'7|5|6', 'bk_restore_window: backups in the stretch, how many incremental, the longest chain');
+
 # the plan shows the chain
 my ($rc, $out, $err) = PgbkRestore::run_pgbk('restore', '--config', $conf, '--to', "$base/dry",
 	'--backup', $newest, '--target-time', $target, '--dry-run');

@@ -2006,6 +2006,32 @@ done:
 	return st;
 }
 
+PgbkStatus
+plan_stretch_backups(PlanView *v, int64_t from_us, int64_t to_us, PlanStretchBackups *out,
+                     PgbkError *err)
+{
+	int        i;
+	PgbkStatus st;
+
+	memset(out, 0, sizeof(*out));
+	for (i = 0; i < v->nbackups; i++)
+	{
+		PlanBackup *b = &v->backups[i];
+
+		if ((st = plan_backup_chain(v, b, NULL, NULL, err)) != PGBK_OK)
+			return st;
+		if (!b->loaded || b->chain_state != PLAN_CHAIN_OK || b->stop_time_us < from_us ||
+		    b->stop_time_us > to_us)
+			continue;
+		out->backups++;
+		if (b->incremental)
+			out->incrementals++;
+		if (b->chain_len > out->longest_chain)
+			out->longest_chain = b->chain_len;
+	}
+	return PGBK_OK;
+}
+
 /* ------------------------------------------------------------------------
  * A view on a repository
  * ------------------------------------------------------------------------

@@ -355,6 +355,22 @@ typedef struct PlanWindow
 PgbkStatus plan_window(PlanView *v, uint32_t tli, PlanWindow *w, PgbkError *err);
 
 /*
+ * The backups that end inside one stretch of the window [from_us, to_us]
+ * and can be restored (their whole chain is usable): how many, how many of
+ * them are incremental, and the longest chain a restore into the stretch
+ * reads (1: full backups only).  bk_restore_window() shows these.
+ */
+typedef struct PlanStretchBackups
+{
+	int backups;
+	int incrementals;
+	int longest_chain;
+} PlanStretchBackups;
+
+PgbkStatus plan_stretch_backups(PlanView *v, int64_t from_us, int64_t to_us,
+                                PlanStretchBackups *out, PgbkError *err);
+
+/*
  * Backup metadata from a loaded manifest.  (The same metadata in the
  * manifest object's header, the "backup.*" attributes, is a format rule:
  * manifest_backup_attrs in format/manifest.h.)

@@ -353,9 +353,13 @@ $$;
 -- The recoverable window, as `pgbk info` shows it (plan_window over the
 -- catalog, on the newest timeline): one row per stretch of time that can be
 -- restored to; several rows mean gaps in the archived WAL between them.
+-- backups: those ending in the stretch that can be restored (whole chain);
+-- incremental_backups: how many of them are incremental; longest_chain:
+-- the most backups a restore into the stretch reads (1: full ones only).
 CREATE FUNCTION bk_restore_window()
 RETURNS TABLE (timeline integer, earliest timestamptz, latest timestamptz, first_wal text,
-			   last_wal text, backups integer)
+			   last_wal text, backups integer, incremental_backups integer,
+			   longest_chain integer)
 AS 'MODULE_PATHNAME', 'bk_restore_window'
 LANGUAGE C STABLE;
 
