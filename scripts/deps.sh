@@ -15,7 +15,7 @@ declare -A groups=(
   [test]="libipc-run-perl libcmocka-dev radosgw ceph-mon ceph-osd restic openssl
           inotify-tools curl procps"
   [demo]="restic openssl procps"
-  [bench]="pgbackrest radosgw ceph-mon ceph-osd openssl procps"
+  [bench]="pgbackrest zstd radosgw ceph-mon ceph-osd openssl procps"
 )
 
 want=()
