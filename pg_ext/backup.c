@@ -86,8 +86,10 @@
 #include "catalog/pg_tablespace_d.h"
 #include "common/relpath.h"
 
+#include "format/chain.h"
 #include "format/layout.h"
 #include "format/manifest.h"
+#include "plan/plan.h"
 #include "base/walname.h"
 #include "plan_sql.h"
 #include "wal/walchanges.h"
@@ -122,6 +124,9 @@ typedef struct CopyFile
 	uint32        ranges_off; /* block file: its ranges (summaries) */
 	uint32        nranges;
 	Size          bitmap_off; /* block file: blocks stored */
+	bool          ref;        /* whole file the parent's chain holds as one whole copy ... */
+	uint64        ref_size;   /* ... of this size */
+	unsigned char ref_hash[CODEC_HASH_BYTES]; /* ... and content hash */
 	uint64        size;
 	int64         mtime;
 	uint32        mode;
@@ -157,17 +162,18 @@ typedef enum BackupRequest
 /* An incremental backup's plan, decided after pg_backup_start. */
 typedef struct Incremental
 {
-	bool         on;
-	char         parent[MANIFEST_ID_LEN];
-	Manifest    *pm;     /* the parent's manifest */
-	const char **ppaths; /* the parent's file paths, sorted */
-	XLogRecPtr   parent_start_lsn;
-	int          chain_length;
-	bool         page_lsn;
-	char         reason[PGBK_ERROR_LEN]; /* why page-lsn, or why full */
-	WalChanges  *changes;                /* summaries mode */
-	uint32       segments;               /* in the change range */
-	uint32       local_segments;         /* of them summarized from pg_wal */
+	bool           on;
+	char           parent[MANIFEST_ID_LEN];
+	Manifest      *pm;     /* the parent's manifest */
+	ManifestChain *pchain; /* the parent's chain (pm is its newest), or NULL */
+	const char   **ppaths; /* the parent's file paths, sorted */
+	XLogRecPtr     parent_start_lsn;
+	int            chain_length;
+	bool           page_lsn;
+	char           reason[PGBK_ERROR_LEN]; /* why page-lsn, or why full */
+	WalChanges    *changes;                /* summaries mode */
+	uint32         segments;               /* in the change range */
+	uint32         local_segments;         /* of them summarized from pg_wal */
 } Incremental;
 
 /* What the coordinator found in the data directory. */
@@ -893,6 +899,62 @@ copy_blocks(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, const char *path, in
 	return PGBK_OK;
 }
 
+/*
+ * A whole file whose bytes the parent's chain holds as one whole copy
+ * (cf->ref): read it (it is small) and compare size and content hash with
+ * the copy's.  The same: it becomes a block file without blocks, nothing is
+ * stored, and a restore takes the copy's bytes (the rule in chain.h); the
+ * bytes were read during the backup, as a copy's would be.  Else *same is
+ * false and the file is copied whole from its start.
+ */
+static PgbkStatus
+same_as_chain(CopyFile *cf, const char *path, int fd, const struct stat *st, unsigned char *chunk,
+              bool *same, PgbkError *err)
+{
+	unsigned char hash[CODEC_HASH_BYTES];
+	size_t        len = 0;
+
+	*same = false;
+	if ((uint64) st->st_size != cf->ref_size || cf->ref_size >= COPY_CHUNK)
+		return PGBK_OK;
+	for (;;)
+	{
+		ssize_t n;
+
+		if (pgbk_interrupted())
+			return pgbk_error(err, PGBK_ERR_INTERRUPTED, "interrupted");
+		n = read(fd, chunk + len, COPY_CHUNK - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return pgbk_error(err, PGBK_ERR_IO, "could not read \"%s\": %s", path, strerror(errno));
+		if (n == 0 || (len += (size_t) n) == COPY_CHUNK)
+			break; /* the end, or longer than the copy */
+	}
+	if (len == cf->ref_size)
+	{
+		codec_hash(chunk, len, hash);
+		*same = memcmp(hash, cf->ref_hash, CODEC_HASH_BYTES) == 0;
+	}
+	if (!*same)
+	{
+		if (lseek(fd, 0, SEEK_SET) != 0)
+			return pgbk_error(err, PGBK_ERR_IO, "could not seek in \"%s\": %s", path,
+			                  strerror(errno));
+		return PGBK_OK;
+	}
+	cf->blocks = true; /* listing no block: no object (manifest.h) */
+	cf->cap = 0;
+	cf->size = len;
+	cf->mtime = (int64) st->st_mtime;
+	cf->mode = st->st_mode & 07777;
+	cf->stored = 0;
+	codec_hash("", 0, cf->hash);
+	cf->state = COPY_DONE;
+	pgbk_backup_add_progress(len, 0, 1, (int64) len - (int64) cf->est, 0);
+	return PGBK_OK;
+}
+
 /* Stream one data directory file into the repository. */
 static PgbkStatus
 copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, PgbkBuf *out,
@@ -934,6 +996,17 @@ copy_one(PgbkContext *ctx, CopyShared *cs, CopyFile *cf, unsigned char *chunk, P
 		rc = pgbk_error(err, PGBK_ERR_IO, "could not stat \"%s\": %s", path, strerror(errno));
 		close(fd);
 		return rc;
+	}
+	if (cf->ref)
+	{
+		bool same;
+
+		rc = same_as_chain(cf, path, fd, &st, chunk, &same, err);
+		if (rc != PGBK_OK || same)
+		{
+			close(fd);
+			return rc == PGBK_OK ? rc : pgbk_error_prefix(err, "could not back up \"%s\"", path);
+		}
 	}
 	snprintf(attrs, sizeof(attrs), "kind=backup_file\nbackup=%s\n", cs->backup_id);
 	memset(&opts, 0, sizeof(opts));
@@ -1385,6 +1458,28 @@ plan_incremental(PgbkContext *ctx, BackupRequest req, TimeLineID tli, XLogRecPtr
 			return;
 		}
 	}
+	/*
+	 * The parent's chain down to its full backup: an incremental is usable
+	 * only with it, and whole files it already holds unchanged are not
+	 * stored again (CopyFile.ref).
+	 */
+	pgbk_error_clear(&err);
+	st = manifest_chain_load(ctx->repo, ctx->params.keyring, inc->parent, PLAN_CHAIN_MAX,
+	                         &inc->pchain, &err);
+	if (st != PGBK_OK)
+	{
+		walname_history_free(&chain);
+		if (req == REQUEST_INCREMENTAL)
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			                errmsg("cannot take an incremental backup: the chain of its parent "
+			                       "backup %s is broken: %s",
+			                       inc->parent, err.msg),
+			                errhint("Take a full backup: SELECT bk_base_backup(type => 'full').")));
+		snprintf(why, sizeof(why), "the chain of parent backup %s is broken: %s", inc->parent,
+		         err.msg);
+		incremental_off(inc, "%s", why);
+		return;
+	}
 	inc->on = true;
 	inc->ppaths = palloc(sizeof(char *) * Max(inc->pm->nfiles, 1));
 	for (i = 0; i < inc->pm->nfiles; i++)
@@ -1610,7 +1705,19 @@ classify_files(const Incremental *inc, List *files, List **ranges, CopyFile *cfs
 		if (!inc->on || !parse_relation_path(sf->path, &rf, &segno) ||
 		    rf.fork != WALCHG_FORK_MAIN || !parent_has(inc, sf->path) ||
 		    (!inc->page_lsn && walchg_db_whole(inc->changes, rf.spc, rf.db)))
+		{
+			/* copied whole, unless the chain holds these bytes (copy_one decides) */
+			const ManifestFile *src =
+			    inc->on && inc->pchain ? manifest_chain_whole_source(inc->pchain, sf->path) : NULL;
+
+			if (src != NULL && src->size < COPY_CHUNK)
+			{
+				cf->ref = true;
+				cf->ref_size = src->size;
+				memcpy(cf->ref_hash, src->hash, CODEC_HASH_BYTES);
+			}
 			continue;
+		}
 		cf->blocks = true;
 		cf->base_blkno = segno * (uint32) RELSEG_SIZE;
 		cf->cap = (uint32) Min(hint_blocks + BLOCK_SLACK, (uint64) RELSEG_SIZE);

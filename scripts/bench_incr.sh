@@ -270,14 +270,17 @@ backup pgbk incremental pgbk-inc1
 backup pgbr incr pgbr-inc1
 inc1=$(cat "$dir/id-pgbk-inc1")
 # what pgbk copies whole (files without a block list: non-relation files,
-# FSM and VM forks) and the blocks it stored, from its manifest
-read -r whole blocks < <("$top/common/test/itest_repo" "$dir/pgbk.conf" cat "manifest/$inc1" |
-	perl -MJSON::PP -0ne '$m = decode_json($_); ($w, $b) = (0, 0);
+# FSM and VM forks), what it read and found unchanged since the parent's
+# copy (the same files, a block list "" but not a relation's main fork) and
+# the blocks it stored, from its manifest
+read -r whole same blocks < <("$top/common/test/itest_repo" "$dir/pgbk.conf" cat "manifest/$inc1" |
+	perl -MJSON::PP -0ne '$m = decode_json($_); ($w, $s, $b) = (0, 0, 0);
 		for $f (@{ $m->{files} }) {
-			if (defined $f->{blocks}) { for (split /,/, $f->{blocks}) { my ($x, $y) = split /-/; $b += defined $y ? $y - $x + 1 : 1 } }
-			else { $w += $f->{size} }
-		} print "$w $b\n"')
-log "pgbk's incremental: $blocks blocks stored, $whole bytes of files copied whole"
+			if (!defined $f->{blocks}) { $w += $f->{size} }
+			elsif ($f->{blocks} eq "" && $f->{path} !~ m{^(base/\d+|global|pg_tblspc/\d+/[^/]+/\d+)/\d+(\.\d+)?$}) { $s += $f->{size} }
+			else { for (split /,/, $f->{blocks}) { my ($x, $y) = split /-/; $b += defined $y ? $y - $x + 1 : 1 } }
+		} print "$w $s $b\n"')
+log "pgbk's incremental: $blocks blocks stored, $whole bytes of files copied whole, $same bytes of files read and found unchanged"
 # those files and the manifest, compressed the same way
 whole_zst=$("$top/common/test/itest_repo" "$dir/pgbk.conf" cat "manifest/$inc1" |
 	perl -MJSON::PP -0ne '$m = decode_json($_); for $f (@{ $m->{files} }) { print "$f->{path}\0" unless defined $f->{blocks} }' |
@@ -335,11 +338,11 @@ for l in pgbk-full pgbr-full pgbk-inc1 pgbr-inc1; do
 done
 printf 'changed pages (page LSN past the full'"'"'s start): %s of %s (%.2f %%), %s bytes\n' \
 	"$changed" "$total_pages" "$(calc "100 * $changed / $total_pages")" "$(( changed * 8192 ))"
-printf 'pgbk stored %s blocks; files copied whole %s bytes\n' "$blocks" "$whole"
+printf 'pgbk stored %s blocks; files copied whole %s bytes; files read and found unchanged since the parent %s bytes (not stored)\n' "$blocks" "$whole" "$same"
 printf 'stored: pgBackRest/pgbk %.1fx (target >= 10)\n' "$(calc "${stored[pgbr-inc1]} / ${stored[pgbk-inc1]}")"
 printf 'time:   pgBackRest/pgbk %.2fx (target >= 5)\n' "$(calc "${secs[pgbr-inc1]} / ${secs[pgbk-inc1]}")"
-printf 'read:   pgbk read / (changed pages + whole files) %.2f (target <= 1.25)\n' \
-	"$(calc "${readb[pgbk-inc1]} / ($changed * 8192 + $whole)")"
+printf 'read:   pgbk read / (changed pages + whole files, copied or found unchanged) %.2f (target <= 1.25)\n' \
+	"$(calc "${readb[pgbk-inc1]} / ($changed * 8192 + $whole + $same)")"
 printf 'stored: pgbk stored / (changed pages + whole files) %.3f (compressed and encrypted)\n' \
 	"$(calc "${stored[pgbk-inc1]} / ($changed * 8192 + $whole)")"
 printf 'stored: pgbk stored / compressed (changed pages %s + whole files %s + manifest %s bytes) %.2f (target <= 1.25)\n' \

@@ -2,10 +2,13 @@
 # and RadosGW: a full backup, then an incremental after ~1% of a multi-MB
 # table's pages changed stores only the changed blocks (manifest, catalog
 # and bk_backup_progress say so, and its stored bytes are far below the
-# full's); with one summary object removed, one WAL object hidden and that
-# segment gone from pg_wal the next incremental falls back to comparing
-# page LSNs and says why; an
-# incremental whose parent is missing or unreadable is refused naming it;
+# full's), and whole files whose bytes the full holds (PG_VERSION, FSM
+# forks) are not stored again while a changed one of the same size
+# (pg_xact/0000) is; with one summary object removed, one WAL object hidden
+# and that segment gone from pg_wal the next incremental falls back to
+# comparing page LSNs and says why; an incremental whose parent is missing
+# or unreadable, or whose parent's chain lacks a backup, is refused naming
+# it;
 # kill -9 of the backup worker during an incremental leaves no manifest and
 # planning never uses it; 'auto' (what the scheduler takes) forces a full
 # backup by chain length and by pgbk.full_backup_interval, and the scheduler
@@ -40,6 +43,14 @@ $node->safe_psql('postgres', 'CREATE EXTENSION pgbk');
 sub repo { return PgbkTest::repo_tool($conf, @_); }
 
 sub manifest { return PgbkTest::manifest($conf, @_); }
+
+# Does backup id hold an object for data directory file path?
+sub has_object
+{
+	my ($id, $path) = @_;
+	my $key = "backup/$id/data/$path";
+	return scalar grep { $_ eq $key } map { (split / /)[0] } split /\n/, repo('list', $key);
+}
 sub file_entry { return PgbkTest::manifest_file(@_); }
 sub nblocks { return PgbkTest::block_count(@_); }
 
@@ -111,8 +122,35 @@ my $some = $unchanged[0]{path};
 ok(!grep({ $_ eq "backup/$inc/data/$some" } map { (split / /)[0] } split /\n/,
 		repo('list', "backup/$inc/data/$some")),
 	'... and have no object');
-ok(!grep({ $_->{path} =~ /_fsm$/ && defined $_->{blocks} } @{ $mi->{files} }),
-	'FSM forks are copied whole');
+ok(!grep({ $_->{path} =~ /_fsm$/ && ($_->{blocks} // '') ne '' } @{ $mi->{files} }),
+	'FSM forks never carry blocks: copied whole, or unchanged');
+# Whole files (non-relation files, FSM and VM forks) whose bytes the parent
+# holds are not stored again: a block file without blocks, no object, and
+# the parent's copy has the bytes the file has now.
+my $datadir = $node->data_dir;
+my @refs = grep {
+	defined $_->{blocks} && $_->{blocks} eq ''
+	  && $_->{path} !~ m{^(base/\d+|global)/\d+(\.\d+)?$}    # not a main fork
+} @{ $mi->{files} };
+cmp_ok(scalar(@refs), '>', 100, scalar(@refs) . ' unchanged whole files are not stored again');
+ok(file_entry($mi, 'PG_VERSION') && (file_entry($mi, 'PG_VERSION')->{blocks} // 'none') eq '',
+	'... PG_VERSION among them');
+my $template_fsm = (grep { $_->{path} =~ m{^base/1/\d+_fsm$} } @refs)[0];
+ok($template_fsm, "... and a template1 FSM fork ($template_fsm->{path})");
+for my $f (grep { $_ } file_entry($mi, 'PG_VERSION'), $template_fsm)
+{
+	my $p = $f->{path};
+	ok(!has_object($inc, $p), "$p: no object in the incremental");
+	is($f->{size}, -s "$datadir/$p", "$p: its size is the file's");
+	ok(repo('cat', "backup/$full/data/$p") eq PostgreSQL::Test::Utils::slurp_file("$datadir/$p"),
+		"$p: the full's copy holds the file's bytes");
+}
+# pg_xact/0000 changed (the UPDATE committed) but kept its size: compared by
+# content, so it is copied again
+my ($xf, $xi) = (file_entry($mf, 'pg_xact/0000'), file_entry($mi, 'pg_xact/0000'));
+is($xi->{size}, $xf->{size}, 'pg_xact/0000 kept its size');
+ok(!defined $xi->{blocks}, '... and, its content changed, is copied whole');
+ok(has_object($inc, 'pg_xact/0000'), '... into an object of the incremental');
 my ($ok, $vout, $verr) = (PgbkTest::pgbk('verify', '--config', $conf));
 is($ok, 0, 'pgbk verify accepts both backups') or diag("$vout$verr");
 
@@ -174,10 +212,22 @@ sql('ALTER SYSTEM RESET wal_keep_size');
 sql('SELECT pg_reload_conf()');
 
 ###########################################################################
+# A parent whose chain is broken (here its full backup's manifest is gone)
+# is refused, naming the missing backup
+repo('copy', "manifest/$full", "hidden/manifest-$full");
+repo('delete', "manifest/$full");
+my ($rc, $out, $err) = $node->psql('postgres', "SELECT bk_base_backup(type => 'incremental')");
+isnt($rc, 0, 'an incremental whose parent\'s chain lacks its full backup is refused');
+like($err, qr/the chain of its parent backup \Q$inc2\E is broken/, '... saying so')
+  or diag($err);
+like($err, qr/needs backup \Q$full\E .*missing from the repository/, '... naming the missing backup');
+repo('copy', "hidden/manifest-$full", "manifest/$full");
+
+###########################################################################
 # A missing or unreadable parent is refused when asked for explicitly
 repo('copy', "manifest/$inc2", "hidden/manifest-$inc2");
 repo('delete', "manifest/$inc2");
-my ($rc, $out, $err) = $node->psql('postgres', "SELECT bk_base_backup(type => 'incremental')");
+($rc, $out, $err) = $node->psql('postgres', "SELECT bk_base_backup(type => 'incremental')");
 isnt($rc, 0, 'an incremental whose parent manifest is gone is refused');
 like($err, qr/its parent backup \Q$inc2\E is missing from the repository/,
 	'... naming the missing backup');

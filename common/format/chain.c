@@ -455,3 +455,28 @@ manifest_chain_file(const ManifestChain *c, int fidx, ChainFile *out, PgbkError 
 	free(e);
 	return st;
 }
+
+const ManifestFile *
+manifest_chain_whole_source(const ManifestChain *c, const char *path)
+{
+	const ManifestFile *f = c->n > 0 ? manifest_chain_find(c, 0, path) : NULL;
+	const ManifestFile *src = NULL;
+	ChainFile           cf;
+	PgbkError           err;
+
+	if (f == NULL || f->size == 0)
+		return NULL;
+	pgbk_error_clear(&err);
+	if (manifest_chain_file(c, (int) (f - c->m[0]->files), &cf, &err) != PGBK_OK)
+		return NULL;
+	if (cf.npieces == 1 && cf.pieces[0].layer != CHAIN_ZEROS && cf.pieces[0].offset == 0 &&
+	    cf.pieces[0].src_offset == 0 && cf.pieces[0].length == f->size)
+	{
+		const ManifestFile *w = manifest_chain_find(c, cf.pieces[0].layer, path);
+
+		if (w != NULL && !w->has_blocks && w->size == f->size)
+			src = w;
+	}
+	chain_file_free(&cf);
+	return src;
+}

@@ -110,6 +110,18 @@ const ManifestFile *manifest_chain_find(const ManifestChain *c, int l, const cha
 /* The pieces of file fidx of the newest manifest, by the rule above. */
 PgbkStatus manifest_chain_file(const ManifestChain *c, int fidx, ChainFile *out, PgbkError *err);
 
+/*
+ * Where the chain's newest backup gets path's bytes from, when that is one
+ * whole copy: the chain rebuilds the file as exactly that copy's bytes (one
+ * piece, from its start, the file's size the copy's).  Then a child backup
+ * whose file still has those bytes (same size, same content hash) records it
+ * as a block file without blocks and stores nothing: the rule above brings
+ * the bytes back from the copy.  NULL otherwise (no such path, blocks
+ * listed anywhere above the copy, a size that changed, an empty file, or a
+ * chain that breaks the contract).
+ */
+const ManifestFile *manifest_chain_whole_source(const ManifestChain *c, const char *path);
+
 /* The entry of m's file f as the rule sees it (ranges parsed: free them). */
 PgbkStatus chain_entry_of(const ManifestFile *f, ChainEntry *e, ChainRange **ranges,
                           PgbkError *err);

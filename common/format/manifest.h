@@ -42,7 +42,12 @@
  *	  whose object holds exactly the listed 8192-byte blocks of the file,
  *	  concatenated in order (the file's last block may be short when size is
  *	  not a multiple of 8192).  A block file listing no block ("blocks": "")
- *	  has no object at all: the file is unchanged since the parent.
+ *	  has no object at all: the file is unchanged since the parent.  Any
+ *	  file may be one: an incremental records a whole file (a non-relation
+ *	  file, an FSM or VM fork) whose bytes its parent's chain holds as one
+ *	  whole copy, same size and same content hash, as a block file without
+ *	  blocks instead of storing it again (manifest_chain_whole_source,
+ *	  chain.h).
  *	  Reconstruction, for block b < ceil(size / 8192) of a block file: listed
  *	  -> this backup's object; else b >= limit (when set) -> zeros; else the
  *	  same path in the parent (recursively) when it has the path and b is

@@ -589,8 +589,37 @@ test_manifest_chain(void **state)
 	add_file(ms[0], "base/5/16384", 12 * BS, "1,11", CHAIN_NO_LIMIT);
 	add_file(ms[0], "base/5/new", 2 * BS, "", 0); /* no blocks, limit 0: zeros */
 	add_file(ms[0], "PG_VERSION", 3, NULL, 0);
+	/* unchanged whole files referenced down the chain (manifest_chain_whole_source) */
+	add_file(ms[2], "pg_xact/0000", BS, NULL, 0);
+	add_file(ms[1], "pg_xact/0000", BS, "", CHAIN_NO_LIMIT);
+	add_file(ms[0], "pg_xact/0000", BS, "", CHAIN_NO_LIMIT);
+	add_file(ms[1], "base/5/16384_fsm", 3 * BS + 5, NULL, 0);
+	add_file(ms[0], "base/5/16384_fsm", 3 * BS + 5, "", CHAIN_NO_LIMIT);
+	add_file(ms[1], "base/5/grown", BS, NULL, 0);
+	add_file(ms[0], "base/5/grown", 2 * BS, "", CHAIN_NO_LIMIT); /* the rest is zeros */
+	add_file(ms[2], "base/5/shrunk", 2 * BS, NULL, 0);
+	add_file(ms[1], "base/5/shrunk", BS, "", CHAIN_NO_LIMIT);
+	add_file(ms[0], "base/5/shrunk", BS, "", CHAIN_NO_LIMIT); /* a prefix of the copy */
+	add_file(ms[1], "pg_logical/empty", 0, NULL, 0);
+	add_file(ms[0], "pg_logical/empty", 0, NULL, 0);
 	pgbk_error_clear(&err);
 	assert_int_equal(manifest_chain_from(ms, 3, &c, &err), PGBK_OK);
+	{
+		const ManifestFile *w;
+
+		w = manifest_chain_whole_source(c, "pg_xact/0000");
+		assert_true(w == manifest_chain_find(c, 2, "pg_xact/0000"));
+		w = manifest_chain_whole_source(c, "base/5/16384_fsm");
+		assert_true(w == manifest_chain_find(c, 1, "base/5/16384_fsm"));
+		w = manifest_chain_whole_source(c, "PG_VERSION");
+		assert_true(w == manifest_chain_find(c, 0, "PG_VERSION"));
+		assert_null(manifest_chain_whole_source(c, "base/5/16384"));  /* blocks from 3 backups */
+		assert_null(manifest_chain_whole_source(c, "base/5/new"));    /* zeros */
+		assert_null(manifest_chain_whole_source(c, "base/5/grown"));  /* copy + zeros */
+		assert_null(manifest_chain_whole_source(c, "base/5/shrunk")); /* size differs */
+		assert_null(manifest_chain_whole_source(c, "pg_logical/empty"));
+		assert_null(manifest_chain_whole_source(c, "base/5/gone")); /* not in the newest */
+	}
 	/* base/5/16384: 0 full, 1 newest, 2-9 full, 10 middle, 11 newest */
 	for (i = 0; i < c->m[0]->nfiles; i++)
 		if (strcmp(c->m[0]->files[i].path, "base/5/16384") == 0)
