@@ -912,21 +912,10 @@ oom:
  * except where noted)
  * ---------------------------------------------------------------------
  */
-#define SIZE_OF_XLOG_RECORD       24
-#define XLR_INFO_MASK             0x0F
-#define XLR_SPECIAL_REL_UPDATE    0x01
-#define XLR_MAX_BLOCK_ID          32
-#define XLR_BLOCK_ID_DATA_SHORT   255
-#define XLR_BLOCK_ID_DATA_LONG    254
-#define XLR_BLOCK_ID_ORIGIN       253
-#define XLR_BLOCK_ID_TOPLEVEL_XID 252
-#define BKPBLOCK_FORK_MASK        0x0F
-#define BKPBLOCK_HAS_IMAGE        0x10
-#define BKPBLOCK_HAS_DATA         0x20
-#define BKPBLOCK_SAME_REL         0x80
-#define BKPIMAGE_HAS_HOLE         0x01
-#define BKPIMAGE_IS_COMPRESSED_14 0x02
-#define BKPIMAGE_COMPRESSED_15    0x1C
+#define SIZE_OF_XLOG_RECORD    24
+#define XLR_INFO_MASK          0x0F
+#define XLR_SPECIAL_REL_UPDATE 0x01
+/* block reference headers: walscan_record_blocks (walscan.c) */
 
 #define RM_XACT_ID   1
 #define RM_SMGR_ID   2
@@ -1004,164 +993,6 @@ incomplete(WalChgCollector *col, const WalScanRecord *rec, const char *what)
 	snprintf(reason, sizeof(reason), "record at %X/%X%s%s: %s", LSN_ARGS(rec->lsn),
 	         col->segname[0] ? " in segment " : "", col->segname, what);
 	walchg_mark_incomplete(col->c, reason);
-}
-
-/* take()'s other case: bytes beyond the record's first page. */
-static int
-take_slow(const WalScanRecord *rec, uint32_t *off, uint32_t *remaining, uint32_t n,
-          unsigned char *buf, const unsigned char **b)
-{
-	int rc;
-
-	if (*remaining < n)
-		return READ_MALFORMED;
-	if ((rc = walscan_record_bytes(rec, *off, n, buf)) != READ_OK)
-		return rc;
-	*b = buf;
-	*off += n;
-	*remaining -= n;
-	return READ_OK;
-}
-
-/*
- * Consume n bytes of the record at *off (bounded by *remaining); *b points
- * to them: into the record's first page, where they nearly always are, or
- * else into buf, where they are copied.  Called a few times per block
- * reference, so inline and without a copy in the common case.
- */
-static inline int
-take(const WalScanRecord *rec, uint32_t *off, uint32_t *remaining, uint32_t n, unsigned char *buf,
-     const unsigned char **b)
-{
-	if (*remaining >= n && *off + n <= rec->head_len)
-	{
-		*b = rec->head + *off;
-		*off += n;
-		*remaining -= n;
-		return READ_OK;
-	}
-	return take_slow(rec, off, remaining, n, buf, b);
-}
-
-/* Block references of a record, as DecodeXLogRecord reads them. */
-typedef struct BlockRefs
-{
-	int        n;
-	WalRelFork rf[XLR_MAX_BLOCK_ID + 1];
-	uint32_t   blk[XLR_MAX_BLOCK_ID + 1];
-	uint32_t   main_off; /* main data: [main_off, main_off + main_len) */
-	uint32_t   main_len;
-} BlockRefs;
-
-static int
-decode_blocks(const WalScanRecord *rec, BlockRefs *br)
-{
-	uint32_t             off = SIZE_OF_XLOG_RECORD;
-	uint32_t             remaining = rec->tot_len - SIZE_OF_XLOG_RECORD;
-	uint64_t             datatotal = 0;
-	uint32_t             mlen = 0;
-	int                  max_block_id = -1;
-	bool                 have_rel = false;
-	WalRelFork           rel = {0, 0, 0, 0};
-	unsigned char        buf[12];
-	const unsigned char *b;
-	int                  rc;
-
-	br->n = 0;
-	while (remaining > datatotal)
-	{
-		uint8_t id;
-
-		if ((rc = take(rec, &off, &remaining, 1, buf, &b)) != READ_OK)
-			return rc;
-		id = b[0];
-		if (id == XLR_BLOCK_ID_DATA_SHORT)
-		{
-			if ((rc = take(rec, &off, &remaining, 1, buf, &b)) != READ_OK)
-				return rc;
-			mlen = b[0];
-			datatotal += mlen;
-			break; /* the main data fragment is always last */
-		}
-		else if (id == XLR_BLOCK_ID_DATA_LONG)
-		{
-			if ((rc = take(rec, &off, &remaining, 4, buf, &b)) != READ_OK)
-				return rc;
-			mlen = le32(b);
-			datatotal += mlen;
-			break;
-		}
-		else if (id == XLR_BLOCK_ID_ORIGIN)
-		{
-			if ((rc = take(rec, &off, &remaining, 2, buf, &b)) != READ_OK)
-				return rc;
-		}
-		else if (id == XLR_BLOCK_ID_TOPLEVEL_XID)
-		{
-			if ((rc = take(rec, &off, &remaining, 4, buf, &b)) != READ_OK)
-				return rc;
-		}
-		else if (id <= XLR_MAX_BLOCK_ID)
-		{
-			uint8_t  fork_flags;
-			uint16_t data_len;
-
-			if ((int) id <= max_block_id)
-				return READ_MALFORMED;
-			max_block_id = id;
-			if ((rc = take(rec, &off, &remaining, 3, buf, &b)) != READ_OK)
-				return rc;
-			fork_flags = b[0];
-			memcpy(&data_len, b + 1, 2);
-			if (((fork_flags & BKPBLOCK_HAS_DATA) != 0) != (data_len != 0))
-				return READ_MALFORMED;
-			if ((fork_flags & BKPBLOCK_FORK_MASK) > WALCHG_FORK_INIT)
-				return READ_MALFORMED;
-			datatotal += data_len;
-			if (fork_flags & BKPBLOCK_HAS_IMAGE)
-			{
-				uint16_t img_len;
-				uint8_t  bimg_info;
-				bool     compressed;
-
-				/* bimg_len, hole_offset, bimg_info */
-				if ((rc = take(rec, &off, &remaining, 5, buf, &b)) != READ_OK)
-					return rc;
-				memcpy(&img_len, b, 2);
-				bimg_info = b[4];
-				datatotal += img_len;
-				compressed = (bimg_info & (rec->pg_major >= 15 ? BKPIMAGE_COMPRESSED_15
-				                                               : BKPIMAGE_IS_COMPRESSED_14)) != 0;
-				if (compressed && (bimg_info & BKPIMAGE_HAS_HOLE) &&
-				    (rc = take(rec, &off, &remaining, 2, buf, &b)) != READ_OK)
-					return rc;
-			}
-			if (!(fork_flags & BKPBLOCK_SAME_REL))
-			{
-				if ((rc = take(rec, &off, &remaining, 12, buf, &b)) != READ_OK)
-					return rc;
-				rel.spc = le32(b);
-				rel.db = le32(b + 4);
-				rel.rel = le32(b + 8);
-				have_rel = true;
-			}
-			else if (!have_rel)
-				return READ_MALFORMED;
-			if ((rc = take(rec, &off, &remaining, 4, buf, &b)) != READ_OK)
-				return rc;
-			br->rf[br->n] = rel;
-			br->rf[br->n].fork = fork_flags & BKPBLOCK_FORK_MASK;
-			br->blk[br->n] = le32(b);
-			br->n++;
-		}
-		else
-			return READ_MALFORMED;
-	}
-	if (remaining != datatotal)
-		return READ_MALFORMED;
-	br->main_off = rec->tot_len - mlen;
-	br->main_len = mlen;
-	return READ_OK;
 }
 
 /* Does this record's meaning depend on its main data? */
@@ -1381,7 +1212,7 @@ void
 walchg_collect(void *arg, const WalScanRecord *rec)
 {
 	WalChgCollector *col = arg;
-	BlockRefs        br;
+	WalScanBlocks    br;
 	int              rc, i;
 
 	WalScanRecord r2;
@@ -1404,7 +1235,7 @@ walchg_collect(void *arg, const WalScanRecord *rec)
 		r2.rmid = hdr[17];
 		rec = &r2;
 	}
-	rc = decode_blocks(rec, &br);
+	rc = walscan_record_blocks(rec, &br);
 	/* the references read are real even when the rest is cut */
 	for (i = 0; i < br.n; i++)
 		if (!walchg_add_block(col->c, &br.rf[i], br.blk[i]))

@@ -53,11 +53,7 @@
 #define WALCHG_FORK_VM   2
 #define WALCHG_FORK_INIT 3
 
-typedef struct WalRelFork
-{
-	uint32_t spc, db, rel;
-	uint8_t  fork;
-} WalRelFork;
+/* WalRelFork: walscan.h */
 
 typedef struct WalChangeEntry
 {

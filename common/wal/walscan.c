@@ -62,6 +62,7 @@ static const struct
 #define XLR_BLOCK_ID_DATA_LONG    254
 #define XLR_BLOCK_ID_ORIGIN       253 /* then RepOriginId (uint16) */
 #define XLR_BLOCK_ID_TOPLEVEL_XID 252 /* then TransactionId (uint32) */
+#define BKPBLOCK_FORK_MASK        0x0F
 #define BKPBLOCK_HAS_IMAGE        0x10
 #define BKPBLOCK_HAS_DATA         0x20
 #define BKPBLOCK_SAME_REL         0x80
@@ -69,6 +70,7 @@ static const struct
 #define BKPIMAGE_IS_COMPRESSED_14 0x02 /* PostgreSQL 13 and 14 */
 #define BKPIMAGE_COMPRESSED_15    0x1C /* PGLZ | LZ4 | ZSTD, PostgreSQL 15+ */
 #define SIZE_OF_RELFILENODE       12   /* RelFileNode / RelFileLocator: 3 Oids */
+#define MAX_FORKNUM               3    /* common/relpath.h: INIT_FORKNUM */
 
 /* access/rmgrlist.h, access/rmgr.h: the same 22 built-in IDs in 13..17 */
 #define RM_XLOG_ID        0
@@ -295,47 +297,87 @@ rec_bytes(const Scan *sc, const RecLoc *r, uint32_t logical, uint32_t n, unsigne
 #define READ_MALFORMED   0
 #define READ_UNAVAILABLE (-1) /* the bytes are in the next segment */
 
-/* Consume n header bytes of a record at *off into b. */
-static int
-take(const Scan *sc, const RecLoc *r, uint32_t *off, uint32_t *remaining, uint32_t n,
-     unsigned char *b)
+/* The record at r as a hook sees it; here_only: never read the next segment. */
+static void
+record_view(const Scan *sc, const RecLoc *r, bool here_only, WalScanRecord *rec)
 {
+	memset(rec, 0, sizeof(*rec));
+	rec->tot_len = r->tot_len;
+	rec->pg_major = sc->pg_major;
+	rec->head = sc->d + r->pos;
+	rec->head_len = r->tot_len < r->on_page ? r->tot_len : r->on_page;
+	if (rec->head_len > sc->segsz - r->pos)
+		rec->head_len = sc->segsz - r->pos;
+	rec->scan_ = sc;
+	rec->pos_ = r->pos;
+	rec->on_page_ = r->on_page;
+	rec->here_only_ = here_only;
+}
+
+/* take()'s other case: bytes beyond the record's first page. */
+static int
+take_slow(const WalScanRecord *rec, uint32_t *off, uint32_t *remaining, uint32_t n,
+          unsigned char *buf, const unsigned char **b)
+{
+	int rc;
+
 	if (*remaining < n)
 		return READ_MALFORMED;
-	if (!rec_bytes(sc, r, *off, n, b))
-		return READ_UNAVAILABLE;
+	if ((rc = walscan_record_bytes(rec, *off, n, buf)) != READ_OK)
+		return rc;
+	*b = buf;
 	*off += n;
 	*remaining -= n;
 	return READ_OK;
 }
 
 /*
- * Find a record's main data by walking its block reference headers the way
- * DecodeXLogRecord does (without looking at block data): the main data is
- * the last main_len bytes of the record.
+ * Consume n header bytes of the record at *off (bounded by *remaining); *b
+ * points to them: into the record's first page, where they nearly always
+ * are, or else into buf, where they are copied.  Called a few times per
+ * block reference, so inline and without a copy in the common case.
  */
-static int
-find_main_data(const Scan *sc, const RecLoc *r, uint32_t *main_off, uint32_t *main_len)
+static inline int
+take(const WalScanRecord *rec, uint32_t *off, uint32_t *remaining, uint32_t n, unsigned char *buf,
+     const unsigned char **b)
 {
-	uint32_t      off = SIZE_OF_XLOG_RECORD;
-	uint32_t      remaining = r->tot_len - SIZE_OF_XLOG_RECORD;
-	uint64_t      datatotal = 0;
-	uint32_t      mlen = 0;
-	int           max_block_id = -1;
-	bool          have_rel = false;
-	unsigned char b[SIZE_OF_RELFILENODE];
-	int           rc;
+	if (*remaining >= n && *off + n <= rec->head_len)
+	{
+		*b = rec->head + *off;
+		*off += n;
+		*remaining -= n;
+		return READ_OK;
+	}
+	return take_slow(rec, off, remaining, n, buf, b);
+}
 
+int
+walscan_record_blocks(const WalScanRecord *rec, WalScanBlocks *br)
+{
+	uint32_t             off = SIZE_OF_XLOG_RECORD;
+	uint32_t             remaining = rec->tot_len - SIZE_OF_XLOG_RECORD;
+	uint64_t             datatotal = 0;
+	uint32_t             mlen = 0;
+	int                  max_block_id = -1;
+	bool                 have_rel = false;
+	WalRelFork           rel = {0, 0, 0, 0};
+	unsigned char        buf[SIZE_OF_RELFILENODE];
+	const unsigned char *b;
+	int                  rc;
+
+	br->n = 0;
+	if (rec->tot_len < SIZE_OF_XLOG_RECORD)
+		return READ_MALFORMED;
 	while (remaining > datatotal)
 	{
 		uint8_t id;
 
-		if ((rc = take(sc, r, &off, &remaining, 1, b)) != READ_OK)
+		if ((rc = take(rec, &off, &remaining, 1, buf, &b)) != READ_OK)
 			return rc;
 		id = b[0];
 		if (id == XLR_BLOCK_ID_DATA_SHORT)
 		{
-			if ((rc = take(sc, r, &off, &remaining, 1, b)) != READ_OK)
+			if ((rc = take(rec, &off, &remaining, 1, buf, &b)) != READ_OK)
 				return rc;
 			mlen = b[0];
 			datatotal += mlen;
@@ -343,7 +385,7 @@ find_main_data(const Scan *sc, const RecLoc *r, uint32_t *main_off, uint32_t *ma
 		}
 		else if (id == XLR_BLOCK_ID_DATA_LONG)
 		{
-			if ((rc = take(sc, r, &off, &remaining, 4, b)) != READ_OK)
+			if ((rc = take(rec, &off, &remaining, 4, buf, &b)) != READ_OK)
 				return rc;
 			mlen = rd32(b);
 			datatotal += mlen;
@@ -351,12 +393,12 @@ find_main_data(const Scan *sc, const RecLoc *r, uint32_t *main_off, uint32_t *ma
 		}
 		else if (id == XLR_BLOCK_ID_ORIGIN)
 		{
-			if ((rc = take(sc, r, &off, &remaining, 2, b)) != READ_OK)
+			if ((rc = take(rec, &off, &remaining, 2, buf, &b)) != READ_OK)
 				return rc;
 		}
 		else if (id == XLR_BLOCK_ID_TOPLEVEL_XID)
 		{
-			if ((rc = take(sc, r, &off, &remaining, 4, b)) != READ_OK)
+			if ((rc = take(rec, &off, &remaining, 4, buf, &b)) != READ_OK)
 				return rc;
 		}
 		else if (id <= XLR_MAX_BLOCK_ID)
@@ -367,11 +409,13 @@ find_main_data(const Scan *sc, const RecLoc *r, uint32_t *main_off, uint32_t *ma
 			if ((int) id <= max_block_id)
 				return READ_MALFORMED;
 			max_block_id = id;
-			if ((rc = take(sc, r, &off, &remaining, 3, b)) != READ_OK)
+			if ((rc = take(rec, &off, &remaining, 3, buf, &b)) != READ_OK)
 				return rc;
 			fork_flags = b[0];
 			data_len = rd16(b + 1);
 			if (((fork_flags & BKPBLOCK_HAS_DATA) != 0) != (data_len != 0))
+				return READ_MALFORMED;
+			if ((fork_flags & BKPBLOCK_FORK_MASK) > MAX_FORKNUM)
 				return READ_MALFORMED;
 			datatotal += data_len;
 			if (fork_flags & BKPBLOCK_HAS_IMAGE)
@@ -379,37 +423,44 @@ find_main_data(const Scan *sc, const RecLoc *r, uint32_t *main_off, uint32_t *ma
 				uint8_t bimg_info;
 				bool    compressed;
 
-				/* length, hole_offset, bimg_info */
-				if ((rc = take(sc, r, &off, &remaining, 5, b)) != READ_OK)
+				/* bimg_len, hole_offset, bimg_info */
+				if ((rc = take(rec, &off, &remaining, 5, buf, &b)) != READ_OK)
 					return rc;
 				bimg_info = b[4];
 				datatotal += rd16(b);
-				compressed = (bimg_info & (sc->pg_major >= 15 ? BKPIMAGE_COMPRESSED_15
-				                                              : BKPIMAGE_IS_COMPRESSED_14)) != 0;
+				compressed = (bimg_info & (rec->pg_major >= 15 ? BKPIMAGE_COMPRESSED_15
+				                                               : BKPIMAGE_IS_COMPRESSED_14)) != 0;
 				/* hole_length */
 				if (compressed && (bimg_info & BKPIMAGE_HAS_HOLE) &&
-				    (rc = take(sc, r, &off, &remaining, 2, b)) != READ_OK)
+				    (rc = take(rec, &off, &remaining, 2, buf, &b)) != READ_OK)
 					return rc;
 			}
 			if (!(fork_flags & BKPBLOCK_SAME_REL))
 			{
-				if ((rc = take(sc, r, &off, &remaining, SIZE_OF_RELFILENODE, b)) != READ_OK)
+				if ((rc = take(rec, &off, &remaining, SIZE_OF_RELFILENODE, buf, &b)) != READ_OK)
 					return rc;
+				rel.spc = rd32(b);
+				rel.db = rd32(b + 4);
+				rel.rel = rd32(b + 8);
 				have_rel = true;
 			}
 			else if (!have_rel)
 				return READ_MALFORMED;
 			/* BlockNumber */
-			if ((rc = take(sc, r, &off, &remaining, 4, b)) != READ_OK)
+			if ((rc = take(rec, &off, &remaining, 4, buf, &b)) != READ_OK)
 				return rc;
+			br->rf[br->n] = rel;
+			br->rf[br->n].fork = fork_flags & BKPBLOCK_FORK_MASK;
+			br->blk[br->n] = rd32(b);
+			br->n++;
 		}
 		else
 			return READ_MALFORMED;
 	}
 	if (remaining != datatotal)
 		return READ_MALFORMED;
-	*main_off = r->tot_len - mlen;
-	*main_len = mlen;
+	br->main_off = rec->tot_len - mlen;
+	br->main_len = mlen;
 	return READ_OK;
 }
 
@@ -421,13 +472,19 @@ find_main_data(const Scan *sc, const RecLoc *r, uint32_t *main_off, uint32_t *ma
 static int
 record_time(const Scan *sc, const RecLoc *r, int64_t *pg_time, char *name)
 {
+	WalScanRecord rec;
+	WalScanBlocks br;
 	uint32_t      moff;
 	uint32_t      mlen;
 	unsigned char b[8];
 	int           rc;
 
-	if ((rc = find_main_data(sc, r, &moff, &mlen)) != READ_OK)
+	/* the summary never looks at the next segment */
+	record_view(sc, r, true, &rec);
+	if ((rc = walscan_record_blocks(&rec, &br)) != READ_OK)
 		return rc;
+	moff = br.main_off;
+	mlen = br.main_len;
 	if (mlen < sizeof(b))
 		return READ_MALFORMED;
 	if (!rec_bytes(sc, r, moff, sizeof(b), b))
@@ -631,9 +688,8 @@ call_hook(const Scan *sc, const RecLoc *r, WalLsn lsn, const unsigned char *hdr,
 
 	if (sc->hook == NULL)
 		return;
-	memset(&rec, 0, sizeof(rec));
+	record_view(sc, r, false, &rec);
 	rec.lsn = lsn;
-	rec.tot_len = r->tot_len;
 	rec.complete = complete;
 	rec.have_header = hdr != NULL;
 	if (hdr)
@@ -641,14 +697,6 @@ call_hook(const Scan *sc, const RecLoc *r, WalLsn lsn, const unsigned char *hdr,
 		rec.rmid = hdr[XL_RMID];
 		rec.info = hdr[XL_INFO];
 	}
-	rec.pg_major = sc->pg_major;
-	rec.head = sc->d + r->pos;
-	rec.head_len = r->tot_len < r->on_page ? r->tot_len : r->on_page;
-	if (rec.head_len > sc->segsz - r->pos)
-		rec.head_len = sc->segsz - r->pos;
-	rec.scan_ = sc;
-	rec.pos_ = r->pos;
-	rec.on_page_ = r->on_page;
 	sc->hook(sc->hook_arg, &rec);
 }
 
@@ -713,7 +761,7 @@ walscan_record_bytes(const WalScanRecord *rec, uint32_t off, uint32_t n, void *o
 
 		if (off >= here)
 		{
-			if (!next_phys(sc, off - here, rec->tot_len - here, &phys, &chunk))
+			if (rec->here_only_ || !next_phys(sc, off - here, rec->tot_len - here, &phys, &chunk))
 				return READ_UNAVAILABLE;
 			from = sc->next;
 		}

@@ -217,9 +217,39 @@ typedef struct WalScanRecord
 	const void *scan_;
 	uint32_t    pos_;
 	uint32_t    on_page_;
+	bool        here_only_; /* never read the next segment's image */
 } WalScanRecord;
 
 typedef void (*WalScanRecordHook)(void *arg, const WalScanRecord *rec);
+
+/* A relation fork a block reference names (fork: 0 main, 1 fsm, 2 vm, 3 init). */
+typedef struct WalRelFork
+{
+	uint32_t spc, db, rel;
+	uint8_t  fork;
+} WalRelFork;
+
+/* xlogrecord.h's XLR_MAX_BLOCK_ID + 1 */
+#define WALSCAN_MAX_BLOCK_REFS 33
+
+/* A record's block references and where its main data lies. */
+typedef struct WalScanBlocks
+{
+	int        n;
+	WalRelFork rf[WALSCAN_MAX_BLOCK_REFS];
+	uint32_t   blk[WALSCAN_MAX_BLOCK_REFS];
+	uint32_t   main_off; /* main data: [main_off, main_off + main_len) of the record */
+	uint32_t   main_len;
+} WalScanBlocks;
+
+/*
+ * Decode a record's block reference headers the way DecodeXLogRecord does
+ * (without block data or images): the one decoder of record headers, used
+ * by the segment summary (commit times) and by change summaries (which
+ * blocks).  1: decoded; 0: malformed; -1: some header bytes lie in the next
+ * segment, which was not given.  Only valid during the hook call.
+ */
+int walscan_record_blocks(const WalScanRecord *rec, WalScanBlocks *out);
 
 /*
  * Copy n bytes of the record from byte off (of its reassembled form: header
