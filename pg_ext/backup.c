@@ -166,7 +166,6 @@ typedef struct Incremental
 	char           parent[MANIFEST_ID_LEN];
 	Manifest      *pm;     /* the parent's manifest */
 	ManifestChain *pchain; /* the parent's chain (pm is its newest), or NULL */
-	const char   **ppaths; /* the parent's file paths, sorted */
 	XLogRecPtr     parent_start_lsn;
 	int            chain_length;
 	bool           page_lsn;
@@ -1322,17 +1321,11 @@ server_history(TimeLineID tli, WalHistory *out)
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 }
 
-static int
-cmp_cstring_ptr(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
+/* Does the parent list this path?  (its chain's index, chain.c) */
 static bool
 parent_has(const Incremental *inc, const char *path)
 {
-	return bsearch(&path, inc->ppaths, (size_t) inc->pm->nfiles, sizeof(char *), cmp_cstring_ptr) !=
-	       NULL;
+	return manifest_chain_find(inc->pchain, 0, path) != NULL;
 }
 
 /* Start time of the full backup the chain of backup id ends in (catalog); 0 unknown. */
@@ -1384,7 +1377,6 @@ plan_incremental(PgbkContext *ctx, BackupRequest req, TimeLineID tli, XLogRecPtr
 	PgbkError  err;
 	PgbkStatus st;
 	bool       found;
-	int        i;
 
 	memset(inc, 0, sizeof(*inc));
 	if (req == REQUEST_FULL)
@@ -1481,10 +1473,6 @@ plan_incremental(PgbkContext *ctx, BackupRequest req, TimeLineID tli, XLogRecPtr
 		return;
 	}
 	inc->on = true;
-	inc->ppaths = palloc(sizeof(char *) * Max(inc->pm->nfiles, 1));
-	for (i = 0; i < inc->pm->nfiles; i++)
-		inc->ppaths[i] = inc->pm->files[i].path;
-	qsort(inc->ppaths, (size_t) inc->pm->nfiles, sizeof(char *), cmp_cstring_ptr);
 
 	/*
 	 * The change range [parent start, start) summarized: summaries the
