@@ -19,12 +19,22 @@
 #   4. uploader memory (peak RSS) with a small and a large backlog.
 #
 # BENCH_PARTS="1 3" runs only those parts (default: all four).
+# Each drain round also prints the machine's CPU busy share while it ran
+# (the tools and RadosGW share the cores).  To see where the time goes:
+# BENCH_TRACE=1 writes the backlog (.ready count) over time to $dir/trace;
+# BENCH_PERF=1 records 3 s of every process (perf record -a -g) at the start
+# of each pgbk drain into $dir/perf-pgbk-r<round>.data (it lowers
+# kernel.perf_event_paranoid to -1 so that the postgres user may).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" = 0 ] && [ "${1:-}" != --as-user ]; then
 	cd "$top"
 	scripts/deps.sh build bench
+	if [ -n "${BENCH_PERF:-}" ]; then
+		echo "BENCH_PERF: setting kernel.perf_event_paranoid = -1 (was $(cat /proc/sys/kernel/perf_event_paranoid))" >&2
+		echo -1 > /proc/sys/kernel/perf_event_paranoid
+	fi
 	make -s && make -s install
 	dir=${BENCH_DIR:-/var/tmp/pgbk-bench-archive}
 	rm -rf "$dir"
@@ -32,7 +42,7 @@ if [ "$(id -u)" = 0 ] && [ "${1:-}" != --as-user ]; then
 	exec runuser -u postgres -- env BENCH_SEGMENTS="${BENCH_SEGMENTS:-}" \
 		BENCH_ROUNDS="${BENCH_ROUNDS:-}" BENCH_PGBENCH_SECONDS="${BENCH_PGBENCH_SECONDS:-}" \
 		BENCH_UPLOAD_WORKERS="${BENCH_UPLOAD_WORKERS:-}" BENCH_PERF="${BENCH_PERF:-}" \
-		BENCH_PARTS="${BENCH_PARTS:-}" \
+		BENCH_PARTS="${BENCH_PARTS:-}" BENCH_TRACE="${BENCH_TRACE:-}" \
 		"$top/scripts/bench_archive.sh" --as-user "$dir"
 fi
 dir=${2:-${BENCH_DIR:-/var/tmp/pgbk-bench-archive}}
@@ -57,6 +67,14 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
+# busy and idle CPU ticks of the whole machine, from /proc/stat
+cpu_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6; exit}' /proc/stat; }
+# "CPU busy N%": the share of all cores' time not idle (nor in I/O wait) between two cpu_ticks
+cpu_share() {				# $1 "busy idle" before, $2 after
+	local b0 i0 b1 i1
+	read -r b0 i0 <<<"$1"; read -r b1 i1 <<<"$2"
+	awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" 'BEGIN { printf "CPU busy %.0f%%", (b + i) ? 100 * b / (b + i) : 0 }'
+}
 # polling without forking (a find | wc every few ms would steal the CPU the
 # tools compete for): glob in bash, sleep on a pipe with read -t
 exec 9<> <(:)
@@ -85,6 +103,9 @@ wait_drained() {
 	while :; do
 		f=("$data"/pg_wal/archive_status/*.ready)
 		[ ${#f[@]} -eq 0 ] && break
+		if [ -n "${BENCH_TRACE:-}" ] && [ "${#f[@]}" != "${last:-}" ]; then
+			last=${#f[@]}; echo "$(now) ${#f[@]}" >> "$dir/trace"
+		fi
 		[ $SECONDS -lt $deadline ] || { log "drain timed out"; shopt -u nullglob; return 1; }
 		nap 0.02
 	done
@@ -191,10 +212,13 @@ log "$n segments ready ($raw MB of WAL)"
 
 declare -A secs bytes
 run_pgbk() {				# $1 round
-	local b="pgbk-r$1" conf t0 t1
+	local b="pgbk-r$1" conf t0 t1 c0 c1
 	"$top/scripts/rgw.sh" make-bucket "$dir/rgw" "$b" >/dev/null
 	conf=$(pgbk_conf "$b")
 	rm -rf "$dir/data"; cp -a "$dir/pristine" "$dir/data"
+	# write the copy out now: its writeback is not the tools' work, and it
+	# would land in whichever drain happens to run while it lasts
+	sync
 	cat >> "$dir/data/postgresql.conf" <<EOF
 archive_library = 'pgbk'
 pgbk.config = ''
@@ -204,13 +228,14 @@ EOF
 	# (which also writes into its bucket before the clock starts)
 	pgbk check --config "$conf" >/dev/null
 	psql -X -q -c "ALTER SYSTEM SET pgbk.config = '$conf'"
-	t0=$(now)
+	t0=$(now); c0=$(cpu_ticks)
+	[ -z "${BENCH_TRACE:-}" ] || echo "$t0 start pgbk $1" >> "$dir/trace"
 	psql -X -q -c "SELECT pg_reload_conf()" >/dev/null
 	if [ -n "${BENCH_PERF:-}" ]; then
 		perf record -a -g -o "$dir/perf-pgbk-r$1.data" -- sleep 3 >/dev/null 2>&1 &
 	fi
 	wait_drained "$dir/data"
-	t1=$(now)
+	t1=$(now); c1=$(cpu_ticks)
 	wait
 	for p in $(uploader_pids "$dir/data"); do
 		awk -v p="$p" '/VmHWM/ {print "uploader " p " peak RSS " $2 " kB"}' /proc/$p/status >&2 || true
@@ -218,25 +243,29 @@ EOF
 	pg_ctl -D "$dir/data" -m fast stop >/dev/null
 	secs[pgbk-$1]=$(echo "$t1 - $t0" | bc -l)
 	bytes[pgbk-$1]=$(bucket_bytes "$b")
-	log "pgbk round $1: ${secs[pgbk-$1]} s, ${bytes[pgbk-$1]} bytes stored"
+	log "pgbk round $1: ${secs[pgbk-$1]} s, ${bytes[pgbk-$1]} bytes stored, $(cpu_share "$c0" "$c1")"
 }
 
 run_pgbr() {				# $1 round
-	local b="pgbr-r$1" conf t0 t1
+	local b="pgbr-r$1" conf t0 t1 c0 c1
 	"$top/scripts/rgw.sh" make-bucket "$dir/rgw" "$b" >/dev/null
 	rm -rf "$dir/data"; cp -a "$dir/pristine" "$dir/data"
+	# write the copy out now: its writeback is not the tools' work, and it
+	# would land in whichever drain happens to run while it lasts
+	sync
 	conf=$(pgbr_conf "$b" "$dir/data")
 	pg_ctl -D "$dir/data" -l "$dir/data.log" -w start >/dev/null
 	pgbackrest --config="$conf" --stanza=bench stanza-create >/dev/null
 	psql -X -q -c "ALTER SYSTEM SET archive_command = 'pgbackrest --config=$conf --stanza=bench archive-push %p'"
-	t0=$(now)
+	t0=$(now); c0=$(cpu_ticks)
+	[ -z "${BENCH_TRACE:-}" ] || echo "$t0 start pgbr $1" >> "$dir/trace"
 	psql -X -q -c "SELECT pg_reload_conf()" >/dev/null
 	wait_drained "$dir/data"
-	t1=$(now)
+	t1=$(now); c1=$(cpu_ticks)
 	pg_ctl -D "$dir/data" -m fast stop >/dev/null
 	secs[pgbr-$1]=$(echo "$t1 - $t0" | bc -l)
 	bytes[pgbr-$1]=$(bucket_bytes "$b")
-	log "pgBackRest round $1: ${secs[pgbr-$1]} s, ${bytes[pgbr-$1]} bytes stored"
+	log "pgBackRest round $1: ${secs[pgbr-$1]} s, ${bytes[pgbr-$1]} bytes stored, $(cpu_share "$c0" "$c1")"
 }
 
 if part 1; then
