@@ -165,7 +165,7 @@ typedef struct Incremental
 	bool           on;
 	char           parent[MANIFEST_ID_LEN];
 	Manifest      *pm;     /* the parent's manifest */
-	ManifestChain *pchain; /* the parent's chain (pm is its newest), or NULL */
+	ManifestChain *pchain; /* the parent's chain (it owns pm, its newest), or NULL */
 	XLogRecPtr     parent_start_lsn;
 	int            chain_length;
 	bool           page_lsn;
@@ -1453,11 +1453,12 @@ plan_incremental(PgbkContext *ctx, BackupRequest req, TimeLineID tli, XLogRecPtr
 	/*
 	 * The parent's chain down to its full backup: an incremental is usable
 	 * only with it, and whole files it already holds unchanged are not
-	 * stored again (CopyFile.ref).
+	 * stored again (CopyFile.ref).  The parent's manifest, loaded above, is
+	 * its head: not fetched twice.
 	 */
 	pgbk_error_clear(&err);
-	st = manifest_chain_load(ctx->repo, ctx->params.keyring, inc->parent, PLAN_CHAIN_MAX,
-	                         &inc->pchain, &err);
+	st = manifest_chain_load_from(ctx->repo, ctx->params.keyring, inc->pm, PLAN_CHAIN_MAX,
+	                              &inc->pchain, &err);
 	if (st != PGBK_OK)
 	{
 		walname_history_free(&chain);
@@ -2053,7 +2054,10 @@ run_backup(const char *id, BackupRequest req)
 	else
 		ereport(LOG, (errmsg("base backup %s complete", id)));
 	manifest_free(m);
-	manifest_free(inc.pm);
+	if (inc.pchain)
+		manifest_chain_free(inc.pchain); /* it holds inc.pm */
+	else
+		manifest_free(inc.pm);
 	if (inc.changes)
 		walchg_free(inc.changes);
 }

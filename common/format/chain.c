@@ -329,7 +329,12 @@ manifest_chain_from(Manifest **ms, int n, ManifestChain **out, PgbkError *err)
 		c->by_path[l] = malloc(sizeof(ManifestFile *) * (size_t) (m->nfiles + 1));
 		if (c->by_path[l] == NULL)
 		{
-			manifest_chain_free(c);
+			/* the manifests stay the caller's: it frees them on failure */
+			for (i = 0; i < l; i++)
+				free(c->by_path[i]);
+			free(c->by_path);
+			free(c->m);
+			free(c);
 			return pgbk_error(err, PGBK_ERR, "out of memory");
 		}
 		for (i = 0; i < m->nfiles; i++)
@@ -358,9 +363,10 @@ manifest_chain_free(ManifestChain *c)
 	free(c);
 }
 
-PgbkStatus
-manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max_len,
-                    ManifestChain **out, PgbkError *err)
+/* manifest_chain_load and _load_from: head is backup id's manifest if already loaded. */
+static PgbkStatus
+chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, Manifest *head, int max_len,
+           ManifestChain **out, PgbkError *err)
 {
 	Manifest **ms;
 	int        n = 0, l;
@@ -368,6 +374,8 @@ manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max
 	char       want[MANIFEST_ID_LEN];
 
 	*out = NULL;
+	if (max_len < 1)
+		return pgbk_error(err, PGBK_ERR_USAGE, "a chain holds at least one backup");
 	ms = calloc((size_t) max_len, sizeof(Manifest *));
 	if (ms == NULL)
 		return pgbk_error(err, PGBK_ERR, "out of memory");
@@ -382,7 +390,13 @@ manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max
 			                "the chain of backup %s is longer than %d backups", id, max_len);
 			break;
 		}
-		st = manifest_load(repo, ring, want, &m, err);
+		if (n == 0 && head != NULL)
+		{
+			m = head;
+			st = PGBK_OK;
+		}
+		else
+			st = manifest_load(repo, ring, want, &m, err);
 		if (st == PGBK_NOT_FOUND && n > 0)
 			st = pgbk_error(err, PGBK_ERR_INTEGRITY,
 			                "backup %s needs backup %s (the parent of %s), which is missing "
@@ -410,10 +424,24 @@ manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max
 	if (st == PGBK_OK)
 		st = manifest_chain_from(ms, n, out, err);
 	if (st != PGBK_OK)
-		for (l = 0; l < n; l++)
+		for (l = head != NULL ? 1 : 0; l < n; l++)
 			manifest_free(ms[l]);
 	free(ms);
 	return st;
+}
+
+PgbkStatus
+manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max_len,
+                    ManifestChain **out, PgbkError *err)
+{
+	return chain_load(repo, ring, id, NULL, max_len, out, err);
+}
+
+PgbkStatus
+manifest_chain_load_from(Repo *repo, const PgbkKeyring *ring, Manifest *head, int max_len,
+                         ManifestChain **out, PgbkError *err)
+{
+	return chain_load(repo, ring, head->id, head, max_len, out, err);
 }
 
 PgbkStatus

@@ -100,6 +100,13 @@ typedef struct ManifestChain
  */
 PgbkStatus manifest_chain_load(Repo *repo, const PgbkKeyring *ring, const char *id, int max_len,
                                ManifestChain **out, PgbkError *err);
+
+/*
+ * The same, from backup id's manifest already loaded (head): one GET less.
+ * On success the chain owns head; on failure the caller still does.
+ */
+PgbkStatus manifest_chain_load_from(Repo *repo, const PgbkKeyring *ring, Manifest *head,
+                                    int max_len, ManifestChain **out, PgbkError *err);
 /* A chain of manifests already loaded (takes them over; newest first). */
 PgbkStatus manifest_chain_from(Manifest **ms, int n, ManifestChain **out, PgbkError *err);
 void       manifest_chain_free(ManifestChain *c);

@@ -12,6 +12,12 @@
 #include "unit.h"
 
 #include "format/chain.h"
+#include "config/config.h"
+#include "format/keys.h"
+#include "format/layout.h"
+#include "repo/repo.h"
+
+#include <sys/stat.h>
 
 #define BS CHAIN_BLOCK_SIZE
 
@@ -664,14 +670,131 @@ test_manifest_chain(void **state)
 	manifest_free(ms[2]);
 }
 
+/*
+ * manifest_chain_load and manifest_chain_load_from on a local repository:
+ * the same chain from the id or from the head already loaded; a missing
+ * middle backup is named; on failure the caller still owns the head (freed
+ * below: a second free would abort).
+ */
+static void
+test_manifest_chain_load(void **state)
+{
+	const char    *tmp = getenv("PGBK_TEST_TMP") ? getenv("PGBK_TEST_TMP") : "/tmp";
+	char           dir[256], key[300], text[1024], mkey[LAYOUT_KEY_LEN];
+	const char    *keys[1];
+	PgbkKeyring   *ring = NULL;
+	PgbkConfig    *cfg = NULL;
+	Repo          *repo = NULL;
+	CodecParams    params;
+	Manifest      *ms[3], *head = NULL;
+	ManifestChain *c = NULL;
+	PgbkError      err;
+	int            i;
+
+	(void) state;
+	snprintf(dir, sizeof(dir), "%s/pgbk-test-chain-XXXXXX", tmp);
+	assert_non_null(mkdtemp(dir));
+	snprintf(key, sizeof(key), "%s/pgbk.key", dir);
+	if (keyring_generate_file(key, &err) != PGBK_OK || keyring_load(key, &ring, &err) != PGBK_OK)
+		fail_msg("key: %s", err.msg);
+	snprintf(text, sizeof(text), "%s/repo", dir);
+	assert_int_equal(mkdir(text, 0700), 0);
+	snprintf(text, sizeof(text), "repository = '%s/repo'\nkey_file = '%s'\n", dir, key);
+	if (config_parse_string(text, "test.conf", dir, &cfg, &err) != PGBK_OK)
+		fail_msg("config: %s", err.msg);
+	if (repo_open(cfg, &repo, &err) != PGBK_OK)
+		fail_msg("repo: %s", err.msg);
+	memset(&params, 0, sizeof(params));
+	params.compression = PGBK_COMPRESS_ZSTD;
+	params.level = 3;
+	params.keyring = ring;
+	params.encrypt = true;
+
+	ms[2] = new_manifest("20260921T000000Z", NULL, 100);
+	add_file(ms[2], "PG_VERSION", 3, NULL, 0);
+	ms[1] = new_manifest("20260921T001000Z", "20260921T000000Z", 200);
+	ms[1]->parent_start_lsn = 100;
+	add_file(ms[1], "PG_VERSION", 3, "", CHAIN_NO_LIMIT);
+	ms[0] = new_manifest("20260921T002000Z", "20260921T001000Z", 300);
+	ms[0]->parent_start_lsn = 200;
+	add_file(ms[0], "PG_VERSION", 3, "", CHAIN_NO_LIMIT);
+	for (i = 0; i < 3; i++)
+	{
+		/* what a stored manifest must hold besides the chain's fields */
+		ms[i]->system_identifier = 7;
+		ms[i]->wal_segment_size = 16 * 1024 * 1024;
+		ms[i]->pg_version_num = 150010;
+		ms[i]->timeline = 1;
+		ms[i]->stop_lsn = ms[i]->start_lsn + 1;
+		strcpy(ms[i]->start_wal, "000000010000000000000001");
+		strcpy(ms[i]->stop_wal, "000000010000000000000001");
+		ms[i]->start_time_us = INT64_C(1795790000000000) + i;
+		ms[i]->stop_time_us = ms[i]->start_time_us + 1;
+		ms[i]->label = strdup("pgbk test");
+		ms[i]->backup_label = strdup("START WAL LOCATION: 0/1000028\n");
+		ms[i]->compression = strdup("zstd");
+		ms[i]->encrypted = true;
+		ms[i]->format = ms[i]->incremental ? MANIFEST_FORMAT_INCREMENTAL : MANIFEST_FORMAT_FULL;
+		ms[i]->chain_length = 2 - i;
+		if (ms[i]->incremental)
+			ms[i]->changes_mode = strdup(MANIFEST_CHANGES_SUMMARIES);
+		if (manifest_store(repo, &params, ms[i], &err) != PGBK_OK)
+			fail_msg("store %s: %s", ms[i]->id, err.msg);
+		manifest_free(ms[i]);
+	}
+
+	/* from the id, and from the head: the same three backups, the head kept */
+	if (manifest_chain_load(repo, ring, "20260921T002000Z", 8, &c, &err) != PGBK_OK)
+		fail_msg("chain: %s", err.msg);
+	assert_int_equal(c->n, 3);
+	assert_string_equal(c->m[2]->id, "20260921T000000Z");
+	manifest_chain_free(c);
+	assert_int_equal(manifest_load(repo, ring, "20260921T002000Z", &head, &err), PGBK_OK);
+	assert_int_equal(manifest_chain_load_from(repo, ring, head, 8, &c, &err), PGBK_OK);
+	assert_int_equal(c->n, 3);
+	assert_true(c->m[0] == head);
+	assert_string_equal(c->m[1]->id, "20260921T001000Z");
+	assert_string_equal(c->m[2]->id, "20260921T000000Z");
+	manifest_chain_free(c); /* frees head too */
+
+	/* too short a limit, then the middle backup gone: refused, head still the caller's */
+	assert_int_equal(manifest_load(repo, ring, "20260921T002000Z", &head, &err), PGBK_OK);
+	assert_int_equal(manifest_chain_load_from(repo, ring, head, 2, &c, &err), PGBK_ERR_FORMAT);
+	assert_null(c);
+	assert_non_null(strstr(err.msg, "longer than 2 backups"));
+	assert_true(layout_backup_manifest_key("20260921T001000Z", mkey, sizeof(mkey)));
+	keys[0] = mkey;
+	assert_int_equal(repo_delete(repo, keys, 1, &err), PGBK_OK);
+	assert_int_equal(manifest_chain_load_from(repo, ring, head, 8, &c, &err), PGBK_ERR_INTEGRITY);
+	assert_null(c);
+	assert_non_null(strstr(err.msg, "backup 20260921T002000Z needs backup 20260921T001000Z (the "
+	                                "parent of 20260921T002000Z), which is missing"));
+	assert_string_equal(head->id, "20260921T002000Z");
+	manifest_free(head);
+	assert_int_equal(manifest_chain_load(repo, ring, "20260921T002000Z", 8, &c, &err),
+	                 PGBK_ERR_INTEGRITY);
+	assert_null(c);
+
+	repo_close(repo);
+	config_free(cfg);
+	keyring_free(ring);
+	snprintf(text, sizeof(text), "rm -rf '%s'", dir);
+	assert_int_equal(system(text), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_newest_wins),      cmocka_unit_test(test_truncate_then_grow),
-	    cmocka_unit_test(test_appear_disappear), cmocka_unit_test(test_zero_ranges),
-	    cmocka_unit_test(test_short_last_block), cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_property),         cmocka_unit_test(test_manifest_chain),
+	    cmocka_unit_test(test_newest_wins),
+	    cmocka_unit_test(test_truncate_then_grow),
+	    cmocka_unit_test(test_appear_disappear),
+	    cmocka_unit_test(test_zero_ranges),
+	    cmocka_unit_test(test_short_last_block),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_property),
+	    cmocka_unit_test(test_manifest_chain),
+	    cmocka_unit_test(test_manifest_chain_load),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
