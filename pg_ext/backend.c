@@ -14,6 +14,8 @@
  */
 #include "pgbk.h"
 
+#include <pthread.h>
+
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
@@ -21,7 +23,8 @@
 
 /* malloc'd, kept for the life of the process (or until a file changes) */
 static PgbkContext *context = NULL;
-static WalPusher    context_pusher; /* its buffers are reused across WAL files */
+/* their buffers are reused across WAL files; [1] prepares ahead (uploader.c) */
+static WalPusher context_pushers[2];
 
 static bool
 backend_interrupted(void)
@@ -44,17 +47,30 @@ backend_sleep_ms(int ms)
 	ResetLatch(MyLatch);
 }
 
+static pthread_t main_thread;
+
 static void
 backend_log(int level, const char *msg)
 {
 	int elevel = level >= PGBK_LOG_WARNING ? WARNING : (level == PGBK_LOG_INFO ? LOG : DEBUG1);
 
+	/*
+	 * ereport is for the process's own thread only.  An uploader's helper
+	 * thread (uploader.c) writes to stderr, which the server log collects.
+	 */
+	if (!pthread_equal(pthread_self(), main_thread))
+	{
+		if (level >= PGBK_LOG_INFO)
+			fprintf(stderr, "%s:  pgbk: %s\n", level >= PGBK_LOG_WARNING ? "WARNING" : "LOG", msg);
+		return;
+	}
 	ereport(elevel, (errmsg_internal("pgbk: %s", msg)));
 }
 
 void
 pgbk_install_hooks(void)
 {
+	main_thread = pthread_self();
 	pgbk_hooks.interrupted = backend_interrupted;
 	pgbk_hooks.sleep_ms = backend_sleep_ms;
 	pgbk_hooks.log = backend_log;
@@ -65,7 +81,8 @@ pgbk_context_reset(void)
 {
 	if (context == NULL)
 		return;
-	walpush_free(&context_pusher);
+	walpush_free(&context_pushers[0]);
+	walpush_free(&context_pushers[1]);
 	pgbk_repo_context_close(context);
 	free(context);
 	context = NULL;
@@ -110,7 +127,8 @@ pgbk_context(PgbkError *err)
 		free(ctx);
 		return NULL;
 	}
-	walpush_init(&context_pusher, ctx->repo, &ctx->params);
+	walpush_init(&context_pushers[0], ctx->repo, &ctx->params);
+	walpush_init(&context_pushers[1], ctx->repo, &ctx->params);
 	context = ctx;
 	pgbk_context_generation++;
 	return context;
@@ -119,7 +137,13 @@ pgbk_context(PgbkError *err)
 WalPusher *
 pgbk_context_pusher(void)
 {
-	return context != NULL ? &context_pusher : NULL;
+	return context != NULL ? &context_pushers[0] : NULL;
+}
+
+WalPusher *
+pgbk_context_pusher_ahead(void)
+{
+	return context != NULL ? &context_pushers[1] : NULL;
 }
 
 int

@@ -57,6 +57,8 @@ extern PgbkContext *pgbk_context(PgbkError *err);
 extern void         pgbk_context_reset(void);
 /* The WAL pusher of the current context (buffers reused across WAL files). */
 extern WalPusher *pgbk_context_pusher(void);
+/* A second one, for the file an uploader prepares while it stores another. */
+extern WalPusher *pgbk_context_pusher_ahead(void);
 /* Counts the contexts this process has loaded: a new one may read more. */
 extern uint64 pgbk_context_generation;
 
@@ -96,5 +98,24 @@ extern void pgbk_catalog_record_backup(const struct Manifest *m);
  * Returns true on success; on failure fills err.
  */
 extern bool pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *err);
+
+/*
+ * The same in two steps (push.c): pgbk_push_prepare(walpush_prepare) runs
+ * no backend code and may run in a helper thread; pgbk_push_store, in the
+ * process's own thread, stores what was prepared (prep_st is the prepare's
+ * outcome, err its error) and records the outcome as pgbk_push_wal_file.
+ */
+typedef struct PgbkPushJob
+{
+	WalPusher    *pusher;
+	char          file[MAXFNAMELEN];
+	char          path[MAXPGPATH];
+	bool          backlog;
+	WalPushResult res;
+	PgbkStatus    st;
+	PgbkError     err;
+} PgbkPushJob;
+extern void pgbk_push_prepare(PgbkPushJob *job);
+extern bool pgbk_push_store(PgbkPushJob *job, PgbkError *err);
 
 #endif /* PGBK_EXT_H */

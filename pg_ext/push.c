@@ -15,18 +15,43 @@
 bool
 pgbk_push_wal_file(const char *file, const char *path, bool backlog, PgbkError *err)
 {
-	WalPusher    *pusher;
-	WalPushResult res;
-	PgbkStatus    st;
+	PgbkPushJob job;
 
 	if (pgbk_context(err) == NULL)
 	{
 		pgbk_status_failure(file, err->msg, false);
 		return false;
 	}
-	pusher = pgbk_context_pusher();
-	pusher->map_segments = backlog;
-	st = walpush_file(pusher, path, file, &res, err);
+	memset(&job, 0, sizeof(job));
+	job.pusher = pgbk_context_pusher();
+	strlcpy(job.file, file, sizeof(job.file));
+	strlcpy(job.path, path, sizeof(job.path));
+	job.backlog = backlog;
+	pgbk_push_prepare(&job);
+	return pgbk_push_store(&job, err);
+}
+
+/* No backend code here: an uploader runs it in a helper thread (uploader.c). */
+void
+pgbk_push_prepare(PgbkPushJob *job)
+{
+	pgbk_error_clear(&job->err);
+	job->pusher->map_segments = job->backlog;
+	job->st = walpush_prepare(job->pusher, job->path, job->file, &job->res, &job->err);
+}
+
+bool
+pgbk_push_store(PgbkPushJob *job, PgbkError *err)
+{
+	WalPusher    *pusher = job->pusher;
+	const char   *file = job->file;
+	WalPushResult res;
+	PgbkStatus    st = job->st;
+
+	*err = job->err;
+	res = job->res;
+	if (st == PGBK_OK)
+		st = walpush_store(pusher, file, &res, err);
 	if (st != PGBK_OK)
 	{
 		pgbk_status_failure(file, err->msg, st == PGBK_EXISTS);

@@ -27,6 +27,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -153,38 +154,170 @@ scan_ready_files(Candidates *c)
  */
 #define LOG_EVERY_FAILURES (60000 / PGBK_PROBE_MS)
 
-/* Upload one claimed file.  Returns true if it went well. */
-static bool
-upload_one(int idx, const char *name, bool backlog)
+/* The outcome of claimed file name's upload: finish its slot, say how it went. */
+static void
+upload_done(int idx, const char *name, bool ok, PgbkError *err, TimestampTz start, bool ahead)
+{
+	int failures = pgbk_slot_finish(idx, ok);
+
+	if (ahead)
+		elog(DEBUG1, "\"%s\" was prepared in a helper thread while the previous file was stored",
+		     name);
+	if (ok)
+		elog(DEBUG1, "\"%s\" uploaded in %.1f ms", name, (GetCurrentTimestamp() - start) / 1000.0);
+	else if (err->code != PGBK_ERR_INTERRUPTED)
+	{
+		/* the message names the file already when it comes from the upload */
+		pgbk_report_error(failures <= 1 || failures % LOG_EVERY_FAILURES == 0 ? LOG : DEBUG1, err,
+		                  strstr(err->msg, name) ? NULL
+		                                         : psprintf("could not upload \"%s\"", name));
+	}
+}
+
+/* Upload one claimed file. */
+static void
+upload_one(int idx, const char *name)
 {
 	char        path[MAXPGPATH];
 	PgbkError   err;
 	bool        ok;
-	int         failures;
 	TimestampTz start;
 
 	/* The archiver may have finished it between our scan and the claim. */
 	if (!pgbk_ready_file_exists(name))
 	{
 		pgbk_slot_release(idx);
-		return true;
+		return;
 	}
 	snprintf(path, sizeof(path), XLOGDIR "/%s", name);
 	pgbk_error_clear(&err);
 	start = GetCurrentTimestamp();
-	ok = pgbk_push_wal_file(name, path, backlog, &err);
-	failures = pgbk_slot_finish(idx, ok);
-	if (ok)
-		elog(DEBUG1, "\"%s\" uploaded in %.1f ms", name, (GetCurrentTimestamp() - start) / 1000.0);
-	if (!ok)
+	ok = pgbk_push_wal_file(name, path, false, &err);
+	upload_done(idx, name, ok, &err, start, false);
+}
+
+/*
+ * A backlog: while one file is stored (the repository's round trips), the
+ * next is prepared (read, scanned, compressed, encrypted) in a helper
+ * thread, so that the CPU keeps working while the repository answers.  In
+ * the archive drain of scripts/bench_archive.sh the uploaders otherwise
+ * waited on RadosGW about half of each segment's time; with a remote S3
+ * the wait is longer still.  Nothing else changes: files are stored one at
+ * a time in this process, each object before its change summary, and a
+ * file counts as uploaded only once stored.  The helper runs no backend
+ * code (pgbk_push_prepare) and has every asynchronous signal blocked, so
+ * the handlers run in this thread; it is joined before this process does
+ * anything but store and claim.
+ */
+static PgbkPushJob backlog_jobs[2];
+
+static void *
+prepare_in_thread(void *arg)
+{
+	pgbk_push_prepare((PgbkPushJob *) arg);
+	return NULL;
+}
+
+static bool
+start_prepare_thread(PgbkPushJob *job, pthread_t *thread)
+{
+	sigset_t all, old;
+	int      rc;
+
+	sigfillset(&all);
+	/* faults are the faulting thread's (walpush.c catches a mapped file's SIGBUS) */
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(thread, NULL, prepare_in_thread, job);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+		ereport(DEBUG1, (errmsg("could not start a thread to prepare \"%s\": %s", job->file,
+		                        strerror(rc))));
+	return rc == 0;
+}
+
+static void
+job_init(PgbkPushJob *job, WalPusher *pusher, const char *name)
+{
+	job->pusher = pusher;
+	strlcpy(job->file, name, sizeof(job->file));
+	snprintf(job->path, sizeof(job->path), XLOGDIR "/%s", name);
+	job->backlog = true;
+}
+
+static void
+upload_backlog(int idx, const char *name, Candidates *cand)
+{
+	PgbkError   err;
+	WalPusher  *pushers[2];
+	int         cur = 0;
+	TimestampTz start;
+	bool        ahead = false; /* the current file was prepared in the helper */
+
+	pgbk_error_clear(&err);
+	if (!pgbk_ready_file_exists(name))
 	{
-		if (err.code == PGBK_ERR_INTERRUPTED)
-			return false;
-		/* the message names the file already when it comes from the upload */
-		pgbk_report_error(failures <= 1 || failures % LOG_EVERY_FAILURES == 0 ? LOG : DEBUG1, &err,
-		                  strstr(err.msg, name) ? NULL : psprintf("could not upload \"%s\"", name));
+		pgbk_slot_release(idx);
+		return;
 	}
-	return ok;
+	if (pgbk_context(&err) == NULL)
+	{
+		pgbk_status_failure(name, err.msg, false);
+		upload_done(idx, name, false, &err, GetCurrentTimestamp(), false);
+		return;
+	}
+	pushers[0] = pgbk_context_pusher();
+	pushers[1] = pgbk_context_pusher_ahead();
+	job_init(&backlog_jobs[0], pushers[0], name);
+	start = GetCurrentTimestamp();
+	pgbk_push_prepare(&backlog_jobs[0]);
+	for (;;)
+	{
+		PgbkPushJob *job = &backlog_jobs[cur], *next = &backlog_jobs[1 - cur];
+		int          next_idx = -1;
+		char         next_name[MAXFNAMELEN];
+		pthread_t    thread;
+		bool         threaded = false;
+		bool         ok;
+		TimestampTz  next_start = 0;
+
+		/* claim the next file while this one is stored, if the backlog lasts */
+		if (!InterruptPending && !ConfigReloadPending && pgbk_archiving_active())
+		{
+			pgbk_slots_release_stale();
+			scan_ready_files(cand);
+			if (cand->n > 2)
+				next_idx = pgbk_slot_claim_next(cand->names, cand->n, next_name);
+			if (next_idx >= 0 && !pgbk_ready_file_exists(next_name))
+			{
+				pgbk_slot_release(next_idx);
+				next_idx = -1;
+			}
+		}
+		if (next_idx >= 0)
+		{
+			job_init(next, pushers[1 - cur], next_name);
+			next_start = GetCurrentTimestamp();
+			threaded = start_prepare_thread(next, &thread);
+		}
+		ok = pgbk_push_store(job, &err);
+		upload_done(idx, job->file, ok, &err, start, ahead);
+		if (next_idx < 0)
+			return;
+		if (threaded)
+			pthread_join(thread, NULL);
+		else
+			pgbk_push_prepare(next);
+		/* not between the helper's start and its join: an error would leave it running */
+		CHECK_FOR_INTERRUPTS();
+		cur = 1 - cur;
+		idx = next_idx;
+		start = next_start;
+		ahead = threaded;
+	}
 }
 
 static void
@@ -248,8 +381,11 @@ pgbk_uploader_main(Datum arg)
 			if (slot >= 0)
 			{
 				idle_rounds = 0;
-				/* behind by more than a couple of segments: map them */
-				upload_one(slot, name, cand->n > 2);
+				/* behind by more than a couple of segments: map them, prepare ahead */
+				if (cand->n > 2)
+					upload_backlog(slot, name, cand);
+				else
+					upload_one(slot, name);
 				continue;
 			}
 			idle_rounds++;

@@ -243,7 +243,8 @@ static PgbkStatus encode_loaded(WalPusher *p, const char *fname, WalFileKind kin
  */
 #define WALPUSH_MAP_MIN (1024 * 1024)
 
-static sigjmp_buf *volatile bus_jump = NULL;
+/* per thread: an uploader prepares its next file in a helper thread (walpush.h) */
+static __thread sigjmp_buf *volatile bus_jump = NULL;
 
 /* Test hook (t/020): map every large file, then shrink it.  Read once. */
 static bool
@@ -347,9 +348,17 @@ store_changes(WalPusher *p, const char *fname, WalPushResult *res, PgbkError *er
 PgbkStatus
 walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *res, PgbkError *err)
 {
-	WalFileKind    kind;
-	PgbkStatus     st;
-	RepoPutOptions opts;
+	PgbkStatus st = walpush_prepare(p, path, fname, res, err);
+
+	return st == PGBK_OK ? walpush_store(p, fname, res, err) : st;
+}
+
+PgbkStatus
+walpush_prepare(WalPusher *p, const char *path, const char *fname, WalPushResult *res,
+                PgbkError *err)
+{
+	WalFileKind kind;
+	PgbkStatus  st;
 
 	memset(res, 0, sizeof(*res));
 	walchg_free(p->changes);
@@ -394,8 +403,34 @@ walpush_file(WalPusher *p, const char *path, const char *fname, WalPushResult *r
 		munmap(p->map, p->map_len);
 		p->map = NULL;
 	}
-	if (st != PGBK_OK)
-		return st;
+	return st;
+}
+
+PgbkStatus
+walpush_store(WalPusher *p, const char *fname, WalPushResult *res, PgbkError *err)
+{
+	PgbkStatus     st;
+	RepoPutOptions opts;
+
+	/* one repository, one database system */
+	if (res->has_summary && p->checked_sysid != res->summary.sysid)
+	{
+		if ((st = repo_descriptor_check(p->repo, &p->params, res->summary.sysid, err)) != PGBK_OK)
+		{
+			/*
+			 * Not yet known to be this system's repository (after a start,
+			 * or a new configuration): nothing is archived until the
+			 * descriptor can be read.  Say so, rather than only naming
+			 * pgbk.repo.  A descriptor that was read and is wrong says so
+			 * itself.
+			 */
+			if (st == PGBK_EXISTS || st == PGBK_ERR_FORMAT || st == PGBK_ERR_INTEGRITY ||
+			    st == PGBK_ERR_KEY || st == PGBK_ERR_INTERRUPTED)
+				return st;
+			return pgbk_error_prefix(err, "archiving waits for the repository descriptor");
+		}
+		p->checked_sysid = res->summary.sysid;
+	}
 
 	memset(&opts, 0, sizeof(opts));
 	opts.no_overwrite = true;
@@ -437,26 +472,6 @@ encode_loaded(WalPusher *p, const char *fname, WalFileKind kind, WalPushResult *
 
 	if ((st = build_attrs(p, fname, kind, res, err)) != PGBK_OK)
 		return st;
-
-	/* one repository, one database system */
-	if (res->has_summary && p->checked_sysid != res->summary.sysid)
-	{
-		if ((st = repo_descriptor_check(p->repo, &p->params, res->summary.sysid, err)) != PGBK_OK)
-		{
-			/*
-			 * Not yet known to be this system's repository (after a start,
-			 * or a new configuration): nothing is archived until the
-			 * descriptor can be read.  Say so, rather than only naming
-			 * pgbk.repo.  A descriptor that was read and is wrong says so
-			 * itself.
-			 */
-			if (st == PGBK_EXISTS || st == PGBK_ERR_FORMAT || st == PGBK_ERR_INTEGRITY ||
-			    st == PGBK_ERR_KEY || st == PGBK_ERR_INTERRUPTED)
-				return st;
-			return pgbk_error_prefix(err, "archiving waits for the repository descriptor");
-		}
-		p->checked_sysid = res->summary.sysid;
-	}
 
 	pgbk_buf_reset(&p->enc);
 	if ((st = codec_encode(&wal_params, p->data, p->len, (const char *) p->attrs.data, &p->enc,

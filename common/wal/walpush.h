@@ -74,6 +74,24 @@ PgbkStatus walpush_file(WalPusher *p, const char *path, const char *fname, WalPu
                         PgbkError *err);
 
 /*
+ * walpush_file in two steps, so that a caller can prepare the next file
+ * while the previous one is stored (the uploaders, pg_ext/uploader.c):
+ *
+ * walpush_prepare reads (or maps) the file, scans it and encodes it into
+ * p->enc (and its change summary into p->changes).  It touches neither the
+ * repository nor anything but p, res and err (its one log line is a test
+ * hook's; pg_ext's log hook is safe off the main thread): it may run in a
+ * thread of its own, one at a time per WalPusher.  A SIGBUS from a mapped
+ * file that shrinks is caught in the thread that prepares.
+ *
+ * walpush_store then checks the repository descriptor (once per system),
+ * puts the object, and its change summary after it, as walpush_file says.
+ */
+PgbkStatus walpush_prepare(WalPusher *p, const char *path, const char *fname, WalPushResult *res,
+                           PgbkError *err);
+PgbkStatus walpush_store(WalPusher *p, const char *fname, WalPushResult *res, PgbkError *err);
+
+/*
  * Does the stored object under key hold exactly this content (plain content
  * hash and raw size)?  Reads only the object's header, except for
  * trailer-only objects, which are read whole.
