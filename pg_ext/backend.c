@@ -129,6 +129,8 @@ pgbk_context(PgbkError *err)
 	}
 	walpush_init(&context_pushers[0], ctx->repo, &ctx->params);
 	walpush_init(&context_pushers[1], ctx->repo, &ctx->params);
+	/* one repository: its descriptor is read once for both */
+	walpush_share_check(&context_pushers[1], &context_pushers[0]);
 	context = ctx;
 	pgbk_context_generation++;
 	return context;

@@ -206,37 +206,85 @@ upload_one(int idx, const char *name)
  * a time in this process, each object before its change summary, and a
  * file counts as uploaded only once stored.  The helper runs no backend
  * code (pgbk_push_prepare) and has every asynchronous signal blocked, so
- * the handlers run in this thread; it is joined before this process does
- * anything but store and claim.
+ * the handlers run in this thread; this process waits for it before it does
+ * anything but store and claim.  The helper lives as long as the process,
+ * so its zstd context (kept per thread, codec.c) is set up once.
  */
 static PgbkPushJob backlog_jobs[2];
 
-static void *
-prepare_in_thread(void *arg)
+static struct
 {
-	pgbk_push_prepare((PgbkPushJob *) arg);
+	bool            started;
+	pthread_mutex_t mu;
+	pthread_cond_t  cv;
+	PgbkPushJob    *job; /* posted, being prepared; NULL when done */
+} helper = {false, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL};
+
+static void *
+helper_main(void *arg)
+{
+	for (;;)
+	{
+		PgbkPushJob *job;
+
+		pthread_mutex_lock(&helper.mu);
+		while (helper.job == NULL)
+			pthread_cond_wait(&helper.cv, &helper.mu);
+		job = helper.job;
+		pthread_mutex_unlock(&helper.mu);
+
+		pgbk_push_prepare(job);
+
+		pthread_mutex_lock(&helper.mu);
+		helper.job = NULL;
+		pthread_cond_broadcast(&helper.cv);
+		pthread_mutex_unlock(&helper.mu);
+	}
 	return NULL;
 }
 
+/* Have the helper prepare job; false if there is no helper (prepare it here). */
 static bool
-start_prepare_thread(PgbkPushJob *job, pthread_t *thread)
+helper_post(PgbkPushJob *job)
 {
-	sigset_t all, old;
-	int      rc;
+	if (!helper.started)
+	{
+		sigset_t  all, old;
+		pthread_t thread;
+		int       rc;
 
-	sigfillset(&all);
-	/* faults are the faulting thread's (walpush.c catches a mapped file's SIGBUS) */
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(thread, NULL, prepare_in_thread, job);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0)
-		ereport(DEBUG1, (errmsg("could not start a thread to prepare \"%s\": %s", job->file,
-		                        strerror(rc))));
-	return rc == 0;
+		sigfillset(&all);
+		/* faults are the faulting thread's (walpush.c catches a mapped file's SIGBUS) */
+		sigdelset(&all, SIGBUS);
+		sigdelset(&all, SIGSEGV);
+		sigdelset(&all, SIGFPE);
+		sigdelset(&all, SIGILL);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		rc = pthread_create(&thread, NULL, helper_main, NULL);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (rc != 0)
+		{
+			ereport(DEBUG1,
+			        (errmsg("could not start the uploader's helper thread: %s", strerror(rc))));
+			return false;
+		}
+		pthread_detach(thread);
+		helper.started = true;
+	}
+	pthread_mutex_lock(&helper.mu);
+	helper.job = job;
+	pthread_cond_broadcast(&helper.cv);
+	pthread_mutex_unlock(&helper.mu);
+	return true;
+}
+
+static void
+helper_wait(void)
+{
+	pthread_mutex_lock(&helper.mu);
+	while (helper.job != NULL)
+		pthread_cond_wait(&helper.cv, &helper.mu);
+	pthread_mutex_unlock(&helper.mu);
 }
 
 static void
@@ -279,7 +327,6 @@ upload_backlog(int idx, const char *name, Candidates *cand)
 		PgbkPushJob *job = &backlog_jobs[cur], *next = &backlog_jobs[1 - cur];
 		int          next_idx = -1;
 		char         next_name[MAXFNAMELEN];
-		pthread_t    thread;
 		bool         threaded = false;
 		bool         ok;
 		TimestampTz  next_start = 0;
@@ -301,17 +348,17 @@ upload_backlog(int idx, const char *name, Candidates *cand)
 		{
 			job_init(next, pushers[1 - cur], next_name);
 			next_start = GetCurrentTimestamp();
-			threaded = start_prepare_thread(next, &thread);
+			threaded = helper_post(next);
 		}
 		ok = pgbk_push_store(job, &err);
 		upload_done(idx, job->file, ok, &err, start, ahead);
 		if (next_idx < 0)
 			return;
 		if (threaded)
-			pthread_join(thread, NULL);
+			helper_wait();
 		else
 			pgbk_push_prepare(next);
-		/* not between the helper's start and its join: an error would leave it running */
+		/* not while the helper prepares: an error here would leave it working on */
 		CHECK_FOR_INTERRUPTS();
 		cur = 1 - cur;
 		idx = next_idx;

@@ -1465,6 +1465,66 @@ test_walpush(void **state)
 	fclose(fp);
 	assert_int_equal(walpush_file(&p, path, "00000002.history", &res, &err), PGBK_OK);
 	assert_false(res.has_changes);
+
+	/*
+	 * Two pushers of one repository context (an uploader's, one preparing
+	 * ahead): walpush_prepare and walpush_store apart, and the second trusts
+	 * the first's descriptor check (walpush_share_check).  With the
+	 * descriptor now unreadable, it still stores; a pusher of its own reads
+	 * the descriptor and refuses.
+	 */
+	{
+		WalPusher   q, r;
+		Wal         w2;
+		const char *name2 = "000000010000000000000032";
+		char        path2[400];
+		const char *dpath = local_path(f, LAYOUT_DESCRIPTOR);
+		char       *saved;
+		long        dlen;
+
+		wal_init(&w2, 1, 0x32);
+		wal_touch(&w2, 16384, 9);
+		wal_switch(&w2);
+		snprintf(path2, sizeof(path2), "%s/%s", f->dir, name2);
+		fp = fopen(path2, "wb");
+		assert_non_null(fp);
+		assert_int_equal(fwrite(w2.d, 1, SEG, fp), SEG);
+		fclose(fp);
+		fp = fopen(dpath, "rb");
+		assert_non_null(fp);
+		fseek(fp, 0, SEEK_END);
+		dlen = ftell(fp);
+		rewind(fp);
+		saved = malloc((size_t) dlen);
+		assert_int_equal(fread(saved, 1, (size_t) dlen, fp), (size_t) dlen);
+		fclose(fp);
+		fp = fopen(dpath, "wb");
+		assert_non_null(fp);
+		fputs("not a descriptor", fp);
+		fclose(fp);
+
+		walpush_init(&r, f->repo, &f->params);
+		assert_int_not_equal(walpush_file(&r, path2, name2, &res, &err), PGBK_OK);
+		walpush_free(&r);
+
+		walpush_init(&q, f->repo, &f->params);
+		walpush_share_check(&q, &p);
+		assert_int_equal(walpush_prepare(&q, path2, name2, &res, &err), PGBK_OK);
+		assert_true(q.enc.len > 0);
+		assert_true(res.has_summary);
+		if (walpush_store(&q, name2, &res, &err) != PGBK_OK)
+			fail_msg("walpush_store: %s", err.msg);
+		assert_false(res.already_present);
+		assert_true(res.has_changes);
+		walpush_free(&q);
+
+		fp = fopen(dpath, "wb");
+		assert_non_null(fp);
+		assert_int_equal(fwrite(saved, 1, (size_t) dlen, fp), (size_t) dlen);
+		fclose(fp);
+		free(saved);
+		free(w2.d);
+	}
 	walpush_free(&p);
 	walchg_free(want);
 	free(w.d);

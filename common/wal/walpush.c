@@ -30,9 +30,16 @@ walpush_init(WalPusher *p, Repo *repo, const CodecParams *params)
 	memset(p, 0, sizeof(*p));
 	p->repo = repo;
 	p->params = *params;
+	p->checked = &p->checked_sysid;
 	pgbk_buf_init(&p->raw);
 	pgbk_buf_init(&p->enc);
 	pgbk_buf_init(&p->attrs);
+}
+
+void
+walpush_share_check(WalPusher *p, WalPusher *with)
+{
+	p->checked = with->checked;
 }
 
 void
@@ -237,7 +244,7 @@ static PgbkStatus encode_loaded(WalPusher *p, const char *fname, WalFileKind kin
  * was measured to pay.  PostgreSQL never truncates a WAL file, and recycles
  * one only after it is archived, which waits for us.  Should the file shrink anyway,
  * or the disk fail while a page is read in, the kernel raises SIGBUS where
- * read() would have returned an error: walpush_file turns that into the
+ * read() would have returned an error: walpush_prepare turns that into the
  * same error (below), never a crash of the server.  Small files (history,
  * .backup) are read.
  */
@@ -294,7 +301,12 @@ map_or_read(WalPusher *p, const char *path, int64_t *mtime, PgbkError *err)
 		p->len = p->raw.len;
 		return PGBK_OK;
 	}
-	m = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	/*
+	 * Not MAP_POPULATE: faulting the pages in as the scan first reads them
+	 * (the kernel maps 16 at a time) took 0.44 ms for a cached 16 MiB
+	 * segment where populating them up front took 1.05 ms.
+	 */
+	m = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (m == MAP_FAILED)
 	{
 		int save = errno;
@@ -413,7 +425,7 @@ walpush_store(WalPusher *p, const char *fname, WalPushResult *res, PgbkError *er
 	RepoPutOptions opts;
 
 	/* one repository, one database system */
-	if (res->has_summary && p->checked_sysid != res->summary.sysid)
+	if (res->has_summary && *p->checked != res->summary.sysid)
 	{
 		if ((st = repo_descriptor_check(p->repo, &p->params, res->summary.sysid, err)) != PGBK_OK)
 		{
@@ -429,7 +441,7 @@ walpush_store(WalPusher *p, const char *fname, WalPushResult *res, PgbkError *er
 				return st;
 			return pgbk_error_prefix(err, "archiving waits for the repository descriptor");
 		}
-		p->checked_sysid = res->summary.sysid;
+		*p->checked = res->summary.sysid;
 	}
 
 	memset(&opts, 0, sizeof(opts));

@@ -46,6 +46,7 @@ typedef struct WalPusher
 	PgbkBuf     enc;
 	PgbkBuf     attrs;
 	uint64_t    checked_sysid; /* descriptor verified for this system id */
+	uint64_t   *checked;       /* &checked_sysid, or another pusher's (walpush_share_check) */
 	WalChanges *changes;       /* the change summary of the file being pushed */
 } WalPusher;
 
@@ -65,6 +66,8 @@ typedef struct WalPushResult
 } WalPushResult;
 
 void walpush_init(WalPusher *p, Repo *repo, const CodecParams *params);
+/* p trusts the descriptor check of with (two pushers of one repository context). */
+void walpush_share_check(WalPusher *p, WalPusher *with);
 void walpush_free(WalPusher *p);
 
 /*
