@@ -1401,6 +1401,17 @@ test_union_local(void **state)
 }
 
 /* walpush stores the summary beside the segment, on a retry too, and a different stored one only warns. */
+/* Write len bytes to a new file at path. */
+static void
+write_bytes(const char *path, const void *data, size_t len)
+{
+	FILE *fp = fopen(path, "wb");
+
+	assert_non_null(fp);
+	assert_int_equal(fwrite(data, 1, len, fp), len);
+	assert_int_equal(fclose(fp), 0);
+}
+
 static void
 test_walpush(void **state)
 {
@@ -1419,10 +1430,7 @@ test_walpush(void **state)
 	wal_touch(&w, 16384, 3);
 	wal_switch(&w);
 	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
-	fp = fopen(path, "wb");
-	assert_non_null(fp);
-	assert_int_equal(fwrite(w.d, 1, SEG, fp), SEG);
-	fclose(fp);
+	write_bytes(path, w.d, SEG);
 
 	walpush_init(&p, f->repo, &f->params);
 	if (walpush_file(&p, path, name, &res, &err) != PGBK_OK)
@@ -1486,10 +1494,7 @@ test_walpush(void **state)
 		wal_touch(&w2, 16384, 9);
 		wal_switch(&w2);
 		snprintf(path2, sizeof(path2), "%s/%s", f->dir, name2);
-		fp = fopen(path2, "wb");
-		assert_non_null(fp);
-		assert_int_equal(fwrite(w2.d, 1, SEG, fp), SEG);
-		fclose(fp);
+		write_bytes(path2, w2.d, SEG);
 		fp = fopen(dpath, "rb");
 		assert_non_null(fp);
 		fseek(fp, 0, SEEK_END);
@@ -1498,10 +1503,7 @@ test_walpush(void **state)
 		saved = malloc((size_t) dlen);
 		assert_int_equal(fread(saved, 1, (size_t) dlen, fp), (size_t) dlen);
 		fclose(fp);
-		fp = fopen(dpath, "wb");
-		assert_non_null(fp);
-		fputs("not a descriptor", fp);
-		fclose(fp);
+		write_bytes(dpath, "not a descriptor", 16);
 
 		walpush_init(&r, f->repo, &f->params);
 		assert_int_not_equal(walpush_file(&r, path2, name2, &res, &err), PGBK_OK);
@@ -1518,10 +1520,7 @@ test_walpush(void **state)
 		assert_true(res.has_changes);
 		walpush_free(&q);
 
-		fp = fopen(dpath, "wb");
-		assert_non_null(fp);
-		assert_int_equal(fwrite(saved, 1, (size_t) dlen, fp), (size_t) dlen);
-		fclose(fp);
+		write_bytes(dpath, saved, (size_t) dlen);
 		free(saved);
 		free(w2.d);
 	}
