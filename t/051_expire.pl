@@ -124,6 +124,11 @@ is_deeply(listing('backup/'), $backups_before, '... not even backup data');
 # changes: not infinite (which deleted every backup but the newest and the
 # WAL they need), not NULL, not beyond a few minutes of clock skew ahead
 # (WAL archived meanwhile may add rows: count those that were there before)
+# Uploads finish in any order (two uploaders, each preparing its next file
+# ahead), so a row named below the newest could still come: let archiving
+# settle and bring the catalog to the repository first.
+ok(PgbkTest::wait_archived($node), 'archiving settled');
+sq_admin('SELECT bk_catalog_sync()');
 my $wal_max = sq("SELECT max(name) FROM pgbk.wal");
 my $rows_q = "SELECT (SELECT count(*) FROM pgbk.backup) || '/' || (SELECT count(*) FROM pgbk.wal WHERE name <= '$wal_max') || '/' || (SELECT count(*) FROM pgbk.restore_point)";
 my $rows_before = sq($rows_q);
