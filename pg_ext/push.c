@@ -43,15 +43,15 @@ pgbk_push_prepare(PgbkPushJob *job)
 bool
 pgbk_push_store(PgbkPushJob *job, PgbkError *err)
 {
-	WalPusher    *pusher = job->pusher;
-	const char   *file = job->file;
-	WalPushResult res;
-	PgbkStatus    st = job->st;
+	WalPusher     *pusher = job->pusher;
+	const char    *file = job->file;
+	WalPushResult *res = &job->res;
+	PgbkStatus     st = job->st;
 
-	*err = job->err;
-	res = job->res;
 	if (st == PGBK_OK)
-		st = walpush_store(pusher, file, &res, err);
+		st = walpush_store(pusher, file, res, err);
+	else
+		*err = job->err;
 	if (st != PGBK_OK)
 	{
 		pgbk_status_failure(file, err->msg, st == PGBK_EXISTS);
@@ -59,7 +59,7 @@ pgbk_push_store(PgbkPushJob *job, PgbkError *err)
 			pgbk_queue_event("duplicate_refused", file, err->msg);
 		return false;
 	}
-	if (!res.already_present)
+	if (!res->already_present)
 	{
 		CodecHeader hdr;
 		size_t      needed = 0;
@@ -67,11 +67,11 @@ pgbk_push_store(PgbkPushJob *job, PgbkError *err)
 
 		/* the scheduler catalogues it from here instead of reading it back */
 		if (codec_read_header(pusher->enc.data, pusher->enc.len, &hdr, &needed, &herr) == PGBK_OK)
-			pgbk_header_cache_put(res.key, pusher->enc.data, hdr.header_len);
+			pgbk_header_cache_put(res->key, pusher->enc.data, hdr.header_len);
 	}
-	pgbk_status_success(file, res.raw_size, res.stored_size, res.already_present);
+	pgbk_status_success(file, res->raw_size, res->stored_size, res->already_present);
 	pgbk_wake_scheduler(); /* the catalog picks the new object up */
-	if (res.already_present)
+	if (res->already_present)
 		ereport(LOG, (errmsg("\"%s\" was already in the repository with identical content", file)));
 	return true;
 }

@@ -313,8 +313,8 @@ upload_backlog(int idx, const char *name, Candidates *cand)
 	}
 	if (pgbk_context(&err) == NULL)
 	{
-		pgbk_status_failure(name, err.msg, false);
-		upload_done(idx, name, false, &err, GetCurrentTimestamp(), false);
+		/* no repository context: upload_one reports it as every upload does */
+		upload_one(idx, name);
 		return;
 	}
 	pushers[0] = pgbk_context_pusher();
